@@ -1,0 +1,190 @@
+"""Run configuration: dataclasses with defaults, loaded from YAML and `key=value` overrides.
+
+Every value is type-checked against the dataclass field it lands in, and an unknown key is an
+error that names the key and the keys that exist, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_TASKS = ("demo_ner", "demo_sentiment", "demo_topic")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be applied."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0  # passes over the mixed training data; ignored when max_steps is set
+    max_steps: int | None = None  # optimizer steps; overrides epochs when set
+    batch_size: int = 32  # examples per batch (one task per batch)
+    max_tokens: int | None = None  # token budget per batch (padded length x rows); overrides batch_size
+    eval_batch_size: int = 64  # examples per evaluation batch
+    lr: float = 5e-5  # peak learning rate of AdamW
+    head_lr: float | None = None  # learning rate of the task heads; None means lr
+    weight_decay: float = 0.01  # AdamW weight decay (not applied to biases and LayerNorm)
+    warmup_ratio: float = 0.1  # fraction of the optimizer steps spent warming up linearly
+    grad_accum: int = 1  # batches accumulated per optimizer step
+    max_grad_norm: float = 1.0  # gradient clipping norm; 0 disables clipping
+    eval_every: int = 0  # evaluate every N optimizer steps; 0 evaluates only at the end
+    log_every: int = 10  # refresh the progress bar's running losses every N steps
+
+
+@dataclass
+class SamplingConfig:
+    strategy: str = "proportional"  # proportional | temperature | uniform
+    temperature: float = 2.0  # T of the temperature strategy: p_i proportional to n_i ** (1/T)
+
+
+@dataclass
+class RunConfig:
+    model: str = DEFAULT_MODEL  # Hub id or local path of any AutoModel encoder
+    output_dir: str = "outputs/cls_ner"  # best checkpoint, metrics.json and training state
+    data_dir: str | None = None  # read built-in tasks from local files under this folder
+    tasks: list[Any] = field(default_factory=lambda: list(DEFAULT_TASKS))  # names or inline specs
+    max_length: int = 128  # subword tokens per example, special tokens included
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16; auto picks bf16 where supported
+    resume_from: str | None = None  # a run's output_dir (or its state/ folder) to resume
+    seed: int = 42  # seeds weights, shuffling and the task sequence
+    cache_dir: str | None = None  # datasets cache; None uses the Hugging Face default
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data copy, for logging and for saving next to a checkpoint."""
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Build a RunConfig from defaults, then a YAML file, then `key=value` overrides in order."""
+    config = RunConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        with path.open() as handle:
+            data = yaml.safe_load(handle) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+        apply_mapping(config, data, source=str(path))
+    for override in overrides or []:
+        key, value = parse_override(override)
+        set_value(config, key, value, source="command line")
+    validate(config)
+    return config
+
+
+CHOICES = {
+    "mixed_precision": ("auto", "no", "bf16", "fp16"),
+    "sampling.strategy": ("proportional", "temperature", "uniform"),
+}
+
+
+def validate(config: RunConfig) -> None:
+    """Check values that have a fixed set of choices or a valid range."""
+    for key, choices in CHOICES.items():
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}")
+    positive = {
+        "train.batch_size": config.train.batch_size,
+        "train.eval_batch_size": config.train.eval_batch_size,
+        "train.grad_accum": config.train.grad_accum,
+        "max_length": config.max_length,
+        "sampling.temperature": config.sampling.temperature,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    if not config.tasks:
+        raise ConfigError("tasks is empty: name at least one task")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `train.lr=3e-5` into ("train.lr", 3e-05); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. train.lr=3e-5)")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from exc
+    return key.strip(), value
+
+
+def apply_mapping(target: Any, data: dict[str, Any], source: str, prefix: str = "") -> None:
+    """Apply nested mapping `data` onto dataclass `target`, recursing into nested dataclasses."""
+    for key, value in data.items():
+        set_value(target, f"{prefix}{key}", value, source=source, root_prefix=prefix)
+
+
+def set_value(
+    config: Any, dotted_key: str, value: Any, source: str, root_prefix: str = ""
+) -> None:
+    """Set `dotted_key` (relative to `config`) to `value`, checking the key and the type."""
+    parts = dotted_key[len(root_prefix) :].split(".")
+    target = config
+    for depth, name in enumerate(parts):
+        full_key = root_prefix + ".".join(parts[: depth + 1])
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        if name not in fields:
+            valid = ", ".join(sorted(root_prefix + ".".join(parts[:depth] + [n]) for n in fields))
+            raise ConfigError(f"{source}: unknown config key {full_key!r}; valid keys: {valid}")
+        current = getattr(target, name)
+        if depth < len(parts) - 1:
+            if not dataclasses.is_dataclass(current):
+                raise ConfigError(f"{source}: {full_key!r} is a value, not a section")
+            target = current
+            continue
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {full_key!r} is a section; give a mapping")
+            apply_mapping(current, value, source, prefix=full_key + ".")
+            return
+        hint = typing.get_type_hints(type(target))[name]
+        setattr(target, name, coerce(value, hint, full_key, source))
+
+
+def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Return `value` as type `hint`, or raise a ConfigError naming the key and the type."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce(value, option, key, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is list:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key!r} expects a list, got {value!r}")
+        return list(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and isinstance(value, bool) or hint is not bool and type(value) is hint:
+        return value
+    raise ConfigError(
+        f"{source}: {key!r} expects {getattr(hint, '__name__', hint)}, got {value!r}"
+    )

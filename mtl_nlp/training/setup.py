@@ -1,0 +1,61 @@
+"""Building the pieces of a run from its config: accelerator, heads, loader, optimizer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+
+from mtl_nlp.config import ConfigError, RunConfig, TrainConfig
+from mtl_nlp.data.multitask import MultiTaskLoader
+from mtl_nlp.data.pipeline import TaskData
+from mtl_nlp.modeling.heads import HeadConfig
+from mtl_nlp.modeling.model import CHECKPOINT_CONFIG
+from mtl_nlp.training.precision import resolve_mixed_precision
+
+
+def build_accelerator(config: RunConfig) -> Accelerator:
+    """An Accelerator for the run: precision resolved, accumulation set, DDP told that only one
+    head takes part in each step (the other heads get no gradient)."""
+    use_cpu = not torch.cuda.is_available()
+    return Accelerator(
+        cpu=use_cpu,
+        mixed_precision=resolve_mixed_precision(config.mixed_precision, use_cpu),
+        gradient_accumulation_steps=config.train.grad_accum,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+
+
+def check_output_dir(config: RunConfig) -> None:
+    """Refuse to start a fresh run over a directory that already holds a trained checkpoint."""
+    output = Path(config.output_dir)
+    if (output / CHECKPOINT_CONFIG).exists() and config.resume_from is None:
+        raise ConfigError(
+            f"output_dir {output} already holds a checkpoint; choose another output_dir, "
+            f"or resume it with resume_from={output}"
+        )
+
+
+def head_configs(tasks: dict[str, TaskData]) -> list[HeadConfig]:
+    """One head per task, with the task's label set."""
+    return [HeadConfig(name=name, type=data.spec.type, labels=data.labels) for name, data in tasks.items()]
+
+
+def build_train_loader(
+    config: RunConfig, tasks: dict[str, TaskData], tokenizer, accelerator: Accelerator
+) -> MultiTaskLoader:
+    """The task-sampling loader; this process's shard of every task's batches."""
+    return MultiTaskLoader(
+        tasks, tokenizer, batch_size=config.train.batch_size, max_tokens=config.train.max_tokens,
+        strategy=config.sampling.strategy, temperature=config.sampling.temperature,
+        seed=config.seed, num_replicas=accelerator.num_processes, rank=accelerator.process_index,
+    )
+
+
+def count_optimizer_steps(train: TrainConfig, loader: MultiTaskLoader) -> int:
+    """train.max_steps when set, else train.epochs passes over every task's batches."""
+    if train.max_steps is not None:
+        return train.max_steps
+    return max(1, math.ceil(train.epochs * loader.batches_per_epoch / train.grad_accum))

@@ -1,0 +1,193 @@
+"""The Accelerate training loop: task-sampled batches, periodic evaluation, best checkpoint,
+resumable state."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import send_to_device
+from tqdm.auto import tqdm
+
+from mtl_nlp.config import TrainConfig
+from mtl_nlp.data.multitask import MultiTaskLoader
+from mtl_nlp.data.pipeline import TaskData
+from mtl_nlp.modeling.model import MultiTaskModel
+from mtl_nlp.training.evaluation import evaluate
+from mtl_nlp.training.metrics import overall_score
+from mtl_nlp.training.setup import count_optimizer_steps
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = "state"
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass
+class TrainingProgress:
+    """Where a run stands; saved with the Accelerate state so a resumed run continues exactly."""
+
+    step: int = 0
+    best_score: float = -math.inf
+    best_step: int = -1
+    real_tokens: int = 0  # non-padding tokens the encoder processed
+    padded_tokens: int = 0  # all tokens the encoder processed, padding included
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)  # validation scores by step
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+class RunningLoss:
+    """Exponential moving average of each task's loss, for the progress bar."""
+
+    def __init__(self, decay: float = 0.9) -> None:
+        self.decay = decay
+        self.values: dict[str, float] = {}
+
+    def update(self, task: str, loss: float) -> None:
+        previous = self.values.get(task)
+        self.values[task] = loss if previous is None else self.decay * previous + (1 - self.decay) * loss
+
+    def postfix(self) -> dict[str, str]:
+        return {task: f"{value:.3f}" for task, value in sorted(self.values.items())}
+
+
+class MultiTaskTrainer:
+    """Trains a prepared MultiTaskModel on a MultiTaskLoader and keeps the best checkpoint in
+    `output_dir` (by the mean validation score over tasks)."""
+
+    def __init__(
+        self, accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any,
+        loader: MultiTaskLoader, eval_loaders: dict, tasks: dict[str, TaskData],
+        config: TrainConfig, output_dir: str | Path, tokenizer: Any,
+        checkpoint_extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.accelerator = accelerator
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.loader, self.eval_loaders, self.tasks = loader, eval_loaders, tasks
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.tokenizer = tokenizer
+        self.checkpoint_extra = checkpoint_extra or {}
+        self.progress = TrainingProgress()
+        self.loss_weights = {name: data.spec.loss_weight for name, data in tasks.items()}
+        self.task_types = {name: data.spec.type for name, data in tasks.items()}
+        accelerator.register_for_checkpointing(self.progress, self.loader)
+
+    def resume(self, path: str | Path) -> None:
+        """Restore model, optimizer, scheduler, RNG, loader and progress from a saved state."""
+        path = Path(path)
+        state = path / STATE_DIR if (path / STATE_DIR).is_dir() else path
+        if not state.is_dir():
+            raise FileNotFoundError(f"resume_from: no training state at {state}")
+        self.accelerator.load_state(str(state))
+        logger.info("resumed from %s at step %d", state, self.progress.step)
+
+    def train(self) -> TrainingProgress:
+        """Run until total_steps, evaluating every train.eval_every steps and at the end."""
+        total = count_optimizer_steps(self.config, self.loader)
+        bar = tqdm(total=total, initial=self.progress.step, desc="train",
+                   disable=not self.accelerator.is_local_main_process)
+        running = RunningLoss()
+        self.model.train()
+        started = time.perf_counter()
+        batches = iter(self.loader)
+        while self.progress.step < total:
+            task, batch = next(batches)
+            loss = self._train_batch(task, batch)
+            running.update(task, loss)
+            if not self.accelerator.sync_gradients:
+                continue
+            self.progress.step += 1
+            bar.update(1)
+            if self.progress.step % self.config.log_every == 0 or self.progress.step == total:
+                bar.set_postfix(running.postfix(), refresh=False)
+            if self.config.eval_every and self.progress.step % self.config.eval_every == 0:
+                self.progress.train_seconds += time.perf_counter() - started
+                self.evaluate_and_checkpoint()
+                started = time.perf_counter()
+        self.progress.train_seconds += time.perf_counter() - started
+        bar.close()
+        if not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
+            self.evaluate_and_checkpoint()
+        return self.progress
+
+    def _train_batch(self, task: str, batch: dict[str, torch.Tensor]) -> float:
+        batch = send_to_device(batch, self.accelerator.device)
+        mask = batch["attention_mask"]
+        self.progress.real_tokens += int(mask.sum())
+        self.progress.padded_tokens += mask.numel()
+        with self.accelerator.accumulate(self.model):
+            loss = self.model(task=task, **batch)["loss"]
+            self.accelerator.backward(loss * self.loss_weights[task])
+            if self.accelerator.sync_gradients and self.config.max_grad_norm > 0:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad()
+        return loss.item()
+
+    def evaluate_and_checkpoint(self) -> dict[str, dict[str, float]]:
+        """Score the validation splits; save the model when the overall score improves, and
+        save the resumable training state."""
+        metrics = evaluate(self.accelerator, self.model, self.eval_loaders, self.tasks)
+        score = overall_score(metrics, self.task_types)
+        self.progress.history.append({"step": self.progress.step, "overall": score, **metrics})
+        if score > self.progress.best_score:
+            self.progress.best_score, self.progress.best_step = score, self.progress.step
+            self.save_model(self.output_dir)
+        self.accelerator.print(
+            f"step {self.progress.step}: validation overall {score:.4f} "
+            f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}) "
+            + json.dumps({task: {k: round(v, 4) for k, v in m.items()} for task, m in metrics.items()})
+        )
+        self.accelerator.save_state(str(self.output_dir / STATE_DIR))
+        self.write_json(TRAINER_STATE, self.trainer_summary())
+        return metrics
+
+    def save_model(self, directory: Path) -> None:
+        """Write the unwrapped model, tokenizer and head configs (main process only)."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            model: MultiTaskModel = self.accelerator.unwrap_model(self.model)
+            model.save_pretrained(directory, tokenizer=self.tokenizer, extra=self.checkpoint_extra)
+        self.accelerator.wait_for_everyone()
+
+    def load_best(self) -> None:
+        """Put the best checkpoint's weights back into the model (every process)."""
+        self.accelerator.wait_for_everyone()
+        self.accelerator.unwrap_model(self.model).load_weights_from(self.output_dir)
+
+    def trainer_summary(self) -> dict[str, Any]:
+        """Throughput, padding and validation history, for trainer_state.json."""
+        p = self.progress
+        processes = self.accelerator.num_processes
+        return {
+            "step": p.step,
+            "best_step": p.best_step,
+            "best_validation_overall": p.best_score,
+            "train_seconds": round(p.train_seconds, 2),
+            "real_tokens_per_second": round(p.real_tokens * processes / max(p.train_seconds, 1e-9), 1),
+            "padding_fraction": round(1 - p.real_tokens / max(p.padded_tokens, 1), 4),
+            "num_processes": processes,
+            "history": p.history,
+        }
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        """Write `data` as JSON into output_dir (main process only)."""
+        if self.accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / name).write_text(json.dumps(data, indent=2) + "\n")
