@@ -112,16 +112,24 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("tasks is empty: name at least one task")
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split `train.lr=3e-5` into ("train.lr", 3e-05); the value is parsed as YAML."""
+class RawText(str):
+    """A command-line value not yet parsed: kept as text for str fields (so `no` stays "no"),
+    parsed as YAML for every other type."""
+
+
+def parse_override(text: str) -> tuple[str, RawText]:
+    """Split `train.lr=3e-5` into ("train.lr", "3e-5"); the value is typed when it is applied."""
     key, sep, raw = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key=value (e.g. train.lr=3e-5)")
+    return key.strip(), RawText(raw)
+
+
+def _parse_raw(value: RawText, key: str, source: str) -> Any:
     try:
-        value = yaml.safe_load(raw) if raw else None
+        return yaml.safe_load(value) if value else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from exc
-    return key.strip(), value
+        raise ConfigError(f"{source}: value of {key!r} is not valid YAML: {exc}") from exc
 
 
 def apply_mapping(target: Any, data: dict[str, Any], source: str, prefix: str = "") -> None:
@@ -149,6 +157,8 @@ def set_value(
             target = current
             continue
         if dataclasses.is_dataclass(current):
+            if isinstance(value, RawText):
+                value = _parse_raw(value, full_key, source)
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {full_key!r} is a section; give a mapping")
             apply_mapping(current, value, source, prefix=full_key + ".")
@@ -159,6 +169,10 @@ def set_value(
 
 def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     """Return `value` as type `hint`, or raise a ConfigError naming the key and the type."""
+    if isinstance(value, RawText):
+        if hint is str:
+            return str(value)
+        value = _parse_raw(value, key, source)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -183,6 +197,12 @@ def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads "3e-5" (no dot) as a string; users write it that way all the time.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is bool and isinstance(value, bool) or hint is not bool and type(value) is hint:
         return value
     raise ConfigError(

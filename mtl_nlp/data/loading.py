@@ -122,6 +122,11 @@ def _load_hub(spec: TaskSpec, cache_dir: str | None) -> DatasetDict:
 
 def _hold_out_validation(spec: TaskSpec, splits: DatasetDict, seed: int) -> DatasetDict:
     train = splits["train"]
+    if len(train) < 2:
+        raise DataError(
+            f"task {spec.name!r} has no validation split and {len(train)} training example(s) to "
+            "hold one out from; add a validation file"
+        )
     size = min(HELD_OUT_MAX, max(1, int(len(train) * HELD_OUT_FRACTION)))
     parts = train.train_test_split(test_size=size, seed=seed, shuffle=True)
     logger.info(

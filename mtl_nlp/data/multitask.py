@@ -31,7 +31,7 @@ class MultiTaskLoader:
         for name, data in tasks.items():
             train = data.splits["train"]
             sampler = LengthGroupedBatchSampler(
-                train["length"], batch_size, max_tokens, seed=seed, num_replicas=num_replicas,
+                list(train["length"]), batch_size, max_tokens, seed=seed, num_replicas=num_replicas,
                 rank=rank,
             )
             columns = [column for column in FEATURE_COLUMNS if column in train.column_names]

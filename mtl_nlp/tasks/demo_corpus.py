@@ -39,6 +39,11 @@ NER_TEMPLATES = [
     "According to {PER} , prices in {LOC} rose .",
     "{PER} lives in {LOC} .",
     "Talks between {ORG} and {LOC} ended .",
+    # Sentences without entities teach the tagger that most text is O.
+    "prices rose again on Monday .",
+    "the weather was cold and wet all week .",
+    "critics said the plan would fail .",
+    "the film was dull and far too long .",
 ]
 
 POSITIVE = ["wonderful", "brilliant", "delightful", "moving", "superb", "charming", "gripping",

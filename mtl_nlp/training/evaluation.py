@@ -24,7 +24,7 @@ def build_eval_loaders(
         columns = [column for column in FEATURE_COLUMNS if column in dataset.column_names]
         loader = DataLoader(
             dataset.select_columns(columns),
-            batch_sampler=SortedBatchSampler(dataset["length"], batch_size),
+            batch_sampler=SortedBatchSampler(list(dataset["length"]), batch_size),
             collate_fn=build_collator(data.spec.type, tokenizer),
         )
         loaders[name] = accelerator.prepare(loader)

@@ -1,0 +1,85 @@
+"""Shared fixtures: a tiny random BERT and tokenizer built offline, and a clean task registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+from mtl_nlp import registry
+from mtl_nlp.tasks.demo_corpus import DEMO_DIR
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Words split into several subwords on purpose, to exercise first-subword label alignment.
+SUBWORDS = ["an", "##na", "york", "##er", "##s", "schm", "##idt", "acme", "corp", "##s"]
+
+
+def demo_vocabulary() -> list[str]:
+    """Special tokens, a few multi-piece words, then every lower-cased demo word and character."""
+    vocabulary = list(SPECIAL) + SUBWORDS
+    words: set[str] = set()
+    for path in sorted(DEMO_DIR.rglob("*.*")):
+        for token in path.read_text().lower().replace("\t", " ").split():
+            words.update(piece for piece in _basic_split(token) if piece)
+    for word in sorted(words - {"anna", "schmidt", "yorker"}):
+        vocabulary.append(word)
+    letters = sorted({ch for word in words for ch in word})
+    vocabulary += [ch for ch in letters] + [f"##{ch}" for ch in letters]
+    return list(dict.fromkeys(vocabulary))
+
+
+def _basic_split(token: str) -> list[str]:
+    pieces, current = [], ""
+    for ch in token:
+        if ch.isalnum():
+            current += ch
+        else:
+            pieces += [current, ch]
+            current = ""
+    return pieces + [current]
+
+
+def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {token: index for index, token in enumerate(demo_vocabulary())}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) with its tokenizer, saved to a folder."""
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(directory)
+    tiny_tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def restore_registry():
+    """Each test sees the built-in registry and leaves it as it found it."""
+    saved = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)

@@ -1,0 +1,119 @@
+import logging
+
+import pytest
+
+from mtl_nlp import DataError, TaskSpec
+from mtl_nlp.data.features import IGNORE_INDEX, align_word_labels
+from mtl_nlp.data.loading import load_task_splits
+from mtl_nlp.data.pipeline import prepare_task_data
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def tsv_task(tmp_path, train, test=None, validation=None, **kwargs):
+    files = {"train": write(tmp_path / "train.tsv", train)}
+    if test is not None:
+        files["test"] = write(tmp_path / "test.tsv", test)
+    if validation is not None:
+        files["validation"] = write(tmp_path / "validation.tsv", validation)
+    return TaskSpec(name="cls", type="classification", data_files=files, format="tsv", **kwargs)
+
+
+def test_align_word_labels_first_subword_only():
+    #           [CLS] an ##na schm ##idt visited [SEP]
+    word_ids = [None, 0, 0, 1, 1, 2, None]
+    assert align_word_labels(word_ids, [1, 2, 0]) == [
+        IGNORE_INDEX, 1, IGNORE_INDEX, 2, IGNORE_INDEX, 0, IGNORE_INDEX
+    ]
+
+
+def test_token_labels_aligned_on_a_hand_made_sentence(tmp_path, tiny_tokenizer):
+    conll = "Anna B-PER\nSchmidt I-PER\nvisited O\nNew B-LOC\nYorkers I-LOC\n. O\n"
+    spec = TaskSpec(name="ner", type="token_classification", format="conll",
+                    data_files={"train": write(tmp_path / "train.txt", conll),
+                                "validation": str(tmp_path / "train.txt")})
+    data = prepare_task_data([spec], tiny_tokenizer, max_length=32)["ner"]
+    assert data.labels == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]  # sorted training labels
+    row = data.splits["train"][0]
+    tokens = tiny_tokenizer.convert_ids_to_tokens(row["input_ids"])
+    assert tokens == ["[CLS]", "an", "##na", "schm", "##idt", "visited", "new", "york", "##er", "##s",
+                      ".", "[SEP]"]
+    B_LOC, B_PER, I_LOC, I_PER, O = range(5)
+    X = IGNORE_INDEX
+    assert row["labels"] == [X, B_PER, X, I_PER, X, O, B_LOC, I_LOC, X, X, O, X]
+    assert row["length"] == 12
+
+
+def test_classification_labels_from_names_and_integer_indices(tmp_path, tiny_tokenizer):
+    spec = tsv_task(tmp_path, "text\tlabel\ngood film\t1\nbad film\t0\n",
+                    labels=("negative", "positive"))
+    data = prepare_task_data([spec], tiny_tokenizer, max_length=16)["cls"]
+    assert data.labels == ["negative", "positive"]
+    labels = list(data.splits["train"]["labels"]) + list(data.splits["validation"]["labels"])
+    assert sorted(labels) == [0, 1]
+
+
+def test_held_out_validation_when_missing(tmp_path):
+    rows = "".join(f"text {i}\t{'ab'[i % 2]}\n" for i in range(40))
+    splits = load_task_splits(tsv_task(tmp_path, "text\tlabel\n" + rows), seed=1)
+    assert (len(splits["train"]), len(splits["validation"])) == (38, 2)
+    again = load_task_splits(tsv_task(tmp_path, "text\tlabel\n" + rows), seed=1)
+    assert list(again["validation"]["text"]) == list(splits["validation"]["text"])
+
+
+def test_missing_file_names_task_split_and_path(tmp_path):
+    spec = TaskSpec(name="cls", type="classification", format="csv",
+                    data_files={"train": str(tmp_path / "nope.csv")})
+    with pytest.raises(DataError, match=rf"task 'cls': train data file not found: {tmp_path}/nope.csv"):
+        load_task_splits(spec)
+
+
+def test_relative_files_resolve_against_data_dir(tmp_path):
+    write(tmp_path / "train.tsv", "text\tlabel\na\tx\nb\ty\n")
+    spec = TaskSpec(name="cls", type="classification", format="tsv",
+                    data_files={"train": "train.tsv", "dev": "train.tsv"})
+    splits = load_task_splits(spec, data_dir=str(tmp_path))
+    assert set(splits) == {"train", "validation"} and len(splits["validation"]) == 2
+
+
+def test_missing_column_lists_existing_columns(tmp_path, tiny_tokenizer):
+    spec = tsv_task(tmp_path, "sentence\tlabel\ngood\tpos\nbad\tneg\n")
+    with pytest.raises(DataError, match=r"column 'text' not found; columns: sentence, label"):
+        prepare_task_data([spec], tiny_tokenizer, max_length=16)
+
+
+def test_unknown_label_in_test_split_names_label_and_set(tmp_path, tiny_tokenizer):
+    spec = tsv_task(tmp_path, "text\tlabel\ngood\tpos\nbad\tneg\nok\tpos\n",
+                    test="text\tlabel\nfine\tpos\nmeh\tmaybe\n")
+    with pytest.raises(DataError, match=r"task 'cls', split test, row 1: label 'maybe' is not in the "
+                                        r"task's label set: neg, pos"):
+        prepare_task_data([spec], tiny_tokenizer, max_length=16)
+
+
+def test_unknown_tag_in_conll_names_the_line(tmp_path, tiny_tokenizer):
+    spec = TaskSpec(
+        name="ner", type="token_classification", format="conll", labels=("O", "B-PER"),
+        data_files={"train": write(tmp_path / "train.txt", "Anna B-PER\n\nNew B-LOC\n"),
+                    "validation": str(tmp_path / "train.txt")},
+    )
+    with pytest.raises(DataError, match=r"sentence at line 3: label 'B-LOC' is not in the task's label "
+                                        r"set: O, B-PER"):
+        prepare_task_data([spec], tiny_tokenizer, max_length=16)
+
+
+def test_empty_texts_are_dropped_and_counted(tmp_path, tiny_tokenizer, caplog):
+    spec = tsv_task(tmp_path, "text\tlabel\ngood\tpos\n\tneg\n   \tneg\nbad\tneg\n",
+                    validation="text\tlabel\nfine\tpos\n")
+    with caplog.at_level(logging.WARNING):
+        data = prepare_task_data([spec], tiny_tokenizer, max_length=16)["cls"]
+    assert "task cls, split train: dropped 2 of 4 examples with empty or missing text" in caplog.text
+    assert list(data.splits["train"]["labels"]) == [1, 0]
+
+
+def test_malformed_tsv_row_names_the_file(tmp_path, tiny_tokenizer):
+    spec = tsv_task(tmp_path, "text\tlabel\ngood\tpos\nbad\tneg\textra\n")
+    with pytest.raises(DataError, match=r"cannot read tsv files .*train\.tsv.*line 3"):
+        load_task_splits(spec)

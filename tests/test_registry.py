@@ -1,0 +1,67 @@
+import pytest
+
+from mtl_nlp import TaskError, TaskSpec, get_task, list_tasks, register_task, resolve_tasks
+
+
+def spec(name="my_task", **kwargs):
+    fields = {"type": "classification", "data_files": {"train": "x.csv"}, "format": "csv"}
+    return TaskSpec(name=name, **{**fields, **kwargs})
+
+
+def test_builtin_tasks_registered():
+    assert {"conll2003", "sst2", "ag_news", "demo_ner", "demo_sentiment", "demo_topic"} <= set(list_tasks())
+    assert get_task("conll2003").type == "token_classification"
+    assert get_task("sst2").labels == ("negative", "positive")
+
+
+def test_register_and_get():
+    register_task(spec())
+    assert get_task("my_task") == spec()
+
+
+def test_duplicate_registration_raises():
+    register_task(spec())
+    with pytest.raises(TaskError, match="task 'my_task' is already registered"):
+        register_task(spec())
+
+
+def test_unknown_task_lists_registered_names():
+    with pytest.raises(TaskError, match=r"unknown task 'nope'; registered tasks: .*ag_news, conll2003"):
+        get_task("nope")
+
+
+def test_bad_type_lists_types():
+    with pytest.raises(TaskError, match="type 'regression' is not one of: classification, token_classification"):
+        spec(type="regression")
+
+
+def test_data_files_need_a_format():
+    with pytest.raises(TaskError, match="data_files needs a format"):
+        TaskSpec(name="t", type="classification", data_files={"train": "a.csv"})
+
+
+def test_needs_a_data_source():
+    with pytest.raises(TaskError, match="give `dataset`"):
+        TaskSpec(name="t", type="classification")
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(TaskError, match=r"task 't': unknown key\(s\) text_col; valid keys: .*text_column"):
+        TaskSpec.from_dict({"name": "t", "type": "classification", "dataset": "x", "text_col": "a"})
+
+
+def test_resolve_tasks_registers_inline_entries():
+    entry = {"name": "inline", "type": "token_classification", "data_files": {"train": "a.txt"},
+             "format": "conll", "labels": ["O", "B-X"]}
+    specs = resolve_tasks(["sst2", entry])
+    assert [s.name for s in specs] == ["sst2", "inline"]
+    assert get_task("inline").labels == ("O", "B-X")
+    # The same inline entry again (e.g. the config read twice) is accepted, a different one is not.
+    assert resolve_tasks([entry])[0] == specs[1]
+    with pytest.raises(TaskError, match="already registered"):
+        resolve_tasks([{**entry, "labels": ["O"]}])
+
+
+def test_resolve_tasks_rejects_a_repeated_name():
+    with pytest.raises(TaskError, match="listed twice"):
+        resolve_tasks(["sst2", "sst2"])
