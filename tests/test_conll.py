@@ -10,9 +10,9 @@ German JJ B-NP B-MISC
 \t
 Peter B-PER
 Blackburn\tI-PER
-   
+{blank}
 -DOCSTART- -X- -X- O
-Last O"""
+Last O""".format(blank="   ")
 
 
 def test_reads_words_and_last_column_tags(tmp_path):

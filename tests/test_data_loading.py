@@ -41,9 +41,9 @@ def test_token_labels_aligned_on_a_hand_made_sentence(tmp_path, tiny_tokenizer):
     tokens = tiny_tokenizer.convert_ids_to_tokens(row["input_ids"])
     assert tokens == ["[CLS]", "an", "##na", "schm", "##idt", "visited", "new", "york", "##er", "##s",
                       ".", "[SEP]"]
-    B_LOC, B_PER, I_LOC, I_PER, O = range(5)
+    B_LOC, B_PER, I_LOC, I_PER, OUT = range(5)
     X = IGNORE_INDEX
-    assert row["labels"] == [X, B_PER, X, I_PER, X, O, B_LOC, I_LOC, X, X, O, X]
+    assert row["labels"] == [X, B_PER, X, I_PER, X, OUT, B_LOC, I_LOC, X, X, OUT, X]
     assert row["length"] == 12
 
 

@@ -31,7 +31,8 @@ def test_unknown_task_lists_registered_names():
 
 
 def test_bad_type_lists_types():
-    with pytest.raises(TaskError, match="type 'regression' is not one of: classification, token_classification"):
+    expected = "type 'regression' is not one of: classification, token_classification"
+    with pytest.raises(TaskError, match=expected):
         spec(type="regression")
 
 

@@ -1,0 +1,84 @@
+"""The recipe end to end through `accelerate launch`, on the demo tasks with a tiny encoder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtl_nlp.inference import Predictor
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "recipes" / "cls_ner.py"
+
+
+def launch(*args: str, processes: int = 1) -> subprocess.CompletedProcess:
+    if processes == 1:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*command, str(RECIPE), *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600)
+
+
+def common_args(model_dir: Path, output: Path, cache: Path) -> list[str]:
+    return [f"model={model_dir}", f"output_dir={output}", f"cache_dir={cache}", "mixed_precision=no",
+            "train.batch_size=16", "train.lr=1e-3"]
+
+
+def test_recipe_trains_saves_and_reloads(tiny_model_dir, tmp_path):
+    output = tmp_path / "run"
+    args = common_args(tiny_model_dir, output, tmp_path / "cache")
+    result = launch(*args, "train.max_steps=6", "train.eval_every=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "step 3: validation overall" in result.stdout and "step 6: validation overall" in result.stdout
+
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall"}
+    assert set(metrics["demo_ner"]) == {"precision", "recall", "f1"}
+    assert set(metrics["demo_topic"]) == {"accuracy", "macro_f1"}
+    mean = (metrics["demo_ner"]["f1"] + metrics["demo_sentiment"]["accuracy"]
+            + metrics["demo_topic"]["accuracy"]) / 3
+    assert metrics["overall"]["score"] == pytest.approx(mean)
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["step"] == 6 and [h["step"] for h in state["history"]] == [3, 6]
+
+    predictor = Predictor.from_pretrained(output, mixed_precision="no")
+    assert predictor.tasks == ["demo_ner", "demo_sentiment", "demo_topic"]
+    answer = predictor.predict("Anna Schmidt visited Berlin .")
+    assert set(answer) == {"demo_ner", "demo_sentiment", "demo_topic"}
+    assert answer["demo_topic"]["label"] in ("Business", "Sci/Tech", "Sports", "World")
+
+    # A fresh run over a trained checkpoint is refused; nothing is overwritten.
+    before = (output / "heads.safetensors").read_bytes()
+    refused = launch(*args, "train.max_steps=2")
+    assert refused.returncode != 0
+    assert f"output_dir {output} already holds a checkpoint" in refused.stderr
+    assert (output / "heads.safetensors").read_bytes() == before
+
+    # Resuming continues from the saved state to the new step budget.
+    resumed = launch(*args, "train.max_steps=8", f"resume_from={output}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["step"] == 8 and [h["step"] for h in state["history"]] == [3, 6, 8]
+
+
+def test_recipe_rejects_a_config_typo_before_training(tiny_model_dir, tmp_path):
+    result = launch(f"model={tiny_model_dir}", f"output_dir={tmp_path / 'x'}", "train.lrr=1")
+    assert result.returncode != 0
+    assert "unknown config key 'train.lrr'" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_two_processes_train_the_same_task_sequence(tiny_model_dir, tmp_path):
+    output = tmp_path / "ddp"
+    result = launch(*common_args(tiny_model_dir, output, tmp_path / "cache"), "train.max_steps=4",
+                    processes=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["num_processes"] == 2 and state["step"] == 4
+    assert Predictor.from_pretrained(output, mixed_precision="no").predict("anna")["demo_sentiment"]
