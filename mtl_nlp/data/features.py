@@ -113,7 +113,7 @@ def encode_splits(
             desc=f"tokenize {spec.name}/{split}",
         )
         features = features.map(_add_length, batched=True, desc=f"lengths {spec.name}/{split}")
-        _log_truncation(spec.name, split, features, max_length)
+        _log_truncation(spec, split, features, max_length)
         encoded[split] = features
     return DatasetDict(encoded)
 
@@ -122,10 +122,14 @@ def _add_length(batch: dict[str, list]) -> dict[str, list]:
     return {"length": [len(ids) for ids in batch["input_ids"]]}
 
 
-def _log_truncation(task: str, split: str, features: Dataset, max_length: int) -> None:
+def _log_truncation(spec: TaskSpec, split: str, features: Dataset, max_length: int) -> None:
     truncated = sum(length >= max_length for length in features["length"])
     if truncated:
+        consequence = (
+            "words past the limit are not scored" if spec.type == "token_classification"
+            else "the model sees only their first tokens"
+        )
         logger.warning(
-            "task %s, split %s: %d examples reach max_length=%d and are truncated "
-            "(words past the limit are not scored)", task, split, truncated, max_length,
+            "task %s, split %s: %d examples reach max_length=%d and are truncated (%s)",
+            spec.name, split, truncated, max_length, consequence,
         )
