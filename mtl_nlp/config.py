@@ -53,10 +53,13 @@ class RunConfig:
     data_dir: str | None = None  # read built-in tasks from local files under this folder
     tasks: list[Any] = field(default_factory=lambda: list(DEFAULT_TASKS))  # names or inline specs
     max_length: int = 128  # subword tokens per example, special tokens included
+    max_train_examples: int | None = None  # use a seeded random subset of each train split
+    max_eval_examples: int | None = None  # use the first N examples of validation and test splits
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16; auto picks bf16 where supported
     resume_from: str | None = None  # a run's output_dir (or its state/ folder) to resume
     seed: int = 42  # seeds weights, shuffling and the task sequence
     cache_dir: str | None = None  # datasets cache; None uses the Hugging Face default
+    cpu_threads: int | None = None  # torch threads per process on CPU; None: cores / local processes
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = load_tokenizer(config.model)
     with accelerator.main_process_first():
         tasks = prepare_task_data(
-            specs, tokenizer, config.max_length, config.data_dir, config.cache_dir, config.seed
+            specs, tokenizer, config.max_length, config.data_dir, config.cache_dir, config.seed,
+            config.max_train_examples, config.max_eval_examples,
         )
     loader = build_train_loader(config, tasks, tokenizer, accelerator)
 

@@ -117,3 +117,16 @@ def test_malformed_tsv_row_names_the_file(tmp_path, tiny_tokenizer):
     spec = tsv_task(tmp_path, "text\tlabel\ngood\tpos\nbad\tneg\textra\n")
     with pytest.raises(DataError, match=r"cannot read tsv files .*train\.tsv.*line 3"):
         load_task_splits(spec)
+
+
+def test_limit_examples_takes_seeded_train_subset_and_first_eval_rows(tmp_path):
+    from mtl_nlp.data.pipeline import limit_examples
+
+    rows = "".join(f"text {i}\tx\n" for i in range(30))
+    spec = tsv_task(tmp_path, "text\tlabel\n" + rows, test="text\tlabel\n" + rows,
+                    validation="text\tlabel\n" + rows)
+    splits = load_task_splits(spec)
+    limited = limit_examples(splits, max_train=5, max_eval=3, seed=0)
+    assert len(limited["train"]) == 5 and list(limited["test"]["text"]) == ["text 0", "text 1", "text 2"]
+    assert list(limit_examples(splits, 5, 3, seed=0)["train"]["text"]) == list(limited["train"]["text"])
+    assert list(limited["train"]["text"]) != [f"text {i}" for i in range(5)]

@@ -34,17 +34,33 @@ class TaskData:
 def prepare_task_data(
     specs: list[TaskSpec], tokenizer: PreTrainedTokenizerBase, max_length: int,
     data_dir: str | None = None, cache_dir: str | None = None, seed: int = 42,
+    max_train_examples: int | None = None, max_eval_examples: int | None = None,
 ) -> dict[str, TaskData]:
     """Load and tokenize every task. Run it under `accelerator.main_process_first()` so the
     main process fills the datasets cache and the other processes read it."""
     prepared = {}
     for spec in specs:
         raw = load_task_splits(spec, data_dir=data_dir, cache_dir=cache_dir, seed=seed)
+        raw = limit_examples(raw, max_train_examples, max_eval_examples, seed)
         labels = resolve_labels(spec, raw["train"])
         mapper = build_label_mapper(spec, raw["train"], labels)
         features = encode_splits(spec, raw, tokenizer, mapper, max_length)
         prepared[spec.name] = TaskData(spec=spec, labels=labels, splits=features)
     return prepared
+
+
+def limit_examples(
+    splits: DatasetDict, max_train: int | None, max_eval: int | None, seed: int
+) -> DatasetDict:
+    """A seeded random subset of train and the first examples of the other splits, for quick runs."""
+    limited = DatasetDict(splits)
+    for split, dataset in splits.items():
+        limit = max_train if split == "train" else max_eval
+        if limit is not None and limit < len(dataset):
+            if split == "train":
+                dataset = dataset.shuffle(seed=seed)
+            limited[split] = dataset.select(range(limit))
+    return limited
 
 
 def build_collator(task_type: str, tokenizer: PreTrainedTokenizerBase):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,6 +64,13 @@ class RunningLoss:
 
     def postfix(self) -> dict[str, str]:
         return {task: f"{value:.3f}" for task, value in sorted(self.values.items())}
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated by torch, or on CPU the peak resident memory of this process."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 class MultiTaskTrainer:
@@ -183,6 +191,7 @@ class MultiTaskTrainer:
             "real_tokens_per_second": round(p.real_tokens * processes / max(p.train_seconds, 1e-9), 1),
             "padding_fraction": round(1 - p.real_tokens / max(p.padded_tokens, 1), 4),
             "num_processes": processes,
+            "peak_memory_mb": round(peak_memory_mb(), 1),
             "history": p.history,
         }
 
