@@ -92,3 +92,17 @@ def test_optimizer_groups_skip_decay_on_bias_and_layernorm(model):
             no_decay = name.endswith("bias") or "LayerNorm" in name
             assert group["weight_decay"] == (0.0 if no_decay else 0.01), name
             assert group["lr"] == (1e-3 if name.startswith("heads.") else 1e-4), name
+
+
+def test_cpu_threads_split_cores_between_local_processes(monkeypatch):
+    from types import SimpleNamespace
+
+    from mtl_nlp.training.setup import cpu_threads_per_process
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert cpu_threads_per_process(SimpleNamespace(num_processes=1)) == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert cpu_threads_per_process(SimpleNamespace(num_processes=2)) == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert cpu_threads_per_process(SimpleNamespace(num_processes=8)) == 1

@@ -1,0 +1,1 @@
+"""Benchmark pieces: the Hugging Face Trainer baseline and inference timing (recipes/benchmark.py)."""

@@ -1,0 +1,139 @@
+"""The baseline a user would otherwise run: one task, HF `Trainer`, default random batches.
+
+It trains on the very features mtl_nlp builds (same tokenization and label alignment), so the
+comparison isolates batching and the training loop. Run as a module so each arm gets a fresh
+process:
+
+    python -m mtl_nlp.benchmark.hf_baseline --task conll2003 --data-dir ../shared/data --out r.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    Trainer,
+    TrainingArguments,
+)
+
+import mtl_nlp  # noqa: F401  (registers the built-in tasks)
+from mtl_nlp.config import DEFAULT_MODEL
+from mtl_nlp.data.features import FEATURE_COLUMNS
+from mtl_nlp.data.pipeline import TaskData, build_collator, prepare_task_data
+from mtl_nlp.modeling.encoder import load_tokenizer, resolve_model_path
+from mtl_nlp.registry import get_task
+from mtl_nlp.training.evaluation import tagged_sequences
+from mtl_nlp.training.metrics import classification_metrics, tagging_metrics
+from mtl_nlp.training.precision import resolve_mixed_precision
+
+
+class CountingCollator:
+    """Wraps a collator and counts real and padded tokens of every batch it builds."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+        self.real_tokens = 0
+        self.padded_tokens = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.collator(features)
+        self.real_tokens += int(batch["attention_mask"].sum())
+        self.padded_tokens += batch["attention_mask"].numel()
+        return batch
+
+
+def _model_for(data: TaskData, model: str) -> torch.nn.Module:
+    auto = (AutoModelForTokenClassification if data.spec.type == "token_classification"
+            else AutoModelForSequenceClassification)
+    return auto.from_pretrained(
+        resolve_model_path(model), num_labels=len(data.labels),
+        id2label=dict(enumerate(data.labels)), label2id={name: i for i, name in enumerate(data.labels)},
+    )
+
+
+def score(data: TaskData, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The same metrics mtl_nlp reports, from a Trainer's prediction output."""
+    predictions = logits.argmax(-1).tolist()
+    if data.spec.type == "token_classification":
+        return tagging_metrics(*tagged_sequences(predictions, labels.tolist(), data.labels))
+    return classification_metrics([data.labels[i] for i in labels.tolist()],
+                                  [data.labels[i] for i in predictions])
+
+
+def train_with_trainer(
+    task: str, data_dir: str, model: str = DEFAULT_MODEL, epochs: float = 1.0, batch_size: int = 32,
+    lr: float = 5e-5, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
+    mixed_precision: str = "auto", seed: int = 42, max_length: int = 128,
+    max_train_examples: int | None = None, max_eval_examples: int | None = None,
+) -> dict[str, Any]:
+    """Train `task` with the HF Trainer and return throughput, padding, memory and test scores."""
+    tokenizer = load_tokenizer(model)
+    data = prepare_task_data([get_task(task)], tokenizer, max_length, data_dir, seed=seed,
+                             max_train_examples=max_train_examples,
+                             max_eval_examples=max_eval_examples)[task]
+    columns = [c for c in FEATURE_COLUMNS if c in data.splits["train"].column_names]
+    train = data.splits["train"].select_columns(columns)
+    collator = CountingCollator(build_collator(data.spec.type, tokenizer))
+    use_cpu = not torch.cuda.is_available()
+    precision = resolve_mixed_precision(mixed_precision, use_cpu)
+    steps = math.ceil(len(train) / batch_size) * epochs
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(
+            output_dir=scratch, per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=128, learning_rate=lr, num_train_epochs=epochs,
+            warmup_steps=int(steps * warmup_ratio), weight_decay=weight_decay,
+            bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=use_cpu,
+            save_strategy="no", eval_strategy="no", report_to="none", logging_steps=100,
+            seed=seed, disable_tqdm=True,
+        )
+        trainer = Trainer(model=_model_for(data, model), args=args, train_dataset=train,
+                          data_collator=collator)
+        output = trainer.train()
+        seconds = output.metrics["train_runtime"]
+        real, padded = collator.real_tokens, collator.padded_tokens
+        test = data.splits[data.eval_split].select_columns(columns)
+        prediction = trainer.predict(test)
+    return {
+        "task": task,
+        "train_seconds": seconds,
+        "real_tokens_per_second": real / seconds,
+        "padding_fraction": 1 - real / padded,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "mixed_precision": precision,
+        "test": score(data, prediction.predictions, prediction.label_ids),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--out", required=True, help="JSON file for the results")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--mixed-precision", default="auto")
+    parser.add_argument("--max-train-examples", type=int)
+    parser.add_argument("--max-eval-examples", type=int)
+    args = parser.parse_args(argv)
+    result = train_with_trainer(
+        args.task, args.data_dir, args.model, args.epochs, args.batch_size, args.lr,
+        mixed_precision=args.mixed_precision, max_train_examples=args.max_train_examples,
+        max_eval_examples=args.max_eval_examples,
+    )
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

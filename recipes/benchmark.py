@@ -1,0 +1,189 @@
+"""Benchmark mtl_nlp on real data (../shared/data) with the default encoder.
+
+    python recipes/benchmark.py --quick     # subsets, a few minutes
+    python recipes/benchmark.py             # whole training sets, an hour or more on 2 cores
+
+1. CoNLL-2003 single-task: HF Trainer vs mtl_nlp, same model, precision, lr, batch size and
+   epochs; useful (non-padding) tokens/s, their ratio, and both test F1s.
+2. CoNLL-2003 + SST-2 + AG News jointly vs three single-task runs with the same data per task:
+   test scores, MTL minus STL, wall time, padding fraction, peak memory.
+3. Inference: one multi-task Predictor pass vs the three single-task Predictors on the same texts.
+Each training arm runs in a fresh process. Results go to OUT/benchmark.json and a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mtl_nlp.benchmark.inference_timing import benchmark_texts, compare_inference
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ["conll2003", "sst2", "ag_news"]
+MAIN_METRIC = {"conll2003": "f1", "sst2": "accuracy", "ag_news": "accuracy"}
+SHARED = {"epochs": 1, "batch_size": 32, "lr": 5e-5, "seed": 42}
+
+
+def run(command: list[str]) -> float:
+    """Run a benchmark arm in its own process; return its wall seconds."""
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"benchmark arm failed: {' '.join(command)}\n{result.stderr[-4000:]}")
+    return time.perf_counter() - started
+
+
+def hf_trainer_arm(task: str, args: argparse.Namespace, out: Path) -> dict:
+    command = [sys.executable, "-m", "mtl_nlp.benchmark.hf_baseline", "--task", task,
+               "--data-dir", args.data_dir, "--out", str(out), "--epochs", str(SHARED["epochs"]),
+               "--batch-size", str(SHARED["batch_size"]), "--lr", str(SHARED["lr"])]
+    command += limit_flags(args, style="flags")
+    wall = run(command)
+    return {**json.loads(out.read_text()), "wall_seconds": wall}
+
+
+def mtl_arm(tasks: list[str], args: argparse.Namespace, output_dir: Path, extra: list[str] = ()) -> dict:
+    shutil.rmtree(output_dir, ignore_errors=True)
+    command = [sys.executable, str(ROOT / "recipes" / "cls_ner.py"), f"tasks={tasks}",
+               f"data_dir={args.data_dir}", f"output_dir={output_dir}", "sampling.strategy=proportional",
+               f"train.epochs={SHARED['epochs']}", f"train.batch_size={SHARED['batch_size']}",
+               f"train.lr={SHARED['lr']}", f"seed={SHARED['seed']}", *limit_flags(args, "overrides"),
+               *extra]
+    wall = run(command)
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    return {**{k: v for k, v in state.items() if k != "history"}, "test": metrics, "wall_seconds": wall}
+
+
+def limit_flags(args: argparse.Namespace, style: str) -> list[str]:
+    if not args.quick:
+        return []
+    if style == "flags":
+        return ["--max-train-examples", str(args.max_train), "--max-eval-examples", str(args.max_eval)]
+    return [f"max_train_examples={args.max_train}", f"max_eval_examples={args.max_eval}"]
+
+
+def compare_with_trainer(args: argparse.Namespace, out: Path) -> dict:
+    """Part 1: alternate HF Trainer and mtl_nlp runs on CoNLL-2003; medians and their ratio."""
+    runs = []
+    for index in range(args.repeats):
+        hf = hf_trainer_arm("conll2003", args, out / f"hf_trainer_{index}.json")
+        ours = mtl_arm(["conll2003"], args, out / f"stl_conll2003_{index}")
+        runs.append({"hf_trainer": hf, "mtl_nlp": ours,
+                     "ratio": ours["real_tokens_per_second"] / hf["real_tokens_per_second"]})
+        print(f"  run {index}: HF {hf['real_tokens_per_second']:.0f} tok/s F1 {hf['test']['f1']:.4f} | "
+              f"mtl_nlp {ours['real_tokens_per_second']:.0f} tok/s "
+              f"F1 {ours['test']['conll2003']['f1']:.4f}", flush=True)
+    hf_rate = statistics.median(r["hf_trainer"]["real_tokens_per_second"] for r in runs)
+    our_rate = statistics.median(r["mtl_nlp"]["real_tokens_per_second"] for r in runs)
+    return {
+        "runs": runs,
+        "hf_trainer_tokens_per_second": hf_rate,
+        "mtl_nlp_tokens_per_second": our_rate,
+        "ratio_of_medians": our_rate / hf_rate,
+        "hf_trainer_f1": statistics.median(r["hf_trainer"]["test"]["f1"] for r in runs),
+        "mtl_nlp_f1": statistics.median(r["mtl_nlp"]["test"]["conll2003"]["f1"] for r in runs),
+        "hf_trainer_padding": runs[-1]["hf_trainer"]["padding_fraction"],
+        "mtl_nlp_padding": runs[-1]["mtl_nlp"]["padding_fraction"],
+    }
+
+
+def compare_mtl_stl(args: argparse.Namespace, out: Path, conll_single: dict) -> dict:
+    """Part 2: the three tasks jointly vs one run per task (CoNLL's run comes from part 1)."""
+    joint = mtl_arm(TASKS, args, out / "mtl_all")
+    single = {"conll2003": conll_single}
+    for task in TASKS[1:]:
+        single[task] = mtl_arm([task], args, out / f"stl_{task}")
+    per_task = {}
+    for task in TASKS:
+        metric = MAIN_METRIC[task]
+        mtl_score, stl_score = joint["test"][task][metric], single[task]["test"][task][metric]
+        per_task[task] = {"metric": metric, "mtl": mtl_score, "stl": stl_score,
+                          "mtl_minus_stl": mtl_score - stl_score}
+    return {
+        "per_task": per_task,
+        "mtl": {k: joint[k] for k in ("wall_seconds", "train_seconds", "padding_fraction", "peak_memory_mb",
+                                       "real_tokens_per_second")},
+        "stl": {
+            "wall_seconds": sum(s["wall_seconds"] for s in single.values()),
+            "train_seconds": sum(s["train_seconds"] for s in single.values()),
+            "padding_fraction": {t: s["padding_fraction"] for t, s in single.items()},
+            "peak_memory_mb": max(s["peak_memory_mb"] for s in single.values()),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="train on subsets (a few minutes)")
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--out", default=str(ROOT / "outputs" / "benchmark"))
+    parser.add_argument("--repeats", type=int, help="HF Trainer / mtl_nlp pairs in part 1 (3 quick, 1 full)")
+    parser.add_argument("--max-train", type=int, default=2000, help="--quick: train examples per task")
+    parser.add_argument("--max-eval", type=int, default=1000, help="--quick: eval examples per task")
+    parser.add_argument("--texts", type=int, help="inference texts (500 quick, 2000 full)")
+    args = parser.parse_args()
+    if not (Path(args.data_dir) / "conll2003").is_dir():
+        print(f"benchmark skipped: no benchmark data at {args.data_dir} (see ../shared/data/README.md)")
+        return
+    args.repeats = args.repeats or (3 if args.quick else 1)
+    texts = args.texts or (500 if args.quick else 2000)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"mode": "quick" if args.quick else "full", "repeats": args.repeats}
+
+    print("1. CoNLL-2003: HF Trainer vs mtl_nlp", flush=True)
+    report["trainer_comparison"] = compare_with_trainer(args, out)
+    print("2. multi-task vs single-task", flush=True)
+    conll_single = report["trainer_comparison"]["runs"][-1]["mtl_nlp"]
+    report["mtl_vs_stl"] = compare_mtl_stl(args, out, conll_single)
+    print("3. inference", flush=True)
+    conll_dir = out / f"stl_conll2003_{args.repeats - 1}"
+    report["inference"] = compare_inference(
+        out / "mtl_all", [conll_dir, out / "stl_sst2", out / "stl_ag_news"],
+        benchmark_texts(TASKS, args.data_dir, texts),
+    )
+    (out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(summary(report))
+
+
+def summary(report: dict) -> str:
+    """A markdown summary of the report."""
+    t, m, i = report["trainer_comparison"], report["mtl_vs_stl"], report["inference"]
+    lines = [
+        f"mode {report['mode']}, {report['repeats']} HF/mtl_nlp run pair(s); medians",
+        "| CoNLL-2003, 1 epoch | useful tokens/s | padding | test entity F1 |",
+        "|---|---|---|---|",
+        f"| HF Trainer | {t['hf_trainer_tokens_per_second']:.0f} | {t['hf_trainer_padding']:.1%} | "
+        f"{t['hf_trainer_f1']:.4f} |",
+        f"| mtl_nlp | {t['mtl_nlp_tokens_per_second']:.0f} | {t['mtl_nlp_padding']:.1%} | "
+        f"{t['mtl_nlp_f1']:.4f} |",
+        f"ratio mtl_nlp / HF Trainer: {t['ratio_of_medians']:.2f}x",
+        "",
+        "| task | metric | MTL | STL | MTL - STL |",
+        "|---|---|---|---|---|",
+    ]
+    for task, row in m["per_task"].items():
+        lines.append(f"| {task} | {row['metric']} | {row['mtl']:.4f} | {row['stl']:.4f} | "
+                     f"{row['mtl_minus_stl']:+.4f} |")
+    lines += [
+        f"MTL: wall {m['mtl']['wall_seconds']:.0f}s, train {m['mtl']['train_seconds']:.0f}s, padding "
+        f"{m['mtl']['padding_fraction']:.1%}, peak memory {m['mtl']['peak_memory_mb']:.0f} MB",
+        f"STL (3 runs): wall {m['stl']['wall_seconds']:.0f}s, train {m['stl']['train_seconds']:.0f}s, "
+        f"peak memory {m['stl']['peak_memory_mb']:.0f} MB",
+        "",
+        f"inference, {i['sentences']} texts, median of {i['repeats']}: multi-task Predictor "
+        f"{i['multitask_sentences_per_second']:.0f} sentences/s (all 3 tasks), three single-task "
+        f"Predictors {i['single_task_sentences_per_second']:.0f} sentences/s; {i['speedup']:.2f}x",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
