@@ -13,6 +13,15 @@ from mtl_nlp.tasks.demo_corpus import DEMO_DIR
 CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
 SST2_LABELS = ("negative", "positive")
+DEMO_SPLITS = ("train", "validation", "test")
+
+
+def demo_task(name: str, task_type: str, description: str) -> TaskSpec:
+    """An embedded demo task: CoNLL files for tagging, TSV files for classification."""
+    fmt, extension = ("conll", "txt") if task_type == "token_classification" else ("tsv", "tsv")
+    files = {split: str(DEMO_DIR / name / f"{split}.{extension}") for split in DEMO_SPLITS}
+    return TaskSpec(name=name, type=task_type, data_files=files, format=fmt, description=description)
+
 
 BUILTIN_TASKS = (
     TaskSpec(
@@ -54,30 +63,9 @@ BUILTIN_TASKS = (
         labels=AG_NEWS_LABELS,
         description="AG News topic classification (World, Sports, Business, Sci/Tech)",
     ),
-    TaskSpec(
-        name="demo_ner",
-        type="token_classification",
-        data_files={split: str(DEMO_DIR / f"demo_ner/{split}.txt") for split in
-                    ("train", "validation", "test")},
-        format="conll",
-        description="embedded demo NER (PER, ORG, LOC) from templates",
-    ),
-    TaskSpec(
-        name="demo_sentiment",
-        type="classification",
-        data_files={split: str(DEMO_DIR / f"demo_sentiment/{split}.tsv") for split in
-                    ("train", "validation", "test")},
-        format="tsv",
-        description="embedded demo review sentiment (negative, positive)",
-    ),
-    TaskSpec(
-        name="demo_topic",
-        type="classification",
-        data_files={split: str(DEMO_DIR / f"demo_topic/{split}.tsv") for split in
-                    ("train", "validation", "test")},
-        format="tsv",
-        description="embedded demo news topics (World, Sports, Business, Sci/Tech)",
-    ),
+    demo_task("demo_ner", "token_classification", "embedded demo NER (PER, ORG, LOC) from templates"),
+    demo_task("demo_sentiment", "classification", "embedded demo review sentiment (negative, positive)"),
+    demo_task("demo_topic", "classification", "embedded demo news topics (4 AG News classes)"),
 )
 
 

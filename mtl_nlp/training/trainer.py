@@ -151,9 +151,15 @@ class MultiTaskTrainer:
     def evaluate_and_checkpoint(self) -> dict[str, dict[str, float]]:
         """Score the validation splits; save the model when the overall score improves, and
         save the resumable training state."""
+        started = time.perf_counter()
         metrics = evaluate(self.accelerator, self.model, self.eval_loaders, self.tasks)
+        seconds = time.perf_counter() - started
+        examples = sum(len(data.splits["validation"]) for data in self.tasks.values())
         score = overall_score(metrics, self.task_types)
-        self.progress.history.append({"step": self.progress.step, "overall": score, **metrics})
+        self.progress.history.append({
+            "step": self.progress.step, "overall": score, **metrics,
+            "eval_seconds": round(seconds, 2), "eval_examples_per_second": round(examples / seconds, 1),
+        })
         if score > self.progress.best_score:
             self.progress.best_score, self.progress.best_step = score, self.progress.step
             self.save_model(self.output_dir)
