@@ -3,6 +3,7 @@
 from mtl_nlp import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from mtl_nlp.config import ConfigError, RunConfig, load_config
 from mtl_nlp.data import DataError, TaskData, prepare_task_data
+from mtl_nlp.inference import Predictor
 from mtl_nlp.modeling import HeadConfig, ModelLoadError, MultiTaskModel, load_tokenizer
 from mtl_nlp.registry import (
     TaskError,
@@ -22,6 +23,7 @@ __all__ = [
     "HeadConfig",
     "ModelLoadError",
     "MultiTaskModel",
+    "Predictor",
     "RunConfig",
     "TaskData",
     "TaskError",

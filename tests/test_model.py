@@ -85,6 +85,7 @@ def test_loss_decreases_on_a_learnable_toy_task(model, tiny_tokenizer):
 
 def test_optimizer_groups_skip_decay_on_bias_and_layernorm(model):
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.01, head_lr=1e-3)
+    assert optimizer.defaults["fused"] is True  # the fused kernel runs on CPU with torch >= 2.4
     names = {id(p): n for n, p in model.named_parameters()}
     for group in optimizer.param_groups:
         for parameter in group["params"]:
