@@ -52,17 +52,27 @@ class TrainingProgress:
 
 
 class RunningLoss:
-    """Exponential moving average of each task's loss, for the progress bar."""
+    """Exponential moving average of each task's loss, for the progress bar.
+
+    Losses arrive as tensors and are read only when the bar is refreshed, so a GPU run does not
+    wait for every step to finish just to print a number.
+    """
 
     def __init__(self, decay: float = 0.9) -> None:
         self.decay = decay
         self.values: dict[str, float] = {}
+        self.pending: list[tuple[str, torch.Tensor]] = []
 
-    def update(self, task: str, loss: float) -> None:
-        previous = self.values.get(task)
-        self.values[task] = loss if previous is None else self.decay * previous + (1 - self.decay) * loss
+    def update(self, task: str, loss: torch.Tensor) -> None:
+        self.pending.append((task, loss.detach()))
 
     def postfix(self) -> dict[str, str]:
+        for task, loss in self.pending:
+            value, previous = loss.item(), self.values.get(task)
+            if previous is not None:
+                value = self.decay * previous + (1 - self.decay) * value
+            self.values[task] = value
+        self.pending.clear()
         return {task: f"{value:.3f}" for task, value in sorted(self.values.items())}
 
 
@@ -133,11 +143,11 @@ class MultiTaskTrainer:
             self.evaluate_and_checkpoint()
         return self.progress
 
-    def _train_batch(self, task: str, batch: dict[str, torch.Tensor]) -> float:
-        batch = send_to_device(batch, self.accelerator.device)
-        mask = batch["attention_mask"]
+    def _train_batch(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch["attention_mask"]  # counted on the host, before the batch moves to the device
         self.progress.real_tokens += int(mask.sum())
         self.progress.padded_tokens += mask.numel()
+        batch = send_to_device(batch, self.accelerator.device)
         with self.accelerator.accumulate(self.model):
             loss = self.model(task=task, **batch)["loss"]
             self.accelerator.backward(loss * self.loss_weights[task])
@@ -146,7 +156,7 @@ class MultiTaskTrainer:
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad()
-        return loss.item()
+        return loss
 
     def evaluate_and_checkpoint(self) -> dict[str, dict[str, float]]:
         """Score the validation splits; save the model when the overall score improves, and
