@@ -1,0 +1,23 @@
+import math
+
+import torch
+
+from mtl_nlp.training.trainer import RunningLoss, TrainingProgress
+
+
+def test_running_loss_is_an_exponential_average_per_task():
+    running = RunningLoss(decay=0.9)
+    running.update("ner", torch.tensor(1.0))
+    running.update("cls", torch.tensor(0.5))
+    running.update("ner", torch.tensor(2.0))
+    assert running.postfix() == {"cls": "0.500", "ner": "1.100"}
+    running.update("ner", torch.tensor(1.1))
+    assert running.postfix()["ner"] == "1.100" and running.pending == []
+
+
+def test_training_progress_round_trips_through_state_dict():
+    progress = TrainingProgress(step=7, best_score=0.5, best_step=5, history=[{"step": 5}])
+    restored = TrainingProgress()
+    restored.load_state_dict(progress.state_dict())
+    assert restored == progress
+    assert TrainingProgress().best_score == -math.inf
