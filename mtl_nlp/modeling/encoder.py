@@ -51,10 +51,18 @@ def load_encoder(name: str) -> PreTrainedModel:
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
-    """The (fast) tokenizer for a Hub id or local path."""
+    """The (fast) tokenizer for a Hub id or local path.
+
+    Byte-level BPE tokenizers (RoBERTa, DeBERTa, GPT-2 style) are loaded with `add_prefix_space`,
+    so that the pre-split words of a tagging dataset tokenize exactly as the same words do inside
+    raw text at prediction time (otherwise "lives" becomes "liv" + "es" in training but "Ġlives"
+    in a sentence).
+    """
     location = resolve_model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
+        if getattr(tokenizer, "add_prefix_space", None) is False:
+            tokenizer = AutoTokenizer.from_pretrained(location, add_prefix_space=True)
     except OSError as exc:
         raise ModelLoadError(f"cannot load the tokenizer of {name!r} ({exc})") from exc
     if not tokenizer.is_fast:
