@@ -3,6 +3,7 @@ import numpy as np
 from mtl_nlp import TaskSpec
 from mtl_nlp.benchmark.hf_baseline import CountingCollator, score
 from mtl_nlp.benchmark.inference_timing import time_call
+from mtl_nlp.benchmark.profile_breakdown import breakdown, parse_raw
 from mtl_nlp.data.pipeline import TaskData, build_collator
 
 
@@ -29,3 +30,32 @@ def test_time_call_warms_up_then_times_each_repeat():
     calls = []
     seconds = time_call(lambda: calls.append(1), repeats=3)
     assert len(calls) == 4 and len(seconds) == 3 and all(s >= 0 for s in seconds)
+
+
+def test_profile_breakdown_puts_samples_into_training_phases():
+    loop = ("<module> (cls_ner.py:97);main (cls_ner.py:82);"
+            "MultiTaskTrainer.train (mtl_nlp/training/trainer.py:118)")
+    step = f"{loop};MultiTaskTrainer._train_batch (mtl_nlp/training/trainer.py:142)"
+    lines = [
+        "<module> (cls_ner.py:97);main (cls_ner.py:60);prepare_task_data (mtl_nlp/data/pipeline.py:43) 50",
+        f"{step};Module._call_impl (torch/nn/modules/module.py:1789);MultiTaskModel.forward (m.py:61) 40",
+        f"{step};Accelerator.backward (accelerate/accelerator.py:2861);backward (torch/_tensor.py:623) 45",
+        f"{step};AcceleratedOptimizer.step (accelerate/optimizer.py:186);adamw (torch/optim/adam.py:248) 10",
+        f"{step};Accelerator.clip_grad_norm_ (accelerate/accelerator.py:3048) 2",
+        f"{step};send_to_device (accelerate/utils/operations.py:150) 1",
+        f"{loop};_BaseDataLoaderIter.__next__ (torch/utils/data/dataloader.py:725);"
+        "DataCollatorForTokenClassification.torch_call (transformers/data/data_collator.py:330) 1",
+        f"{loop};MultiTaskBatches.__iter__ (mtl_nlp/data/multitask.py:40);"
+        "TaskSampler.next_task (mtl_nlp/data/sampling.py:70) 1",
+        f"{loop};MultiTaskTrainer.evaluate_and_checkpoint (mtl_nlp/training/trainer.py:170);"
+        "Module._call_impl (torch/nn/modules/module.py:1789) 30",
+        "",
+    ]
+    result = breakdown(parse_raw(lines))
+    assert result["samples"] == {
+        "outside the training loop": 50, "backward": 45, "forward": 40, "evaluation and checkpoints": 30,
+        "optimizer": 10, "gradient clipping": 2, "device transfer": 1, "collation": 1,
+        "sampling and batching": 1,
+    }
+    assert result["share_of_step_time"]["forward"] == 0.4
+    assert result["toolkit_overhead"] == 0.03
