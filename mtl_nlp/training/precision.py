@@ -10,14 +10,17 @@ import torch
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+def cpuinfo_has_bf16(cpuinfo: str) -> bool:
+    """True when a /proc/cpuinfo text lists native bf16 instructions (AVX-512 BF16 or AMX)."""
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
 @cache
 def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 instructions (AVX-512 BF16 or AMX), read from Linux."""
+    """True when this machine's CPU has native bf16 instructions (read from Linux's /proc)."""
     cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return False
-    flags = cpuinfo.read_text()
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+    return cpuinfo.is_file() and cpuinfo_has_bf16(cpuinfo.read_text())
 
 
 def resolve_mixed_precision(choice: str, use_cpu: bool | None = None) -> str:
@@ -27,4 +30,5 @@ def resolve_mixed_precision(choice: str, use_cpu: bool | None = None) -> str:
     on_cpu = not torch.cuda.is_available() if use_cpu is None else use_cpu
     if on_cpu:
         return "bf16" if cpu_supports_bf16() else "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    # Older GPUs only emulate bf16, which is slower than fp32: count native support only.
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "no"
