@@ -130,3 +130,29 @@ def test_limit_examples_takes_seeded_train_subset_and_first_eval_rows(tmp_path):
     assert len(limited["train"]) == 5 and list(limited["test"]["text"]) == ["text 0", "text 1", "text 2"]
     assert list(limit_examples(splits, 5, 3, seed=0)["train"]["text"]) == list(limited["train"]["text"])
     assert list(limited["train"]["text"]) != [f"text {i}" for i in range(5)]
+
+
+def test_conll_line_without_tag_names_file_and_line_through_the_loader(tmp_path):
+    path = write(tmp_path / "train.txt", "EU B-ORG\nrejects\n\n")
+    spec = TaskSpec(name="ner", type="token_classification", format="conll", data_files={"train": path})
+    with pytest.raises(DataError, match=rf"task 'ner': {path}:2: line 'rejects' has no tag column"):
+        load_task_splits(spec)
+
+
+def test_same_conll_file_under_other_column_names_is_not_served_from_the_cache(tmp_path):
+    path = write(tmp_path / "train.txt", "EU B-ORG\nrejects O\n\nGerman B-MISC\n")
+    files = {"train": path, "validation": path}
+    first = TaskSpec(name="a", type="token_classification", format="conll", data_files=files)
+    second = TaskSpec(name="b", type="token_classification", format="conll", data_files=files,
+                      tokens_column="words", tags_column="ner")
+    cache = str(tmp_path / "cache")
+    assert load_task_splits(first, cache_dir=cache)["train"].column_names == ["tokens", "tags", "line"]
+    assert load_task_splits(second, cache_dir=cache)["train"].column_names == ["words", "ner", "line"]
+
+
+@pytest.mark.parametrize("labels", [None, ("0", "1")])
+def test_missing_label_names_split_and_row(tmp_path, tiny_tokenizer, labels):
+    spec = tsv_task(tmp_path, "text\tlabel\ngood\t1\nbad\t\nfine\t0\n", validation="text\tlabel\nok\t1\n",
+                    labels=labels)
+    with pytest.raises(DataError, match=r"task 'cls', split train, row 1: the label is missing"):
+        prepare_task_data([spec], tiny_tokenizer, max_length=16)

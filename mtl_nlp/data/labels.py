@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from datasets import ClassLabel, Dataset, Sequence
 
 from mtl_nlp.data.loading import DataError
@@ -25,6 +27,16 @@ def _class_label(dataset: Dataset, column: str) -> ClassLabel | None:
     return feature if isinstance(feature, ClassLabel) else None
 
 
+def clean_label(value: object) -> object:
+    """None for a missing label (None or NaN); whole floats as ints, since a CSV column of class
+    indices with one empty cell is read as floats (1.0 means class 1)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
     """The task's labels: `spec.labels`, else ClassLabel names, else sorted training labels."""
     if spec.labels is not None:
@@ -36,7 +48,7 @@ def resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
     values = train[column]
     if spec.type == "token_classification":
         values = [tag for tags in values for tag in tags]
-    return sorted({str(value) for value in values if value is not None})
+    return sorted({str(clean_label(value)) for value in values if clean_label(value) is not None})
 
 
 class LabelMapper:
@@ -52,6 +64,9 @@ class LabelMapper:
 
     def __call__(self, value: object, where: str) -> int:
         """Return the id of `value`; `where` says which split and row it came from."""
+        value = clean_label(value)
+        if value is None:
+            raise DataError(f"task {self.task!r}, {where}: the label is missing (empty cell)")
         key = str(value)
         if key in self.ids:
             return self.ids[key]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 import datasets
 from datasets import Dataset, DatasetDict
+from datasets.exceptions import DatasetGenerationError
 
-from mtl_nlp.data.conll import read_conll
+from mtl_nlp.data.conll import ConllFormatError, read_conll
 from mtl_nlp.registry import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -19,6 +21,7 @@ SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"}
 HELD_OUT_FRACTION = 0.05  # of train, used for validation when a task has no validation split
 HELD_OUT_MAX = 1000
+CONLL_READER_VERSION = 1  # bump when read_conll's output changes, to invalidate cached files
 
 
 class DataError(ValueError):
@@ -92,18 +95,26 @@ def _load_files(
 
 
 def _load_conll(spec: TaskSpec, path: Path, cache_dir: str | None) -> Dataset:
-    stat = path.stat()
-    return Dataset.from_generator(
-        read_conll,
-        gen_kwargs={
-            "path": str(path.resolve()),
-            "tokens_column": spec.tokens_column,
-            "tags_column": spec.tags_column,
-        },
-        cache_dir=cache_dir,
-        # The file's size and mtime enter the cache fingerprint, so an edited file is re-read.
-        fingerprint=f"conll-{path.resolve()}-{stat.st_size}-{stat.st_mtime_ns}".replace("/", "_"),
-    )
+    path, stat = path.resolve(), path.stat()
+    # The file's size and mtime enter the cache key, so an edited file is re-read; the columns
+    # enter it because two tasks may read the same file under different column names.
+    columns = {"tokens_column": spec.tokens_column, "tags_column": spec.tags_column}
+    key = f"{CONLL_READER_VERSION}|{path}|{stat.st_size}|{stat.st_mtime_ns}|{sorted(columns.items())}"
+    try:
+        return Dataset.from_generator(
+            read_conll,
+            gen_kwargs={"path": str(path), **columns},
+            cache_dir=cache_dir,
+            fingerprint="conll-" + hashlib.sha256(key.encode()).hexdigest()[:32],
+        )
+    except DatasetGenerationError as exc:
+        # datasets hides the reader's error behind a generic one; surface the file and line.
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, ConllFormatError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise DataError(f"task {spec.name!r}: {cause}") from cause
 
 
 def _load_hub(spec: TaskSpec, cache_dir: str | None) -> DatasetDict:
