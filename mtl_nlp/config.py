@@ -101,16 +101,36 @@ def validate(config: RunConfig) -> None:
             value = getattr(value, part)
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}")
+    train = config.train
     positive = {
-        "train.batch_size": config.train.batch_size,
-        "train.eval_batch_size": config.train.eval_batch_size,
-        "train.grad_accum": config.train.grad_accum,
+        "train.batch_size": train.batch_size,
+        "train.eval_batch_size": train.eval_batch_size,
+        "train.grad_accum": train.grad_accum,
+        "train.epochs": train.epochs,
+        "train.lr": train.lr,
+        "train.log_every": train.log_every,
         "max_length": config.max_length,
         "sampling.temperature": config.sampling.temperature,
     }
+    optional_positive = {
+        "train.max_steps": train.max_steps,
+        "train.max_tokens": train.max_tokens,
+        "train.head_lr": train.head_lr,
+        "max_train_examples": config.max_train_examples,
+        "max_eval_examples": config.max_eval_examples,
+        "cpu_threads": config.cpu_threads,
+    }
+    positive.update({key: value for key, value in optional_positive.items() if value is not None})
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
+    non_negative = {"train.eval_every": train.eval_every, "train.weight_decay": train.weight_decay,
+                    "train.max_grad_norm": train.max_grad_norm}
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be 0 or more, got {value}")
+    if not 0 <= train.warmup_ratio < 1:
+        raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {train.warmup_ratio}")
     if not config.tasks:
         raise ConfigError("tasks is empty: name at least one task")
 

@@ -58,6 +58,11 @@ class TaskSpec:
                 )
         if self.data_files is not None and self.format is None:
             raise TaskError(f"task {self.name!r}: data_files needs a format ({', '.join(FORMATS)})")
+        if self.type == "token_classification" and {self.format, self.local_format} & {"csv", "tsv"}:
+            raise TaskError(
+                f"task {self.name!r}: token_classification reads lists of words and tags; use format "
+                "conll or json (csv/tsv cells hold plain text)"
+            )
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
             if len(set(self.labels)) != len(self.labels):

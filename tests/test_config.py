@@ -52,6 +52,19 @@ def test_invalid_choice_lists_choices():
         load_config(overrides=["sampling.strategy=random"])
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.log_every=0", "train.log_every must be positive, got 0"),
+    ("train.max_steps=-5", "train.max_steps must be positive, got -5"),
+    ("train.max_tokens=0", "train.max_tokens must be positive, got 0"),
+    ("train.epochs=0", "train.epochs must be positive, got 0"),
+    ("train.eval_every=-1", "train.eval_every must be 0 or more, got -1"),
+    ("train.warmup_ratio=1", r"train.warmup_ratio must be in \[0, 1\), got 1"),
+])
+def test_out_of_range_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
 def test_override_without_equals_sign():
     with pytest.raises(ConfigError, match="not of the form key=value"):
         parse_override("train.lr")

@@ -41,11 +41,12 @@ def fake_hub(monkeypatch):
     return calls
 
 
-def test_sst2_from_hub_uses_validation_not_the_unlabeled_test(fake_hub, tiny_tokenizer):
+def test_sst2_from_hub_scores_on_validation_and_selects_on_held_out_train(fake_hub, tiny_tokenizer):
     data = prepare_task_data([get_task("sst2")], tiny_tokenizer, max_length=16)["sst2"]
     assert fake_hub == [("stanfordnlp/sst2", None)]
-    assert set(data.splits) == {"train", "validation"} and data.eval_split == "validation"
-    assert list(data.splits["train"]["labels"]) == [0, 1]
+    assert set(data.splits) == {"train", "validation", "test"} and data.eval_split == "test"
+    assert (len(data.splits["train"]), len(data.splits["validation"]), len(data.splits["test"])) == (1, 1, 2)
+    assert list(data.splits["test"]["labels"]) == [0, 1]  # the Hub's labeled validation rows
 
 
 def test_conll_from_hub_reads_classlabel_sequences(fake_hub, tiny_tokenizer):

@@ -66,3 +66,9 @@ def test_resolve_tasks_registers_inline_entries():
 def test_resolve_tasks_rejects_a_repeated_name():
     with pytest.raises(TaskError, match="listed twice"):
         resolve_tasks(["sst2", "sst2"])
+
+
+def test_tagging_task_from_csv_is_refused_with_the_formats_that_work():
+    with pytest.raises(TaskError, match="task 'ner': token_classification reads lists of words and tags; "
+                                        "use format conll or json"):
+        TaskSpec(name="ner", type="token_classification", format="tsv", data_files={"train": "t.tsv"})

@@ -43,8 +43,9 @@ BUILTIN_TASKS = (
         name="sst2",
         type="classification",
         dataset="stanfordnlp/sst2",
-        # The Hub's SST-2 test split carries no labels (-1): evaluate on validation instead.
-        splits={"train": "train", "validation": "validation"},
+        # The Hub's SST-2 test split carries no labels (-1): its validation split is the test
+        # set (the usual "SST-2 dev accuracy"), and model selection uses a part held out of train.
+        splits={"train": "train", "test": "validation"},
         local_files={"train": "sst2/train.tsv", "validation": "sst2/dev.tsv", "test": "sst2/test.tsv"},
         local_format="tsv",
         text_column="sentence",
