@@ -66,6 +66,14 @@ def test_recipe_trains_saves_and_reloads(tiny_model_dir, tmp_path):
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["step"] == 8 and [h["step"] for h in state["history"]] == [3, 6, 8]
 
+    # Resuming a finished run into a new folder brings its best checkpoint along.
+    elsewhere = tmp_path / "continued"
+    moved = launch(*common_args(tiny_model_dir, elsewhere, tmp_path / "cache"), "train.max_steps=8",
+                   f"resume_from={output}/state")
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert json.loads((elsewhere / "trainer_state.json").read_text())["step"] == 8
+    assert Predictor.from_pretrained(elsewhere, mixed_precision="no").tasks == predictor.tasks
+
 
 def test_recipe_rejects_a_config_typo_before_training(tiny_model_dir, tmp_path):
     result = launch(f"model={tiny_model_dir}", f"output_dir={tmp_path / 'x'}", "train.lrr=1")

@@ -1,7 +1,10 @@
 import math
 
+import pytest
 import torch
 
+from mtl_nlp.config import ConfigError, RunConfig
+from mtl_nlp.training.setup import check_output_dir
 from mtl_nlp.training.trainer import RunningLoss, TrainingProgress
 
 
@@ -21,3 +24,16 @@ def test_training_progress_round_trips_through_state_dict():
     restored.load_state_dict(progress.state_dict())
     assert restored == progress
     assert TrainingProgress().best_score == -math.inf
+
+
+def test_output_dir_with_a_checkpoint_is_only_reused_by_resuming_that_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "mtl_nlp.json").write_text("{}")
+    check_output_dir(RunConfig(output_dir=str(tmp_path / "fresh")))
+    check_output_dir(RunConfig(output_dir=str(run), resume_from=str(run)))
+    check_output_dir(RunConfig(output_dir=str(run), resume_from=str(run / "state")))
+    with pytest.raises(ConfigError, match=f"output_dir {run} already holds a checkpoint; choose another"):
+        check_output_dir(RunConfig(output_dir=str(run)))
+    with pytest.raises(ConfigError, match=f"output_dir {run} already holds a checkpoint of another run"):
+        check_output_dir(RunConfig(output_dir=str(run), resume_from=str(tmp_path / "other")))

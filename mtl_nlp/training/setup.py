@@ -16,6 +16,8 @@ from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import CHECKPOINT_CONFIG
 from mtl_nlp.training.precision import resolve_mixed_precision
 
+STATE_DIR = "state"  # the resumable Accelerate state, inside output_dir
+
 
 def build_accelerator(config: RunConfig) -> Accelerator:
     """An Accelerator for the run: precision resolved, accumulation set, DDP told that only one
@@ -46,10 +48,18 @@ def cpu_threads_per_process(accelerator: Accelerator) -> int:
 def check_output_dir(config: RunConfig) -> None:
     """Refuse to start a fresh run over a directory that already holds a trained checkpoint."""
     output = Path(config.output_dir)
-    if (output / CHECKPOINT_CONFIG).exists() and config.resume_from is None:
+    if not (output / CHECKPOINT_CONFIG).exists():
+        return
+    if config.resume_from is None:
         raise ConfigError(
             f"output_dir {output} already holds a checkpoint; choose another output_dir, "
             f"or resume it with resume_from={output}"
+        )
+    resumed = Path(config.resume_from).resolve()
+    if resumed not in (output.resolve(), (output / STATE_DIR).resolve()):
+        raise ConfigError(
+            f"output_dir {output} already holds a checkpoint of another run; resuming "
+            f"{config.resume_from} would overwrite it: choose an empty output_dir"
         )
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import resource
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,14 +21,13 @@ from tqdm.auto import tqdm
 from mtl_nlp.config import TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
-from mtl_nlp.modeling.model import MultiTaskModel
+from mtl_nlp.modeling.model import CHECKPOINT_CONFIG, MultiTaskModel
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.metrics import overall_score
-from mtl_nlp.training.setup import count_optimizer_steps
+from mtl_nlp.training.setup import STATE_DIR, count_optimizer_steps
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = "state"
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -113,6 +113,24 @@ class MultiTaskTrainer:
             raise FileNotFoundError(f"resume_from: no training state at {state}")
         self.accelerator.load_state(str(state))
         logger.info("resumed from %s at step %d", state, self.progress.step)
+        self._carry_best_checkpoint(state.parent if state.name == STATE_DIR else state)
+
+    def _carry_best_checkpoint(self, run_dir: Path) -> None:
+        """Resuming into another output_dir: bring the resumed run's best checkpoint along, so
+        output_dir always holds the best model seen; with none to bring, the next evaluation saves."""
+        if self.has_checkpoint(self.output_dir):
+            return
+        if self.has_checkpoint(run_dir):
+            if self.accelerator.is_main_process:
+                shutil.copytree(run_dir, self.output_dir, ignore=shutil.ignore_patterns(STATE_DIR),
+                                dirs_exist_ok=True)
+            self.accelerator.wait_for_everyone()
+        else:
+            self.progress.best_score, self.progress.best_step = -math.inf, -1
+
+    @staticmethod
+    def has_checkpoint(directory: Path) -> bool:
+        return (Path(directory) / CHECKPOINT_CONFIG).is_file()
 
     def train(self) -> TrainingProgress:
         """Run until total_steps, evaluating every train.eval_every steps and at the end."""
@@ -139,7 +157,8 @@ class MultiTaskTrainer:
                 started = time.perf_counter()
         self.progress.train_seconds += time.perf_counter() - started
         bar.close()
-        if not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
+        evaluated = self.progress.history and self.progress.history[-1]["step"] == self.progress.step
+        if not evaluated or not self.has_checkpoint(self.output_dir):
             self.evaluate_and_checkpoint()
         return self.progress
 
