@@ -107,7 +107,8 @@ def first_token_of_each_word(
     """{word index: index of its first subword token}, from the tokenizer's character offsets.
 
     Special and padding tokens have empty offsets and belong to no word; words cut off by
-    truncation are absent.
+    truncation are absent. A token whose offsets begin with the space before a word belongs to
+    that word.
     """
     starts = [start for start, _ in words]
     first: dict[int, int] = {}
@@ -115,7 +116,12 @@ def first_token_of_each_word(
         if end <= start:
             continue
         word = bisect_right(starts, start) - 1
-        if word >= 0 and start < words[word][1] and word not in first:
+        if word < 0 or start >= words[word][1]:
+            # Some SentencePiece tokenizers start a token's offsets at the space before the word.
+            word += 1
+            if word >= len(words) or words[word][0] >= end:
+                continue
+        if word not in first:
             first[word] = token
     return first
 

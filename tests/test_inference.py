@@ -21,9 +21,23 @@ def test_split_words_keeps_abbreviations_and_hyphenated_words():
     ]
 
 
+def test_split_words_separates_clitics_like_conll():
+    text = "Germany's exports don't fall, O'Neill's firm can’t; Jones' shares"
+    assert [text[s:e] for s, e in split_words(text)] == [
+        "Germany", "'s", "exports", "do", "n't", "fall", ",", "O'Neill", "'s", "firm", "ca", "n’t", ";",
+        "Jones", "'", "shares",
+    ]
+
+
 def test_bio_spans_conlleval_style():
     tags = ["B-PER", "I-PER", "O", "I-LOC", "B-LOC", "B-ORG", "I-ORG", "I-PER"]
     assert bio_spans(tags) == [("PER", 0, 2), ("LOC", 3, 4), ("LOC", 4, 5), ("ORG", 5, 7), ("PER", 7, 8)]
+
+
+def test_tokens_whose_offsets_include_the_leading_space_belong_to_the_next_word():
+    words = split_words("Anna Schmidt  x")  # (0, 4), (5, 12), (14, 15)
+    offsets = [[0, 0], [0, 4], [4, 8], [8, 12], [12, 15], [0, 0]]
+    assert first_token_of_each_word(words, offsets) == {0: 1, 1: 2, 2: 4}
 
 
 def test_entity_offsets_on_a_hand_made_sentence(tiny_tokenizer):
