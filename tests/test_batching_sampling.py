@@ -1,10 +1,14 @@
+import itertools
 import random
 from collections import Counter
 
 import pytest
 
 from mtl_nlp.data.batching import LengthGroupedBatchSampler, SortedBatchSampler, cut_batches
+from mtl_nlp.data.multitask import MultiTaskLoader
+from mtl_nlp.data.pipeline import prepare_task_data
 from mtl_nlp.data.sampling import TaskSampler, task_probabilities
+from mtl_nlp.registry import get_task
 
 SIZES = {"a": 900, "b": 90, "c": 10}
 
@@ -101,3 +105,17 @@ def test_sorted_eval_batches():
     sampler = SortedBatchSampler([4, 9, 1, 7, 3], batch_size=2)
     assert list(sampler) == [[1, 3], [0, 4], [2]]
     assert len(sampler) == 3 and sampler.batch_size == 2
+
+
+def test_two_ranks_draw_the_same_task_sequence_over_their_own_batches(tiny_tokenizer, tmp_path):
+    tasks = prepare_task_data([get_task("demo_ner"), get_task("demo_sentiment")], tiny_tokenizer,
+                              max_length=32, cache_dir=str(tmp_path), max_train_examples=100)
+    ranks = [MultiTaskLoader(tasks, tiny_tokenizer, batch_size=8, strategy="temperature", seed=3,
+                             num_replicas=2, rank=rank) for rank in (0, 1)]
+    assert ranks[0].sizes == ranks[1].sizes == {"demo_ner": 7, "demo_sentiment": 7}
+    drawn = [[task for task, _ in itertools.islice(loader, 40)] for loader in ranks]
+    assert drawn[0] == drawn[1] and set(drawn[0]) == {"demo_ner", "demo_sentiment"}
+    for task, data in tasks.items():
+        seen = [{i for batch in rank.batch_samplers[task].epoch_batches(0) for i in batch} for rank in ranks]
+        assert seen[0] | seen[1] == set(range(len(data.splits["train"])))
+        assert len(seen[0] & seen[1]) <= 8  # only the batch repeated to even out the ranks
