@@ -1,7 +1,7 @@
 """Benchmark mtl_nlp on real data (../shared/data) with the default encoder.
 
     python recipes/benchmark.py --quick     # subsets, a few minutes
-    python recipes/benchmark.py             # whole training sets, an hour or more on 2 cores
+    python recipes/benchmark.py             # whole training sets, about 80 minutes on 2 cores
 
 1. Each task single-task: HF Trainer vs mtl_nlp, same model, precision, lr, batch size and
    epochs; useful (non-padding) tokens/s, their ratio, padding and both test scores
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--out", default=str(ROOT / "outputs" / "benchmark"))
     parser.add_argument("--repeats", type=int,
-                        help="CoNLL-2003 HF Trainer / mtl_nlp pairs in part 1 (3 quick, 1 full)")
+                        help="CoNLL-2003 HF Trainer / mtl_nlp pairs in part 1 (default 3)")
     parser.add_argument("--max-train", type=int, default=2000, help="--quick: train examples per task")
     parser.add_argument("--max-eval", type=int, default=1000, help="--quick: eval examples per task")
     parser.add_argument("--texts", type=int, help="inference texts (500 quick, 2000 full)")
@@ -139,7 +139,7 @@ def main() -> None:
     if not (Path(args.data_dir) / "conll2003").is_dir():
         print(f"benchmark skipped: no benchmark data at {args.data_dir} (see ../shared/data/README.md)")
         return
-    args.repeats = args.repeats or (3 if args.quick else 1)
+    args.repeats = args.repeats or 3
     texts = args.texts or (500 if args.quick else 2000)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

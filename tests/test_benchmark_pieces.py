@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from mtl_nlp import TaskSpec
 from mtl_nlp.benchmark.hf_baseline import CountingCollator, score
@@ -59,3 +60,8 @@ def test_profile_breakdown_puts_samples_into_training_phases():
     }
     assert result["share_of_step_time"]["forward"] == 0.4
     assert result["toolkit_overhead"] == 0.03
+
+
+def test_profile_breakdown_refuses_a_profile_without_training_steps():
+    with pytest.raises(ValueError, match="no samples of training steps"):
+        breakdown(parse_raw(["<module> (cls_ner.py:97);main (cls_ner.py:60) 50"]))

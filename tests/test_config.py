@@ -4,7 +4,8 @@ import pytest
 
 from mtl_nlp.config import ConfigError, RunConfig, load_config, parse_override
 
-RECIPE_CONFIGS = sorted((Path(__file__).parent.parent / "recipes" / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE_CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*.yaml"))
 
 
 def test_defaults_without_file_or_overrides():
@@ -94,9 +95,9 @@ def test_every_recipe_config_loads(path):
     import mtl_nlp
 
     config = load_config(path)
-    for entry in config.tasks:
-        if isinstance(entry, str):
-            mtl_nlp.get_task(entry)
+    for spec in mtl_nlp.resolve_tasks(config.tasks):  # named entries exist, inline ones are valid
+        for file in (spec.data_files or {}).values():
+            assert (ROOT / file).is_file(), f"{path.name}: task {spec.name}: {file} does not exist"
     assert path.read_text().startswith("# accelerate launch recipes/")
 
 

@@ -73,12 +73,14 @@ def breakdown(stacks: Counter[tuple[str, ...]]) -> dict[str, object]:
     step_phases = {p: n for p, n in phases.items()
                    if p not in ("outside the training loop", "evaluation and checkpoints")}
     step_total = sum(step_phases.values())
+    if not step_total:
+        raise ValueError(f"no samples of training steps (under {TRAIN_LOOP.strip('.')}...); "
+                         "record the whole run with py-spy -f raw")
     overhead = sum(n for p, n in step_phases.items() if p not in MODEL_WORK)
     return {
         "samples": dict(phases.most_common()),
-        "share_of_step_time": {p: n / step_total for p, n in sorted(step_phases.items(), key=lambda x: -x[1])}
-        if step_total else {},
-        "toolkit_overhead": overhead / step_total if step_total else 0.0,
+        "share_of_step_time": {p: n / step_total for p, n in Counter(step_phases).most_common()},
+        "toolkit_overhead": overhead / step_total,
     }
 
 

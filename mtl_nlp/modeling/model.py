@@ -90,8 +90,9 @@ class MultiTaskModel(nn.Module):
     ) -> None:
         """Write encoder (config + safetensors), tokenizer, heads and mtl_nlp.json to `directory`.
 
-        Files are written to a temporary folder first and then moved into place, so an
-        interrupted save never leaves a half-written checkpoint over a good one.
+        Files are written completely to a staging folder first and then moved into place (each
+        move is atomic, mtl_nlp.json last), so an interrupted save never leaves a half-written
+        file over a good checkpoint.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ class MultiTaskModel(nn.Module):
             (staging / CHECKPOINT_CONFIG).write_text(
                 json.dumps(self.checkpoint_config(extra), indent=2) + "\n"
             )
-            for path in staging.iterdir():
+            for path in sorted(staging.iterdir(), key=lambda p: p.name == CHECKPOINT_CONFIG):
                 target = directory / path.name
                 if target.is_dir():
                     shutil.rmtree(target)

@@ -31,4 +31,8 @@ def resolve_mixed_precision(choice: str, use_cpu: bool | None = None) -> str:
     if on_cpu:
         return "bf16" if cpu_supports_bf16() else "no"
     # Older GPUs only emulate bf16, which is slower than fp32: count native support only.
-    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "no"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.3 has no emulation flag and reports native support only
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "no"
