@@ -9,6 +9,7 @@ from typing import Any
 
 TASK_TYPES = ("classification", "token_classification")
 FORMATS = ("conll", "csv", "tsv", "json")
+POOLINGS = ("mean", "cls")  # sentence representations of classification heads
 
 
 class TaskError(ValueError):
@@ -39,6 +40,7 @@ class TaskSpec:
     tags_column: str = "tags"  # token classification target (one tag per word)
     labels: tuple[str, ...] | None = None  # label set; else ClassLabel names or sorted train labels
     loss_weight: float = 1.0  # multiplies this task's loss
+    pooling: str = "mean"  # classification: mean of the token states, or `cls` (the first token)
     description: str = ""  # one line shown by `mtl-nlp tasks`
 
     def __post_init__(self) -> None:
@@ -62,6 +64,10 @@ class TaskSpec:
             raise TaskError(
                 f"task {self.name!r}: token_classification reads lists of words and tags; use format "
                 "conll or json (csv/tsv cells hold plain text)"
+            )
+        if self.pooling not in POOLINGS:
+            raise TaskError(
+                f"task {self.name!r}: pooling {self.pooling!r} is not one of: {', '.join(POOLINGS)}"
             )
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))

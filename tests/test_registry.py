@@ -1,6 +1,10 @@
 import pytest
+from datasets import DatasetDict
 
 from mtl_nlp import TaskError, TaskSpec, get_task, list_tasks, register_task, resolve_tasks
+from mtl_nlp.data.pipeline import TaskData
+from mtl_nlp.modeling.heads import HeadConfig
+from mtl_nlp.training.setup import head_configs
 
 
 def spec(name="my_task", **kwargs):
@@ -72,3 +76,12 @@ def test_tagging_task_from_csv_is_refused_with_the_formats_that_work():
     with pytest.raises(TaskError, match="task 'ner': token_classification reads lists of words and tags; "
                                         "use format conll or json"):
         TaskSpec(name="ner", type="token_classification", format="tsv", data_files={"train": "t.tsv"})
+
+
+def test_pooling_is_checked_and_reaches_the_head():
+    with pytest.raises(TaskError, match="task 't': pooling 'max' is not one of: mean, cls"):
+        TaskSpec(name="t", type="classification", dataset="x/y", pooling="max")
+    spec = TaskSpec(name="t", type="classification", dataset="x/y", pooling="cls")
+    data = TaskData(spec=spec, splits=DatasetDict(), labels=["a", "b"])
+    assert head_configs({"t": data}) == [HeadConfig(name="t", type="classification", labels=["a", "b"],
+                                                    pooling="cls")]

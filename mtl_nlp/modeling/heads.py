@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-POOLINGS = ("mean", "cls")
+from mtl_nlp.registry import POOLINGS
 
 
 @dataclass

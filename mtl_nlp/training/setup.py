@@ -65,7 +65,8 @@ def check_output_dir(config: RunConfig) -> None:
 
 def head_configs(tasks: dict[str, TaskData]) -> list[HeadConfig]:
     """One head per task, with the task's label set."""
-    return [HeadConfig(name=name, type=data.spec.type, labels=data.labels) for name, data in tasks.items()]
+    return [HeadConfig(name=name, type=data.spec.type, labels=data.labels, pooling=data.spec.pooling)
+            for name, data in tasks.items()]
 
 
 def build_train_loader(
