@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.write_json("metrics.json", metrics)
     trainer.write_json("trainer_state.json", trainer.trainer_summary())
     accelerator.print(json.dumps(metrics, indent=2))
+    # Every process reaches teardown together: a rank destroying the process group while the
+    # main one still writes files can leave gloo waiting forever.
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
 
