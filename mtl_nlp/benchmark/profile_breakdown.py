@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("profile", help="py-spy output recorded with -f raw")
     args = parser.parse_args(argv)
+    if not Path(args.profile).is_file():
+        parser.error(f"profile not found: {args.profile}")
     result = breakdown(parse_raw(Path(args.profile).read_text().splitlines()))
     print(f"samples: {result['samples']}")
     for phase, share in result["share_of_step_time"].items():

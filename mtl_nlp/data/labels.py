@@ -48,7 +48,8 @@ def resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
     values = train[column]
     if spec.type == "token_classification":
         values = [tag for tags in values for tag in tags]
-    return sorted({str(clean_label(value)) for value in values if clean_label(value) is not None})
+    cleaned = (clean_label(value) for value in values)
+    return sorted({str(value) for value in cleaned if value is not None})
 
 
 class LabelMapper:

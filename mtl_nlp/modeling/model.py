@@ -132,6 +132,11 @@ class MultiTaskModel(nn.Module):
             self.load_state_dict(saved.state_dict())
 
 
+def is_checkpoint(directory: str | Path) -> bool:
+    """True when `directory` holds an mtl_nlp checkpoint (its mtl_nlp.json)."""
+    return (Path(directory) / CHECKPOINT_CONFIG).is_file()
+
+
 def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     """The parsed mtl_nlp.json of a checkpoint, with a clear error when it is not one."""
     directory = Path(directory)

@@ -13,7 +13,7 @@ from mtl_nlp.config import ConfigError, RunConfig, TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.modeling.heads import HeadConfig
-from mtl_nlp.modeling.model import CHECKPOINT_CONFIG
+from mtl_nlp.modeling.model import is_checkpoint
 from mtl_nlp.training.precision import resolve_mixed_precision
 
 STATE_DIR = "state"  # the resumable Accelerate state, inside output_dir
@@ -48,7 +48,7 @@ def cpu_threads_per_process(accelerator: Accelerator) -> int:
 def check_output_dir(config: RunConfig) -> None:
     """Refuse to start a fresh run over a directory that already holds a trained checkpoint."""
     output = Path(config.output_dir)
-    if not (output / CHECKPOINT_CONFIG).exists():
+    if not is_checkpoint(output):
         return
     if config.resume_from is None:
         raise ConfigError(

@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import send_to_device
+from accelerate.utils import broadcast_object_list, send_to_device
 from tqdm.auto import tqdm
 
 from mtl_nlp.config import TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
-from mtl_nlp.modeling.model import CHECKPOINT_CONFIG, MultiTaskModel
+from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.metrics import overall_score
 from mtl_nlp.training.setup import STATE_DIR, count_optimizer_steps
@@ -117,20 +117,19 @@ class MultiTaskTrainer:
 
     def _carry_best_checkpoint(self, run_dir: Path) -> None:
         """Resuming into another output_dir: bring the resumed run's best checkpoint along, so
-        output_dir always holds the best model seen; with none to bring, the next evaluation saves."""
-        if self.has_checkpoint(self.output_dir):
-            return
-        if self.has_checkpoint(run_dir):
-            if self.accelerator.is_main_process:
+        output_dir always holds the best model seen; with none to bring, the next evaluation saves.
+
+        The main process looks at the files and tells the others, so every process (on any node)
+        takes the same decision."""
+        found = [None]
+        if self.accelerator.is_main_process:
+            found[0] = is_checkpoint(self.output_dir) or is_checkpoint(run_dir)
+            if found[0] and not is_checkpoint(self.output_dir):
                 shutil.copytree(run_dir, self.output_dir, ignore=shutil.ignore_patterns(STATE_DIR),
                                 dirs_exist_ok=True)
-            self.accelerator.wait_for_everyone()
-        else:
+        broadcast_object_list(found)
+        if not found[0]:
             self.progress.best_score, self.progress.best_step = -math.inf, -1
-
-    @staticmethod
-    def has_checkpoint(directory: Path) -> bool:
-        return (Path(directory) / CHECKPOINT_CONFIG).is_file()
 
     def train(self) -> TrainingProgress:
         """Run until total_steps, evaluating every train.eval_every steps and at the end."""
@@ -158,7 +157,7 @@ class MultiTaskTrainer:
         self.progress.train_seconds += time.perf_counter() - started
         bar.close()
         evaluated = self.progress.history and self.progress.history[-1]["step"] == self.progress.step
-        if not evaluated or not self.has_checkpoint(self.output_dir):
+        if not evaluated or self.progress.best_step < 0:  # best_step < 0: nothing saved yet
             self.evaluate_and_checkpoint()
         return self.progress
 
