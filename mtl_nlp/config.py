@@ -37,13 +37,38 @@ class TrainConfig:
     grad_accum: int = 1  # batches accumulated per optimizer step
     max_grad_norm: float = 1.0  # gradient clipping norm; 0 disables clipping
     eval_every: int = 0  # evaluate every N optimizer steps; 0 evaluates only at the end
-    log_every: int = 10  # refresh the progress bar's running losses every N steps
+    log_every: int = 10  # refresh the progress bar's running losses (and record them) every N steps
+    step_mode: str = "one_task"  # one_task: one sampled task per step; all_tasks: a batch of every task
 
 
 @dataclass
 class SamplingConfig:
-    strategy: str = "proportional"  # proportional | temperature | uniform
-    temperature: float = 2.0  # T of the temperature strategy: p_i proportional to n_i ** (1/T)
+    strategy: str = "proportional"  # proportional | temperature | uniform | annealed | round_robin
+    temperature: float = 2.0  # T of temperature/annealed: p_i proportional to n_i ** (1/T)
+    anneal: str = "up"  # annealed: up moves the exponent 1 -> 1/T over the run, down moves 1/T -> 1
+    cap: int | None = None  # at most this many training examples of a task count towards its size
+
+
+@dataclass
+class WeightingConfig:
+    method: str = "equal"  # equal | log_size | uncertainty | dwa | rlw | pcgrad | cagrad
+    window: int = 50  # dwa: optimizer steps per running-loss window (weights change once a window)
+    temperature: float = 2.0  # dwa: softmax temperature of the loss ratios
+    cagrad_c: float = 0.5  # cagrad: radius c of the ball around the mean gradient
+    lr: float = 0.01  # uncertainty: learning rate of the learned log-variances
+
+
+@dataclass
+class SharingConfig:
+    private_layers: int = 0  # the top k encoder layers are copied per task (0: hard sharing)
+    soft_l2: float = 0.0  # lambda of the L2 pull of the private copies towards their mean
+    freeze_layers: int = 0  # freeze the embeddings and the bottom n encoder layers
+    freeze_embeddings: bool = False  # freeze the embeddings only
+
+
+@dataclass
+class DiagnosticsConfig:
+    conflict_every: int = 0  # every K steps record the task x task gradient cosines (0: off)
 
 
 @dataclass
@@ -62,6 +87,9 @@ class RunConfig:
     cpu_threads: int | None = None  # torch threads per process on CPU; None: cores / local processes
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    sharing: SharingConfig = field(default_factory=SharingConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data copy, for logging and for saving next to a checkpoint."""
@@ -89,8 +117,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 CHOICES = {
     "mixed_precision": ("auto", "no", "bf16", "fp16"),
-    "sampling.strategy": ("proportional", "temperature", "uniform"),
+    "sampling.strategy": ("proportional", "temperature", "uniform", "annealed", "round_robin"),
+    "sampling.anneal": ("up", "down"),
+    "train.step_mode": ("one_task", "all_tasks"),
+    "weighting.method": ("equal", "log_size", "uncertainty", "dwa", "rlw", "pcgrad", "cagrad"),
 }
+GRADIENT_METHODS = ("pcgrad", "cagrad")  # need train.step_mode=all_tasks
 
 
 def validate(config: RunConfig) -> None:
@@ -111,6 +143,9 @@ def validate(config: RunConfig) -> None:
         "train.log_every": train.log_every,
         "max_length": config.max_length,
         "sampling.temperature": config.sampling.temperature,
+        "weighting.window": config.weighting.window,
+        "weighting.temperature": config.weighting.temperature,
+        "weighting.lr": config.weighting.lr,
     }
     optional_positive = {
         "train.max_steps": train.max_steps,
@@ -119,13 +154,19 @@ def validate(config: RunConfig) -> None:
         "max_train_examples": config.max_train_examples,
         "max_eval_examples": config.max_eval_examples,
         "cpu_threads": config.cpu_threads,
+        "sampling.cap": config.sampling.cap,
     }
     positive.update({key: value for key, value in optional_positive.items() if value is not None})
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
-    non_negative = {"train.eval_every": train.eval_every, "train.weight_decay": train.weight_decay,
-                    "train.max_grad_norm": train.max_grad_norm}
+    non_negative = {
+        "train.eval_every": train.eval_every, "train.weight_decay": train.weight_decay,
+        "train.max_grad_norm": train.max_grad_norm, "weighting.cagrad_c": config.weighting.cagrad_c,
+        "sharing.private_layers": config.sharing.private_layers, "sharing.soft_l2": config.sharing.soft_l2,
+        "sharing.freeze_layers": config.sharing.freeze_layers,
+        "diagnostics.conflict_every": config.diagnostics.conflict_every,
+    }
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must be 0 or more, got {value}")
@@ -133,6 +174,13 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {train.warmup_ratio}")
     if not config.tasks:
         raise ConfigError("tasks is empty: name at least one task")
+    if config.weighting.method in GRADIENT_METHODS and train.step_mode != "all_tasks":
+        raise ConfigError(
+            f"weighting.method={config.weighting.method} combines every task's gradient in one step: "
+            "set train.step_mode=all_tasks"
+        )
+    if config.sharing.soft_l2 and not config.sharing.private_layers:
+        raise ConfigError("sharing.soft_l2 pulls private layers together: set sharing.private_layers too")
 
 
 class RawText(str):

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-TASK_TYPES = ("classification", "token_classification")
+TASK_TYPES = ("classification", "token_classification", "regression", "multilabel")
+SENTENCE_TYPES = ("classification", "regression", "multilabel")  # one prediction per input text
 FORMATS = ("conll", "csv", "tsv", "json")
 POOLINGS = ("mean", "cls")  # sentence representations of classification heads
 
@@ -26,7 +27,7 @@ class TaskSpec:
     """
 
     name: str
-    type: str  # classification | token_classification
+    type: str  # classification | token_classification | regression | multilabel
     dataset: str | None = None  # Hub id, e.g. "fancyzhx/ag_news"
     dataset_config: str | None = None  # Hub configuration name, if the dataset has several
     data_files: Mapping[str, str] | None = None  # {split: path}; relative paths use data_dir
@@ -34,13 +35,17 @@ class TaskSpec:
     local_files: Mapping[str, str] | None = None  # {split: path under data_dir}
     local_format: str | None = None  # format of local_files
     splits: Mapping[str, str] | None = None  # {train|validation|test: source split name}
-    text_column: str = "text"  # classification input
-    label_column: str = "label"  # classification target
+    text_column: str = "text"  # classification / regression / multilabel input
+    text_pair_column: str | None = None  # second text of sentence-pair tasks (NLI, similarity)
+    label_column: str = "label"  # classification / regression / multilabel target
     tokens_column: str = "tokens"  # token classification input (pre-split words)
     tags_column: str = "tags"  # token classification target (one tag per word)
     labels: tuple[str, ...] | None = None  # label set; else ClassLabel names or sorted train labels
     loss_weight: float = 1.0  # multiplies this task's loss
-    pooling: str = "mean"  # classification: mean of the token states, or `cls` (the first token)
+    pooling: str = "mean"  # sentence heads: mean of the token states, or `cls` (the first token)
+    threshold: float = 0.5  # multilabel: a label is predicted when its probability reaches this
+    label_separator: str = ","  # multilabel: separates the labels of a text-valued label cell
+    layer: int | None = None  # the head reads this encoder layer's hidden states (None: the last)
     description: str = ""  # one line shown by `mtl-nlp tasks`
 
     def __post_init__(self) -> None:
@@ -68,6 +73,17 @@ class TaskSpec:
         if self.pooling not in POOLINGS:
             raise TaskError(
                 f"task {self.name!r}: pooling {self.pooling!r} is not one of: {', '.join(POOLINGS)}"
+            )
+        if self.text_pair_column is not None and self.type not in SENTENCE_TYPES:
+            raise TaskError(
+                f"task {self.name!r}: text_pair_column needs a sentence-level type "
+                f"({', '.join(SENTENCE_TYPES)}), not {self.type}"
+            )
+        if not 0 < self.threshold < 1:
+            raise TaskError(f"task {self.name!r}: threshold must be between 0 and 1, got {self.threshold}")
+        if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 1):
+            raise TaskError(
+                f"task {self.name!r}: layer must be an encoder layer number from 1, got {self.layer!r}"
             )
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))

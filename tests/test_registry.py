@@ -35,9 +35,9 @@ def test_unknown_task_lists_registered_names():
 
 
 def test_bad_type_lists_types():
-    expected = "type 'regression' is not one of: classification, token_classification"
+    expected = "type 'ranking' is not one of: classification, token_classification, regression, multilabel"
     with pytest.raises(TaskError, match=expected):
-        spec(type="regression")
+        spec(type="ranking")
 
 
 def test_data_files_need_a_format():
