@@ -1,10 +1,22 @@
-"""Task metrics: accuracy and macro-F1 for classification, seqeval entity P/R/F1 for tagging."""
+"""Task metrics: accuracy and macro-F1 for classification, seqeval entity P/R/F1 for tagging,
+Pearson/Spearman/MSE for regression, micro- and macro-F1 for multilabel."""
 
 from __future__ import annotations
 
+import math
+
 from seqeval.metrics import f1_score, precision_score, recall_score
 
-MAIN_METRIC = {"classification": "accuracy", "token_classification": "f1"}
+MAIN_METRIC = {
+    "classification": "accuracy",
+    "token_classification": "f1",
+    "regression": "pearson",
+    "multilabel": "micro_f1",
+}
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def classification_metrics(gold: list[str], predicted: list[str]) -> dict[str, float]:
@@ -19,7 +31,7 @@ def classification_metrics(gold: list[str], predicted: list[str]) -> dict[str, f
         tp = sum(g == label and p == label for g, p in zip(gold, predicted))
         fp = sum(g != label and p == label for g, p in zip(gold, predicted))
         fn = sum(g == label and p != label for g, p in zip(gold, predicted))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+        f1s.append(_f1(tp, fp, fn))
     return {"accuracy": accuracy, "macro_f1": sum(f1s) / len(f1s)}
 
 
@@ -39,7 +51,81 @@ def tagging_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[s
     return scores
 
 
+def pearson(x: list[float], y: list[float]) -> float:
+    """Pearson correlation; 0.0 when either side is constant (the correlation is undefined there,
+    and 0.0 keeps a constant predictor from looking good in model selection)."""
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} values against {len(y)}")
+    n = len(x)
+    if n == 0:
+        return 0.0
+    mean_x, mean_y = sum(x) / n, sum(y) / n
+    dx = [value - mean_x for value in x]
+    dy = [value - mean_y for value in y]
+    sxx, syy = sum(d * d for d in dx), sum(d * d for d in dy)
+    if sxx == 0 or syy == 0:
+        return 0.0
+    return sum(a * b for a, b in zip(dx, dy)) / math.sqrt(sxx * syy)
+
+
+def average_ranks(values: list[float]) -> list[float]:
+    """Ranks from 1; tied values all get the mean of the ranks they span."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        mean_rank = (start + end) / 2 + 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = mean_rank
+        start = end + 1
+    return ranks
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman correlation: Pearson of the average ranks (ties share their mean rank)."""
+    return pearson(average_ranks(x), average_ranks(y))
+
+
+def regression_metrics(gold: list[float], predicted: list[float]) -> dict[str, float]:
+    """Pearson and Spearman correlation and mean squared error."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold values but {len(predicted)} predictions")
+    if not gold:
+        return {"pearson": 0.0, "spearman": 0.0, "mse": 0.0}
+    mse = sum((g - p) ** 2 for g, p in zip(gold, predicted)) / len(gold)
+    return {"pearson": pearson(predicted, gold), "spearman": spearman(predicted, gold), "mse": mse}
+
+
+def multilabel_metrics(gold: list[list[int]], predicted: list[list[int]]) -> dict[str, float]:
+    """Micro-F1 over every (example, label) decision, and macro-F1: the mean per-label F1 over
+    the labels present in gold or predictions. Rows are 0/1 vectors over the task's labels;
+    both scores are 0.0 when no label occurs at all."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold rows but {len(predicted)} predictions")
+    width = len(gold[0]) if gold else 0
+    counts = [[0, 0, 0] for _ in range(width)]  # tp, fp, fn per label
+    for gold_row, predicted_row in zip(gold, predicted):
+        if len(gold_row) != width or len(predicted_row) != width:
+            raise ValueError(f"rows must all hold {width} labels")
+        for label, (g, p) in enumerate(zip(gold_row, predicted_row)):
+            if g and p:
+                counts[label][0] += 1
+            elif p:
+                counts[label][1] += 1
+            elif g:
+                counts[label][2] += 1
+    present = [c for c in counts if any(c)]
+    if not present:
+        return {"micro_f1": 0.0, "macro_f1": 0.0}
+    micro = _f1(*(sum(c[i] for c in present) for i in range(3)))
+    return {"micro_f1": micro, "macro_f1": sum(_f1(*c) for c in present) / len(present)}
+
+
 def overall_score(metrics: dict[str, dict[str, float]], task_types: dict[str, str]) -> float:
-    """Mean over tasks of each task's main metric (accuracy, or entity F1 for tagging)."""
+    """Mean over tasks of each task's main metric (MAIN_METRIC: accuracy, entity F1, Pearson,
+    micro-F1)."""
     values = [metrics[task][MAIN_METRIC[task_types[task]]] for task in metrics]
     return sum(values) / len(values) if values else 0.0
