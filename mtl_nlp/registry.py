@@ -9,8 +9,11 @@ from typing import Any
 
 TASK_TYPES = ("classification", "token_classification", "regression", "multilabel")
 SENTENCE_TYPES = ("classification", "regression", "multilabel")  # one prediction per input text
-FORMATS = ("conll", "csv", "tsv", "json")
-POOLINGS = ("mean", "cls")  # sentence representations of classification heads
+# tsv: tab-separated, quote characters are plain text (SST-2); tsv_quoted: tab-separated with
+# CSV-style quoting, a field holding `"` is wrapped in quotes with inner quotes doubled (STS-B).
+FORMATS = ("conll", "csv", "tsv", "tsv_quoted", "json")
+TEXT_TABLE_FORMATS = ("csv", "tsv", "tsv_quoted")  # one plain-text cell per column
+POOLINGS = ("mean", "cls")  # sentence representations of the sentence-level heads
 
 
 class TaskError(ValueError):
@@ -31,7 +34,7 @@ class TaskSpec:
     dataset: str | None = None  # Hub id, e.g. "fancyzhx/ag_news"
     dataset_config: str | None = None  # Hub configuration name, if the dataset has several
     data_files: Mapping[str, str] | None = None  # {split: path}; relative paths use data_dir
-    format: str | None = None  # conll | csv | tsv | json (for data_files)
+    format: str | None = None  # conll | csv | tsv | tsv_quoted | json (for data_files)
     local_files: Mapping[str, str] | None = None  # {split: path under data_dir}
     local_format: str | None = None  # format of local_files
     splits: Mapping[str, str] | None = None  # {train|validation|test: source split name}
@@ -65,7 +68,7 @@ class TaskSpec:
                 )
         if self.data_files is not None and self.format is None:
             raise TaskError(f"task {self.name!r}: data_files needs a format ({', '.join(FORMATS)})")
-        if self.type == "token_classification" and {self.format, self.local_format} & {"csv", "tsv"}:
+        if self.type == "token_classification" and {self.format, self.local_format} & set(TEXT_TABLE_FORMATS):
             raise TaskError(
                 f"task {self.name!r}: token_classification reads lists of words and tags; use format "
                 "conll or json (csv/tsv cells hold plain text)"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
 
 from mtl_nlp import registry
 from mtl_nlp.tasks.demo_corpus import DEMO_DIR
@@ -60,6 +60,16 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
 @pytest.fixture(scope="session")
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def pair_tokenizer(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer):
+    """The tiny tokenizer returning token_type_ids as BERT's does (segment 1 = the second text)."""
+    directory = tmp_path_factory.mktemp("pair-tokenizer")
+    tiny_tokenizer.save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(
+        directory, model_input_names=["input_ids", "token_type_ids", "attention_mask"]
+    )
 
 
 @pytest.fixture(scope="session")

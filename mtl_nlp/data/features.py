@@ -9,7 +9,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict
 from transformers import PreTrainedTokenizerBase
 
-from mtl_nlp.data.labels import LabelMapper, label_column
+from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
 from mtl_nlp.data.loading import DataError
 from mtl_nlp.registry import TaskSpec
 
@@ -38,11 +38,24 @@ def _where(split: str, index: int, example_line: Any) -> str:
     return f"split {split}, row {index}"
 
 
-def _encode_classification(
-    batch: dict[str, list], indices: list[int], *, tokenizer: PreTrainedTokenizerBase,
-    spec: TaskSpec, mapper: LabelMapper, max_length: int, split: str,
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], pairs: list[str] | None, max_length: int,
+    **kwargs,
 ) -> dict[str, list]:
-    encoded = tokenizer(batch[spec.text_column], truncation=True, max_length=max_length)
+    """Tokenize texts, or (text, text_pair) pairs with the tokenizer's pair encoding (segment ids
+    1 on the second text for BERT-style models); an over-long pair loses tokens from its longer
+    text first."""
+    if pairs is None:
+        return tokenizer(texts, truncation=True, max_length=max_length, **kwargs)
+    return tokenizer(texts, pairs, truncation="longest_first", max_length=max_length, **kwargs)
+
+
+def _encode_sentences(
+    batch: dict[str, list], indices: list[int], *, tokenizer: PreTrainedTokenizerBase,
+    spec: TaskSpec, mapper: LabelTargets, max_length: int, split: str,
+) -> dict[str, list]:
+    pairs = batch[spec.text_pair_column] if spec.text_pair_column else None
+    encoded = encode_texts(tokenizer, batch[spec.text_column], pairs, max_length)
     encoded["labels"] = [
         mapper(value, _where(split, index, None))
         for value, index in zip(batch[spec.label_column], indices)
@@ -70,18 +83,24 @@ def _encode_tagging(
     return encoded
 
 
+def input_columns(spec: TaskSpec) -> list[str]:
+    """The columns a task reads its inputs from (words, or one or two texts)."""
+    if spec.type == "token_classification":
+        return [spec.tokens_column]
+    return [spec.text_column] + ([spec.text_pair_column] if spec.text_pair_column else [])
+
+
 def _is_present(spec: TaskSpec, example: dict[str, Any]) -> bool:
     if spec.type == "token_classification":
         tokens = example[spec.tokens_column]
         return bool(tokens) and all(isinstance(t, str) and t.strip() for t in tokens)
-    text = example[spec.text_column]
-    return isinstance(text, str) and bool(text.strip())
+    # A pair task needs both texts: a pair with one side missing is not an example.
+    return all(isinstance(example[c], str) and bool(example[c].strip()) for c in input_columns(spec))
 
 
 def check_columns(spec: TaskSpec, split: str, dataset: Dataset) -> None:
     """Raise a DataError naming any column the task needs that `dataset` lacks."""
-    inputs = spec.tokens_column if spec.type == "token_classification" else spec.text_column
-    for column in (inputs, label_column(spec)):
+    for column in (*input_columns(spec), label_column(spec)):
         if column not in dataset.column_names:
             raise DataError(
                 f"task {spec.name!r}, split {split}: column {column!r} not found; "
@@ -91,10 +110,10 @@ def check_columns(spec: TaskSpec, split: str, dataset: Dataset) -> None:
 
 def encode_splits(
     spec: TaskSpec, splits: DatasetDict, tokenizer: PreTrainedTokenizerBase,
-    mapper: LabelMapper, max_length: int,
+    mapper: LabelTargets, max_length: int,
 ) -> DatasetDict:
     """Tokenize every split, align labels, drop empty examples (logged) and add a `length` column."""
-    encode = _encode_tagging if spec.type == "token_classification" else _encode_classification
+    encode = _encode_tagging if spec.type == "token_classification" else _encode_sentences
     encoded = {}
     for split, dataset in splits.items():
         check_columns(spec, split, dataset)
@@ -125,10 +144,12 @@ def _add_length(batch: dict[str, list]) -> dict[str, list]:
 def _log_truncation(spec: TaskSpec, split: str, features: Dataset, max_length: int) -> None:
     truncated = sum(length >= max_length for length in features["length"])
     if truncated:
-        consequence = (
-            "words past the limit are not scored" if spec.type == "token_classification"
-            else "the model sees only their first tokens"
-        )
+        if spec.type == "token_classification":
+            consequence = "words past the limit are not scored"
+        elif spec.text_pair_column:
+            consequence = "the longer text of each pair loses its last tokens first"
+        else:
+            consequence = "the model sees only their first tokens"
         logger.warning(
             "task %s, split %s: %d examples reach max_length=%d and are truncated (%s)",
             spec.name, split, truncated, max_length, consequence,

@@ -1,4 +1,5 @@
-"""A task's label set and the mapping from raw label values to ids."""
+"""A task's label set and the mapping from raw label values to training targets: class ids
+(classification, tagging), floats (regression), multi-hot vectors (multilabel)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,34 @@ def clean_label(value: object) -> object:
     return value
 
 
+def split_labels(value: object, separator: str) -> list[object]:
+    """The labels of one multilabel cell: a list of labels, or a string of labels joined by
+    `separator` (whitespace around each stripped). A missing value, an empty string and an empty
+    list all mean "no labels"."""
+    value = clean_label(value)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items: list[object] = value.split(separator)
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:  # a lone number, e.g. a CSV column of class indices that holds one label per cell
+        items = [value]
+    labels = []
+    for item in items:
+        item = clean_label(item)
+        if isinstance(item, str):
+            item = item.strip()
+        if item is not None and item != "":
+            labels.append(item)
+    return labels
+
+
 def resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
-    """The task's labels: `spec.labels`, else ClassLabel names, else sorted training labels."""
+    """The task's labels: `spec.labels`, else ClassLabel names, else sorted training labels.
+    Regression tasks have none."""
+    if spec.type == "regression":
+        return []
     if spec.labels is not None:
         return list(spec.labels)
     column = label_column(spec)
@@ -48,6 +75,8 @@ def resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
     values = train[column]
     if spec.type == "token_classification":
         values = [tag for tags in values for tag in tags]
+    elif spec.type == "multilabel":
+        values = [label for cell in values for label in split_labels(cell, spec.label_separator)]
     cleaned = (clean_label(value) for value in values)
     return sorted({str(value) for value in cleaned if value is not None})
 
@@ -79,7 +108,52 @@ class LabelMapper:
         )
 
 
-def build_label_mapper(spec: TaskSpec, train: Dataset, labels: list[str]) -> LabelMapper:
-    """The mapper for a task whose training split is `train`."""
+class FloatMapper:
+    """Maps a raw regression label (a number, or a string holding one) to a float."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+
+    def __call__(self, value: object, where: str) -> float:
+        """Return `value` as a float; `where` says which split and row it came from."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            raise DataError(f"task {self.task!r}, {where}: the label is missing (empty cell)")
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                pass
+        if number is None or not math.isfinite(number):
+            raise DataError(f"task {self.task!r}, {where}: label {value!r} is not a number")
+        return number
+
+
+class MultiLabelMapper:
+    """Maps a multilabel cell (see split_labels) to a multi-hot float vector over the labels."""
+
+    def __init__(self, task: str, labels: list[str], integers_are_indices: bool, separator: str) -> None:
+        self.single = LabelMapper(task, labels, integers_are_indices)
+        self.separator = separator
+
+    def __call__(self, value: object, where: str) -> list[float]:
+        """Return the 0/1 vector of the cell's labels; an unknown label is a DataError."""
+        target = [0.0] * len(self.single.labels)
+        for label in split_labels(value, self.separator):
+            target[self.single(label, where)] = 1.0
+        return target
+
+
+LabelTargets = LabelMapper | FloatMapper | MultiLabelMapper
+
+
+def build_label_mapper(spec: TaskSpec, train: Dataset, labels: list[str]) -> LabelTargets:
+    """The mapper from raw label values to targets for a task whose training split is `train`."""
+    if spec.type == "regression":
+        return FloatMapper(spec.name)
     indices = spec.labels is not None or _class_label(train, label_column(spec)) is not None
+    if spec.type == "multilabel":
+        return MultiLabelMapper(spec.name, labels, indices, spec.label_separator)
     return LabelMapper(spec.name, labels, integers_are_indices=indices)

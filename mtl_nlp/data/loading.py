@@ -79,6 +79,7 @@ def _load_files(
     builder, kwargs = {
         "csv": ("csv", {}),
         "tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
+        "tsv_quoted": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_MINIMAL}),
         "json": ("json", {}),
     }[fmt]
     if builder == "csv":

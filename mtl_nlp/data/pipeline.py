@@ -64,7 +64,13 @@ def limit_examples(
 
 
 def build_collator(task_type: str, tokenizer: PreTrainedTokenizerBase):
-    """Dynamic padding to the longest example of each batch (labels padded with IGNORE_INDEX)."""
+    """Dynamic padding to the longest example of each batch (tag labels padded with IGNORE_INDEX).
+
+    Sentence-level labels need no padding, and tokenizer.pad keeps their type: class ids become
+    an int64 [batch] tensor, regression floats a float32 [batch] tensor and multilabel multi-hot
+    float rows a float32 [batch, labels] tensor (the mappers in data/labels.py emit floats for
+    both, so the losses get the dtype they need).
+    """
     if task_type == "token_classification":
         return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
     return DataCollatorWithPadding(tokenizer)

@@ -1,8 +1,8 @@
-"""Built-in task entries: the three benchmark tasks and the embedded demo tasks.
+"""Built-in task entries: the benchmark tasks and the embedded demo tasks.
 
 The benchmark tasks load from the Hugging Face Hub by default; a run with `data_dir=PATH` reads
 them from local files laid out as PATH/conll2003/{train,valid,test}.txt,
-PATH/sst2/{train,dev,test}.tsv and PATH/ag_news/{train,test}.tsv.
+PATH/sst2/{train,dev,test}.tsv, PATH/ag_news/{train,test}.tsv and PATH/stsb/{train,dev,test}.tsv.
 """
 
 from __future__ import annotations
@@ -63,6 +63,23 @@ BUILTIN_TASKS = (
         label_column="label",
         labels=AG_NEWS_LABELS,
         description="AG News topic classification (World, Sports, Business, Sci/Tech)",
+    ),
+    TaskSpec(
+        name="stsb",
+        type="regression",
+        # mteb/stsbenchmark-sts has the local column names and scores from 0 to 5; its test split
+        # is the official STS-B test set (1,379 pairs with public scores), its validation split
+        # the STS-B dev set. The local files instead follow GLUE: train + dev split GLUE's train,
+        # and test is GLUE's dev set (= STS-B dev), so Hub and local test scores differ.
+        dataset="mteb/stsbenchmark-sts",
+        splits={"train": "train", "validation": "validation", "test": "test"},
+        local_files={"train": "stsb/train.tsv", "validation": "stsb/dev.tsv", "test": "stsb/test.tsv"},
+        # Fields holding `"` are quoted CSV-style in these files (SST-2's must stay unquoted).
+        local_format="tsv_quoted",
+        text_column="sentence1",
+        text_pair_column="sentence2",
+        label_column="score",
+        description="STS Benchmark sentence-pair similarity, a score from 0 to 5 (Pearson/Spearman)",
     ),
     demo_task("demo_ner", "token_classification", "embedded demo NER (PER, ORG, LOC) from templates"),
     demo_task("demo_sentiment", "classification", "embedded demo review sentiment (negative, positive)"),
