@@ -1,4 +1,8 @@
-"""Task heads on top of the shared encoder's hidden states."""
+"""Task heads on top of the shared encoder's hidden states.
+
+Each head owns its loss (`loss`), its evaluation decoding (`decode`: what the metrics compare
+with the gold labels) and its prediction scores (`scores`: what the Predictor reports).
+"""
 
 from __future__ import annotations
 
@@ -6,47 +10,88 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtl_nlp.registry import POOLINGS
+from mtl_nlp.data.features import IGNORE_INDEX
+from mtl_nlp.registry import POOLINGS, TaskSpec
+
+LABEL_FREE_TYPES = ("regression",)  # head types that predict a value, not one of a label set
 
 
 @dataclass
 class HeadConfig:
-    """What a checkpoint records about one task head; enough to rebuild it."""
+    """What a checkpoint records about one task head; enough to rebuild it and decode its output.
+
+    Fields added after the first checkpoints have defaults, so older checkpoints still load.
+    """
 
     name: str
-    type: str  # classification | token_classification
-    labels: list[str] = field(default_factory=list)
+    type: str  # classification | token_classification | regression | multilabel
+    labels: list[str] = field(default_factory=list)  # empty for regression
     dropout: float = 0.1
-    pooling: str = "mean"  # classification only: mean of token states, or the first token
+    pooling: str = "mean"  # sentence heads: mean of token states, or the first token
+    threshold: float = 0.5  # multilabel: a label is predicted when its probability reaches this
+    text_pair: bool = False  # the task reads (text, text_pair) pairs
+    layer: int | None = None  # the encoder layer whose hidden states the head reads (None: the last)
+
+    @classmethod
+    def from_task(cls, spec: TaskSpec, labels: list[str]) -> HeadConfig:
+        """The head of task `spec` with its resolved label set."""
+        return cls(
+            name=spec.name, type=spec.type, labels=list(labels), pooling=spec.pooling,
+            threshold=spec.threshold, text_pair=spec.text_pair_column is not None,
+            layer=spec.layer,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class SequenceClassificationHead(nn.Module):
-    """Pooled sentence representation -> dropout -> linear."""
+def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
+    """One vector per sequence: the first token's state, or the mean over real tokens."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
-    def __init__(self, hidden_size: int, config: HeadConfig) -> None:
+
+class PooledHead(nn.Module):
+    """Pooled sentence representation -> dropout -> linear with `outputs` units."""
+
+    def __init__(self, hidden_size: int, config: HeadConfig, outputs: int) -> None:
         super().__init__()
         if config.pooling not in POOLINGS:
             raise ValueError(f"head {config.name!r}: pooling {config.pooling!r} not in {POOLINGS}")
         self.pooling = config.pooling
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(hidden_size, len(config.labels))
+        self.classifier = nn.Linear(hidden_size, outputs)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self.classifier(self.dropout(pooled))
+        return self.classifier(self.dropout(pool(hidden, attention_mask, self.pooling)))
+
+
+class SequenceClassificationHead(PooledHead):
+    """One label per text: logits [batch, labels], cross-entropy, argmax."""
+
+    def __init__(self, hidden_size: int, config: HeadConfig) -> None:
+        super().__init__(hidden_size, config, len(config.labels))
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Cross-entropy in float32 (logits may be bf16 under autocast)."""
+        return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """Label ids [batch]."""
+        return logits.argmax(dim=-1)
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """Label probabilities [batch, labels]."""
+        return logits_to_probabilities(logits)
 
 
 class TokenClassificationHead(nn.Module):
-    """Per-token hidden state -> dropout -> linear."""
+    """Per-token hidden state -> dropout -> linear; cross-entropy over scored positions."""
 
     def __init__(self, hidden_size: int, config: HeadConfig) -> None:
         super().__init__()
@@ -56,10 +101,70 @@ class TokenClassificationHead(nn.Module):
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         return self.classifier(self.dropout(hidden))
 
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Cross-entropy in float32 over positions whose label is not IGNORE_INDEX."""
+        return F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+        )
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """Tag ids [batch, length]."""
+        return logits.argmax(dim=-1)
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """Tag probabilities [batch, length, labels]."""
+        return logits_to_probabilities(logits)
+
+
+class RegressionHead(PooledHead):
+    """One float per text: output [batch], mean squared error."""
+
+    def __init__(self, hidden_size: int, config: HeadConfig) -> None:
+        super().__init__(hidden_size, config, 1)
+
+    def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        return super().forward(hidden, attention_mask).squeeze(-1)
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """MSE in float32, so bf16 outputs do not round the squared errors."""
+        return F.mse_loss(logits.float(), labels.float())
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """The predicted values [batch], float32."""
+        return logits.float()
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """The predicted values [batch], float32."""
+        return logits.float()
+
+
+class MultiLabelHead(PooledHead):
+    """Zero or more labels per text: logits [batch, labels], sigmoid + binary cross-entropy;
+    a label is predicted when its probability reaches the task's threshold."""
+
+    def __init__(self, hidden_size: int, config: HeadConfig) -> None:
+        super().__init__(hidden_size, config, len(config.labels))
+        self.threshold = config.threshold
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Binary cross-entropy with logits in float32 against multi-hot targets."""
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """0/1 label indicators [batch, labels]."""
+        return (self.scores(logits) >= self.threshold).long()
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """Per-label probabilities [batch, labels], float32."""
+        return torch.sigmoid(logits.float())
+
 
 HEAD_TYPES: dict[str, type[nn.Module]] = {
     "classification": SequenceClassificationHead,
     "token_classification": TokenClassificationHead,
+    "regression": RegressionHead,
+    "multilabel": MultiLabelHead,
 }
 
 
@@ -69,7 +174,10 @@ def build_head(hidden_size: int, config: HeadConfig) -> nn.Module:
         raise ValueError(
             f"head {config.name!r}: type {config.type!r} is not one of: {', '.join(HEAD_TYPES)}"
         )
-    if not config.labels:
+    if config.type in LABEL_FREE_TYPES:
+        if config.labels:
+            raise ValueError(f"head {config.name!r}: a {config.type} head takes no labels")
+    elif not config.labels:
         raise ValueError(f"head {config.name!r} has no labels")
     return HEAD_TYPES[config.type](hidden_size, config)
 

@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
-from mtl_nlp.data.features import IGNORE_INDEX
 from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head
 
@@ -55,17 +53,15 @@ class MultiTaskModel(nn.Module):
         self, task: str, input_ids: Tensor, attention_mask: Tensor,
         token_type_ids: Tensor | None = None, labels: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Logits of one task's head, and its cross-entropy loss when labels are given."""
+        """Output of one task's head ("logits"; regression values for a regression head), and the
+        head's own loss when labels are given."""
         if task not in self.heads:
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
         hidden = self.encode(input_ids, attention_mask, token_type_ids)
         logits = self.heads[task](hidden, attention_mask)
         output = {"logits": logits}
         if labels is not None:
-            output["loss"] = F.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                ignore_index=IGNORE_INDEX,
-            )
+            output["loss"] = self.heads[task].loss(logits, labels)
         return output
 
     def forward_all(

@@ -10,7 +10,12 @@ from torch.utils.data import DataLoader
 from mtl_nlp.data.batching import SortedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS, IGNORE_INDEX
 from mtl_nlp.data.pipeline import TaskData, build_collator
-from mtl_nlp.training.metrics import classification_metrics, tagging_metrics
+from mtl_nlp.training.metrics import (
+    classification_metrics,
+    multilabel_metrics,
+    regression_metrics,
+    tagging_metrics,
+)
 
 
 def build_eval_loaders(
@@ -48,12 +53,26 @@ def _predict_batch(
 ) -> tuple[Tensor, Tensor]:
     labels = batch.pop("labels")
     logits = model(task=task, **batch)["logits"]
-    predictions = logits.argmax(dim=-1)
+    # The head decodes its own output: label ids, tag ids, values, or 0/1 label vectors.
+    predictions = accelerator.unwrap_model(model).heads[task].decode(logits)
     if tagging:
         # Processes pad to different lengths; align before gathering.
         predictions = accelerator.pad_across_processes(predictions, dim=1, pad_index=IGNORE_INDEX)
         labels = accelerator.pad_across_processes(labels, dim=1, pad_index=IGNORE_INDEX)
     return accelerator.gather_for_metrics((predictions, labels))
+
+
+def task_metrics(
+    task_type: str, predictions: list, labels: list, names: list[str]
+) -> dict[str, float]:
+    """Score one task's gathered predictions against its gold labels, by task type."""
+    if task_type == "token_classification":
+        return tagging_metrics(*tagged_sequences(predictions, labels, names))
+    if task_type == "regression":
+        return regression_metrics(labels, predictions)
+    if task_type == "multilabel":
+        return multilabel_metrics([[int(g) for g in row] for row in labels], predictions)
+    return classification_metrics([names[g] for g in labels], [names[p] for p in predictions])
 
 
 @torch.no_grad()
@@ -66,20 +85,15 @@ def evaluate(
     model.eval()
     results = {}
     for task, loader in loaders.items():
-        names = tasks[task].labels
-        tagging = tasks[task].spec.type == "token_classification"
+        task_type = tasks[task].spec.type
         all_predictions: list = []
         all_labels: list = []
         for batch in loader:
-            predictions, labels = _predict_batch(accelerator, model, task, batch, tagging)
+            predictions, labels = _predict_batch(
+                accelerator, model, task, batch, task_type == "token_classification"
+            )
             all_predictions.extend(predictions.tolist())
             all_labels.extend(labels.tolist())
-        if tagging:
-            gold, predicted = tagged_sequences(all_predictions, all_labels, names)
-            results[task] = tagging_metrics(gold, predicted)
-        else:
-            results[task] = classification_metrics(
-                [names[g] for g in all_labels], [names[p] for p in all_predictions]
-            )
+        results[task] = task_metrics(task_type, all_predictions, all_labels, tasks[task].labels)
     model.train(was_training)
     return results
