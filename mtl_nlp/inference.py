@@ -1,4 +1,4 @@
-"""Predictor: raw texts in, every task's answer out, from one encoder pass per batch."""
+"""Predictor: raw texts (and text pairs) in, every task's answer out, one encoder pass per batch."""
 
 from __future__ import annotations
 
@@ -12,17 +12,28 @@ import torch
 from torch import Tensor
 from transformers import AutoTokenizer
 
+from mtl_nlp.data.features import encode_texts
+from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 from mtl_nlp.spans import bio_spans, split_words
 from mtl_nlp.training.precision import resolve_mixed_precision
 
+TextInput = str | tuple[str, str]  # a text, or a (text, text_pair) pair for sentence-pair tasks
+
 
 class Predictor:
-    """Answers every task of a trained checkpoint for raw strings.
+    """Answers every task of a trained checkpoint for raw strings and string pairs.
 
     Classification tasks give {"label", "score"}; tagging tasks give a list of entities
-    {"label", "text", "start", "end", "score"} with character offsets into the input text.
-    Texts are batched by length so padding stays small.
+    {"label", "text", "start", "end", "score"} with character offsets into the input text;
+    regression tasks give {"value"}; multilabel tasks give {"labels": the labels whose
+    probability reaches the task's threshold, in label order, "scores": {label: probability}}.
+
+    Which tasks answer which input: a str is answered by the single-text tasks, a
+    (text, text_pair) tuple by the sentence-pair tasks. Asking (tasks=[...]) for a task with the
+    other kind of input is an error. Single texts share one encoder pass per batch for all their
+    tasks; pairs run in their own encoder passes. Inputs are batched by length so padding stays
+    small.
     """
 
     def __init__(
@@ -49,26 +60,68 @@ class Predictor:
     def tasks(self) -> list[str]:
         return self.model.task_names
 
+    @property
+    def pair_tasks(self) -> list[str]:
+        """The tasks that read (text, text_pair) pairs."""
+        return [task for task in self.tasks if self.model.head_configs[task].text_pair]
+
     def predict(
-        self, texts: str | list[str], tasks: list[str] | None = None
+        self, inputs: TextInput | list[TextInput], tasks: list[str] | None = None
     ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Predictions for one text (a dict) or a list of texts (a list of dicts, in order)."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        for index, text in enumerate(batch):
-            if not isinstance(text, str):
-                raise TypeError(f"text {index} is {type(text).__name__}, expected str")
-        tasks = tasks or self.tasks
+        """Predictions for one input (a dict) or a list of inputs (a list of dicts, in order).
+
+        An input is a str or a (text, text_pair) tuple; a tuple given alone is one pair (pass a
+        list for a batch). Each input is answered by the tasks that take its kind of input (all
+        of them, or those of `tasks`).
+        """
+        single = isinstance(inputs, (str, tuple))
+        batch = [_as_input(0, inputs)] if single else [_as_input(i, x) for i, x in enumerate(inputs)]
+        tasks_by_kind = self._tasks_by_kind(batch, tasks)
+        results: list[dict[str, Any] | None] = [None] * len(batch)
+        for pair, kind_tasks in tasks_by_kind.items():
+            indices = [i for i, item in enumerate(batch) if isinstance(item, tuple) == pair]
+            order = sorted(indices, key=lambda i: _length(batch[i]))
+            for begin in range(0, len(order), self.batch_size):
+                chunk = order[begin : begin + self.batch_size]
+                answers = self._predict_batch([batch[i] for i in chunk], kind_tasks)
+                for index, result in zip(chunk, answers):
+                    results[index] = result
+        return results[0] if single else results
+
+    def _tasks_by_kind(
+        self, batch: list[TextInput], tasks: list[str] | None
+    ) -> dict[bool, list[str]]:
+        """{is_pair: the tasks answering that kind of input} for the kinds present in `batch`;
+        clear errors for unknown tasks and for inputs no requested task can take."""
+        explicit = tasks is not None
+        tasks = list(tasks) if explicit else self.tasks
         unknown = sorted(set(tasks) - set(self.tasks))
         if unknown:
             raise KeyError(f"unknown task(s) {unknown}; this model has: {', '.join(self.tasks)}")
-        results: list[dict[str, Any] | None] = [None] * len(batch)
-        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
-        for begin in range(0, len(order), self.batch_size):
-            indices = order[begin : begin + self.batch_size]
-            for index, result in zip(indices, self._predict_batch([batch[i] for i in indices], tasks)):
-                results[index] = result
-        return results[0] if single else results
+        pair_tasks = [task for task in tasks if task in self.pair_tasks]
+        text_tasks = [task for task in tasks if task not in self.pair_tasks]
+        by_kind: dict[bool, list[str]] = {}
+        for index, item in enumerate(batch):
+            pair = isinstance(item, tuple)
+            if pair in by_kind:
+                continue
+            given = "a (text, text_pair) pair" if pair else "a single text"
+            wrong = text_tasks if pair else pair_tasks
+            if explicit and wrong:
+                takes = "single texts" if pair else "(text, text_pair) pairs"
+                raise ValueError(f"task {wrong[0]!r} takes {takes}; input {index} is {given}")
+            answering = pair_tasks if pair else text_tasks
+            if not answering:
+                takes = "sentence-pair task" if pair else "single-text task"
+                raise ValueError(
+                    f"input {index} is {given}, but this model has no {takes} "
+                    f"(tasks: {', '.join(f'{t} ({self._takes(t)})' for t in self.tasks)})"
+                )
+            by_kind[pair] = answering
+        return by_kind
+
+    def _takes(self, task: str) -> str:
+        return "pairs" if self.model.head_configs[task].text_pair else "texts"
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision in ("bf16", "fp16"):
@@ -77,28 +130,65 @@ class Predictor:
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def _predict_batch(self, texts: list[str], tasks: list[str]) -> list[dict[str, Any]]:
-        encoded = self.tokenizer(
-            texts, truncation=True, max_length=self.max_length, padding=True,
-            return_offsets_mapping=True, return_tensors="pt",
+    def _predict_batch(self, batch: list[TextInput], tasks: list[str]) -> list[dict[str, Any]]:
+        """One encoder pass for a batch of inputs of one kind (all texts, or all pairs)."""
+        pair = isinstance(batch[0], tuple)
+        texts = [item[0] if pair else item for item in batch]
+        encoded = encode_texts(
+            self.tokenizer, texts, [item[1] for item in batch] if pair else None, self.max_length,
+            padding=True, return_offsets_mapping=True, return_tensors="pt",
         )
         offsets = encoded.pop("offset_mapping").tolist()
         inputs = {key: value.to(self.device) for key, value in encoded.items()}
         with self._autocast():
             logits = self.model.forward_all(**inputs, tasks=tasks)
-        probabilities = {task: torch.softmax(value.float(), dim=-1).cpu() for task, value in logits.items()}
+        outputs = {}
+        for task, value in logits.items():
+            head = self.model.heads[task]
+            outputs[task] = (head.scores(value).cpu(), head.decode(value).cpu())
         results = []
         for row, text in enumerate(texts):
             result = {}
             for task in tasks:
                 config = self.model.head_configs[task]
+                scores, decoded = outputs[task][0][row], outputs[task][1][row]
                 if config.type == "token_classification":
-                    result[task] = entities(text, offsets[row], probabilities[task][row], config.labels)
+                    result[task] = entities(text, offsets[row], scores, config.labels)
                 else:
-                    score, label = probabilities[task][row].max(dim=-1)
-                    result[task] = {"label": config.labels[int(label)], "score": float(score)}
+                    result[task] = sentence_answer(config, scores, decoded)
             results.append(result)
         return results
+
+
+def _as_input(index: int, item: object) -> TextInput:
+    """A str, or a (text, text_pair) pair as a tuple; a 2-item list of str counts as a pair."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
+        return (item[0], item[1])
+    if isinstance(item, tuple):
+        raise TypeError(
+            f"input {index} is a tuple of {len(item)} item(s); a tuple input is one "
+            "(text, text_pair) pair of two str (pass a list of inputs for a batch)"
+        )
+    raise TypeError(f"input {index} is {type(item).__name__}, expected a str or a (text, text_pair) tuple")
+
+
+def _length(item: TextInput) -> int:
+    return len(item) if isinstance(item, str) else len(item[0]) + len(item[1])
+
+
+def sentence_answer(config: HeadConfig, scores: Tensor, decoded: Tensor) -> dict[str, Any]:
+    """One sentence-level task's answer for one input, from its head's scores and decoding."""
+    if config.type == "regression":
+        return {"value": float(scores)}
+    if config.type == "multilabel":
+        probabilities = scores.tolist()
+        return {
+            "labels": [label for label, on in zip(config.labels, decoded.tolist()) if on],
+            "scores": dict(zip(config.labels, probabilities)),
+        }
+    return {"label": config.labels[int(decoded)], "score": float(scores[int(decoded)])}
 
 
 def first_token_of_each_word(
@@ -143,6 +233,14 @@ def entities(
             "score": sum(word_scores[begin:end]) / (end - begin),
         })
     return found
+
+
+def input_from_line(line: str) -> TextInput:
+    """One input line of `mtl-nlp predict`: `text<TAB>text_pair` is a pair (split at the first
+    TAB, for the sentence-pair tasks), a line without a TAB a single text."""
+    line = line.rstrip("\r\n")
+    text, tab, text_pair = line.partition("\t")
+    return (text, text_pair) if tab else line
 
 
 def to_json_line(result: dict[str, Any]) -> str:
