@@ -1,4 +1,5 @@
-"""The multi-task training loader: one task per batch, the task drawn by a seeded sampler."""
+"""The multi-task training loader: one task per batch, the task drawn by a seeded sampler (or,
+in `all_tasks` step mode, one batch of every task per step)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,33 @@ from torch.utils.data import DataLoader
 from mtl_nlp.data.batching import LengthGroupedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
-from mtl_nlp.data.sampling import TaskSampler, task_probabilities
+from mtl_nlp.data.sampling import TaskSampler, sampling_sizes
+
+STEP_MODES = ("one_task", "all_tasks")
 
 
 class MultiTaskLoader:
     """Endless iterator of (task name, padded batch).
 
     Each task has its own length-grouped DataLoader over its training split; when one runs out
-    it starts its next epoch (a fresh, seeded shuffle). Checkpointable with state_dict, so a
-    resumed run continues with the same task sequence and the same batches.
+    it starts its next epoch (a fresh, seeded shuffle). In `one_task` mode the sampler picks the
+    task of every batch; in `all_tasks` mode the batches come in rounds of one batch per task, in
+    task order (`batches_per_step` per optimizer step and accumulation round).
+
+    An epoch is as many batches as the tasks' sampling sizes add up to: one pass over every task's
+    data when no `cap` applies, whatever the sampling strategy or step mode. Checkpointable with
+    state_dict, so a resumed run continues with the same task sequence and the same batches.
     """
 
     def __init__(
         self, tasks: dict[str, TaskData], tokenizer: Any, batch_size: int,
         max_tokens: int | None = None, strategy: str = "proportional", temperature: float = 2.0,
-        seed: int = 0, num_replicas: int = 1, rank: int = 0,
+        seed: int = 0, num_replicas: int = 1, rank: int = 0, anneal: str = "up",
+        cap: int | None = None, step_mode: str = "one_task",
     ) -> None:
+        if step_mode not in STEP_MODES:
+            raise ValueError(f"step mode {step_mode!r} is not one of: {', '.join(STEP_MODES)}")
+        self.step_mode = step_mode
         self.batch_samplers: dict[str, LengthGroupedBatchSampler] = {}
         self.loaders: dict[str, DataLoader] = {}
         for name, data in tasks.items():
@@ -41,21 +53,44 @@ class MultiTaskLoader:
                 collate_fn=build_collator(data.spec.type, tokenizer),
             )
         self.sizes = {name: len(sampler) for name, sampler in self.batch_samplers.items()}
-        self.probabilities = task_probabilities(self.sizes, strategy, temperature)
-        self.task_sampler = TaskSampler(self.probabilities, seed=seed)
+        examples = {name: len(data.splits["train"]) for name, data in tasks.items()}
+        self.sampling_sizes = sampling_sizes(self.sizes, examples, cap)
+        self.task_sampler = TaskSampler(
+            self.sampling_sizes, strategy, temperature, seed=seed, anneal=anneal
+        )
         self.epochs = dict.fromkeys(tasks, 0)
         self.positions = dict.fromkeys(tasks, 0)
+        self.drawn = dict.fromkeys(tasks, 0)  # batches taken per task so far (the realised mix)
         self._iterators: dict[str, Iterator] = {}
 
     @property
+    def probabilities(self) -> dict[str, float]:
+        """The sampling distribution of the next draw."""
+        return self.task_sampler.probabilities()
+
+    @property
     def batches_per_epoch(self) -> int:
-        """Batches this process sees in one pass over every task's training data."""
-        return sum(self.sizes.values())
+        """Batches this process sees in one epoch: the tasks' (capped) sampling sizes added up."""
+        return max(1, round(sum(self.sampling_sizes.values())))
+
+    @property
+    def batches_per_step(self) -> int:
+        """Batches per optimizer step and accumulation round: 1, or one per task in all_tasks."""
+        return len(self.sizes) if self.step_mode == "all_tasks" else 1
+
+    def set_run_length(self, batches: int) -> None:
+        """Tell the sampler how many batches the run draws, so `annealed` knows its progress."""
+        self.task_sampler.total_draws = max(1, batches)
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         while True:
-            task = next(self.task_sampler)
-            yield task, self._next_batch(task)
+            if self.step_mode == "all_tasks":
+                tasks = list(self.sizes)
+            else:
+                tasks = [next(self.task_sampler)]
+            for task in tasks:
+                self.drawn[task] += 1
+                yield task, self._next_batch(task)
 
     def _next_batch(self, task: str) -> dict[str, Any]:
         iterator = self._iterators.get(task)
@@ -80,10 +115,12 @@ class MultiTaskLoader:
             "sampler": self.task_sampler.state_dict(),
             "epochs": dict(self.epochs),
             "positions": dict(self.positions),
+            "drawn": dict(self.drawn),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.task_sampler.load_state_dict(state["sampler"])
         self.epochs.update(state["epochs"])
         self.positions.update(state["positions"])
+        self.drawn.update(state.get("drawn", {}))
         self._iterators.clear()
