@@ -29,11 +29,13 @@ from mtl_nlp.training import (
     build_optimizer,
     build_scheduler,
     build_train_loader,
+    build_weighting,
     check_output_dir,
     count_optimizer_steps,
     evaluate,
     head_configs,
     overall_score,
+    sharing_shape,
 )
 
 
@@ -62,9 +64,16 @@ def main(argv: list[str] | None = None) -> dict:
         )
     loader = build_train_loader(config, tasks, tokenizer, accelerator)
 
-    # Model and optimization.
-    model = MultiTaskModel.from_encoder(config.model, head_configs(tasks))
-    optimizer = build_optimizer(model, config.train.lr, config.train.weight_decay, config.train.head_lr)
+    # Model, loss weighting and optimization.
+    model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
+    weighting = build_weighting(
+        config.weighting, {name: len(data.splits["train"]) for name, data in tasks.items()},
+        {name: data.spec.loss_weight for name, data in tasks.items()}, seed=config.seed,
+    )
+    optimizer = build_optimizer(
+        model, config.train.lr, config.train.weight_decay, config.train.head_lr, weighting,
+        config.weighting.lr,
+    )
     steps = count_optimizer_steps(config.train, loader)
     # Accelerate steps a prepared scheduler once per process for every optimizer step.
     scheduler = build_scheduler(optimizer, steps * accelerator.num_processes, config.train.warmup_ratio)
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         accelerator, model, optimizer, scheduler, loader, validation, tasks, config.train,
         config.output_dir, tokenizer,
         checkpoint_extra={"max_length": config.max_length, "run_config": config.to_dict()},
+        weighting=weighting, conflict_every=config.diagnostics.conflict_every,
     )
     if config.resume_from:
         trainer.resume(config.resume_from)
@@ -87,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = evaluate(accelerator, model, final, tasks)
     metrics["overall"] = {"score": overall_score(metrics, trainer.task_types)}
     trainer.write_json("metrics.json", metrics)
-    trainer.write_json("trainer_state.json", trainer.trainer_summary())
+    trainer.write_reports()
     accelerator.print(json.dumps(metrics, indent=2))
     # Every process reaches teardown together: a rank destroying the process group while the
     # main one still writes files can leave gloo waiting forever.

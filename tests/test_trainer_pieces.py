@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mtl_nlp.config import ConfigError, RunConfig
+from mtl_nlp.training.progress import RunningLoss, TrainingProgress
 from mtl_nlp.training.setup import check_output_dir
-from mtl_nlp.training.trainer import RunningLoss, TrainingProgress
 
 
 def test_running_loss_is_an_exponential_average_per_task():

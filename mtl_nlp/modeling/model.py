@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +16,41 @@ from transformers import AutoModel, PreTrainedModel
 
 from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head
+from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
 
 CHECKPOINT_CONFIG = "mtl_nlp.json"
 HEADS_WEIGHTS = "heads.safetensors"
+PRIVATE_WEIGHTS = "private_layers.safetensors"  # tasks' private encoder layers, when any
 FORMAT_VERSION = 1
 
 
 class MultiTaskModel(nn.Module):
-    """A shared Hugging Face encoder with a ModuleDict of task heads."""
+    """A shared Hugging Face encoder with a ModuleDict of task heads.
 
-    def __init__(self, encoder: PreTrainedModel, heads: list[HeadConfig]) -> None:
+    `sharing` shapes how tasks share the encoder (private top layers, frozen layers); a head's
+    `layer` picks the encoder layer it reads. `pretrained=False` rebuilds a saved model, whose
+    private layers come from its checkpoint rather than from the encoder's top layers.
+    """
+
+    def __init__(
+        self, encoder: PreTrainedModel, heads: list[HeadConfig], sharing: SharingShape | None = None,
+        pretrained: bool = True,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head_configs = {config.name: config for config in heads}
         hidden_size = encoder.config.hidden_size
         self.heads = nn.ModuleDict({c.name: build_head(hidden_size, c) for c in heads})
+        self.sharing = LayerSharing(
+            encoder, sharing or SharingShape(), {c.name: c.layer for c in heads}, pretrained
+        )
 
     @classmethod
-    def from_encoder(cls, model: str, heads: list[HeadConfig]) -> MultiTaskModel:
+    def from_encoder(
+        cls, model: str, heads: list[HeadConfig], sharing: SharingShape | None = None
+    ) -> MultiTaskModel:
         """A new model: pretrained encoder `model` (Hub id or path), freshly initialised heads."""
-        return cls(load_encoder(model), heads)
+        return cls(load_encoder(model), heads, sharing)
 
     @property
     def task_names(self) -> list[str]:
@@ -49,6 +65,16 @@ class MultiTaskModel(nn.Module):
             inputs["token_type_ids"] = token_type_ids
         return self.encoder(**inputs).last_hidden_state
 
+    def task_states(
+        self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None,
+        tasks: list[str] | None = None,
+    ) -> dict[str, Tensor]:
+        """{task: the hidden states its head reads}: shared layers once, private layers per task."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return self.sharing.hidden_states(self.encoder, inputs, list(tasks or self.heads))
+
     def forward(
         self, task: str, input_ids: Tensor, attention_mask: Tensor,
         token_type_ids: Tensor | None = None, labels: Tensor | None = None,
@@ -57,11 +83,14 @@ class MultiTaskModel(nn.Module):
         head's own loss when labels are given."""
         if task not in self.heads:
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
-        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        hidden = self.task_states(input_ids, attention_mask, token_type_ids, [task])[task]
         logits = self.heads[task](hidden, attention_mask)
         output = {"logits": logits}
         if labels is not None:
             output["loss"] = self.heads[task].loss(logits, labels)
+        penalty = self.sharing.penalty() if labels is not None and self.training else None
+        if penalty is not None:  # soft sharing: every training batch pulls the private copies together
+            output["loss"] = output["loss"] + penalty
         return output
 
     def forward_all(
@@ -69,8 +98,12 @@ class MultiTaskModel(nn.Module):
         tasks: list[str] | None = None,
     ) -> dict[str, Tensor]:
         """Logits of every head (or of `tasks`) from ONE encoder pass."""
-        hidden = self.encode(input_ids, attention_mask, token_type_ids)
-        return {task: self.heads[task](hidden, attention_mask) for task in tasks or self.heads}
+        states = self.task_states(input_ids, attention_mask, token_type_ids, tasks)
+        return {task: self.heads[task](hidden, attention_mask) for task, hidden in states.items()}
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters every task trains (the shared encoder); heads and private layers are not."""
+        return (p for p in self.encoder.parameters() if p.requires_grad)
 
     def checkpoint_config(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The JSON that makes a checkpoint directory self-describing."""
@@ -78,6 +111,7 @@ class MultiTaskModel(nn.Module):
             "format_version": FORMAT_VERSION,
             "encoder_type": self.encoder.config.model_type,
             "tasks": [config.to_dict() for config in self.head_configs.values()],
+            "sharing": self.sharing.shape.to_dict(),
             **(extra or {}),
         }
 
@@ -99,6 +133,10 @@ class MultiTaskModel(nn.Module):
                 tokenizer.save_pretrained(staging)
             heads = {name: t.detach().contiguous().cpu() for name, t in self.heads.state_dict().items()}
             save_file(heads, staging / HEADS_WEIGHTS)
+            if len(self.sharing.private):
+                private = {name: t.detach().contiguous().cpu()
+                           for name, t in self.sharing.private.state_dict().items()}
+                save_file(private, staging / PRIVATE_WEIGHTS)
             (staging / CHECKPOINT_CONFIG).write_text(
                 json.dumps(self.checkpoint_config(extra), indent=2) + "\n"
             )
@@ -113,8 +151,11 @@ class MultiTaskModel(nn.Module):
         """Rebuild a saved model from its directory alone."""
         config = read_checkpoint_config(directory)
         encoder = AutoModel.from_pretrained(str(directory))
-        model = cls(encoder, [HeadConfig(**task) for task in config["tasks"]])
+        sharing = SharingShape(**config["sharing"]) if "sharing" in config else None
+        model = cls(encoder, [HeadConfig(**task) for task in config["tasks"]], sharing, pretrained=False)
         model.heads.load_state_dict(load_file(Path(directory) / HEADS_WEIGHTS))
+        if len(model.sharing.private):
+            model.sharing.private.load_state_dict(load_file(Path(directory) / PRIVATE_WEIGHTS))
         return model
 
     def load_weights_from(self, directory: str | Path) -> None:

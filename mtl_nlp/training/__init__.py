@@ -4,16 +4,21 @@ from mtl_nlp.training.evaluation import build_eval_loaders, evaluate
 from mtl_nlp.training.metrics import classification_metrics, overall_score, tagging_metrics
 from mtl_nlp.training.optim import build_optimizer, build_scheduler
 from mtl_nlp.training.precision import resolve_mixed_precision
+from mtl_nlp.training.progress import TrainingProgress
 from mtl_nlp.training.setup import (
     build_accelerator,
     build_train_loader,
     check_output_dir,
     count_optimizer_steps,
     head_configs,
+    sharing_shape,
 )
-from mtl_nlp.training.trainer import MultiTaskTrainer, TrainingProgress
+from mtl_nlp.training.trainer import MultiTaskTrainer
+from mtl_nlp.training.weighting import LossWeighting, build_weighting
 
 __all__ = [
+    "LossWeighting",
+    "build_weighting",
     "MultiTaskTrainer",
     "TrainingProgress",
     "build_accelerator",
@@ -28,5 +33,6 @@ __all__ = [
     "head_configs",
     "overall_score",
     "resolve_mixed_precision",
+    "sharing_shape",
     "tagging_metrics",
 ]

@@ -11,9 +11,14 @@ from transformers.trainer_pt_utils import get_parameter_names
 
 
 def build_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, head_lr: float | None = None
+    model: nn.Module, lr: float, weight_decay: float, head_lr: float | None = None,
+    weighting: nn.Module | None = None, weighting_lr: float = 0.01,
 ) -> Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm weights; heads may use their own lr."""
+    """AdamW; no weight decay on biases and LayerNorm weights; heads may use their own lr.
+
+    Learned loss weights (`weighting`'s parameters) get their own group with `weighting_lr` and no
+    weight decay: at a fine-tuning lr they would barely move in a run of a few thousand steps.
+    """
     decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS))
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
@@ -30,6 +35,9 @@ def build_optimizer(
         }
         for (decayed, is_head), params in groups.items()
     ]
+    learned = [p for p in weighting.parameters() if p.requires_grad] if weighting is not None else []
+    if learned:
+        param_groups.append({"params": learned, "weight_decay": 0.0, "lr": weighting_lr})
     try:
         # The fused kernel is several times faster than the per-tensor loop (8 ms vs 61 ms per
         # step for a 22.7M-parameter encoder on 2 CPU cores), which matters with small batches.

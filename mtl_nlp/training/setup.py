@@ -14,19 +14,19 @@ from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import is_checkpoint
+from mtl_nlp.modeling.sharing import SharingShape
 from mtl_nlp.training.precision import resolve_mixed_precision
 
 STATE_DIR = "state"  # the resumable Accelerate state, inside output_dir
 
 
 def build_accelerator(config: RunConfig) -> Accelerator:
-    """An Accelerator for the run: precision resolved, accumulation set, DDP told that only one
-    head takes part in each step (the other heads get no gradient)."""
+    """An Accelerator for the run: precision resolved, DDP told that only one head takes part in
+    each step (the other heads get no gradient). Gradient accumulation is the StepRunner's."""
     use_cpu = not torch.cuda.is_available()
     accelerator = Accelerator(
         cpu=use_cpu,
         mixed_precision=resolve_mixed_precision(config.mixed_precision, use_cpu),
-        gradient_accumulation_steps=config.train.grad_accum,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     if use_cpu:
@@ -64,24 +64,38 @@ def check_output_dir(config: RunConfig) -> None:
 
 
 def head_configs(tasks: dict[str, TaskData]) -> list[HeadConfig]:
-    """One head per task, with the task's label set."""
-    return [HeadConfig(name=name, type=data.spec.type, labels=data.labels, pooling=data.spec.pooling)
-            for name, data in tasks.items()]
+    """One head per task, from its entry (type, pooling, threshold, pairs, layer) and label set."""
+    return [HeadConfig.from_task(data.spec, data.labels) for data in tasks.values()]
+
+
+def sharing_shape(config: RunConfig) -> SharingShape:
+    """The run's `sharing.*` keys as the shape the model (and its checkpoint) records."""
+    sharing = config.sharing
+    return SharingShape(private_layers=sharing.private_layers, soft_l2=sharing.soft_l2,
+                        freeze_layers=sharing.freeze_layers, freeze_embeddings=sharing.freeze_embeddings)
 
 
 def build_train_loader(
     config: RunConfig, tasks: dict[str, TaskData], tokenizer, accelerator: Accelerator
 ) -> MultiTaskLoader:
-    """The task-sampling loader; this process's shard of every task's batches."""
-    return MultiTaskLoader(
+    """The task-sampling loader; this process's shard of every task's batches. Its sampler is told
+    the run's length, which the annealed schedule needs."""
+    sampling = config.sampling
+    loader = MultiTaskLoader(
         tasks, tokenizer, batch_size=config.train.batch_size, max_tokens=config.train.max_tokens,
-        strategy=config.sampling.strategy, temperature=config.sampling.temperature,
-        seed=config.seed, num_replicas=accelerator.num_processes, rank=accelerator.process_index,
+        strategy=sampling.strategy, temperature=sampling.temperature, anneal=sampling.anneal,
+        cap=sampling.cap, step_mode=config.train.step_mode, seed=config.seed,
+        num_replicas=accelerator.num_processes, rank=accelerator.process_index,
     )
+    steps = count_optimizer_steps(config.train, loader)
+    loader.set_run_length(steps * config.train.grad_accum * loader.batches_per_step)
+    return loader
 
 
 def count_optimizer_steps(train: TrainConfig, loader: MultiTaskLoader) -> int:
-    """train.max_steps when set, else train.epochs passes over every task's batches."""
+    """train.max_steps when set, else train.epochs epochs of batches (see MultiTaskLoader); a
+    step takes grad_accum x batches_per_step batches."""
     if train.max_steps is not None:
         return train.max_steps
-    return max(1, math.ceil(train.epochs * loader.batches_per_epoch / train.grad_accum))
+    per_step = train.grad_accum * loader.batches_per_step
+    return max(1, math.ceil(train.epochs * loader.batches_per_epoch / per_step))

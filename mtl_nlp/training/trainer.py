@@ -6,81 +6,34 @@ from __future__ import annotations
 import json
 import logging
 import math
-import resource
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, send_to_device
+from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
+from mtl_nlp import diagnostics
 from mtl_nlp.config import TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.metrics import overall_score
+from mtl_nlp.training.progress import RunningLoss, TrainingProgress, peak_memory_mb
 from mtl_nlp.training.setup import STATE_DIR, count_optimizer_steps
+from mtl_nlp.training.step import StepResult, StepRunner
+from mtl_nlp.training.weighting import EqualWeighting, LossWeighting
 
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"
-
-
-@dataclass
-class TrainingProgress:
-    """Where a run stands; saved with the Accelerate state so a resumed run continues exactly."""
-
-    step: int = 0
-    best_score: float = -math.inf
-    best_step: int = -1
-    real_tokens: int = 0  # non-padding tokens the encoder processed
-    padded_tokens: int = 0  # all tokens the encoder processed, padding included
-    train_seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)  # validation scores by step
-
-    def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
-
-
-class RunningLoss:
-    """Exponential moving average of each task's loss, for the progress bar.
-
-    Losses arrive as tensors and are read only when the bar is refreshed, so a GPU run does not
-    wait for every step to finish just to print a number.
-    """
-
-    def __init__(self, decay: float = 0.9) -> None:
-        self.decay = decay
-        self.values: dict[str, float] = {}
-        self.pending: list[tuple[str, torch.Tensor]] = []
-
-    def update(self, task: str, loss: torch.Tensor) -> None:
-        self.pending.append((task, loss.detach()))
-
-    def postfix(self) -> dict[str, str]:
-        for task, loss in self.pending:
-            value, previous = loss.item(), self.values.get(task)
-            if previous is not None:
-                value = self.decay * previous + (1 - self.decay) * value
-            self.values[task] = value
-        self.pending.clear()
-        return {task: f"{value:.3f}" for task, value in sorted(self.values.items())}
-
-
-def peak_memory_mb() -> float:
-    """Peak GPU memory allocated by torch, or on CPU the peak resident memory of this process."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+CURVES = "curves.png"
+CONFLICTS = "conflicts.json"
+CONFLICTS_PLOT = "conflicts.png"
 
 
 class MultiTaskTrainer:
@@ -91,7 +44,8 @@ class MultiTaskTrainer:
         self, accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any,
         loader: MultiTaskLoader, eval_loaders: dict, tasks: dict[str, TaskData],
         config: TrainConfig, output_dir: str | Path, tokenizer: Any,
-        checkpoint_extra: dict[str, Any] | None = None,
+        checkpoint_extra: dict[str, Any] | None = None, weighting: LossWeighting | None = None,
+        conflict_every: int = 0,
     ) -> None:
         self.accelerator = accelerator
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
@@ -101,9 +55,15 @@ class MultiTaskTrainer:
         self.tokenizer = tokenizer
         self.checkpoint_extra = checkpoint_extra or {}
         self.progress = TrainingProgress()
-        self.loss_weights = {name: data.spec.loss_weight for name, data in tasks.items()}
         self.task_types = {name: data.spec.type for name, data in tasks.items()}
-        accelerator.register_for_checkpointing(self.progress, self.loader)
+        loss_weights = {name: data.spec.loss_weight for name, data in tasks.items()}
+        self.weighting = weighting or EqualWeighting(list(tasks), loss_weights)
+        self.conflict_every = conflict_every
+        self.steps = StepRunner(
+            accelerator, model, optimizer, scheduler, self.weighting, config.grad_accum,
+            loader.batches_per_step, config.max_grad_norm, conflict_every,
+        )
+        accelerator.register_for_checkpointing(self.progress, self.loader, self.weighting)
 
     def resume(self, path: str | Path) -> None:
         """Restore model, optimizer, scheduler, RNG, loader and progress from a saved state."""
@@ -141,15 +101,12 @@ class MultiTaskTrainer:
         started = time.perf_counter()
         batches = iter(self.loader)
         while self.progress.step < total:
-            task, batch = next(batches)
-            loss = self._train_batch(task, batch)
-            running.update(task, loss)
-            if not self.accelerator.sync_gradients:
-                continue
+            result = self.steps.run(batches, self.progress.step + 1)
+            self._record(result, running)
             self.progress.step += 1
             bar.update(1)
             if self.progress.step % self.config.log_every == 0 or self.progress.step == total:
-                bar.set_postfix(running.postfix(), refresh=False)
+                self._log_losses(running, bar)
             if self.config.eval_every and self.progress.step % self.config.eval_every == 0:
                 self.progress.train_seconds += time.perf_counter() - started
                 self.evaluate_and_checkpoint()
@@ -159,22 +116,24 @@ class MultiTaskTrainer:
         evaluated = self.progress.history and self.progress.history[-1]["step"] == self.progress.step
         if not evaluated or self.progress.best_step < 0:  # best_step < 0: nothing saved yet
             self.evaluate_and_checkpoint()
+        logger.info("batches per task: %s", json.dumps(self.loader.drawn))
         return self.progress
 
-    def _train_batch(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        mask = batch["attention_mask"]  # counted on the host, before the batch moves to the device
-        self.progress.real_tokens += int(mask.sum())
-        self.progress.padded_tokens += mask.numel()
-        batch = send_to_device(batch, self.accelerator.device)
-        with self.accelerator.accumulate(self.model):
-            loss = self.model(task=task, **batch)["loss"]
-            self.accelerator.backward(loss * self.loss_weights[task])
-            if self.accelerator.sync_gradients and self.config.max_grad_norm > 0:
-                self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad()
-        return loss
+    def _record(self, result: StepResult, running: RunningLoss) -> None:
+        for task, loss in result.losses:
+            running.update(task, loss)
+        self.progress.real_tokens += result.real_tokens
+        self.progress.padded_tokens += result.padded_tokens
+        if result.cosines is not None:
+            self.progress.conflicts.append({"step": self.progress.step + 1, "cosine": result.cosines})
+
+    def _log_losses(self, running: RunningLoss, bar: tqdm) -> None:
+        """Record each task's running loss and current loss weight, and show the losses."""
+        losses = running.read()
+        self.progress.loss_history.append({
+            "step": self.progress.step, "losses": losses, "weights": self.weighting.current_weights(),
+        })
+        bar.set_postfix({task: f"{value:.3f}" for task, value in losses.items()}, refresh=False)
 
     def evaluate_and_checkpoint(self) -> dict[str, dict[str, float]]:
         """Score the validation splits; save the model when the overall score improves, and
@@ -197,8 +156,23 @@ class MultiTaskTrainer:
             + json.dumps({task: {k: round(v, 4) for k, v in m.items()} for task, m in metrics.items()})
         )
         self.accelerator.save_state(str(self.output_dir / STATE_DIR))
-        self.write_json(TRAINER_STATE, self.trainer_summary())
+        self.write_reports()
         return metrics
+
+    def write_reports(self) -> None:
+        """trainer_state.json, curves.png and (when measured) conflicts.json/png (main process)."""
+        summary = self.trainer_summary()
+        self.write_json(TRAINER_STATE, summary)
+        if not self.accelerator.is_main_process:
+            return
+        diagnostics.plot_curves(summary, self.output_dir / CURVES)
+        if self.progress.conflicts:
+            conflicts = {
+                "tasks": list(self.tasks), "every": self.conflict_every,
+                "step_mode": self.loader.step_mode, "records": self.progress.conflicts,
+            }
+            self.write_json(CONFLICTS, conflicts)
+            diagnostics.plot_conflicts(conflicts, self.output_dir / CONFLICTS_PLOT)
 
     def save_model(self, directory: Path) -> None:
         """Write the unwrapped model, tokenizer and head configs (main process only)."""
@@ -226,7 +200,11 @@ class MultiTaskTrainer:
             "padding_fraction": round(1 - p.real_tokens / max(p.padded_tokens, 1), 4),
             "num_processes": processes,
             "peak_memory_mb": round(peak_memory_mb(), 1),
+            "task_batches": dict(self.loader.drawn),  # the realised mix, this process's batches
+            "weighting": {"method": type(self.weighting).__name__,
+                          "weights": self.weighting.current_weights()},
             "history": p.history,
+            "loss_history": p.loss_history,
         }
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:

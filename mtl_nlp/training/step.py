@@ -1,0 +1,132 @@
+"""One optimizer step: the step's batches forward and backward, loss weighting or gradient
+surgery, gradient synchronisation across processes, clipping and the optimizer update."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import send_to_device
+
+from mtl_nlp.training.weighting import LossWeighting, TaskGradients, cosine_matrix
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step did: each batch's task and loss, tokens seen, and the task x task
+    gradient cosines when they were measured this step."""
+
+    losses: list[tuple[str, torch.Tensor]] = field(default_factory=list)
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    cosines: list[list[float | None]] | None = None
+
+
+class StepRunner:
+    """Runs optimizer steps of `grad_accum` rounds of `batches_per_step` batches each.
+
+    Gradient accumulation is done here rather than by Accelerate, because in `all_tasks` mode a
+    step's batches belong to different tasks and gradient methods need each task's gradient on
+    the shared parameters apart: every backward but the step's last skips DDP's all-reduce
+    (`no_sync`), and gradient methods skip it for all of them and average the per-task gradient
+    matrix across processes themselves, so every process combines the same gradients.
+    """
+
+    def __init__(
+        self, accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any,
+        weighting: LossWeighting, grad_accum: int, batches_per_step: int, max_grad_norm: float,
+        conflict_every: int = 0,
+    ) -> None:
+        self.accelerator, self.model = accelerator, model
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.weighting = weighting
+        self.grad_accum, self.batches_per_step = grad_accum, batches_per_step
+        self.max_grad_norm = max_grad_norm
+        self.conflict_every = conflict_every
+        unwrapped = accelerator.unwrap_model(model)
+        shared = list(unwrapped.shared_parameters())
+        self.shared_ids = {id(p) for p in shared}
+        self.all_tasks = batches_per_step > 1
+        needs_rows = weighting.needs_task_gradients or conflict_every > 0
+        self.task_gradients = TaskGradients(shared, weighting.tasks) if needs_rows else None
+        self.own_parameters = [  # averaged by hand when DDP's all-reduce is skipped
+            p for p in unwrapped.parameters() if p.requires_grad and id(p) not in self.shared_ids
+        ]
+
+    def _measures_conflicts(self, step: int) -> bool:
+        return self.conflict_every > 0 and step % self.conflict_every == 0
+
+    def run(self, batches: Iterator[tuple[str, dict]], step: int) -> StepResult:
+        """Optimizer step number `step` (counted from 1) over the next batches of `batches`."""
+        result = StepResult()
+        separate = self.all_tasks and (
+            self.weighting.needs_task_gradients or self._measures_conflicts(step)
+        )
+        count = self.grad_accum * self.batches_per_step
+        for index in range(count):
+            task, batch = next(batches)
+            sync = index == count - 1 and not separate
+            context = contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model)
+            with context:
+                loss = self._forward_backward(task, batch, result)
+            result.losses.append((task, loss))
+            if separate:
+                self.task_gradients.take(task)
+            elif self.task_gradients is not None and not self.all_tasks:
+                self.task_gradients.record(task)
+        if separate:
+            result.cosines = self._combine_task_gradients(step)
+        elif self.task_gradients is not None and self._measures_conflicts(step):
+            result.cosines = cosine_matrix(self.task_gradients.gram())
+        self._average_by_hand(self.weighting.parameters())
+        if self.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad()
+        if self.task_gradients is not None:
+            self.task_gradients.end_step()
+        self.weighting.end_step(step, self._sum_over_processes)
+        return result
+
+    def _forward_backward(self, task: str, batch: dict, result: StepResult) -> torch.Tensor:
+        mask = batch["attention_mask"]  # counted on the host, before the batch moves to the device
+        result.real_tokens += int(mask.sum())
+        result.padded_tokens += mask.numel()
+        batch = send_to_device(batch, self.accelerator.device)
+        loss = self.model(task=task, **batch)["loss"]  # the prepared model autocasts its forward
+        self.weighting.observe(task, loss.detach())
+        self.accelerator.backward(self.weighting.weigh(task, loss) / self.grad_accum)
+        return loss
+
+    def _combine_task_gradients(self, step: int) -> list[list[float | None]] | None:
+        """Average the task rows and the task-specific gradients over the processes, then write
+        the method's combination of the rows as the shared gradients."""
+        rows = self.task_gradients
+        if self.accelerator.num_processes > 1:
+            rows.matrix = self.accelerator.reduce(rows.matrix, reduction="mean")
+        self._average_by_hand(self.own_parameters)
+        gram = rows.gram()
+        rows.write(self.weighting.combine(gram))
+        return cosine_matrix(gram) if self._measures_conflicts(step) else None
+
+    def _average_by_hand(self, parameters) -> None:
+        """Average `.grad`s over the processes (for gradients DDP did not synchronise)."""
+        if self.accelerator.num_processes == 1:
+            return
+        with_grad = [p for p in parameters if p.grad is not None]
+        if not with_grad:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in with_grad])
+        flat = self.accelerator.reduce(flat, reduction="mean")
+        for parameter, chunk in zip(with_grad, torch.split(flat, [p.numel() for p in with_grad])):
+            parameter.grad.copy_(chunk.view_as(parameter))
+
+    def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.accelerator.num_processes == 1:
+            return tensor
+        return self.accelerator.reduce(tensor.to(self.accelerator.device), reduction="sum").cpu()

@@ -1,0 +1,39 @@
+"""Multi-task strategies in a real 2-process (gloo) run: every rank ends with the same weights."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "tests" / "workers" / "ddp_train.py"
+
+
+def torchrun(out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(WORKER),
+               str(out), *overrides]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+@pytest.mark.parametrize("overrides", [
+    ("train.step_mode=all_tasks", "weighting.method=pcgrad", "train.grad_accum=2",
+     "sharing.private_layers=1"),
+    ("weighting.method=uncertainty", "diagnostics.conflict_every=2"),
+], ids=["all_tasks-pcgrad-accum-private", "one_task-uncertainty-conflicts"])
+def test_two_ranks_end_with_identical_weights(tiny_model_dir, tmp_path, overrides):
+    result = torchrun(tmp_path, f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}",
+                      "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3", "train.max_steps=4",
+                      *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    assert ranks[0]["state"].keys() == ranks[1]["state"].keys()
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
+    for name, value in ranks[0]["weighting"].items():
+        assert torch.equal(value, ranks[1]["weighting"][name]), name
+    if "weighting.method=uncertainty" in overrides:  # the learned log-variances moved, alike
+        assert ranks[0]["weighting"]["log_variances"].abs().sum() > 0

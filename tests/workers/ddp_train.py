@@ -1,0 +1,39 @@
+"""Train a few steps of the recipe under torchrun and save each rank's final weights.
+
+    torchrun --nproc_per_node 2 tests/workers/ddp_train.py OUT_DIR key=value ...
+
+Each rank writes OUT_DIR/rank{N}.pt with its model and loss-weighting state, so a test can check
+that every process ends with identical weights.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
+
+import cls_ner  # noqa: E402
+from accelerate import PartialState  # noqa: E402
+
+
+def main() -> None:
+    out, overrides = Path(sys.argv[1]), sys.argv[2:]
+    captured = {}
+    original = cls_ner.MultiTaskTrainer.train
+
+    def train_and_capture(self):
+        progress = original(self)
+        model = self.accelerator.unwrap_model(self.model)
+        captured["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        captured["weighting"] = {k: v.detach().clone() for k, v in self.weighting.state_dict().items()
+                                 if isinstance(v, torch.Tensor)}
+        return progress
+
+    cls_ner.MultiTaskTrainer.train = train_and_capture
+    cls_ner.main([f"output_dir={out / 'run'}", *overrides])
+    torch.save(captured, out / f"rank{PartialState().process_index}.pt")
+
+
+if __name__ == "__main__":
+    main()
