@@ -49,6 +49,7 @@ class TaskSpec:
     threshold: float = 0.5  # multilabel: a label is predicted when its probability reaches this
     label_separator: str = ","  # multilabel: separates the labels of a text-valued label cell
     layer: int | None = None  # the head reads this encoder layer's hidden states (None: the last)
+    max_train_examples: int | None = None  # train on a seeded random subset of this many examples
     description: str = ""  # one line shown by `mtl-nlp tasks`
 
     def __post_init__(self) -> None:
@@ -87,6 +88,10 @@ class TaskSpec:
         if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 1):
             raise TaskError(
                 f"task {self.name!r}: layer must be an encoder layer number from 1, got {self.layer!r}"
+            )
+        if self.max_train_examples is not None and self.max_train_examples < 1:
+            raise TaskError(
+                f"task {self.name!r}: max_train_examples must be positive, got {self.max_train_examples}"
             )
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))

@@ -156,3 +156,18 @@ def test_missing_label_names_split_and_row(tmp_path, tiny_tokenizer, labels):
                     labels=labels)
     with pytest.raises(DataError, match=r"task 'cls', split train, row 1: the label is missing"):
         prepare_task_data([spec], tiny_tokenizer, max_length=16)
+
+
+def test_a_task_entry_limits_its_own_training_examples(tmp_path, tiny_tokenizer):
+    rows = "".join(f"anna {i}\tpos\n" for i in range(30))
+    spec = tsv_task(tmp_path, "text\tlabel\n" + rows, validation="text\tlabel\n" + rows, max_train_examples=7)
+    other = TaskSpec(name="other", type="classification", format="tsv",
+                     data_files={"train": str(tmp_path / "train.tsv"),
+                                 "validation": str(tmp_path / "validation.tsv")})
+    prepared = prepare_task_data([spec, other], tiny_tokenizer, 16, cache_dir=str(tmp_path / "c"))
+    assert len(prepared["cls"].splits["train"]) == 7 and len(prepared["other"].splits["train"]) == 30
+    both = prepare_task_data([spec, other], tiny_tokenizer, 16, cache_dir=str(tmp_path / "c"),
+                             max_train_examples=4)
+    assert [len(both[name].splits["train"]) for name in ("cls", "other")] == [4, 4]
+    with pytest.raises(Exception, match="max_train_examples must be positive, got 0"):
+        TaskSpec(name="x", type="classification", dataset="d", max_train_examples=0)

@@ -41,7 +41,8 @@ def prepare_task_data(
     prepared = {}
     for spec in specs:
         raw = load_task_splits(spec, data_dir=data_dir, cache_dir=cache_dir, seed=seed)
-        raw = limit_examples(raw, max_train_examples, max_eval_examples, seed)
+        limits = [n for n in (max_train_examples, spec.max_train_examples) if n is not None]
+        raw = limit_examples(raw, min(limits, default=None), max_eval_examples, seed)
         labels = resolve_labels(spec, raw["train"])
         mapper = build_label_mapper(spec, raw["train"], labels)
         features = encode_splits(spec, raw, tokenizer, mapper, max_length)
