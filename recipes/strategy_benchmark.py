@@ -1,0 +1,246 @@
+"""Compare multi-task strategies with single-task training on real data, several seeds each.
+
+    python recipes/strategy_benchmark.py --grid sweep            # scaled-down mixes, sweeps
+    python recipes/strategy_benchmark.py --grid final            # whole training sets
+    python recipes/strategy_benchmark.py --grid sweep --summary  # tables from what has run
+
+An arm is a task mix plus config overrides; every arm runs once per seed, each run in a fresh
+process of recipes/cls_ner.py (bf16 where the machine has it, the default encoder, 1 epoch unless
+the arm says otherwise). Results accumulate in OUT/results.json, so an interrupted benchmark
+continues where it stopped. The summary gives each task's test main metric as mean ± std over
+the seeds, the mean gain over the single-task arms with the same seeds (delta), wall time and
+seconds per optimizer step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN_METRIC = {"token_classification": "f1", "classification": "accuracy", "regression": "pearson",
+               "multilabel": "micro_f1"}
+CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+# Inline entries equal to the built-in tasks, reading data_dir, so each may take its own
+# max_train_examples and layer (under their own names: an entry may not redefine a built-in).
+LOCAL = {
+    "conll2003": {"type": "token_classification", "format": "conll", "tags_column": "ner_tags",
+                  "labels": CONLL_TAGS, "data_files": {"train": "conll2003/train.txt",
+                  "validation": "conll2003/valid.txt", "test": "conll2003/test.txt"}},
+    "sst2": {"type": "classification", "format": "tsv", "text_column": "sentence",
+             "labels": ["negative", "positive"], "data_files": {"train": "sst2/train.tsv",
+             "validation": "sst2/dev.tsv", "test": "sst2/test.tsv"}},
+    "ag_news": {"type": "classification", "format": "tsv",
+                "labels": ["World", "Sports", "Business", "Sci/Tech"],
+                "data_files": {"train": "ag_news/train.tsv", "test": "ag_news/test.tsv"}},
+}
+
+NAMES = {"conll2003": "conll", "sst2": "sst", "ag_news": "agnews"}
+
+# Mixes: {task: training examples (None = all)}. "scaled" keeps the full mix's proportions at a
+# fifth of its size; "small_ner" is a small NER task beside two larger classification tasks.
+MIXES = {
+    "full": {"conll2003": None, "sst2": None, "ag_news": None},
+    "scaled": {"conll2003": 2800, "sst2": 13470, "ag_news": 2000},
+    "small_ner": {"conll2003": 1000, "sst2": 13470, "ag_news": 5000},
+}
+# Every sweep arm (single-task runs included) starts from this baseline and changes one lever,
+# so a change of the library's defaults does not change what an arm measured.
+BASELINE = ["sampling.strategy=proportional", "weighting.method=equal", "train.step_mode=one_task",
+            "sharing.private_layers=0", "train.lr=5e-5", "sampling.temperature=2"]
+GRIDS = {
+    "sweep": {
+        "lr_2e-5": ("scaled", ["train.lr=2e-5"]),
+        "lr_5e-5": ("scaled", []),
+        "lr_1e-4": ("scaled", ["train.lr=1e-4"]),
+        "temperature": ("scaled", ["sampling.strategy=temperature"]),
+        "annealed": ("scaled", ["sampling.strategy=annealed"]),
+        "proportional_cap": ("scaled", ["sampling.cap=3000"]),
+        "annealed_cap": ("scaled", ["sampling.strategy=annealed", "sampling.cap=3000"]),
+        "uncertainty": ("scaled", ["weighting.method=uncertainty"]),
+        "dwa": ("scaled", ["weighting.method=dwa"]),
+        "pcgrad": ("scaled", ["weighting.method=pcgrad", "train.step_mode=all_tasks"]),
+        "private_2": ("scaled", ["sharing.private_layers=2"]),
+        "hierarchical": ("scaled", ["tasks.conll2003.layer=3"]),
+        "small_ner_default": ("small_ner", []),
+        "small_ner_temperature": ("small_ner", ["sampling.strategy=temperature"]),
+        "small_ner_uniform": ("small_ner", ["sampling.strategy=uniform"]),
+    },
+    "final": {
+        "defaults": ("full", []),
+        "committed_config": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml"]),
+    },
+}
+SINGLE_TASK = "single"  # the arm name prefix of single-task runs
+
+
+def task_entries(mix: str, data_dir: Path, layers: dict[str, int]) -> list[dict]:
+    """Inline task entries reading the local copies, limited to the mix's training sizes."""
+    entries = []
+    for task, limit in MIXES[mix].items():
+        entry = {"name": NAMES[task], **LOCAL[task]}
+        entry["data_files"] = {split: str(data_dir / path) for split, path in entry["data_files"].items()}
+        if limit is not None:
+            entry["max_train_examples"] = limit
+        if task in layers:
+            entry["layer"] = layers[task]
+        entries.append(entry)
+    return entries
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, int], list[str]]:
+    """(config overrides, per-task head layers from `tasks.NAME.layer=N`, extra CLI args)."""
+    plain, layers, extra = [], {}, []
+    items = iter(overrides)
+    for item in items:
+        if item == "--config":
+            extra += [item, next(items)]
+        elif item.startswith("tasks.") and item.count(".") == 2:
+            _, task, rest = item.split(".")
+            key, value = rest.split("=")
+            if key != "layer":
+                raise ValueError(f"only tasks.NAME.layer is supported, got {item}")
+            layers[task] = int(value)  # task: a MIXES key
+        else:
+            plain.append(item)
+    return plain, layers, extra
+
+
+def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[str] | None,
+            args: argparse.Namespace, out: Path) -> dict:
+    """One recipe run in a fresh process; returns its test metrics, wall time and steps."""
+    plain, layers, extra = split_overrides(overrides)
+    entries = [e for e in task_entries(mix, Path(args.data_dir).resolve(), layers)
+               if tasks is None or e["name"] in {NAMES[task] for task in tasks}]
+    run_dir = out / "runs" / f"{name}-seed{seed}"
+    config = run_dir.with_suffix(".yaml")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump({"tasks": entries}))
+    command = [sys.executable, str(ROOT / "recipes" / "cls_ner.py"), *extra, f"output_dir={run_dir}",
+               f"seed={seed}", "train.epochs=1", "train.eval_every=0", *plain,
+               f"max_eval_examples={args.max_eval}" if args.max_eval else "max_eval_examples=null"]
+    if "--config" not in extra:
+        command += ["--config", str(config)]
+    else:  # the committed config names its tasks; read the same local files
+        command += [f"data_dir={args.data_dir}"]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} seed {seed} failed:\n{result.stderr[-3000:]}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    return {"metrics": metrics, "wall_seconds": round(wall, 1), "steps": state["step"],
+            "train_seconds": state["train_seconds"], "task_batches": state.get("task_batches")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="sweep")
+    parser.add_argument("--arms", nargs="*", help="run only these arms of the grid")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3])
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--out", default=str(ROOT / "outputs" / "strategy_benchmark"))
+    parser.add_argument("--max-eval", type=int, help="score the first N validation/test examples")
+    parser.add_argument("--summary", action="store_true", help="print the tables, run nothing")
+    args = parser.parse_args()
+    if not (Path(args.data_dir) / "conll2003").is_dir():
+        print(f"benchmark skipped: no benchmark data at {args.data_dir} (see ../shared/data/README.md)")
+        return
+    out = Path(args.out) / args.grid
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    arms = GRIDS[args.grid]
+    base = BASELINE if args.grid == "sweep" else []
+    mixes = sorted({mix for mix, _ in arms.values()})
+    plan = [(f"{SINGLE_TASK}_{mix}_{task}", mix, base, [task]) for mix in mixes for task in MIXES[mix]]
+    plan += [(name, mix, [*base, *overrides], None) for name, (mix, overrides) in arms.items()
+             if not args.arms or name in args.arms]
+    if not args.summary:
+        for seed in args.seeds:
+            for name, mix, overrides, tasks in plan:
+                key = f"{name}/seed{seed}"
+                if key in results:
+                    continue
+                print(f"running {key}", flush=True)
+                results[key] = run_arm(name, mix, overrides, seed, tasks, args, out)
+                results_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(summary(results, arms))
+
+
+def main_metric(metrics: dict) -> str:
+    for metric in ("f1", "accuracy", "pearson", "micro_f1"):
+        if metric in metrics:
+            return metric
+    raise ValueError(f"no main metric in {sorted(metrics)}")
+
+
+def summary(results: dict, arms: dict) -> str:
+    """Markdown tables per mix: each arm's per-task mean ± std, delta over single-task, timing."""
+    by_arm: dict[str, dict[int, dict]] = {}
+    for key, value in results.items():
+        name, seed = key.rsplit("/seed", 1)
+        by_arm.setdefault(name, {})[int(seed)] = value
+    lines = []
+    for mix in sorted({m for m, _ in arms.values()}):
+        tasks = [NAMES[task] for task in MIXES[mix]]
+        single = {NAMES[task]: by_arm.get(f"{SINGLE_TASK}_{mix}_{task}", {}) for task in MIXES[mix]}
+        header = " | ".join(tasks) + " | mean | delta vs single-task | wall s | s/step |"
+        lines += [f"### mix `{mix}`", "", "| arm | seeds | " + header,
+                  "|---" * (len(tasks) + 6) + "|"]
+        rows = [("single-task", {t: single[t] for t in tasks}, True)]
+        rows += [(name, {t: by_arm.get(name, {}) for t in tasks}, False)
+                 for name, (arm_mix, _) in arms.items() if arm_mix == mix and name in by_arm]
+        for label, runs, is_single in rows:
+            lines.append(_row(label, runs, single, tasks, is_single))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _scores(runs: dict[int, dict], task: str) -> dict[int, float]:
+    return {seed: run["metrics"][task][main_metric(run["metrics"][task])]
+            for seed, run in runs.items() if task in run["metrics"]}
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {std:.4f}"
+
+
+def _row(label: str, runs: dict, single: dict, tasks: list[str], is_single: bool) -> str:
+    cells, means, deltas = [], [], []
+    for task in tasks:
+        scores = _scores(runs[task], task)
+        cells.append(_mean_std(list(scores.values())))
+        if scores:
+            means.append(statistics.mean(scores.values()))
+        reference = _scores(single[task], task)
+        shared = sorted(set(scores) & set(reference))
+        if shared and not is_single:
+            deltas.append(statistics.mean(scores[s] - reference[s] for s in shared))
+    seeds = sorted({seed for task in tasks for seed in runs[task]})
+    if is_single:
+        walls = [sum(runs[t][s]["wall_seconds"] for t in tasks if s in runs[t]) for s in seeds]
+        per_step = "-"
+    else:
+        arm_runs = runs[tasks[0]]
+        walls = [run["wall_seconds"] for run in arm_runs.values()]
+        per_step = f"{statistics.mean(r['train_seconds'] / r['steps'] for r in arm_runs.values()):.3f}"
+    mean = f"{statistics.mean(means):.4f}" if len(means) == len(tasks) else "-"
+    delta = f"{statistics.mean(deltas) * 100:+.2f} pts" if deltas else "-"
+    wall = f"{statistics.mean(walls):.0f}" if walls else "-"
+    return f"| {label} | {len(seeds)} | " + " | ".join(cells) + f" | {mean} | {delta} | {wall} | {per_step} |"
+
+
+if __name__ == "__main__":
+    main()
