@@ -19,7 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="predict every task for each input line; one JSON line out per line in"
     )
     predict.add_argument("checkpoint", help="a checkpoint directory (a run's output_dir)")
-    predict.add_argument("input", nargs="?", default="-", help="text file, one text a line (- = stdin)")
+    predict.add_argument(
+        "input", nargs="?", default="-",
+        help="text file, one input a line (- = stdin); `text<TAB>text_pair` is a pair for sentence-pair "
+        "tasks, a line without a TAB a single text for the other tasks",
+    )
     predict.add_argument("--tasks", help="comma-separated subset of the checkpoint's tasks")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -60,7 +64,7 @@ def read_lines(source: TextIO) -> Iterator[str]:
 
 
 def run_predict(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.inference import Predictor, to_json_line
+    from mtl_nlp.inference import Predictor, input_from_line, to_json_line
 
     predictor = Predictor.from_pretrained(args.checkpoint, batch_size=args.batch_size, device=args.device)
     tasks = args.tasks.split(",") if args.tasks else None
@@ -72,7 +76,7 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
             raise FileNotFoundError(f"input file not found: {path}")
         with path.open(encoding="utf-8") as handle:
             lines = list(read_lines(handle))
-    for result in predictor.predict(lines, tasks=tasks):
+    for result in predictor.predict([input_from_line(line) for line in lines], tasks=tasks):
         out.write(to_json_line(result) + "\n")
     return 0
 

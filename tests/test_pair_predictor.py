@@ -117,3 +117,17 @@ def test_input_lines_with_a_tab_are_pairs():
     assert input_from_line("a man eats\ta person eats\n") == ("a man eats", "a person eats")
     assert input_from_line("one\ttwo\tthree") == ("one", "two\tthree")  # split at the first TAB
     assert input_from_line("just a text\n") == "just a text"
+
+
+def test_cli_predict_reads_tab_separated_pairs(predictor, pair_tokenizer, tmp_path, capsys):
+    import json
+
+    from mtl_nlp.cli import main as cli_main
+
+    predictor.model.save_pretrained(tmp_path / "ckpt", tokenizer=pair_tokenizer, extra={"max_length": 32})
+    source = tmp_path / "in.txt"
+    source.write_text("the film is dull\tthe story is dull\nthe acting is wonderful\n")
+    assert cli_main(["predict", str(tmp_path / "ckpt"), str(source)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [set(line) for line in lines] == [{"sim", "nli"}, {"sentiment", "aspects"}]
+    assert lines[0] == predictor.predict(PAIR)
