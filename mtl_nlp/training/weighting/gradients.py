@@ -22,14 +22,16 @@ class TaskGradients:
         self.index = {task: i for i, task in enumerate(self.tasks)}
         self.sizes = [p.numel() for p in self.parameters]
         self.matrix: Tensor | None = None
+        self.filled: set[int] = set()  # rows holding a gradient this step (take mode)
         self.running: Tensor | None = None  # shared gradient so far this step (record mode)
 
-    def _flat(self) -> Tensor:
+    def _flat(self, out: Tensor | None = None) -> Tensor:
         parts = [
-            p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device)
+            p.grad.reshape(-1).float() if p.grad is not None
+            else torch.zeros(p.numel(), device=p.device)
             for p in self.parameters
         ]
-        return torch.cat([part.float() for part in parts])
+        return torch.cat(parts, out=out) if out is not None else torch.cat(parts)
 
     def _rows(self) -> Tensor:
         if self.matrix is None:
@@ -39,7 +41,12 @@ class TaskGradients:
 
     def take(self, task: str) -> None:
         """Add the current shared gradients to `task`'s row and clear them."""
-        self._rows()[self.index[task]] += self._flat()
+        row = self._rows()[self.index[task]]
+        if self.index[task] in self.filled:  # accumulating: a second batch of the task this step
+            row += self._flat()
+        else:  # the first: written straight into the row, no extra pass over P values
+            self._flat(out=row)
+            self.filled.add(self.index[task])
         for parameter in self.parameters:
             parameter.grad = None
 
@@ -53,15 +60,18 @@ class TaskGradients:
     def gram(self) -> Tensor:
         """The T x T matrix of dot products between the task rows (float64, on the CPU)."""
         rows = self._rows()
+        if self.filled:  # take mode: a task with no batch this step has no gradient
+            for index in set(range(len(self.tasks))) - self.filled:
+                rows[index].zero_()
         return (rows @ rows.T).double().cpu()
 
     def write(self, coefficients: Tensor) -> None:
-        """Set the shared gradients to sum_t coefficient_t * row_t and clear the rows."""
+        """Set the shared gradients to sum_t coefficient_t * row_t; the rows start over."""
         rows = self._rows()
         combined = coefficients.to(rows.device, rows.dtype) @ rows
         for parameter, chunk in zip(self.parameters, torch.split(combined, self.sizes)):
             parameter.grad = chunk.view_as(parameter).to(parameter.dtype)
-        rows.zero_()
+        self.filled.clear()  # the next step's first batches overwrite the rows
 
     def end_step(self) -> None:
         """Forget this step's running gradient (record mode); rows keep each task's last batch."""
