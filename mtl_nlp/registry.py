@@ -101,18 +101,26 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
         """Build a spec from a mapping (a YAML `tasks:` entry); unknown keys are an error."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            name = data.get("name", "<unnamed>")
-            raise TaskError(
-                f"task {name!r}: unknown key(s) {', '.join(unknown)}; "
-                f"valid keys: {', '.join(sorted(valid))}"
-            )
+        _check_keys(data)
         missing = [key for key in ("name", "type") if key not in data]
         if missing:
             raise TaskError(f"task entry {dict(data)!r} is missing {', '.join(missing)}")
         return cls(**data)
+
+    def with_changes(self, changes: Mapping[str, Any]) -> TaskSpec:
+        """This entry with some fields changed (e.g. `{name: conll2003, layer: 3}` in a config)."""
+        _check_keys({"name": self.name, **changes})
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if k != "name"})
+
+
+def _check_keys(data: Mapping[str, Any]) -> None:
+    valid = {f.name for f in dataclasses.fields(TaskSpec)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        name = data.get("name", "<unnamed>")
+        raise TaskError(
+            f"task {name!r}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}"
+        )
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -154,12 +162,16 @@ def resolve_tasks(entries: list[str | Mapping[str, Any]]) -> list[TaskSpec]:
     """Turn a config's `tasks:` list (names or inline entries) into specs.
 
     Inline entries are registered, so a run's tasks are all visible in the registry; an inline
-    entry that repeats a registered name is accepted only when it is the very same spec.
+    entry that repeats a registered name is accepted only when it is the very same spec. A mapping
+    that names a registered task and gives no `type` changes some of its fields for this run only
+    (`{name: conll2003, layer: 3}`); the registry keeps the original.
     """
     specs: list[TaskSpec] = []
     for entry in entries:
         if isinstance(entry, str):
             spec = get_task(entry)
+        elif isinstance(entry, Mapping) and "type" not in entry and entry.get("name") in _REGISTRY:
+            spec = _REGISTRY[entry["name"]].with_changes(entry)
         elif isinstance(entry, Mapping):
             spec = TaskSpec.from_dict(entry)
             if _REGISTRY.get(spec.name) != spec:

@@ -85,3 +85,15 @@ def test_pooling_is_checked_and_reaches_the_head():
     data = TaskData(spec=spec, splits=DatasetDict(), labels=["a", "b"])
     assert head_configs({"t": data}) == [HeadConfig(name="t", type="classification", labels=["a", "b"],
                                                     pooling="cls")]
+
+
+def test_a_mapping_naming_a_registered_task_changes_fields_for_the_run_only():
+    original = get_task("conll2003")
+    (changed,) = resolve_tasks([{"name": "conll2003", "layer": 3, "max_train_examples": 100}])
+    assert changed.layer == 3 and changed.max_train_examples == 100
+    assert changed.local_files == original.local_files and changed.labels == original.labels
+    assert get_task("conll2003") == original
+    with pytest.raises(TaskError, match=r"task 'conll2003': unknown key\(s\) layers; valid keys: .*layer"):
+        resolve_tasks([{"name": "conll2003", "layers": 3}])
+    with pytest.raises(TaskError, match="layer must be an encoder layer number from 1, got 0"):
+        resolve_tasks([{"name": "conll2003", "layer": 0}])
