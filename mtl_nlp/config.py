@@ -43,7 +43,7 @@ class TrainConfig:
 
 @dataclass
 class SamplingConfig:
-    strategy: str = "proportional"  # proportional | temperature | uniform | annealed | round_robin
+    strategy: str = "temperature"  # proportional | temperature | uniform | annealed | round_robin
     temperature: float = 2.0  # T of temperature/annealed: p_i proportional to n_i ** (1/T)
     anneal: str = "up"  # annealed: up moves the exponent 1 -> 1/T over the run, down moves 1/T -> 1
     cap: int | None = None  # at most this many training examples of a task count towards its size
