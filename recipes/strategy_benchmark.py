@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -122,6 +123,7 @@ def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[st
     entries = [e for e in task_entries(mix, Path(args.data_dir).resolve(), layers)
                if tasks is None or e["name"] in {NAMES[task] for task in tasks}]
     run_dir = out / "runs" / f"{name}-seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts over
     config = run_dir.with_suffix(".yaml")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump({"tasks": entries}))
