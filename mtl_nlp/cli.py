@@ -91,7 +91,7 @@ def run_tasks(out: TextIO) -> int:
 
 
 def run_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.diagnostics import compare_runs, format_comparison
+    from mtl_nlp.comparison import compare_runs, format_comparison
 
     comparison = compare_runs(args.runs)
     out.write((json.dumps(comparison, indent=2) if args.json else format_comparison(comparison)) + "\n")

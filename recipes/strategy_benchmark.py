@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from mtl_nlp.diagnostics import main_metric
+
 ROOT = Path(__file__).resolve().parent.parent
-MAIN_METRIC = {"token_classification": "f1", "classification": "accuracy", "regression": "pearson",
-               "multilabel": "micro_f1"}
 CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 # Inline entries equal to the built-in tasks, reading data_dir, so each may take its own
 # max_train_examples and layer (under their own names: an entry may not redefine a built-in).
@@ -178,13 +178,6 @@ def main() -> None:
                 results[key] = run_arm(name, mix, overrides, seed, tasks, args, out)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
     print(summary(results, arms))
-
-
-def main_metric(metrics: dict) -> str:
-    for metric in ("f1", "accuracy", "pearson", "micro_f1"):
-        if metric in metrics:
-            return metric
-    raise ValueError(f"no main metric in {sorted(metrics)}")
 
 
 def summary(results: dict, arms: dict) -> str:

@@ -1,0 +1,130 @@
+"""Comparing finished runs task by task: each task's test main metric in every run's
+metrics.json, the difference to the first run, and each run's mean difference over shared tasks
+(`mtl-nlp compare`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mtl_nlp.diagnostics import main_metric
+
+METRICS_FILE = "metrics.json"
+
+
+def load_metrics(directory: str | Path) -> dict[str, dict[str, float]]:
+    """A run's test metrics by task from DIR/metrics.json, the "overall" entry left out.
+    FileNotFoundError when the file is missing, ValueError when it is malformed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"run directory does not exist: {directory}")
+    path = directory / METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {METRICS_FILE} in {directory} (has the run finished?)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected {{task: {{metric: value}}}}, found a {type(data).__name__}")
+    tasks = {}
+    for task, metrics in data.items():
+        if task == "overall":
+            continue
+        numbers = isinstance(metrics, dict) and all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) for value in metrics.values()
+        )
+        if not numbers or not metrics:
+            raise ValueError(f"{path}: task {task!r} must map metric names to numbers")
+        tasks[task] = metrics
+    if not tasks:
+        raise ValueError(f"{path}: no task metrics")
+    return tasks
+
+
+def compare_runs(directories: list[str | Path]) -> dict[str, Any]:
+    """Each task's test main metric in every run and its difference to the first run (the
+    reference), plus each later run's mean difference over the tasks it shares with the first.
+
+    Returns {"runs": [dir, ...], "tasks": [{"task", "metric", "scores", "differences"}, ...],
+    "summary": [{"run", "mean_difference", "shared_tasks"}, ...]}; "scores" and "differences"
+    hold one value per run (None where the run lacks the task; a difference is run - first)."""
+    if len(directories) < 2:
+        raise ValueError(f"compare needs at least 2 run directories, got {len(directories)}")
+    runs = [str(directory) for directory in directories]
+    results = [load_metrics(directory) for directory in directories]
+    order: dict[str, None] = {}  # the first run's tasks first, then the others as they appear
+    for result in results:
+        order.update(dict.fromkeys(result))
+    rows = [_compare_task(task, runs, results) for task in order]
+    summary = []
+    for index, run in enumerate(runs[1:], start=1):
+        shared = [row["differences"][index] for row in rows if row["differences"][index] is not None]
+        mean = _clean(sum(shared) / len(shared)) if shared else None
+        summary.append({"run": run, "mean_difference": mean, "shared_tasks": len(shared)})
+    return {"runs": runs, "tasks": rows, "summary": summary}
+
+
+def _compare_task(task: str, runs: list[str], results: list[dict]) -> dict[str, Any]:
+    metric = None
+    scores: list[float | None] = []
+    for run, result in zip(runs, results):
+        if task not in result:
+            scores.append(None)
+            continue
+        try:
+            name = main_metric(result[task])
+        except ValueError as exc:
+            raise ValueError(f"{run}: task {task!r}: {exc}") from None
+        if metric is not None and name != metric:  # the same name for two different tasks
+            raise ValueError(f"task {task!r} is scored by {metric} in one run but by {name} in {run}")
+        metric = name
+        scores.append(float(result[task][name]))
+    first = scores[0]
+    differences = [None] + [
+        _clean(score - first) if score is not None and first is not None else None for score in scores[1:]
+    ]
+    return {"task": task, "metric": metric, "scores": scores, "differences": differences}
+
+
+def _clean(value: float) -> float:
+    """Drop the float noise of a subtraction (0.8889 - 0.9012 = -0.012300000000000089) and -0.0."""
+    return round(value, 10) + 0.0
+
+
+def format_comparison(comparison: dict[str, Any]) -> str:
+    """compare_runs' result as an aligned markdown table: a row per task, a column per run, the
+    difference to the first run in brackets, `-` where a run lacks the task, and a last row with
+    each later run's mean difference over the tasks it shares with the first."""
+    runs = comparison["runs"]
+    header = ["task", "metric", *runs]
+    body = []
+    for row in comparison["tasks"]:
+        cells = [row["task"], row["metric"]]
+        for score, difference in zip(row["scores"], row["differences"]):
+            cell = "-" if score is None else f"{score:.4f}"
+            if difference is not None:
+                cell += f" ({difference:+.4f})"
+            cells.append(cell)
+        body.append(cells)
+    means = []
+    for entry in comparison["summary"]:
+        count = entry["shared_tasks"]
+        tasks = f"{count} task{'s' if count != 1 else ''}"
+        mean = entry["mean_difference"]
+        means.append(f"- ({tasks} shared)" if mean is None else f"{mean:+.4f} over {tasks}")
+    body.append(["mean difference", "", "", *means])
+    widths = [max(len(cells[column]) for cells in [header, *body]) for column in range(len(header))]
+    right = [False, False] + [True] * len(runs)  # scores right-aligned, so their digits line up
+
+    def line(cells: list[str]) -> str:
+        padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+        return "| " + " | ".join(padded) + " |"
+
+    marks = ["-" * (w + 1) + ":" if r else ":" + "-" * (w + 1) for w, r in zip(widths, right)]
+    rule = "|" + "|".join(marks) + "|"
+    caption = f"test main metric per task; in brackets: the difference to the first run (run - {runs[0]})"
+    return "\n".join([caption, line(header), rule, *(line(cells) for cells in body)])
+
+
