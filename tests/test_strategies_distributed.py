@@ -24,7 +24,10 @@ def torchrun(out: Path, *overrides: str) -> subprocess.CompletedProcess:
      "sharing.private_layers=1"),
     ("weighting.method=uncertainty", "diagnostics.conflict_every=2"),
     ("train.step_mode=all_tasks", "weighting.method=dwa", "weighting.window=2", "train.grad_accum=2"),
-], ids=["all_tasks-pcgrad-accum-private", "one_task-uncertainty-conflicts", "all_tasks-dwa-accum"])
+    ("tasks=[{name: demo_ner, layer: 1}, demo_sentiment]", "sharing.freeze_embeddings=true",
+     "train.grad_accum=2"),
+], ids=["all_tasks-pcgrad-accum-private", "one_task-uncertainty-conflicts", "all_tasks-dwa-accum",
+        "one_task-ner-on-layer-1-frozen-embeddings"])
 def test_two_ranks_end_with_identical_weights(tiny_model_dir, tmp_path, overrides):
     result = torchrun(tmp_path, f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}",
                       "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3", "train.max_steps=4",
