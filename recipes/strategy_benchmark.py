@@ -167,10 +167,12 @@ def main() -> None:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     arms = GRIDS[args.grid]
-    base = BASELINE if args.grid == "sweep" else []
+    # Final single-task runs select their checkpoint every 1,000 steps like the committed config.
+    base = BASELINE if args.grid == "sweep" else ["train.eval_every=1000", "train.eval_batch_size=128"]
     mixes = sorted({mix for mix, _ in arms.values()})
     plan = [(f"{SINGLE_TASK}_{mix}_{task}", mix, base, [task]) for mix in mixes for task in MIXES[mix]]
-    plan += [(name, mix, [*base, *overrides], None) for name, (mix, overrides) in arms.items()
+    arm_base = base if args.grid == "sweep" else []
+    plan += [(name, mix, [*arm_base, *overrides], None) for name, (mix, overrides) in arms.items()
              if not args.arms or name in args.arms]
     if not args.summary:
         for seed in args.seeds:
