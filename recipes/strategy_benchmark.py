@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from mtl_nlp.diagnostics import main_metric
+from mtl_nlp.benchmark.strategy_tables import strategy_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
@@ -183,66 +182,9 @@ def main() -> None:
                 print(f"running {key}", flush=True)
                 results[key] = run_arm(name, mix, overrides, seed, tasks, args, out)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
-    print(summary(results, arms))
-
-
-def summary(results: dict, arms: dict) -> str:
-    """Markdown tables per mix: each arm's per-task mean ± std, delta over single-task, timing."""
-    by_arm: dict[str, dict[int, dict]] = {}
-    for key, value in results.items():
-        name, seed = key.rsplit("/seed", 1)
-        by_arm.setdefault(name, {})[int(seed)] = value
-    lines = []
-    for mix in sorted({m for m, _ in arms.values()}):
-        tasks = [NAMES[task] for task in MIXES[mix]]
-        single = {NAMES[task]: by_arm.get(f"{SINGLE_TASK}_{mix}_{task}", {}) for task in MIXES[mix]}
-        header = " | ".join(tasks) + " | mean | delta vs single-task | wall s | s/step |"
-        lines += [f"### mix `{mix}`", "", "| arm | seeds | " + header,
-                  "|---" * (len(tasks) + 6) + "|"]
-        rows = [("single-task", {t: single[t] for t in tasks}, True)]
-        rows += [(name, {t: by_arm.get(name, {}) for t in tasks}, False)
-                 for name, (arm_mix, _) in arms.items() if arm_mix == mix and name in by_arm]
-        for label, runs, is_single in rows:
-            lines.append(_row(label, runs, single, tasks, is_single))
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _scores(runs: dict[int, dict], task: str) -> dict[int, float]:
-    return {seed: run["metrics"][task][main_metric(run["metrics"][task])]
-            for seed, run in runs.items() if task in run["metrics"]}
-
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {std:.4f}"
-
-
-def _row(label: str, runs: dict, single: dict, tasks: list[str], is_single: bool) -> str:
-    cells, means, deltas = [], [], []
-    for task in tasks:
-        scores = _scores(runs[task], task)
-        cells.append(_mean_std(list(scores.values())))
-        if scores:
-            means.append(statistics.mean(scores.values()))
-        reference = _scores(single[task], task)
-        shared = sorted(set(scores) & set(reference))
-        if shared and not is_single:
-            deltas.append(statistics.mean(scores[s] - reference[s] for s in shared))
-    seeds = sorted({seed for task in tasks for seed in runs[task]})
-    if is_single:
-        walls = [sum(runs[t][s]["wall_seconds"] for t in tasks if s in runs[t]) for s in seeds]
-        per_step = "-"
-    else:
-        arm_runs = runs[tasks[0]]
-        walls = [run["wall_seconds"] for run in arm_runs.values()]
-        per_step = f"{statistics.mean(r['train_seconds'] / r['steps'] for r in arm_runs.values()):.3f}"
-    mean = f"{statistics.mean(means):.4f}" if len(means) == len(tasks) else "-"
-    delta = f"{statistics.mean(deltas) * 100:+.2f} pts" if deltas else "-"
-    wall = f"{statistics.mean(walls):.0f}" if walls else "-"
-    return f"| {label} | {len(seeds)} | " + " | ".join(cells) + f" | {mean} | {delta} | {wall} | {per_step} |"
+    mixes = {mix: {f"{SINGLE_TASK}_{mix}_{task}": NAMES[task] for task in MIXES[mix]}
+             for mix in sorted({mix for mix, _ in arms.values()})}
+    print(strategy_tables(results, {name: mix for name, (mix, _) in arms.items()}, mixes))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,28 @@ def test_profile_breakdown_puts_samples_into_training_phases():
 def test_profile_breakdown_refuses_a_profile_without_training_steps():
     with pytest.raises(ValueError, match="no samples of training steps"):
         breakdown(parse_raw(["<module> (cls_ner.py:97);main (cls_ner.py:60) 50"]))
+
+
+def test_strategy_tables_mean_std_and_gain_over_single_task():
+    from mtl_nlp.benchmark.strategy_tables import strategy_tables
+
+    def run(ner=None, cls=None, wall=10.0, steps=10, train=5.0):
+        metrics = {}
+        if ner is not None:
+            metrics["ner"] = {"precision": 0, "recall": 0, "f1": ner}
+        if cls is not None:
+            metrics["cls"] = {"accuracy": cls, "macro_f1": 0}
+        return {"metrics": metrics, "wall_seconds": wall, "steps": steps, "train_seconds": train}
+
+    results = {
+        "single_m_ner/seed1": run(ner=0.50, wall=20), "single_m_ner/seed2": run(ner=0.60, wall=30),
+        "single_m_cls/seed1": run(cls=0.80, wall=40), "single_m_cls/seed2": run(cls=0.90, wall=50),
+        "arm/seed1": run(ner=0.55, cls=0.82, wall=35, steps=20, train=10.0),
+        "arm/seed2": run(ner=0.61, cls=0.90, wall=45, steps=20, train=12.0),
+    }
+    table = strategy_tables(results, {"arm": "m"}, {"m": {"single_m_ner": "ner", "single_m_cls": "cls"}})
+    lines = table.splitlines()
+    assert lines[0] == "### mix `m`"
+    assert lines[4] == ("| single-task | 2 | 0.5500 ± 0.0707 | 0.8500 ± 0.0707 | 0.7000 | - | 70 | - |")
+    # delta: ner (+0.05, +0.01) -> +0.03, cls (+0.02, 0) -> +0.01; mean +0.02 = +2.00 points.
+    assert lines[5] == ("| arm | 2 | 0.5800 ± 0.0424 | 0.8600 ± 0.0566 | 0.7200 | +2.00 pts | 40 | 0.550 |")
