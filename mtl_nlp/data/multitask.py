@@ -24,9 +24,10 @@ class MultiTaskLoader:
     task of every batch; in `all_tasks` mode the batches come in rounds of one batch per task, in
     task order (`batches_per_step` per optimizer step and accumulation round).
 
-    An epoch is as many batches as the tasks' sampling sizes add up to: one pass over every task's
-    data when no `cap` applies, whatever the sampling strategy or step mode. Checkpointable with
-    state_dict, so a resumed run continues with the same task sequence and the same batches.
+    An epoch is as many batches as all tasks have together (one pass over all training data in
+    total), whatever the sampling strategy, cap or step mode: they decide the mix, not the
+    length. Checkpointable with state_dict, so a resumed run continues with the same task
+    sequence and the same batches.
     """
 
     def __init__(
@@ -70,8 +71,8 @@ class MultiTaskLoader:
 
     @property
     def batches_per_epoch(self) -> int:
-        """Batches this process sees in one epoch: the tasks' (capped) sampling sizes added up."""
-        return max(1, round(sum(self.sampling_sizes.values())))
+        """Batches this process sees in one epoch: every task's training batches added up."""
+        return sum(self.sizes.values())
 
     @property
     def batches_per_step(self) -> int:
