@@ -129,13 +129,14 @@ def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[st
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump({"tasks": entries}))
     evaluated = f"max_eval_examples={args.max_eval}" if args.max_eval else "max_eval_examples=null"
-    command = [sys.executable, str(ROOT / "recipes" / "cls_ner.py"), f"output_dir={run_dir}",
-               f"seed={seed}", evaluated]
+    common = [f"output_dir={run_dir}", f"seed={seed}", evaluated]
     if "--config" in extra:  # a committed config, as it is: its tasks read the same local files
-        command += [*extra, f"data_dir={args.data_dir}", *plain]
+        arguments = [*extra, *common, f"data_dir={args.data_dir}", *plain]
     else:
-        command += ["--config", str(config), f"train.epochs={EPOCHS.get(mix, 1)}", "train.eval_every=0",
-                    *plain]
+        arguments = ["--config", str(config), *common, f"train.epochs={EPOCHS.get(mix, 1)}",
+                     "train.eval_every=0", *plain]
+    # --config comes first: the recipe takes every key=value override as one positional list.
+    command = [sys.executable, str(ROOT / "recipes" / "cls_ner.py"), *arguments]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - started
