@@ -77,6 +77,8 @@ GRIDS = {
     },
     "final": {
         "recipe_config": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml"]),
+        "recipe_config_proportional": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
+                                                "sampling.strategy=proportional"]),
         # Half the batches of the three single-task runs together: the time target.
         "recipe_config_half_epoch": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
                                               "train.epochs=0.5"]),
