@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from transformers import AutoTokenizer
 
-from mtl_nlp.data.features import encode_texts
+from mtl_nlp.encoding import encode_texts
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 from mtl_nlp.spans import bio_spans, split_words

@@ -11,11 +11,11 @@ from transformers import PreTrainedTokenizerBase
 
 from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
 from mtl_nlp.data.loading import DataError
+from mtl_nlp.encoding import IGNORE_INDEX, encode_texts
 from mtl_nlp.registry import TaskSpec
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100  # label of positions that carry no loss: special tokens and non-first subwords
 FEATURE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
@@ -36,18 +36,6 @@ def _where(split: str, index: int, example_line: Any) -> str:
     if example_line is not None:
         return f"split {split}, sentence at line {example_line}"
     return f"split {split}, row {index}"
-
-
-def encode_texts(
-    tokenizer: PreTrainedTokenizerBase, texts: list[str], pairs: list[str] | None, max_length: int,
-    **kwargs,
-) -> dict[str, list]:
-    """Tokenize texts, or (text, text_pair) pairs with the tokenizer's pair encoding (segment ids
-    1 on the second text for BERT-style models); an over-long pair loses tokens from its longer
-    text first."""
-    if pairs is None:
-        return tokenizer(texts, truncation=True, max_length=max_length, **kwargs)
-    return tokenizer(texts, pairs, truncation="longest_first", max_length=max_length, **kwargs)
 
 
 def _encode_sentences(

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtl_nlp.data.features import IGNORE_INDEX
+from mtl_nlp.encoding import IGNORE_INDEX
 from mtl_nlp.registry import POOLINGS, TaskSpec
 
 LABEL_FREE_TYPES = ("regression",)  # head types that predict a value, not one of a label set

@@ -1,0 +1,20 @@
+"""Encoding shared by training data and prediction: a leaf module, so that modeling and the
+Predictor need neither `datasets` nor the data pipeline."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100  # label of positions that carry no loss: special tokens and non-first subwords
+
+
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], pairs: list[str] | None, max_length: int,
+    **kwargs,
+) -> dict[str, list]:
+    """Tokenize texts, or (text, text_pair) pairs with the tokenizer's pair encoding (segment ids
+    1 on the second text for BERT-style models); an over-long pair loses tokens from its longer
+    text first."""
+    if pairs is None:
+        return tokenizer(texts, truncation=True, max_length=max_length, **kwargs)
+    return tokenizer(texts, pairs, truncation="longest_first", max_length=max_length, **kwargs)
