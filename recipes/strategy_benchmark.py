@@ -7,9 +7,10 @@
 An arm is a task mix plus config overrides; every arm runs once per seed, each run in a fresh
 process of recipes/cls_ner.py (bf16 where the machine has it, the default encoder, 1 epoch unless
 the arm says otherwise). Results accumulate in OUT/results.json, so an interrupted benchmark
-continues where it stopped. The summary gives each task's test main metric as mean ± std over
-the seeds, the mean gain over the single-task arms with the same seeds (delta), wall time and
-seconds per optimizer step.
+continues where it stopped; while OUT/PAUSE exists no new run starts (the one under way ends
+first), so a test suite can run without two heavy jobs sharing the cores. The summary gives
+each task's test main metric as mean ± std over the seeds, the mean gain over the single-task
+arms with the same seeds (delta), wall time and seconds per optimizer step.
 """
 
 from __future__ import annotations
@@ -152,6 +153,14 @@ def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[st
             "train_seconds": state["train_seconds"], "task_batches": state.get("task_batches")}
 
 
+def wait_while_paused(pause_file: Path) -> None:
+    """Hold the next run while PAUSE exists, so other heavy work cannot skew its wall time."""
+    if pause_file.exists():
+        print(f"paused: remove {pause_file} to go on", flush=True)
+    while pause_file.exists():
+        time.sleep(5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--grid", choices=sorted(GRIDS), default="sweep")
@@ -183,6 +192,7 @@ def main() -> None:
                 key = f"{name}/seed{seed}"
                 if key in results:
                     continue
+                wait_while_paused(Path(args.out) / "PAUSE")
                 print(f"running {key}", flush=True)
                 results[key] = run_arm(name, mix, overrides, seed, tasks, args, out)
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
