@@ -15,11 +15,13 @@ from typing import Any
 
 import yaml
 
+from mtl_nlp.errors import MtlNlpError
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_TASKS = ("demo_ner", "demo_sentiment", "demo_topic")
 
 
-class ConfigError(ValueError):
+class ConfigError(MtlNlpError, ValueError):
     """A configuration file or override that cannot be applied."""
 
 
@@ -96,9 +98,15 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Build a RunConfig from defaults, then a YAML file, then `key=value` overrides in order."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None, base_source: str = "saved config",
+) -> RunConfig:
+    """Build a RunConfig from defaults, then `base` (a saved config's mapping, e.g. the run
+    config inside a checkpoint), then a YAML file, then `key=value` overrides in order."""
     config = RunConfig()
+    if base is not None:
+        apply_mapping(config, base, source=base_source)
     if path is not None:
         path = Path(path)
         if not path.is_file():

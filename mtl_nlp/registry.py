@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from mtl_nlp.errors import MtlNlpError
 
 TASK_TYPES = ("classification", "token_classification", "regression", "multilabel")
 SENTENCE_TYPES = ("classification", "regression", "multilabel")  # one prediction per input text
@@ -13,10 +16,12 @@ SENTENCE_TYPES = ("classification", "regression", "multilabel")  # one predictio
 # CSV-style quoting, a field holding `"` is wrapped in quotes with inner quotes doubled (STS-B).
 FORMATS = ("conll", "csv", "tsv", "tsv_quoted", "json")
 TEXT_TABLE_FORMATS = ("csv", "tsv", "tsv_quoted")  # one plain-text cell per column
-POOLINGS = ("mean", "cls")  # sentence representations of the sentence-level heads
+# Sentence representations of the sentence-level heads: mean of token states, first token,
+# first token through a dense + tanh pooler (the standard transformers classifiers' computation).
+POOLINGS = ("mean", "cls", "pooler")
 
 
-class TaskError(ValueError):
+class TaskError(MtlNlpError, ValueError):
     """A task entry that is malformed, unknown or registered twice."""
 
 
@@ -45,12 +50,21 @@ class TaskSpec:
     tags_column: str = "tags"  # token classification target (one tag per word)
     labels: tuple[str, ...] | None = None  # label set; else ClassLabel names or sorted train labels
     loss_weight: float = 1.0  # multiplies this task's loss
-    pooling: str = "mean"  # sentence heads: mean of the token states, or `cls` (the first token)
+    pooling: str = "mean"  # sentence heads: one of POOLINGS (`pooler` heads export to transformers)
     threshold: float = 0.5  # multilabel: a label is predicted when its probability reaches this
     label_separator: str = ","  # multilabel: separates the labels of a text-valued label cell
     layer: int | None = None  # the head reads this encoder layer's hidden states (None: the last)
     max_train_examples: int | None = None  # train on a seeded random subset of this many examples
     description: str = ""  # one line shown by `mtl-nlp tasks`
+
+    @property
+    def source(self) -> str:
+        """Where the task's data comes from, for model cards: the Hub id, or "local files: ..."."""
+        if self.dataset is not None:
+            return self.dataset + (f" ({self.dataset_config})" if self.dataset_config else "")
+        files = list((self.data_files or self.local_files or {}).values())
+        folder = Path(files[0]).parent.name
+        return f"local files: {folder}/ ({', '.join(Path(path).name for path in files)})"
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):

@@ -7,10 +7,12 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from mtl_nlp.errors import MtlNlpError
+
 logger = logging.getLogger(__name__)
 
 
-class ConllFormatError(ValueError):
+class ConllFormatError(MtlNlpError, ValueError):
     """A CoNLL line that cannot be read; the message names the file and the line."""
 
 

@@ -13,6 +13,7 @@ from datasets import Dataset, DatasetDict
 from datasets.exceptions import DatasetGenerationError
 
 from mtl_nlp.data.conll import ConllFormatError, read_conll
+from mtl_nlp.errors import MtlNlpError
 from mtl_nlp.registry import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ HELD_OUT_MAX = 1000
 CONLL_READER_VERSION = 1  # bump when read_conll's output changes, to invalidate cached files
 
 
-class DataError(ValueError):
+class DataError(MtlNlpError, ValueError):
     """Task data that is missing or malformed; the message names the task and the file."""
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from mtl_nlp.config import DEFAULT_MODEL
+from mtl_nlp.errors import MtlNlpError
 
 
-class ModelLoadError(OSError):
+class ModelLoadError(MtlNlpError, OSError):
     """An encoder or checkpoint that cannot be found or loaded."""
 
 

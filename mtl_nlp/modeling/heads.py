@@ -30,7 +30,9 @@ class HeadConfig:
     type: str  # classification | token_classification | regression | multilabel
     labels: list[str] = field(default_factory=list)  # empty for regression
     dropout: float = 0.1
-    pooling: str = "mean"  # sentence heads: mean of token states, or the first token
+    # sentence heads: mean of token states, the first token's state, or "pooler": the first
+    # token through dense + tanh, as BERT's pooler and transformers' sequence classifiers do
+    pooling: str = "mean"
     threshold: float = 0.5  # multilabel: a label is predicted when its probability reaches this
     text_pair: bool = False  # the task reads (text, text_pair) pairs
     layer: int | None = None  # the encoder layer whose hidden states the head reads (None: the last)
@@ -50,25 +52,41 @@ class HeadConfig:
 
 def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
     """One vector per sequence: the first token's state, or the mean over real tokens."""
-    if pooling == "cls":
+    if pooling in ("cls", "pooler"):
         return hidden[:, 0]
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 class PooledHead(nn.Module):
-    """Pooled sentence representation -> dropout -> linear with `outputs` units."""
+    """Pooled sentence representation -> dropout -> linear with `outputs` units.
+
+    With pooling "pooler" the first token's state goes through the head's own dense + tanh
+    layer first: the computation of transformers' BERT- and RoBERTa-style sequence classifiers,
+    so such a head exports to a standard model (see mtl_nlp.export).
+    """
 
     def __init__(self, hidden_size: int, config: HeadConfig, outputs: int) -> None:
         super().__init__()
         if config.pooling not in POOLINGS:
             raise ValueError(f"head {config.name!r}: pooling {config.pooling!r} not in {POOLINGS}")
         self.pooling = config.pooling
+        self.pooler = nn.Linear(hidden_size, hidden_size) if config.pooling == "pooler" else None
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(hidden_size, outputs)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
-        return self.classifier(self.dropout(pool(hidden, attention_mask, self.pooling)))
+        pooled = pool(hidden, attention_mask, self.pooling)
+        if self.pooler is not None:
+            pooled = torch.tanh(self.pooler(pooled))
+        return self.classifier(self.dropout(pooled))
+
+    def init_pooler_from(self, encoder: nn.Module) -> None:
+        """Start the head's pooler from the encoder's pretrained one (BERT has one), as
+        transformers' BERT sequence classifiers do; a fresh layer otherwise."""
+        pretrained = getattr(getattr(encoder, "pooler", None), "dense", None)
+        if self.pooler is not None and isinstance(pretrained, nn.Linear):
+            self.pooler.load_state_dict(pretrained.state_dict())
 
 
 class SequenceClassificationHead(PooledHead):

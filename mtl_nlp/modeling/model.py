@@ -41,6 +41,10 @@ class MultiTaskModel(nn.Module):
         self.head_configs = {config.name: config for config in heads}
         hidden_size = encoder.config.hidden_size
         self.heads = nn.ModuleDict({c.name: build_head(hidden_size, c) for c in heads})
+        if pretrained:
+            for head in self.heads.values():
+                if hasattr(head, "init_pooler_from"):
+                    head.init_pooler_from(encoder)
         self.sharing = LayerSharing(
             encoder, sharing or SharingShape(), {c.name: c.layer for c in heads}, pretrained
         )

@@ -18,8 +18,10 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from mtl_nlp.errors import MtlNlpError
 
-class SharingError(ValueError):
+
+class SharingError(MtlNlpError, ValueError):
     """A sharing shape this encoder or these tasks cannot take."""
 
 

@@ -1,10 +1,11 @@
 """Training: the Accelerate loop, evaluation, metrics, optimizer and precision choices."""
 
+from mtl_nlp.precision import resolve_mixed_precision
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate
 from mtl_nlp.training.metrics import classification_metrics, overall_score, tagging_metrics
 from mtl_nlp.training.optim import build_optimizer, build_scheduler
-from mtl_nlp.training.precision import resolve_mixed_precision
 from mtl_nlp.training.progress import TrainingProgress
+from mtl_nlp.training.run import evaluate_checkpoint, train_from_config
 from mtl_nlp.training.setup import (
     build_accelerator,
     build_train_loader,
@@ -30,9 +31,11 @@ __all__ = [
     "classification_metrics",
     "count_optimizer_steps",
     "evaluate",
+    "evaluate_checkpoint",
     "head_configs",
     "overall_score",
     "resolve_mixed_precision",
     "sharing_shape",
     "tagging_metrics",
+    "train_from_config",
 ]

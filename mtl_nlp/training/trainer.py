@@ -20,6 +20,7 @@ from mtl_nlp import diagnostics
 from mtl_nlp.config import TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
+from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.metrics import overall_score
@@ -149,7 +150,7 @@ class MultiTaskTrainer:
         })
         if score > self.progress.best_score:
             self.progress.best_score, self.progress.best_step = score, self.progress.step
-            self.save_model(self.output_dir)
+            self.save_model(self.output_dir, metrics)
         self.accelerator.print(
             f"step {self.progress.step}: validation overall {score:.4f} "
             f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}) "
@@ -174,12 +175,14 @@ class MultiTaskTrainer:
             self.write_json(CONFLICTS, conflicts)
             diagnostics.plot_conflicts(conflicts, self.output_dir / CONFLICTS_PLOT)
 
-    def save_model(self, directory: Path) -> None:
-        """Write the unwrapped model, tokenizer and head configs (main process only)."""
+    def save_model(self, directory: Path, metrics: dict[str, dict[str, float]] | None = None) -> None:
+        """Write the unwrapped model, tokenizer, head configs and a model card with the
+        validation `metrics` it was chosen by (main process only)."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             model: MultiTaskModel = self.accelerator.unwrap_model(self.model)
             model.save_pretrained(directory, tokenizer=self.tokenizer, extra=self.checkpoint_extra)
+            write_checkpoint_card(directory, metrics, split="validation")
         self.accelerator.wait_for_everyone()
 
     def load_best(self) -> None:

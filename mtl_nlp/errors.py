@@ -1,0 +1,31 @@
+"""The root of the toolkit's own errors: a user mistake (a config key, a file, a label, a task)
+whose message says what to change. Command lines print these as one line and exit with 2;
+anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class MtlNlpError(Exception):
+    """Base of ConfigError, TaskError, DataError, ModelLoadError, ExportError, SharingError, ..."""
+
+
+# What a user can cause and fix: the toolkit's own errors, and a path that does not exist.
+USER_ERRORS = (MtlNlpError, FileNotFoundError)
+
+
+def run_reporting_user_errors(function: Callable[[], T], prog: str, debug: bool = False) -> T | int:
+    """Run `function`; a user error prints as one line `prog: error: ...` on stderr and returns
+    exit code 2 (with `debug`, it is raised with its traceback). Bugs are never caught."""
+    try:
+        return function()
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,144 @@
+"""Export one task of a multi-task checkpoint to a standard transformers model.
+
+The export is a plain `AutoModelForTokenClassification` / `AutoModelForSequenceClassification`
+directory (config with id2label/label2id, safetensors weights, the tokenizer, a model card) that
+`transformers.pipeline` loads with no mtl_nlp installed. It holds exactly the layers the task
+uses: the shared layers, the task's private layers, and no layer above the one its head reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
+
+from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.modeling.heads import HeadConfig
+from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
+
+# Encoder families whose transformers task models we reproduce, by config.model_type, with the
+# layout of their sequence-classification head: "bert" reads the pooler (dense + tanh on the
+# first token) then `classifier`; "roberta" holds the same dense + tanh as `classifier.dense`
+# and the output layer as `classifier.out_proj`.
+SEQUENCE_HEAD_LAYOUT = {
+    "bert": "bert",
+    "roberta": "roberta",
+    "xlm-roberta": "roberta",
+    "camembert": "roberta",
+}
+PROBLEM_TYPES = {
+    "classification": "single_label_classification",
+    "regression": "regression",
+    "multilabel": "multi_label_classification",
+}
+PIPELINE_TAGS = {"token_classification": "token-classification"}  # sentence heads: text-classification
+
+
+class ExportError(MtlNlpError, ValueError):
+    """A task that cannot be written as a standard transformers model, and why."""
+
+
+def export_task(checkpoint: str | Path, task: str, output_dir: str | Path) -> Path:
+    """Write task `task` of `checkpoint` as a standard transformers model in `output_dir`.
+
+    Raises ExportError naming the reason (and the option to change) when the task's head or
+    encoder has no standard transformers equivalent.
+    """
+    checkpoint, output_dir = Path(checkpoint), Path(output_dir)
+    model = MultiTaskModel.from_pretrained(checkpoint)
+    if task not in model.head_configs:
+        raise ExportError(f"{checkpoint} has no task {task!r}; its tasks: {', '.join(model.task_names)}")
+    head = model.head_configs[task]
+    layout = _check_exportable(model, head)
+    config = _task_config(checkpoint, model, head)
+    standard = _auto_class(head).from_config(config)
+    state = {**_encoder_state(model, task, standard), **_head_state(model, head, layout, standard)}
+    missing, unexpected = standard.load_state_dict(state, strict=False)
+    if missing or unexpected:  # a mapping bug, never a user error: fail before writing anything
+        raise RuntimeError(f"export of {task!r}: missing {missing}, unexpected {unexpected}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    standard.save_pretrained(output_dir, safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(checkpoint)).save_pretrained(output_dir)
+    from mtl_nlp.model_card import write_export_card
+
+    write_export_card(output_dir, checkpoint, read_checkpoint_config(checkpoint), head)
+    return output_dir
+
+
+def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> str:
+    """The sequence-head layout of the encoder family; ExportError when there is none."""
+    model_type = model.encoder.config.model_type
+    if model_type not in SEQUENCE_HEAD_LAYOUT:
+        raise ExportError(
+            f"task {head.name!r}: export supports the encoder families "
+            f"{', '.join(SEQUENCE_HEAD_LAYOUT)}; this checkpoint's encoder is {model_type!r}"
+        )
+    if head.type != "token_classification" and head.pooling != "pooler":
+        raise ExportError(
+            f"task {head.name!r} reads its text with pooling {head.pooling!r}, which no standard "
+            "transformers classifier computes; train the task with `pooling: pooler` in its task "
+            "entry (the first token through dense + tanh, as BertForSequenceClassification does) "
+            "to export it"
+        )
+    return SEQUENCE_HEAD_LAYOUT[model_type]
+
+
+def _auto_class(head: HeadConfig) -> type:
+    if head.type == "token_classification":
+        return AutoModelForTokenClassification
+    return AutoModelForSequenceClassification
+
+
+def _task_config(checkpoint: Path, model: MultiTaskModel, head: HeadConfig):
+    """The encoder's config with the task's depth, labels and problem type."""
+    config = AutoConfig.from_pretrained(str(checkpoint))
+    config.num_hidden_layers = model.sharing.depth(head.name) or config.num_hidden_layers
+    if head.type == "regression":
+        config.num_labels = 1
+        config.id2label, config.label2id = {0: "value"}, {"value": 0}
+    else:
+        config.id2label = dict(enumerate(head.labels))
+        config.label2id = {label: index for index, label in enumerate(head.labels)}
+    if head.type in PROBLEM_TYPES:
+        config.problem_type = PROBLEM_TYPES[head.type]
+    config.classifier_dropout = head.dropout
+    config.architectures = None  # set by save_pretrained from the class that writes it
+    return config
+
+
+def _encoder_state(model: MultiTaskModel, task: str, standard: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The task's encoder weights under the standard model's names: shared layers, then the
+    task's private layers, up to the layer its head reads; the pooler only where the standard
+    model has one."""
+    prefix = standard.base_model_prefix
+    wanted = set(standard.state_dict())
+    state = {f"{prefix}.{name}": tensor for name, tensor in model.encoder.state_dict().items()}
+    if task in model.sharing.private:
+        shared = model.sharing.shared_count
+        for name, tensor in model.sharing.private[task].state_dict().items():
+            _, index, rest = name.split(".", 2)  # layer.{i}.rest
+            state[f"{prefix}.encoder.layer.{shared + int(index)}.{rest}"] = tensor
+    return {name: tensor for name, tensor in state.items() if name in wanted}
+
+
+def _head_state(
+    model: MultiTaskModel, head: HeadConfig, layout: str, standard: PreTrainedModel
+) -> dict[str, torch.Tensor]:
+    """The head's weights under the standard model's names."""
+    weights = model.heads[head.name].state_dict()
+    if head.type == "token_classification":  # dropout + `classifier` in both
+        return dict(weights)
+    if layout == "bert":
+        names = {"pooler": f"{standard.base_model_prefix}.pooler.dense", "classifier": "classifier"}
+    else:
+        names = {"pooler": "classifier.dense", "classifier": "classifier.out_proj"}
+    return {f"{names[module]}.{param}": tensor
+            for module_param, tensor in weights.items()
+            for module, param in [module_param.split(".", 1)]}

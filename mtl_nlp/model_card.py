@@ -1,0 +1,200 @@
+"""Model cards (README.md in the Hugging Face Hub's format) for checkpoints and task exports.
+
+A card is YAML metadata (library, tags, datasets, metrics, base model, pipeline_tag for
+exports, results as model-index) followed by markdown: the tasks with their labels, the
+training data, the run's config, the per-task scores, and how to load the model. Everything
+comes from the checkpoint's own files (mtl_nlp.json, metrics.json), so `push_to_hub` of an
+output_dir or an export carries a complete card.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCardData
+
+from mtl_nlp.diagnostics import main_metric
+
+CARD = "README.md"
+TASK_TAGS = {
+    "classification": "text-classification",
+    "token_classification": "token-classification",
+    "regression": "text-classification",
+    "multilabel": "text-classification",
+}
+TYPE_WORDS = {
+    "classification": "text classification",
+    "token_classification": "token tagging (BIO entities)",
+    "regression": "regression (one score per text)",
+    "multilabel": "multi-label classification",
+}
+MAX_LISTED_LABELS = 20
+
+
+def write_checkpoint_card(
+    directory: str | Path, metrics: dict[str, Any] | None = None, split: str = "test"
+) -> Path:
+    """Write README.md into a multi-task checkpoint from its mtl_nlp.json and `metrics`
+    (per-task scores on `split`; read from metrics.json in the directory when not given)."""
+    directory = Path(directory)
+    config = json.loads((directory / "mtl_nlp.json").read_text())
+    if metrics is None and (directory / "metrics.json").is_file():
+        metrics = json.loads((directory / "metrics.json").read_text())
+    metrics = _task_metrics(metrics or {})
+    tasks = config["tasks"]
+    base_model = config.get("run_config", {}).get("model")
+    data = _card_data(
+        tasks, config, metrics, split, base_model, name=directory.resolve().name,
+        library_name="mtl-nlp", pipeline_tag=None,
+    )
+    body = [
+        f"# {directory.resolve().name}",
+        "",
+        f"A multi-task model trained with [mtl_nlp](https://pypi.org/project/mtl-nlp/): one "
+        f"`{base_model or config.get('encoder_type')}` encoder shared by {len(tasks)} task heads, "
+        "answered together from one encoder pass.",
+        "",
+        *_tasks_section(tasks, config),
+        *_results_section(tasks, metrics, split),
+        "## How to use",
+        "",
+        "```python",
+        "from mtl_nlp import Predictor",
+        "",
+        'predictor = Predictor.from_pretrained("PATH_OR_HUB_ID")',
+        'predictor.predict(["Angela Merkel visited Paris."])  # every task\'s answer per text',
+        "```",
+        "",
+        "or `mtl-nlp predict PATH < texts.txt`. Any task exports to a standard transformers "
+        "model: `mtl-nlp export PATH --task NAME OUT`.",
+        "",
+        *_config_section(config),
+    ]
+    return _write(directory, data, body)
+
+
+def write_export_card(
+    directory: str | Path, checkpoint: str | Path, config: dict[str, Any], head: Any
+) -> Path:
+    """Write README.md into a single-task export of `checkpoint` (whose mtl_nlp.json is
+    `config`); `head` is the exported task's HeadConfig."""
+    directory, checkpoint = Path(directory), Path(checkpoint)
+    task = head.to_dict()
+    metrics = {}
+    if (checkpoint / "metrics.json").is_file():
+        metrics = _task_metrics(json.loads((checkpoint / "metrics.json").read_text()))
+    metrics = {name: value for name, value in metrics.items() if name == head.name}
+    base_model = config.get("run_config", {}).get("model")
+    pipeline_tag = TASK_TAGS[head.type]
+    data = _card_data(
+        [task], config, metrics, "test", base_model, name=directory.resolve().name,
+        library_name="transformers", pipeline_tag=pipeline_tag,
+    )
+    call = '"Angela Merkel visited Paris."'
+    options = ', aggregation_strategy="first"' if head.type == "token_classification" else ""
+    if head.type == "regression":
+        options = ', function_to_apply="none"'
+    elif head.type == "multilabel":
+        options = ", top_k=None"
+    if task.get("text_pair"):
+        call = '{"text": "A man is playing a guitar.", "text_pair": "A person plays music."}'
+    body = [
+        f"# {directory.resolve().name}",
+        "",
+        f"Task `{head.name}` ({TYPE_WORDS[head.type]}) of a multi-task model trained with "
+        f"[mtl_nlp](https://pypi.org/project/mtl-nlp/), exported as a standard transformers "
+        f"model: the `{base_model or config.get('encoder_type')}` encoder layers this task uses and "
+        "its head. It needs only transformers.",
+        "",
+        *_tasks_section([task], config),
+        *_results_section([task], metrics, "test"),
+        "## How to use",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        "",
+        f'model = pipeline("{pipeline_tag}", model="PATH_OR_HUB_ID"{options})',
+        f"model({call})",
+        "```",
+        "",
+        *_config_section(config),
+    ]
+    return _write(directory, data, body)
+
+
+def _task_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per-task metric dicts of a metrics.json (drops "overall" and any non-task entry)."""
+    return {task: values for task, values in metrics.items()
+            if task != "overall" and isinstance(values, dict)}
+
+
+def _card_data(
+    tasks: list[dict[str, Any]], config: dict[str, Any], metrics: dict[str, dict[str, float]],
+    split: str, base_model: str | None, name: str, library_name: str, pipeline_tag: str | None,
+) -> ModelCardData:
+    sources = config.get("data_sources", {})
+    hub_datasets = sorted({source for task in tasks if (source := sources.get(task["name"], ""))
+                           and not source.startswith("local")})
+    results = [
+        EvalResult(
+            task_type=TASK_TAGS[task["type"]], dataset_type=sources.get(task["name"], task["name"]),
+            dataset_name=task["name"], dataset_split=split,
+            metric_type=(metric := main_metric(metrics[task["name"]])),
+            metric_value=round(float(metrics[task["name"]][metric]), 4),
+        )
+        for task in tasks if task["name"] in metrics
+    ]
+    return ModelCardData(
+        library_name=library_name, pipeline_tag=pipeline_tag,
+        base_model=base_model if base_model and not Path(base_model).is_absolute() else None,
+        tags=["mtl-nlp", "multi-task", *sorted({TASK_TAGS[task["type"]] for task in tasks})],
+        datasets=hub_datasets or None,
+        metrics=sorted({result.metric_type for result in results}) or None,
+        model_name=name if results else None, eval_results=results or None,
+    )
+
+
+def _tasks_section(tasks: list[dict[str, Any]], config: dict[str, Any]) -> list[str]:
+    sources = config.get("data_sources", {})
+    lines = ["## Tasks", "", "| task | type | labels | training data |", "|---|---|---|---|"]
+    for task in tasks:
+        labels = task.get("labels") or []
+        shown = ", ".join(f"`{label}`" for label in labels[:MAX_LISTED_LABELS])
+        if len(labels) > MAX_LISTED_LABELS:
+            shown += f", ... ({len(labels)} in all)"
+        kind = TYPE_WORDS[task["type"]] + (" of text pairs" if task.get("text_pair") else "")
+        lines.append(f"| {task['name']} | {kind} | {shown or '-'} | {sources.get(task['name'], '-')} |")
+    return [*lines, ""]
+
+
+def _results_section(
+    tasks: list[dict[str, Any]], metrics: dict[str, dict[str, float]], split: str
+) -> list[str]:
+    scored = [task["name"] for task in tasks if task["name"] in metrics]
+    if not scored:
+        return ["## Results", "", "Not scored yet.", ""]
+    lines = [f"## Results ({split} split)", "", "| task | metric | value |", "|---|---|---|"]
+    for name in scored:
+        main = main_metric(metrics[name])
+        for metric, value in metrics[name].items():
+            if isinstance(value, int | float):
+                shown = f"**{value:.4f}**" if metric == main else f"{value:.4f}"
+                lines.append(f"| {name} | {metric} | {shown} |")
+    return [*lines, ""]
+
+
+def _config_section(config: dict[str, Any]) -> list[str]:
+    run_config = config.get("run_config")
+    if not run_config:
+        return []
+    return ["## Training configuration", "", "```yaml",
+            yaml.safe_dump(run_config, sort_keys=False).rstrip(), "```", ""]
+
+
+def _write(directory: Path, data: ModelCardData, body: list[str]) -> Path:
+    path = directory / CARD
+    path.write_text(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+    return path

@@ -1,0 +1,127 @@
+"""Whole runs from a RunConfig: training (data, model, Accelerate loop, final test scores,
+model card) and the scoring of a saved checkpoint.
+
+`recipes/cls_ner.py` and `mtl-nlp train` both call `train_from_config`; under
+`accelerate launch` or torchrun every process runs it. `mtl-nlp evaluate` calls
+`evaluate_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from accelerate.utils import set_seed
+
+from mtl_nlp.config import ConfigError, RunConfig
+from mtl_nlp.data import prepare_task_data
+from mtl_nlp.model_card import write_checkpoint_card
+from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
+from mtl_nlp.registry import resolve_tasks
+from mtl_nlp.training.evaluation import build_eval_loaders, evaluate
+from mtl_nlp.training.metrics import overall_score
+from mtl_nlp.training.optim import build_optimizer, build_scheduler
+from mtl_nlp.training.setup import (
+    build_accelerator,
+    build_train_loader,
+    check_output_dir,
+    count_optimizer_steps,
+    head_configs,
+    sharing_shape,
+)
+from mtl_nlp.training.trainer import MultiTaskTrainer
+from mtl_nlp.training.weighting import build_weighting
+
+logger = logging.getLogger(__name__)
+
+
+def train_from_config(config: RunConfig) -> dict[str, Any]:
+    """Train, keep the best checkpoint by mean validation score in output_dir, score it on each
+    task's test split (validation if none) and return those metrics (also in metrics.json)."""
+    accelerator = build_accelerator(config)
+    set_seed(config.seed)
+    check_output_dir(config)
+
+    # Data: registry entries -> tokenized, cached features (the main process fills the cache).
+    specs = resolve_tasks(config.tasks)
+    tokenizer = load_tokenizer(config.model)
+    with accelerator.main_process_first():
+        tasks = prepare_task_data(
+            specs, tokenizer, config.max_length, config.data_dir, config.cache_dir, config.seed,
+            config.max_train_examples, config.max_eval_examples,
+        )
+    loader = build_train_loader(config, tasks, tokenizer, accelerator)
+
+    # Model, loss weighting and optimization.
+    model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
+    weighting = build_weighting(
+        config.weighting, {name: len(data.splits["train"]) for name, data in tasks.items()},
+        {name: data.spec.loss_weight for name, data in tasks.items()}, seed=config.seed,
+    )
+    optimizer = build_optimizer(
+        model, config.train.lr, config.train.weight_decay, config.train.head_lr, weighting,
+        config.weighting.lr,
+    )
+    steps = count_optimizer_steps(config.train, loader)
+    # Accelerate steps a prepared scheduler once per process for every optimizer step.
+    scheduler = build_scheduler(optimizer, steps * accelerator.num_processes, config.train.warmup_ratio)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    # Train, keeping the best checkpoint by mean validation score.
+    validation = build_eval_loaders(tasks, "validation", tokenizer, config.train.eval_batch_size, accelerator)
+    trainer = MultiTaskTrainer(
+        accelerator, model, optimizer, scheduler, loader, validation, tasks, config.train,
+        config.output_dir, tokenizer,
+        checkpoint_extra={
+            "max_length": config.max_length, "run_config": config.to_dict(),
+            "data_sources": {spec.name: spec.source for spec in specs},
+        },
+        weighting=weighting, conflict_every=config.diagnostics.conflict_every,
+    )
+    if config.resume_from:
+        trainer.resume(config.resume_from)
+    trainer.train()
+
+    # Final scores of the best checkpoint on each task's test split (validation if none).
+    trainer.load_best()
+    final = build_eval_loaders(tasks, None, tokenizer, config.train.eval_batch_size, accelerator)
+    metrics = evaluate(accelerator, model, final, tasks)
+    metrics["overall"] = {"score": overall_score(metrics, trainer.task_types)}
+    trainer.write_json("metrics.json", metrics)
+    trainer.write_reports()
+    if accelerator.is_main_process:
+        write_checkpoint_card(config.output_dir, metrics, split="test")
+    accelerator.print(json.dumps(metrics, indent=2))
+    # Every process reaches teardown together: a rank destroying the process group while the
+    # main one still writes files can leave gloo waiting forever.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return metrics
+
+
+def evaluate_checkpoint(directory: str | Path, config: RunConfig) -> dict[str, Any]:
+    """Score checkpoint `directory` on the test split (validation if none) of each task of
+    `config`; every task must be one of the checkpoint's, with the same labels."""
+    accelerator = build_accelerator(config)
+    model = MultiTaskModel.from_pretrained(directory)
+    tokenizer = load_tokenizer(str(directory))
+    specs = resolve_tasks(config.tasks)
+    unknown = [spec.name for spec in specs if spec.name not in model.head_configs]
+    if unknown:
+        raise ConfigError(f"task(s) {', '.join(unknown)} not in checkpoint {directory}, whose tasks are: "
+                          f"{', '.join(model.task_names)}")
+    with accelerator.main_process_first():
+        tasks = prepare_task_data(specs, tokenizer, config.max_length, config.data_dir, config.cache_dir,
+                                  config.seed, max_eval_examples=config.max_eval_examples)
+    for name, data in tasks.items():
+        saved = model.head_configs[name].labels
+        if saved and data.labels != saved:
+            raise ConfigError(f"task {name!r}: the data's labels {data.labels} differ from the "
+                              f"checkpoint's {saved}")
+    model = accelerator.prepare(model)
+    loaders = build_eval_loaders(tasks, None, tokenizer, config.train.eval_batch_size, accelerator)
+    metrics = evaluate(accelerator, model, loaders, tasks)
+    metrics["overall"] = {"score": overall_score(metrics, {n: d.spec.type for n, d in tasks.items()})}
+    return metrics
