@@ -1,10 +1,17 @@
-"""mtl_nlp: multi-task fine-tuning of one shared Transformer encoder with many task heads."""
+"""mtl_nlp: multi-task fine-tuning of one shared Transformer encoder with many task heads.
+
+The public names load on first use (PEP 562), so `import mtl_nlp` and the registry stay light:
+listing tasks or reading a config imports neither torch nor datasets, and loading a Predictor
+imports neither the data pipeline nor the training code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from mtl_nlp import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from mtl_nlp.config import ConfigError, RunConfig, load_config
-from mtl_nlp.data import DataError, TaskData, prepare_task_data
-from mtl_nlp.inference import Predictor
-from mtl_nlp.modeling import HeadConfig, ModelLoadError, MultiTaskModel, load_tokenizer
 from mtl_nlp.registry import (
     TaskError,
     TaskSpec,
@@ -17,9 +24,42 @@ from mtl_nlp.registry import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "DataError": "mtl_nlp.data",
+    "TaskData": "mtl_nlp.data",
+    "prepare_task_data": "mtl_nlp.data",
+    "Predictor": "mtl_nlp.inference",
+    "HeadConfig": "mtl_nlp.modeling",
+    "ModelLoadError": "mtl_nlp.modeling",
+    "MultiTaskModel": "mtl_nlp.modeling",
+    "load_tokenizer": "mtl_nlp.modeling",
+    "export_task": "mtl_nlp.export",
+    "ExportError": "mtl_nlp.export",
+}
+
+if TYPE_CHECKING:
+    from mtl_nlp.data import DataError, TaskData, prepare_task_data
+    from mtl_nlp.export import ExportError, export_task
+    from mtl_nlp.inference import Predictor
+    from mtl_nlp.modeling import HeadConfig, ModelLoadError, MultiTaskModel, load_tokenizer
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mtl_nlp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
     "ConfigError",
     "DataError",
+    "ExportError",
     "HeadConfig",
     "ModelLoadError",
     "MultiTaskModel",
@@ -28,6 +68,7 @@ __all__ = [
     "TaskData",
     "TaskError",
     "TaskSpec",
+    "export_task",
     "get_task",
     "list_tasks",
     "load_config",

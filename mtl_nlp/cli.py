@@ -1,36 +1,62 @@
-"""`mtl-nlp` command line: predict with a checkpoint, list the registered tasks, compare runs."""
+"""`mtl-nlp`: train, evaluate, predict, export, list tasks and compare runs from the command line.
+
+Every command's errors that a user can fix (a config key, a missing file, an unknown task) print
+as one line on stderr and exit with 2; `--debug` shows their tracebacks. This module imports only
+argparse until a command runs, so `mtl-nlp tasks` and `--help` answer without loading torch.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TextIO
 
-from mtl_nlp.registry import get_task, list_tasks
+from mtl_nlp import __version__
+from mtl_nlp.errors import run_reporting_user_errors
 
+RAW = argparse.RawDescriptionHelpFormatter
+# `--debug` is accepted before and after the command name.
+DEBUG = argparse.ArgumentParser(add_help=False)
+DEBUG.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks of user errors too")
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtl-nlp", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser(
-        "predict", help="predict every task for each input line; one JSON line out per line in"
-    )
-    predict.add_argument("checkpoint", help="a checkpoint directory (a run's output_dir)")
-    predict.add_argument(
-        "input", nargs="?", default="-",
-        help="text file, one input a line (- = stdin); `text<TAB>text_pair` is a pair for sentence-pair "
-        "tasks, a line without a TAB a single text for the other tasks",
-    )
-    predict.add_argument("--tasks", help="comma-separated subset of the checkpoint's tasks")
-    predict.add_argument("--batch-size", type=int, default=32)
-    predict.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    commands.add_parser("tasks", help="list the registered tasks")
-    add_compare_parser(commands)
-    return parser
+TRAIN_EXAMPLE = """\
+examples:
+  mtl-nlp train                                    # the embedded demo tasks, default encoder
+  mtl-nlp train --config recipes/configs/conll_sst2_agnews.yaml data_dir=../shared/data
+  mtl-nlp train --config my.yaml train.lr=3e-5 sampling.strategy=temperature
+  accelerate launch -m mtl_nlp.cli train --config my.yaml      # several GPUs or processes
 
+The best checkpoint (by mean validation score) is written to output_dir with metrics.json (test
+scores), a model card (README.md), trainer_state.json and curves.png."""
+
+EVALUATE_EXAMPLE = """\
+examples:
+  mtl-nlp evaluate outputs/demo                    # the test splits of the run's saved config
+  mtl-nlp evaluate outputs/demo data_dir=/data/copies max_eval_examples=500
+  mtl-nlp evaluate outputs/demo --config other.yaml --output scores.json"""
+
+PREDICT_EXAMPLE = """\
+examples:
+  echo "Angela Merkel visited Paris." | mtl-nlp predict outputs/demo
+  mtl-nlp predict outputs/demo texts.txt --tasks ner --output answers.jsonl
+  printf 'A man plays.\\tSomeone makes music.\\n' | mtl-nlp predict outputs/stsb_sst2
+
+Each input line gives one JSON line out, in order, written as soon as its batch is answered."""
+
+EXPORT_EXAMPLE = """\
+example:
+  mtl-nlp export outputs/demo --task demo_ner exported/ner
+  python -c "from transformers import pipeline; \\
+    tag = pipeline('token-classification', 'exported/ner', aggregation_strategy='first'); \\
+    print(tag('Anna lives in Berlin'))"
+
+Token tagging exports to AutoModelForTokenClassification; classification, regression and
+multilabel heads with `pooling: pooler` to AutoModelForSequenceClassification (BERT-family and
+RoBERTa-family encoders)."""
+
+TASKS_EXAMPLE = """\
+example:
+  mtl-nlp tasks            # name, type, data source and labels of every registered task"""
 
 COMPARE_EXAMPLE = """\
 example: a multi-task run against its single-task runs
@@ -45,70 +71,111 @@ test main metric per task; in brackets: the difference to the first run (run - o
 """
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtl-nlp", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"mtl-nlp {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_parser(commands)
+    add_evaluate_parser(commands)
+    add_predict_parser(commands)
+    add_export_parser(commands)
+    commands.add_parser(
+        "tasks", parents=[DEBUG], help="list the registered tasks", formatter_class=RAW, epilog=TASKS_EXAMPLE,
+        description="Each registered task (built-in, or registered in Python) with its type, the "
+        "source of its data and its labels when they are fixed in the entry.",
+    )
+    add_compare_parser(commands)
+    return parser
+
+
+def add_config_arguments(command: argparse.ArgumentParser, config_help: str) -> None:
+    command.add_argument("--config", metavar="FILE", help=config_help)
+    command.add_argument("overrides", nargs="*", metavar="key=value",
+                         help="config overrides applied last, e.g. train.lr=3e-5 sampling.strategy=uniform")
+
+
+def add_train_parser(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train", parents=[DEBUG], formatter_class=RAW,
+        help="train one shared encoder on the configured tasks",
+        description="Train a multi-task model from a YAML config and key=value overrides (the "
+        "defaults train the embedded demo tasks).", epilog=TRAIN_EXAMPLE,
+    )
+    add_config_arguments(train, "YAML run config (see recipes/configs/ and the README's config keys)")
+
+
+def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "evaluate", parents=[DEBUG], help="score a checkpoint on its tasks' test splits", formatter_class=RAW,
+        description="Score a checkpoint on the test split (validation where there is none) of "
+        "each configured task and write the metrics as JSON. Without --config the run config "
+        "saved in the checkpoint gives the tasks and data.", epilog=EVALUATE_EXAMPLE,
+    )
+    evaluate.add_argument("checkpoint", metavar="DIR", help="a checkpoint directory (a run's output_dir)")
+    add_config_arguments(
+        evaluate, "YAML run config naming the tasks to score (default: the checkpoint's own)"
+    )
+    evaluate.add_argument("--output", metavar="FILE",
+                          help="where to write the metrics JSON (default: DIR/evaluation.json)")
+
+
+def add_predict_parser(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser(
+        "predict", parents=[DEBUG],
+        help="answer every task for each input line; one JSON line out per line in",
+        formatter_class=RAW, epilog=PREDICT_EXAMPLE,
+        description="Answer every task of a checkpoint (or --tasks) for each line of a text file or "
+        "stdin, streaming: memory stays bounded for files of any length.",
+    )
+    predict.add_argument("checkpoint", metavar="DIR", help="a checkpoint directory (a run's output_dir)")
+    predict.add_argument(
+        "input", nargs="?", default="-",
+        help="text file, one input a line (default -: stdin); `text<TAB>text_pair` is a pair for "
+        "sentence-pair tasks, a line without a TAB a single text for the other tasks",
+    )
+    predict.add_argument("--tasks", help="comma-separated subset of the checkpoint's tasks")
+    predict.add_argument("--output", metavar="FILE", help="write the JSON lines here (default: stdout)")
+    predict.add_argument("--batch-size", type=int, default=32, help="inputs per encoder pass (default 32)")
+    predict.add_argument("--max-length", type=int,
+                         help="tokens per input (default: the checkpoint's training max_length)")
+    predict.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    predict.add_argument("--precision", choices=("auto", "no", "bf16", "fp16"), default="auto",
+                         help="autocast precision; auto = bf16 where the hardware runs it natively")
+
+
+def add_export_parser(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export", parents=[DEBUG], formatter_class=RAW,
+        help="write one task as a standard transformers model",
+        description="Write task NAME of checkpoint DIR to OUT as a transformers model (config "
+        "with id2label, weights, tokenizer, model card) that transformers.pipeline loads with no "
+        "mtl_nlp installed.", epilog=EXPORT_EXAMPLE,
+    )
+    export.add_argument("checkpoint", metavar="DIR", help="a checkpoint directory (a run's output_dir)")
+    export.add_argument("--task", required=True, metavar="NAME", help="the task to export")
+    export.add_argument("output", metavar="OUT", help="the folder to write the export to")
+
+
 def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
-        "compare", help="compare runs' test scores task by task against the first run",
+        "compare", parents=[DEBUG], help="compare runs' test scores task by task against the first run",
         description="Each task's test main metric (entity F1, accuracy, Pearson, micro-F1) in every\n"
         "run, read from DIR/metrics.json, with the difference to the first run, and each later\n"
         "run's mean difference over the tasks it shares with the first.",
-        epilog=COMPARE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=COMPARE_EXAMPLE, formatter_class=RAW,
     )
     compare.add_argument("runs", nargs="+", metavar="DIR",
                          help="run output directories (each holds metrics.json); the first is the reference")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
 
-def read_lines(source: TextIO) -> Iterator[str]:
-    for line in source:
-        yield line.rstrip("\n").rstrip("\r")
-
-
-def run_predict(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.inference import Predictor, input_from_line, to_json_line
-
-    predictor = Predictor.from_pretrained(args.checkpoint, batch_size=args.batch_size, device=args.device)
-    tasks = args.tasks.split(",") if args.tasks else None
-    if args.input == "-":
-        lines = list(read_lines(sys.stdin))
-    else:
-        path = Path(args.input)
-        if not path.is_file():
-            raise FileNotFoundError(f"input file not found: {path}")
-        with path.open(encoding="utf-8") as handle:
-            lines = list(read_lines(handle))
-    for result in predictor.predict([input_from_line(line) for line in lines], tasks=tasks):
-        out.write(to_json_line(result) + "\n")
-    return 0
-
-
-def run_tasks(out: TextIO) -> int:
-    import mtl_nlp  # noqa: F401  (registers the built-in tasks)
-
-    for name in list_tasks():
-        spec = get_task(name)
-        out.write(f"{name:<16} {spec.type:<22} {spec.description}\n")
-    return 0
-
-
-def run_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.comparison import compare_runs, format_comparison
-
-    comparison = compare_runs(args.runs)
-    out.write((json.dumps(comparison, indent=2) if args.json else format_comparison(comparison)) + "\n")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "predict":
-            return run_predict(args, sys.stdout)
-        if args.command == "compare":
-            return run_compare(args, sys.stdout)
-        return run_tasks(sys.stdout)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"mtl-nlp: error: {exc}", file=sys.stderr)
-        return 2
+    from mtl_nlp import commands
+
+    handler = getattr(commands, f"run_{args.command}")
+    return run_reporting_user_errors(lambda: handler(args, sys.stdout), "mtl-nlp", args.debug)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from mtl_nlp.diagnostics import main_metric
+from mtl_nlp.errors import MtlNlpError
 
 METRICS_FILE = "metrics.json"
+
+
+class ComparisonError(MtlNlpError, ValueError):
+    """Run folders that cannot be compared: missing or malformed metrics, mismatched metrics."""
 
 
 def load_metrics(directory: str | Path) -> dict[str, dict[str, float]]:
@@ -25,9 +30,9 @@ def load_metrics(directory: str | Path) -> dict[str, dict[str, float]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        raise ComparisonError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected {{task: {{metric: value}}}}, found a {type(data).__name__}")
+        raise ComparisonError(f"{path}: expected {{task: {{metric: value}}}}, found a {type(data).__name__}")
     tasks = {}
     for task, metrics in data.items():
         if task == "overall":
@@ -36,10 +41,10 @@ def load_metrics(directory: str | Path) -> dict[str, dict[str, float]]:
             isinstance(value, (int, float)) and not isinstance(value, bool) for value in metrics.values()
         )
         if not numbers or not metrics:
-            raise ValueError(f"{path}: task {task!r} must map metric names to numbers")
+            raise ComparisonError(f"{path}: task {task!r} must map metric names to numbers")
         tasks[task] = metrics
     if not tasks:
-        raise ValueError(f"{path}: no task metrics")
+        raise ComparisonError(f"{path}: no task metrics")
     return tasks
 
 
@@ -51,7 +56,7 @@ def compare_runs(directories: list[str | Path]) -> dict[str, Any]:
     "summary": [{"run", "mean_difference", "shared_tasks"}, ...]}; "scores" and "differences"
     hold one value per run (None where the run lacks the task; a difference is run - first)."""
     if len(directories) < 2:
-        raise ValueError(f"compare needs at least 2 run directories, got {len(directories)}")
+        raise ComparisonError(f"compare needs at least 2 run directories, got {len(directories)}")
     runs = [str(directory) for directory in directories]
     results = [load_metrics(directory) for directory in directories]
     order: dict[str, None] = {}  # the first run's tasks first, then the others as they appear
@@ -76,9 +81,9 @@ def _compare_task(task: str, runs: list[str], results: list[dict]) -> dict[str, 
         try:
             name = main_metric(result[task])
         except ValueError as exc:
-            raise ValueError(f"{run}: task {task!r}: {exc}") from None
+            raise ComparisonError(f"{run}: task {task!r}: {exc}") from None
         if metric is not None and name != metric:  # the same name for two different tasks
-            raise ValueError(f"task {task!r} is scored by {metric} in one run but by {name} in {run}")
+            raise ComparisonError(f"task {task!r} is scored by {metric} in one run but by {name} in {run}")
         metric = name
         scores.append(float(result[task][name]))
     first = scores[0]

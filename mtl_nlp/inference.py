@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 from bisect import bisect_right
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +15,25 @@ from torch import Tensor
 from transformers import AutoTokenizer
 
 from mtl_nlp.encoding import encode_texts
+from mtl_nlp.errors import MtlNlpError
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
+from mtl_nlp.precision import resolve_mixed_precision
 from mtl_nlp.spans import bio_spans, split_words
-from mtl_nlp.training.precision import resolve_mixed_precision
 
+STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 TextInput = str | tuple[str, str]  # a text, or a (text, text_pair) pair for sentence-pair tasks
+
+
+class PredictorInputError(MtlNlpError, ValueError, TypeError):
+    """An input the Predictor cannot answer (not a str or pair, or no task takes its kind)."""
+
+
+class UnknownTaskError(MtlNlpError, KeyError):
+    """A task name the checkpoint does not have."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0])
 
 
 class Predictor:
@@ -75,8 +90,37 @@ class Predictor:
         of them, or those of `tasks`).
         """
         single = isinstance(inputs, (str, tuple))
-        batch = [_as_input(0, inputs)] if single else [_as_input(i, x) for i, x in enumerate(inputs)]
-        tasks_by_kind = self._tasks_by_kind(batch, tasks)
+        results = self._answer([inputs] if single else list(inputs), tasks)
+        return results[0] if single else results
+
+    def predict_stream(
+        self, inputs: Iterable[TextInput], tasks: list[str] | None = None, chunk_size: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Predictions for an iterable of any length (a file of millions of lines), yielded in
+        input order; at most `chunk_size` inputs (default: 8 batches) are held at a time, and
+        each chunk is length-sorted into batches as `predict` does."""
+        self._check_known(tasks)  # now, not when the first chunk has been read
+        return self._stream(iter(inputs), tasks, chunk_size or self.batch_size * STREAM_CHUNK_BATCHES)
+
+    def _stream(
+        self, iterator: Iterator[TextInput], tasks: list[str] | None, size: int
+    ) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while chunk := list(islice(iterator, size)):
+            yield from self._answer(chunk, tasks, offset)
+            offset += len(chunk)
+
+    def _check_known(self, tasks: list[str] | None) -> None:
+        unknown = sorted(set(tasks or []) - set(self.tasks))
+        if unknown:
+            raise UnknownTaskError(f"unknown task(s) {unknown}; this model has: {', '.join(self.tasks)}")
+
+    def _answer(
+        self, items: list[object], tasks: list[str] | None, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Answers for `items` in order; error messages count inputs from `offset`."""
+        batch = [_as_input(offset + i, item) for i, item in enumerate(items)]
+        tasks_by_kind = self._tasks_by_kind(batch, tasks, offset)
         results: list[dict[str, Any] | None] = [None] * len(batch)
         for pair, kind_tasks in tasks_by_kind.items():
             indices = [i for i, item in enumerate(batch) if isinstance(item, tuple) == pair]
@@ -86,22 +130,20 @@ class Predictor:
                 answers = self._predict_batch([batch[i] for i in chunk], kind_tasks)
                 for index, result in zip(chunk, answers):
                     results[index] = result
-        return results[0] if single else results
+        return results
 
     def _tasks_by_kind(
-        self, batch: list[TextInput], tasks: list[str] | None
+        self, batch: list[TextInput], tasks: list[str] | None, offset: int = 0
     ) -> dict[bool, list[str]]:
         """{is_pair: the tasks answering that kind of input} for the kinds present in `batch`;
         clear errors for unknown tasks and for inputs no requested task can take."""
         explicit = tasks is not None
         tasks = list(tasks) if explicit else self.tasks
-        unknown = sorted(set(tasks) - set(self.tasks))
-        if unknown:
-            raise KeyError(f"unknown task(s) {unknown}; this model has: {', '.join(self.tasks)}")
+        self._check_known(tasks)
         pair_tasks = [task for task in tasks if task in self.pair_tasks]
         text_tasks = [task for task in tasks if task not in self.pair_tasks]
         by_kind: dict[bool, list[str]] = {}
-        for index, item in enumerate(batch):
+        for index, item in enumerate(batch, start=offset):
             pair = isinstance(item, tuple)
             if pair in by_kind:
                 continue
@@ -109,11 +151,11 @@ class Predictor:
             wrong = text_tasks if pair else pair_tasks
             if explicit and wrong:
                 takes = "single texts" if pair else "(text, text_pair) pairs"
-                raise ValueError(f"task {wrong[0]!r} takes {takes}; input {index} is {given}")
+                raise PredictorInputError(f"task {wrong[0]!r} takes {takes}; input {index} is {given}")
             answering = pair_tasks if pair else text_tasks
             if not answering:
                 takes = "sentence-pair task" if pair else "single-text task"
-                raise ValueError(
+                raise PredictorInputError(
                     f"input {index} is {given}, but this model has no {takes} "
                     f"(tasks: {', '.join(f'{t} ({self._takes(t)})' for t in self.tasks)})"
                 )
@@ -167,11 +209,13 @@ def _as_input(index: int, item: object) -> TextInput:
     if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
         return (item[0], item[1])
     if isinstance(item, tuple):
-        raise TypeError(
+        raise PredictorInputError(
             f"input {index} is a tuple of {len(item)} item(s); a tuple input is one "
             "(text, text_pair) pair of two str (pass a list of inputs for a batch)"
         )
-    raise TypeError(f"input {index} is {type(item).__name__}, expected a str or a (text, text_pair) tuple")
+    raise PredictorInputError(
+        f"input {index} is {type(item).__name__}, expected a str or a (text, text_pair) tuple"
+    )
 
 
 def _length(item: TextInput) -> int:

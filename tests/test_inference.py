@@ -110,6 +110,42 @@ def test_predictor_runs_the_encoder_once_per_batch(checkpoint):
     assert len(calls) == 2
 
 
+def test_predict_stream_yields_in_order_holding_one_chunk_at_a_time(checkpoint):
+    predictor = Predictor.from_pretrained(checkpoint, batch_size=4, mixed_precision="no")
+    texts = [f"anna visited new york {'again ' * (i % 5)}." for i in range(23)]
+    pulled = []
+
+    def source():
+        for text in texts:
+            pulled.append(text)
+            yield text
+
+    stream = predictor.predict_stream(source(), chunk_size=6)
+    first = next(stream)
+    assert len(pulled) == 6  # one chunk read, not the whole input
+    # Other batch compositions pad differently: equal up to float rounding.
+    assert rounded([first, *stream]) == rounded(predictor.predict(texts))
+
+
+def rounded(value):
+    """`value` with every float rounded to 4 places, through dicts and lists."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item) for item in value]
+    return value
+
+
+def test_predict_stream_counts_inputs_across_chunks_in_errors(checkpoint):
+    predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
+    with pytest.raises(TypeError, match="input 9 is NoneType"):
+        list(predictor.predict_stream(["anna"] * 9 + [None], chunk_size=4))
+    with pytest.raises(KeyError, match="unknown task"):
+        predictor.predict_stream(iter(()), tasks=["pos"])  # at the call, before any input is read
+
+
 def test_predictor_task_subset_and_unknown_task(checkpoint):
     predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
     assert set(predictor.predict("anna", tasks=["sentiment"])) == {"sentiment"}

@@ -31,10 +31,10 @@ from mtl_nlp.config import DEFAULT_MODEL
 from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator, prepare_task_data
 from mtl_nlp.modeling.encoder import load_tokenizer, resolve_model_path
+from mtl_nlp.precision import resolve_mixed_precision
 from mtl_nlp.registry import get_task
 from mtl_nlp.training.evaluation import tagged_sequences
 from mtl_nlp.training.metrics import classification_metrics, tagging_metrics
-from mtl_nlp.training.precision import resolve_mixed_precision
 
 
 class CountingCollator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -15,7 +16,9 @@ from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import is_checkpoint
 from mtl_nlp.modeling.sharing import SharingShape
-from mtl_nlp.training.precision import resolve_mixed_precision
+from mtl_nlp.precision import describe_precision, resolve_mixed_precision
+
+logger = logging.getLogger(__name__)
 
 STATE_DIR = "state"  # the resumable Accelerate state, inside output_dir
 
@@ -24,11 +27,14 @@ def build_accelerator(config: RunConfig) -> Accelerator:
     """An Accelerator for the run: precision resolved, DDP told that only one head takes part in
     each step (the other heads get no gradient). Gradient accumulation is the StepRunner's."""
     use_cpu = not torch.cuda.is_available()
+    precision = resolve_mixed_precision(config.mixed_precision, use_cpu)
     accelerator = Accelerator(
         cpu=use_cpu,
-        mixed_precision=resolve_mixed_precision(config.mixed_precision, use_cpu),
+        mixed_precision=precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    if accelerator.is_main_process:
+        logger.info(describe_precision(config.mixed_precision, precision, use_cpu))
     if use_cpu:
         torch.set_num_threads(config.cpu_threads or cpu_threads_per_process(accelerator))
     return accelerator

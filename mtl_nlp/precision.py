@@ -36,3 +36,15 @@ def resolve_mixed_precision(choice: str, use_cpu: bool | None = None) -> str:
     except TypeError:  # torch < 2.3 has no emulation flag and reports native support only
         native = torch.cuda.is_bf16_supported()
     return "bf16" if native else "no"
+
+
+def describe_precision(choice: str, resolved: str, use_cpu: bool) -> str:
+    """One line saying which precision a run uses and why, for the start of its log."""
+    name = {"bf16": "bf16 autocast", "fp16": "fp16 autocast", "no": "fp32"}[resolved]
+    if choice != "auto":
+        return f"precision: {name} (mixed_precision={choice} in the config)"
+    device = "CPU" if use_cpu else "GPU"
+    if resolved == "no":
+        return (f"precision: fp32 (mixed_precision=auto: this {device} has no native bf16, "
+                "and emulated bf16 is slower than fp32)")
+    return f"precision: {name} (mixed_precision=auto: this {device} runs bf16 natively)"

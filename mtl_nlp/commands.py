@@ -1,0 +1,120 @@
+"""What each `mtl-nlp` command does once its arguments are parsed (see mtl_nlp.cli).
+
+Each `run_NAME(args, out)` returns the exit code; heavy libraries are imported inside the
+command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from mtl_nlp.registry import get_task, list_tasks
+
+EVALUATION_FILE = "evaluation.json"  # `mtl-nlp evaluate` never overwrites the run's metrics.json
+LISTED_LABELS = 6
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def run_train(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.config import load_config
+    from mtl_nlp.training.run import train_from_config
+
+    config = load_config(args.config, args.overrides)
+    setup_logging()
+    train_from_config(config)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.config import load_config
+    from mtl_nlp.modeling.model import read_checkpoint_config
+    from mtl_nlp.training.run import evaluate_checkpoint
+
+    saved = read_checkpoint_config(args.checkpoint)
+    if args.config is None and "run_config" not in saved:
+        raise FileNotFoundError(f"{args.checkpoint} holds no run config: name the tasks with --config FILE")
+    base = None if args.config else saved["run_config"]
+    config = load_config(args.config, args.overrides, base=base,
+                         base_source=f"{args.checkpoint}/mtl_nlp.json run_config")
+    setup_logging()
+    metrics = evaluate_checkpoint(args.checkpoint, config)
+    target = Path(args.output) if args.output else Path(args.checkpoint) / EVALUATION_FILE
+    target.write_text(json.dumps(metrics, indent=2) + "\n")
+    out.write(json.dumps(metrics, indent=2) + "\n")
+    print(f"metrics written to {target}", file=sys.stderr)
+    return 0
+
+
+def read_lines(source: TextIO) -> Iterator[str]:
+    for line in source:
+        yield line.rstrip("\n").rstrip("\r")
+
+
+def run_predict(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.inference import Predictor, input_from_line, to_json_line
+
+    options = {"batch_size": args.batch_size, "device": args.device, "mixed_precision": args.precision}
+    if args.max_length is not None:
+        options["max_length"] = args.max_length
+    if args.input != "-" and not Path(args.input).is_file():
+        raise FileNotFoundError(f"input file not found: {args.input}")
+    predictor = Predictor.from_pretrained(args.checkpoint, **options)
+    tasks = args.tasks.split(",") if args.tasks else None
+    source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    target = open(args.output, "w", encoding="utf-8") if args.output else out  # noqa: SIM115
+    # A person typing at a terminal gets each answer at once; files and pipes go in chunks of
+    # 8 batches, length-sorted for little padding.
+    chunk = 1 if source.isatty() else None
+    try:
+        inputs = (input_from_line(line) for line in read_lines(source))
+        for result in predictor.predict_stream(inputs, tasks=tasks, chunk_size=chunk):
+            target.write(to_json_line(result) + "\n")
+            target.flush()
+    finally:
+        if source is not sys.stdin:
+            source.close()
+        if target is not out:
+            target.close()
+    return 0
+
+
+def run_export(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.export import export_task
+
+    written = export_task(args.checkpoint, args.task, args.output)
+    out.write(f"exported task {args.task!r} to {written}\n")
+    return 0
+
+
+def run_tasks(args: argparse.Namespace, out: TextIO) -> int:
+    rows = [("name", "type", "data", "labels")]
+    for name in list_tasks():
+        spec = get_task(name)
+        labels = list(spec.labels or [])
+        shown = ", ".join(labels[:LISTED_LABELS])
+        if len(labels) > LISTED_LABELS:
+            shown += f", ... ({len(labels)})"
+        if spec.type == "regression":
+            shown = "(a number)"
+        rows.append((name, spec.type, spec.source, shown or "(from the data)"))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + f"  {row[3]}\n")
+    return 0
+
+
+def run_compare(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.comparison import compare_runs, format_comparison
+
+    comparison = compare_runs(args.runs)
+    out.write((json.dumps(comparison, indent=2) if args.json else format_comparison(comparison)) + "\n")
+    return 0
