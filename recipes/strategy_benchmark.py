@@ -72,6 +72,8 @@ GRIDS = {
         "pcgrad": ("scaled", ["weighting.method=pcgrad", "train.step_mode=all_tasks"]),
         "private_2": ("scaled", ["sharing.private_layers=2"]),
         "hierarchical": ("scaled", ["tasks.conll2003.layer=3"]),
+        # Sentence heads that export to transformers (first token -> dense + tanh) vs mean pooling.
+        "pooler_heads": ("scaled", ["tasks.sst2.pooling=pooler", "tasks.ag_news.pooling=pooler"]),
         "small_ner_default": ("small_ner", []),
         "small_ner_temperature": ("small_ner", ["sampling.strategy=temperature"]),
         "small_ner_uniform": ("small_ner", ["sampling.strategy=uniform"]),
@@ -88,23 +90,26 @@ GRIDS = {
 SINGLE_TASK = "single"  # the arm name prefix of single-task runs
 
 
-def task_entries(mix: str, data_dir: Path, layers: dict[str, int]) -> list[dict]:
-    """Inline task entries reading the local copies, limited to the mix's training sizes."""
+TASK_FIELDS = {"layer": int, "pooling": str}  # what `tasks.NAME.FIELD=VALUE` may set
+
+
+def task_entries(mix: str, data_dir: Path, fields: dict[str, dict]) -> list[dict]:
+    """Inline task entries reading the local copies, limited to the mix's training sizes, with
+    the arm's per-task fields (`fields`: {MIXES task: {field: value}})."""
     entries = []
     for task, limit in MIXES[mix].items():
         entry = {"name": NAMES[task], **LOCAL[task]}
         entry["data_files"] = {split: str(data_dir / path) for split, path in entry["data_files"].items()}
         if limit is not None:
             entry["max_train_examples"] = limit
-        if task in layers:
-            entry["layer"] = layers[task]
+        entry.update(fields.get(task, {}))
         entries.append(entry)
     return entries
 
 
-def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, int], list[str]]:
-    """(config overrides, per-task head layers from `tasks.NAME.layer=N`, extra CLI args)."""
-    plain, layers, extra = [], {}, []
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, dict], list[str]]:
+    """(config overrides, per-task fields from `tasks.NAME.FIELD=VALUE`, extra CLI args)."""
+    plain, fields, extra = [], {}, []
     items = iter(overrides)
     for item in items:
         if item == "--config":
@@ -112,19 +117,19 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, int], li
         elif item.startswith("tasks.") and item.count(".") == 2:
             _, task, rest = item.split(".")
             key, value = rest.split("=")
-            if key != "layer":
-                raise ValueError(f"only tasks.NAME.layer is supported, got {item}")
-            layers[task] = int(value)  # task: a MIXES key
+            if key not in TASK_FIELDS:
+                raise ValueError(f"tasks.NAME.FIELD takes FIELD in {sorted(TASK_FIELDS)}, got {item}")
+            fields.setdefault(task, {})[key] = TASK_FIELDS[key](value)  # task: a MIXES key
         else:
             plain.append(item)
-    return plain, layers, extra
+    return plain, fields, extra
 
 
 def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[str] | None,
             args: argparse.Namespace, out: Path) -> dict:
     """One recipe run in a fresh process; returns its test metrics, wall time and steps."""
-    plain, layers, extra = split_overrides(overrides)
-    entries = [e for e in task_entries(mix, Path(args.data_dir).resolve(), layers)
+    plain, fields, extra = split_overrides(overrides)
+    entries = [e for e in task_entries(mix, Path(args.data_dir).resolve(), fields)
                if tasks is None or e["name"] in {NAMES[task] for task in tasks}]
     run_dir = out / "runs" / f"{name}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts over
