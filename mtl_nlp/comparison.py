@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtl_nlp.diagnostics import main_metric
+from mtl_nlp.diagnostics import SUMMARY_KEYS, main_metric
 from mtl_nlp.errors import MtlNlpError
 
 METRICS_FILE = "metrics.json"
@@ -19,7 +19,7 @@ class ComparisonError(MtlNlpError, ValueError):
 
 
 def load_metrics(directory: str | Path) -> dict[str, dict[str, float]]:
-    """A run's test metrics by task from DIR/metrics.json, the "overall" entry left out.
+    """A run's test metrics by task from DIR/metrics.json, "overall" and "reports" left out.
     FileNotFoundError when the file is missing, ValueError when it is malformed."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -35,7 +35,7 @@ def load_metrics(directory: str | Path) -> dict[str, dict[str, float]]:
         raise ComparisonError(f"{path}: expected {{task: {{metric: value}}}}, found a {type(data).__name__}")
     tasks = {}
     for task, metrics in data.items():
-        if task == "overall":
+        if task in SUMMARY_KEYS:
             continue
         numbers = isinstance(metrics, dict) and all(
             isinstance(value, (int, float)) and not isinstance(value, bool) for value in metrics.values()

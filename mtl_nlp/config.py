@@ -41,6 +41,7 @@ class TrainConfig:
     eval_every: int = 0  # evaluate every N optimizer steps; 0 evaluates only at the end
     log_every: int = 10  # refresh the progress bar's running losses (and record them) every N steps
     step_mode: str = "one_task"  # one_task: one sampled task per step; all_tasks: a batch of every task
+    early_stopping_patience: int | None = None  # stop after this many evaluations without a new best
 
 
 @dataclass
@@ -87,6 +88,8 @@ class RunConfig:
     seed: int = 42  # seeds weights, shuffling and the task sequence
     cache_dir: str | None = None  # datasets cache; None uses the Hugging Face default
     cpu_threads: int | None = None  # torch threads per process on CPU; None: cores / local processes
+    # Accelerate trackers (tensorboard, wandb, mlflow, ...) logging into output_dir/logs; none by default
+    tracker: list[str] = field(default_factory=list)
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
@@ -163,6 +166,7 @@ def validate(config: RunConfig) -> None:
         "max_eval_examples": config.max_eval_examples,
         "cpu_threads": config.cpu_threads,
         "sampling.cap": config.sampling.cap,
+        "train.early_stopping_patience": train.early_stopping_patience,
     }
     positive.update({key: value for key, value in optional_positive.items() if value is not None})
     for key, value in positive.items():
@@ -187,6 +191,8 @@ def validate(config: RunConfig) -> None:
             f"weighting.method={config.weighting.method} combines every task's gradient in one step: "
             "set train.step_mode=all_tasks"
         )
+    if train.early_stopping_patience is not None and not train.eval_every:
+        raise ConfigError("train.early_stopping_patience counts evaluations: set train.eval_every too")
     if config.sharing.soft_l2 and not config.sharing.private_layers:
         raise ConfigError("sharing.soft_l2 pulls private layers together: set sharing.private_layers too")
 

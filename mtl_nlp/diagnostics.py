@@ -38,11 +38,15 @@ def main_metric(metrics: dict[str, float]) -> str:
     raise ValueError(f"unknown metric set {{{', '.join(sorted(keys))}}}: expected one of {expected}")
 
 
+# Keys of metrics.json that are not tasks: the mean main metric, and the per-class reports.
+SUMMARY_KEYS = ("overall", "reports")
+
+
 def task_entries(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The per-task metrics of a validation history entry or a metrics.json dict: its dict-valued
-    keys, except "overall"."""
+    keys, except the SUMMARY_KEYS."""
     return {
-        key: value for key, value in result.items() if isinstance(value, dict) and key != "overall"
+        key: value for key, value in result.items() if isinstance(value, dict) and key not in SUMMARY_KEYS
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCardData
 
-from mtl_nlp.diagnostics import main_metric
+from mtl_nlp.diagnostics import main_metric, task_entries
 
 CARD = "README.md"
 TASK_TAGS = {
@@ -43,7 +43,7 @@ def write_checkpoint_card(
     config = json.loads((directory / "mtl_nlp.json").read_text())
     if metrics is None and (directory / "metrics.json").is_file():
         metrics = json.loads((directory / "metrics.json").read_text())
-    metrics = _task_metrics(metrics or {})
+    metrics = task_entries(metrics or {})
     tasks = config["tasks"]
     base_model = config.get("run_config", {}).get("model")
     data = _card_data(
@@ -85,7 +85,7 @@ def write_export_card(
     task = head.to_dict()
     metrics = {}
     if (checkpoint / "metrics.json").is_file():
-        metrics = _task_metrics(json.loads((checkpoint / "metrics.json").read_text()))
+        metrics = task_entries(json.loads((checkpoint / "metrics.json").read_text()))
     metrics = {name: value for name, value in metrics.items() if name == head.name}
     base_model = config.get("run_config", {}).get("model")
     pipeline_tag = TASK_TAGS[head.type]
@@ -123,12 +123,6 @@ def write_export_card(
         *_config_section(config),
     ]
     return _write(directory, data, body)
-
-
-def _task_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per-task metric dicts of a metrics.json (drops "overall" and any non-task entry)."""
-    return {task: values for task, values in metrics.items()
-            if task != "overall" and isinstance(values, dict)}
 
 
 def _card_data(

@@ -39,7 +39,7 @@ def trained(tmp_path_factory, tiny_model_dir) -> Path:
 
 def test_train_writes_checkpoint_metrics_and_a_model_card(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall"}
+    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports"}
     card = ModelCard.load(trained / "README.md")
     assert card.data.library_name == "mtl-nlp"
     assert set(card.data.tags) >= {"mtl-nlp", "multi-task", "token-classification", "text-classification"}
@@ -61,7 +61,8 @@ def test_evaluate_scores_the_checkpoint_with_its_saved_config(trained, capsys):
 def test_evaluate_takes_overrides_and_an_output_file(trained, tmp_path):
     target = tmp_path / "scores.json"
     assert cli_main(["evaluate", str(trained), "max_eval_examples=5", "--output", str(target)]) == 0
-    assert set(json.loads(target.read_text())) == {"demo_ner", "demo_sentiment", "demo_topic", "overall"}
+    scores = json.loads(target.read_text())
+    assert set(scores) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports"}
 
 
 def test_predict_streams_one_json_line_per_input_line(trained, tmp_path):

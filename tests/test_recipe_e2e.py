@@ -38,9 +38,19 @@ def test_recipe_trains_saves_and_reloads(tiny_model_dir, tmp_path):
     assert "step 3: validation overall" in result.stdout and "step 6: validation overall" in result.stdout
 
     metrics = json.loads((output / "metrics.json").read_text())
-    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall"}
+    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports"}
     assert set(metrics["demo_ner"]) == {"precision", "recall", "f1"}
     assert set(metrics["demo_topic"]) == {"accuracy", "macro_f1"}
+    # Per-class reports: every label of a classification task, every entity type of the tagger.
+    reports = metrics["reports"]
+    assert list(reports["demo_topic"]) == ["Business", "Sci/Tech", "Sports", "World"]
+    assert set(reports["demo_ner"]) <= {"PER", "ORG", "LOC", "MISC"}
+    assert set(reports["demo_sentiment"]["negative"]) == {"precision", "recall", "f1", "support"}
+    # Accuracy = correct / all = sum over labels of recall x support / sum of supports.
+    rows = reports["demo_topic"].values()
+    correct = sum(row["recall"] * row["support"] for row in rows)
+    assert correct / sum(row["support"] for row in rows) == pytest.approx(metrics["demo_topic"]["accuracy"])
+    assert "demo_topic:" in result.stdout and "precision  recall      f1  support" in result.stdout
     mean = (metrics["demo_ner"]["f1"] + metrics["demo_sentiment"]["accuracy"]
             + metrics["demo_topic"]["accuracy"]) / 3
     assert metrics["overall"]["score"] == pytest.approx(mean)

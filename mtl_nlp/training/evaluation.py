@@ -16,6 +16,12 @@ from mtl_nlp.training.metrics import (
     regression_metrics,
     tagging_metrics,
 )
+from mtl_nlp.training.reports import (
+    ClassReport,
+    classification_report,
+    multilabel_report,
+    tagging_report,
+)
 
 
 def build_eval_loaders(
@@ -66,24 +72,42 @@ def task_metrics(
     task_type: str, predictions: list, labels: list, names: list[str]
 ) -> dict[str, float]:
     """Score one task's gathered predictions against its gold labels, by task type."""
+    return task_scores(task_type, predictions, labels, names)[0]
+
+
+def task_scores(
+    task_type: str, predictions: list, labels: list, names: list[str]
+) -> tuple[dict[str, float], ClassReport]:
+    """One task's metrics and its per-class report (none for regression)."""
     if task_type == "token_classification":
-        return tagging_metrics(*tagged_sequences(predictions, labels, names))
+        gold, predicted = tagged_sequences(predictions, labels, names)
+        return tagging_metrics(gold, predicted), tagging_report(gold, predicted)
     if task_type == "regression":
-        return regression_metrics(labels, predictions)
+        return regression_metrics(labels, predictions), {}
     if task_type == "multilabel":
-        return multilabel_metrics([[int(g) for g in row] for row in labels], predictions)
-    return classification_metrics([names[g] for g in labels], [names[p] for p in predictions])
+        gold_rows = [[int(g) for g in row] for row in labels]
+        return multilabel_metrics(gold_rows, predictions), multilabel_report(gold_rows, predictions, names)
+    gold, predicted = [names[g] for g in labels], [names[p] for p in predictions]
+    return classification_metrics(gold, predicted), classification_report(gold, predicted, names)
 
 
-@torch.no_grad()
 def evaluate(
     accelerator: Accelerator, model: nn.Module, loaders: dict[str, DataLoader],
     tasks: dict[str, TaskData],
 ) -> dict[str, dict[str, float]]:
     """{task: {metric: value}} over every example of each loader, in every process alike."""
+    return evaluate_with_reports(accelerator, model, loaders, tasks)[0]
+
+
+@torch.no_grad()
+def evaluate_with_reports(
+    accelerator: Accelerator, model: nn.Module, loaders: dict[str, DataLoader],
+    tasks: dict[str, TaskData],
+) -> tuple[dict[str, dict[str, float]], dict[str, ClassReport]]:
+    """({task: {metric: value}}, {task: per-class report}) over every example of each loader."""
     was_training = model.training
     model.eval()
-    results = {}
+    results, reports = {}, {}
     for task, loader in loaders.items():
         task_type = tasks[task].spec.type
         all_predictions: list = []
@@ -94,6 +118,8 @@ def evaluate(
             )
             all_predictions.extend(predictions.tolist())
             all_labels.extend(labels.tolist())
-        results[task] = task_metrics(task_type, all_predictions, all_labels, tasks[task].labels)
+        results[task], reports[task] = task_scores(
+            task_type, all_predictions, all_labels, tasks[task].labels
+        )
     model.train(was_training)
-    return results
+    return results, reports

@@ -23,6 +23,7 @@ class TrainingProgress:
     history: list[dict[str, Any]] = field(default_factory=list)  # validation scores by step
     loss_history: list[dict[str, Any]] = field(default_factory=list)  # running losses, weights
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # gradient cosines by step
+    stopped_early: int | None = None  # the step at which early stopping ended the run
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)

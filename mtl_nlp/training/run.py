@@ -13,16 +13,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+from accelerate import Accelerator
 from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
 
 from mtl_nlp.config import ConfigError, RunConfig
-from mtl_nlp.data import prepare_task_data
+from mtl_nlp.data import TaskData, prepare_task_data
 from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
 from mtl_nlp.registry import resolve_tasks
-from mtl_nlp.training.evaluation import build_eval_loaders, evaluate
+from mtl_nlp.training.evaluation import build_eval_loaders, evaluate_with_reports
 from mtl_nlp.training.metrics import overall_score
 from mtl_nlp.training.optim import build_optimizer, build_scheduler
+from mtl_nlp.training.reports import format_reports
 from mtl_nlp.training.setup import (
     build_accelerator,
     build_train_loader,
@@ -30,6 +34,7 @@ from mtl_nlp.training.setup import (
     count_optimizer_steps,
     head_configs,
     sharing_shape,
+    start_trackers,
 )
 from mtl_nlp.training.trainer import MultiTaskTrainer
 from mtl_nlp.training.weighting import build_weighting
@@ -43,6 +48,7 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     accelerator = build_accelerator(config)
     set_seed(config.seed)
     check_output_dir(config)
+    start_trackers(accelerator, config)
 
     # Data: registry entries -> tokenized, cached features (the main process fills the cache).
     specs = resolve_tasks(config.tasks)
@@ -87,13 +93,12 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     # Final scores of the best checkpoint on each task's test split (validation if none).
     trainer.load_best()
     final = build_eval_loaders(tasks, None, tokenizer, config.train.eval_batch_size, accelerator)
-    metrics = evaluate(accelerator, model, final, tasks)
-    metrics["overall"] = {"score": overall_score(metrics, trainer.task_types)}
+    metrics = final_metrics(accelerator, model, final, tasks)
     trainer.write_json("metrics.json", metrics)
     trainer.write_reports()
     if accelerator.is_main_process:
         write_checkpoint_card(config.output_dir, metrics, split="test")
-    accelerator.print(json.dumps(metrics, indent=2))
+    print_metrics(accelerator, metrics)
     # Every process reaches teardown together: a rank destroying the process group while the
     # main one still writes files can leave gloo waiting forever.
     accelerator.wait_for_everyone()
@@ -122,6 +127,22 @@ def evaluate_checkpoint(directory: str | Path, config: RunConfig) -> dict[str, A
                               f"checkpoint's {saved}")
     model = accelerator.prepare(model)
     loaders = build_eval_loaders(tasks, None, tokenizer, config.train.eval_batch_size, accelerator)
-    metrics = evaluate(accelerator, model, loaders, tasks)
-    metrics["overall"] = {"score": overall_score(metrics, {n: d.spec.type for n, d in tasks.items()})}
-    return metrics
+    return final_metrics(accelerator, model, loaders, tasks)
+
+
+def final_metrics(
+    accelerator: Accelerator, model: torch.nn.Module, loaders: dict[str, DataLoader],
+    tasks: dict[str, TaskData],
+) -> dict[str, Any]:
+    """metrics.json's content: {task: metrics}, "overall" (the mean main metric) and "reports"
+    ({task: per-class precision, recall, F1 and support})."""
+    metrics, reports = evaluate_with_reports(accelerator, model, loaders, tasks)
+    overall = overall_score(metrics, {name: data.spec.type for name, data in tasks.items()})
+    return {**metrics, "overall": {"score": overall}, "reports": reports}
+
+
+def print_metrics(accelerator: Accelerator, metrics: dict[str, Any]) -> None:
+    """The scores as JSON and the per-class reports as tables (main process)."""
+    scores = {key: value for key, value in metrics.items() if key != "reports"}
+    accelerator.print(json.dumps(scores, indent=2))
+    accelerator.print(format_reports(metrics["reports"]))

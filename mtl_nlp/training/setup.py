@@ -20,6 +20,7 @@ from mtl_nlp.precision import describe_precision, resolve_mixed_precision
 
 logger = logging.getLogger(__name__)
 
+LOGS_DIR = "logs"  # tracker files (TensorBoard events, ...), inside output_dir
 STATE_DIR = "state"  # the resumable Accelerate state, inside output_dir
 
 
@@ -28,16 +29,53 @@ def build_accelerator(config: RunConfig) -> Accelerator:
     each step (the other heads get no gradient). Gradient accumulation is the StepRunner's."""
     use_cpu = not torch.cuda.is_available()
     precision = resolve_mixed_precision(config.mixed_precision, use_cpu)
+    check_trackers(config.tracker)
     accelerator = Accelerator(
         cpu=use_cpu,
         mixed_precision=precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        log_with=config.tracker or None,
+        project_dir=str(Path(config.output_dir) / LOGS_DIR),
     )
     if accelerator.is_main_process:
         logger.info(describe_precision(config.mixed_precision, precision, use_cpu))
     if use_cpu:
         torch.set_num_threads(config.cpu_threads or cpu_threads_per_process(accelerator))
     return accelerator
+
+
+def check_trackers(names: list[str]) -> None:
+    """ConfigError for a tracker name Accelerate does not know or whose package is missing."""
+    import accelerate.utils
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            raise ConfigError(f"tracker {name!r} is not one of: {', '.join(LOGGER_TYPE_TO_CLASS)}")
+        available = getattr(accelerate.utils, f"is_{name}_available", None)
+        if available is not None and not available():
+            extra = ' (or pip install "mtl-nlp[tensorboard]")' if name == "tensorboard" else ""
+            raise ConfigError(f"tracker {name!r} needs its package: pip install {name}{extra}")
+
+
+def start_trackers(accelerator: Accelerator, config: RunConfig) -> None:
+    """Open the run's trackers with its config as hyperparameters (scalars; lists as text)."""
+    if not config.tracker:
+        return
+    flat = {}
+    for key, value in _flatten(config.to_dict()).items():
+        flat[key] = value if isinstance(value, int | float | str | bool) else str(value)
+    accelerator.init_trackers(Path(config.output_dir).name or "mtl_nlp", config=flat)
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def cpu_threads_per_process(accelerator: Accelerator) -> int:

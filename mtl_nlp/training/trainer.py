@@ -112,13 +112,31 @@ class MultiTaskTrainer:
                 self.progress.train_seconds += time.perf_counter() - started
                 self.evaluate_and_checkpoint()
                 started = time.perf_counter()
+                if self.patience_exhausted():
+                    logger.info(
+                        "early stop at step %d: no better validation score in %d evaluations "
+                        "(best at step %d)", self.progress.step, self.config.early_stopping_patience,
+                        self.progress.best_step,
+                    )
+                    self.progress.stopped_early = self.progress.step
+                    break
         self.progress.train_seconds += time.perf_counter() - started
         bar.close()
         evaluated = self.progress.history and self.progress.history[-1]["step"] == self.progress.step
         if not evaluated or self.progress.best_step < 0:  # best_step < 0: nothing saved yet
             self.evaluate_and_checkpoint()
         logger.info("batches per task: %s", json.dumps(self.loader.drawn))
+        self.accelerator.log({f"task_batches/{task}": n for task, n in self.loader.drawn.items()},
+                             step=self.progress.step)
         return self.progress
+
+    def patience_exhausted(self) -> bool:
+        """True when the last `early_stopping_patience` evaluations brought no new best score."""
+        patience = self.config.early_stopping_patience
+        if patience is None:
+            return False
+        since_best = [entry for entry in self.progress.history if entry["step"] > self.progress.best_step]
+        return len(since_best) >= patience
 
     def _record(self, result: StepResult, running: RunningLoss) -> None:
         for task, loss in result.losses:
@@ -130,10 +148,13 @@ class MultiTaskTrainer:
 
     def _log_losses(self, running: RunningLoss, bar: tqdm) -> None:
         """Record each task's running loss and current loss weight, and show the losses."""
-        losses = running.read()
-        self.progress.loss_history.append({
-            "step": self.progress.step, "losses": losses, "weights": self.weighting.current_weights(),
-        })
+        losses, weights = running.read(), self.weighting.current_weights()
+        self.progress.loss_history.append({"step": self.progress.step, "losses": losses, "weights": weights})
+        self.accelerator.log({
+            **{f"train/loss/{task}": value for task, value in losses.items()},
+            **{f"train/weight/{task}": value for task, value in weights.items()},
+            "train/lr": self.scheduler.get_last_lr()[0],
+        }, step=self.progress.step)
         bar.set_postfix({task: f"{value:.3f}" for task, value in losses.items()}, refresh=False)
 
     def evaluate_and_checkpoint(self) -> dict[str, dict[str, float]]:
@@ -148,6 +169,9 @@ class MultiTaskTrainer:
             "step": self.progress.step, "overall": score, **metrics,
             "eval_seconds": round(seconds, 2), "eval_examples_per_second": round(examples / seconds, 1),
         })
+        scores = {f"validation/{task}/{name}": value
+                  for task, values in metrics.items() for name, value in values.items()}
+        self.accelerator.log({"validation/overall": score, **scores}, step=self.progress.step)
         if score > self.progress.best_score:
             self.progress.best_score, self.progress.best_step = score, self.progress.step
             self.save_model(self.output_dir, metrics)
@@ -198,6 +222,7 @@ class MultiTaskTrainer:
             "step": p.step,
             "best_step": p.best_step,
             "best_validation_overall": p.best_score,
+            "stopped_early_at": p.stopped_early,
             "train_seconds": round(p.train_seconds, 2),
             "real_tokens_per_second": round(p.real_tokens * processes / max(p.train_seconds, 1e-9), 1),
             "padding_fraction": round(1 - p.real_tokens / max(p.padded_tokens, 1), 4),
