@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -19,7 +18,7 @@ from mtl_nlp.errors import MtlNlpError
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 from mtl_nlp.precision import resolve_mixed_precision
-from mtl_nlp.spans import bio_spans, split_words
+from mtl_nlp.spans import bio_spans
 
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 TextInput = str | tuple[str, str]  # a text, or a (text, text_pair) pair for sentence-pair tasks
@@ -181,6 +180,7 @@ class Predictor:
             padding=True, return_offsets_mapping=True, return_tensors="pt",
         )
         offsets = encoded.pop("offset_mapping").tolist()
+        word_ids = [encoded.word_ids(row) for row in range(len(batch))]
         inputs = {key: value.to(self.device) for key, value in encoded.items()}
         with self._autocast():
             logits = self.model.forward_all(**inputs, tasks=tasks)
@@ -195,7 +195,7 @@ class Predictor:
                 config = self.model.head_configs[task]
                 scores, decoded = outputs[task][0][row], outputs[task][1][row]
                 if config.type == "token_classification":
-                    result[task] = entities(text, offsets[row], scores, config.labels)
+                    result[task] = entities(text, offsets[row], word_ids[row], scores, config.labels)
                 else:
                     result[task] = sentence_answer(config, scores, decoded)
             results.append(result)
@@ -235,40 +235,37 @@ def sentence_answer(config: HeadConfig, scores: Tensor, decoded: Tensor) -> dict
     return {"label": config.labels[int(decoded)], "score": float(scores[int(decoded)])}
 
 
-def first_token_of_each_word(
-    words: list[tuple[int, int]], offsets: list[list[int]]
-) -> dict[int, int]:
-    """{word index: index of its first subword token}, from the tokenizer's character offsets.
+def tokenizer_words(
+    offsets: list[list[int]], word_ids: list[int | None]
+) -> list[tuple[int, int, int]]:
+    """(start, end, first token) of each word of a text, in order, as the tokenizer's own
+    normalizer and pre-tokenizer split it (the words transformers' pipelines use): whitespace and
+    punctuation for BERT, each CJK ideograph a word of its own, accents kept in the offsets.
 
-    Special and padding tokens have empty offsets and belong to no word; words cut off by
-    truncation are absent. A token whose offsets begin with the space before a word belongs to
-    that word.
+    Special and padding tokens belong to no word; words cut off by truncation are absent.
     """
-    starts = [start for start, _ in words]
-    first: dict[int, int] = {}
-    for token, (start, end) in enumerate(offsets):
-        if end <= start:
+    words: dict[int, list[int]] = {}
+    for token, (word, (start, end)) in enumerate(zip(word_ids, offsets)):
+        if word is None or end <= start:
             continue
-        word = bisect_right(starts, start) - 1
-        if word < 0 or start >= words[word][1]:
-            # Some SentencePiece tokenizers start a token's offsets at the space before the word.
-            word += 1
-            if word >= len(words) or words[word][0] >= end:
-                continue
-        if word not in first:
-            first[word] = token
-    return first
+        if word not in words:
+            words[word] = [start, end, token]
+        else:
+            words[word][0] = min(words[word][0], start)
+            words[word][1] = max(words[word][1], end)
+    return [tuple(words[word]) for word in sorted(words)]
 
 
 def entities(
-    text: str, offsets: list[list[int]], probabilities: Tensor, labels: list[str]
+    text: str, offsets: list[list[int]], word_ids: list[int | None], probabilities: Tensor,
+    labels: list[str],
 ) -> list[dict[str, Any]]:
-    """Entities of one text from its per-token tag probabilities (first subword of each word)."""
-    words = split_words(text)
-    first = first_token_of_each_word(words, offsets)
+    """Entities of one text from its per-token tag probabilities, each word tagged by its first
+    subword token (as in training, and as the pipelines' `aggregation_strategy="first"`)."""
+    words = tokenizer_words(offsets, word_ids)
     scores, tags = probabilities.max(dim=-1)
-    word_tags = [labels[int(tags[first[w]])] if w in first else "O" for w in range(len(words))]
-    word_scores = [float(scores[first[w]]) if w in first else 0.0 for w in range(len(words))]
+    word_tags = [labels[int(tags[first])] for _, _, first in words]
+    word_scores = [float(scores[first]) for _, _, first in words]
     found = []
     for label, begin, end in bio_spans(word_tags):
         start, stop = words[begin][0], words[end - 1][1]

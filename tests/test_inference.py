@@ -7,26 +7,11 @@ import torch
 
 from mtl_nlp import HeadConfig, MultiTaskModel
 from mtl_nlp.cli import main as cli_main
-from mtl_nlp.inference import Predictor, entities, first_token_of_each_word
-from mtl_nlp.spans import bio_spans, split_words
+from mtl_nlp.inference import Predictor, entities
+from mtl_nlp.spans import bio_spans
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTENCE = "Anna Schmidt visited New Yorkers, in the U.S. today."
-
-
-def test_split_words_keeps_abbreviations_and_hyphenated_words():
-    text = "U.S. firm New York-based, 3.5 days."
-    assert [text[s:e] for s, e in split_words(text)] == [
-        "U.S.", "firm", "New", "York-based", ",", "3.5", "days", "."
-    ]
-
-
-def test_split_words_separates_clitics_like_conll():
-    text = "Germany's exports don't fall, O'Neill's firm can’t; Jones' shares"
-    assert [text[s:e] for s, e in split_words(text)] == [
-        "Germany", "'s", "exports", "do", "n't", "fall", ",", "O'Neill", "'s", "firm", "ca", "n’t", ";",
-        "Jones", "'", "shares",
-    ]
 
 
 def test_bio_spans_conlleval_style():
@@ -34,37 +19,49 @@ def test_bio_spans_conlleval_style():
     assert bio_spans(tags) == [("PER", 0, 2), ("LOC", 3, 4), ("LOC", 4, 5), ("ORG", 5, 7), ("PER", 7, 8)]
 
 
-def test_tokens_whose_offsets_include_the_leading_space_belong_to_the_next_word():
-    words = split_words("Anna Schmidt  x")  # (0, 4), (5, 12), (14, 15)
-    offsets = [[0, 0], [0, 4], [4, 8], [8, 12], [12, 15], [0, 0]]
-    assert first_token_of_each_word(words, offsets) == {0: 1, 1: 2, 2: 4}
+def tag_words(tokenizer, text: str, word_tags: dict[int, str], continuation_tag: str = "B-PER"):
+    """Offsets, word ids and tag probabilities of `text` where the first subword of word w says
+    word_tags[w] (else O) and every later subword says `continuation_tag`, which must be ignored."""
+    encoded = tokenizer(text, return_offsets_mapping=True)
+    word_ids = encoded.word_ids()
+    offsets = [list(pair) for pair in encoded["offset_mapping"]]
+    probabilities = torch.full((len(word_ids), len(TAGS)), 0.05)
+    seen = set()
+    for token, word in enumerate(word_ids):
+        tag = "O" if word is None else word_tags.get(word, "O") if word not in seen else continuation_tag
+        probabilities[token, TAGS.index(tag)] = 0.8
+        seen.add(word)
+    return offsets, word_ids, probabilities
 
 
 def test_entity_offsets_on_a_hand_made_sentence(tiny_tokenizer):
-    encoded = tiny_tokenizer(SENTENCE, return_offsets_mapping=True)
+    encoded = tiny_tokenizer(SENTENCE)
     tokens = tiny_tokenizer.convert_ids_to_tokens(encoded["input_ids"])
     assert tokens[:10] == ["[CLS]", "an", "##na", "schm", "##idt", "visited", "new", "york", "##er", "##s"]
-    offsets = [list(pair) for pair in encoded["offset_mapping"]]
-    words = split_words(SENTENCE)
-    first = first_token_of_each_word(words, offsets)
-    assert [first[w] for w in range(5)] == [1, 3, 5, 6, 7]
-    # Tag the first subword of each word; later subwords get a contradicting tag that must be ignored.
-    # Anna Schmidt / New Yorkers / U.S.
-    word_tags = {0: "B-PER", 1: "I-PER", 3: "B-LOC", 4: "I-LOC", 8: "B-LOC"}
-    probabilities = torch.full((len(tokens), len(TAGS)), 0.01)
-    probabilities[:, 0] = 0.9
-    for token in range(len(tokens)):
-        probabilities[token, 1] = 0.95 if token in (2, 4, 8, 9) else 0.01  # non-first subwords say B-PER
-        probabilities[token, 0] = 0.0 if token in (2, 4, 8, 9) else 0.9
-    for word, tag in word_tags.items():
-        probabilities[first[word]] = 0.0
-        probabilities[first[word], TAGS.index(tag)] = 0.8
-    found = entities(SENTENCE, offsets, probabilities, TAGS)
+    # Words as the tokenizer splits them: Anna Schmidt visited New Yorkers , in the U . S . today .
+    word_tags = {0: "B-PER", 1: "I-PER", 3: "B-LOC", 4: "I-LOC", 8: "B-LOC", 9: "I-LOC", 10: "I-LOC",
+                 11: "I-LOC"}
+    found = entities(SENTENCE, *tag_words(tiny_tokenizer, SENTENCE, word_tags), TAGS)
     assert found == [
         {"label": "PER", "text": "Anna Schmidt", "start": 0, "end": 12, "score": pytest.approx(0.8)},
         {"label": "LOC", "text": "New Yorkers", "start": 21, "end": 32, "score": pytest.approx(0.8)},
         {"label": "LOC", "text": "U.S.", "start": 41, "end": 45, "score": pytest.approx(0.8)},
     ]
+
+
+def test_cjk_words_follow_the_tokenizer_not_the_whole_sentence(tiny_tokenizer):
+    japanese = "東京に住んでいます"  # I live in Tokyo: 東 京 are words of their own for BERT
+    found = entities(japanese, *tag_words(tiny_tokenizer, japanese, {0: "B-LOC", 1: "I-LOC"}), TAGS)
+    assert [(e["text"], e["start"], e["end"]) for e in found] == [("東京", 0, 2)]
+    chinese = "我住在北京"  # I live in Beijing
+    found = entities(chinese, *tag_words(tiny_tokenizer, chinese, {3: "B-LOC", 4: "I-LOC"}), TAGS)
+    assert [(e["text"], e["start"], e["end"]) for e in found] == [("北京", 3, 5)]
+
+
+def test_accented_names_keep_their_characters(tiny_tokenizer):
+    text = "José Müller visited Zürich"
+    found = entities(text, *tag_words(tiny_tokenizer, text, {0: "B-PER", 1: "I-PER", 3: "B-LOC"}), TAGS)
+    assert [(e["label"], e["text"]) for e in found] == [("PER", "José Müller"), ("LOC", "Zürich")]
 
 
 @pytest.fixture
@@ -99,6 +96,22 @@ def test_predictor_answers_every_task_in_input_order(checkpoint):
         for entity in result["ner"]:
             assert text[entity["start"] : entity["end"]] == entity["text"]
             assert entity["label"] in ("PER", "LOC")
+
+
+def test_unusual_inputs_get_valid_answers_and_bad_ones_a_clear_error(checkpoint):
+    predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
+    texts = ["", "   ", "I love 🍕 !", "a\x00b\x07c\x1b", "東京に住んでいます", "Zürich " * 400]
+    results = predictor.predict(texts)
+    assert len(results) == len(texts)
+    assert results[0]["ner"] == [] and results[1]["ner"] == []
+    for text, result in zip(texts, results):
+        assert result["sentiment"]["label"] in ("negative", "positive")
+        for entity in result["ner"]:
+            assert text[entity["start"] : entity["end"]] == entity["text"]
+    with pytest.raises(TypeError, match="input 1 is NoneType"):
+        predictor.predict(["fine", None])
+    with pytest.raises(TypeError, match="input 0 is int"):
+        predictor.predict([3])
 
 
 def test_predictor_runs_the_encoder_once_per_batch(checkpoint):
