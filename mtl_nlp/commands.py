@@ -25,10 +25,10 @@ def setup_logging() -> None:
 
 
 def run_train(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.config import load_config
+    from mtl_nlp.config import load_run_config
     from mtl_nlp.training.run import train_from_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_run_config(args.config, args.overrides)
     setup_logging()
     train_from_config(config)
     return 0

@@ -7,6 +7,7 @@ error that names the key and the keys that exist, so a typo never silently does 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -124,6 +125,37 @@ def load_config(
         set_value(config, key, value, source="command line")
     validate(config)
     return config
+
+
+CHECKPOINT_CONFIG = "mtl_nlp.json"  # a checkpoint's self-description, holding its run config
+STATE_RUN_CONFIG = "run_config.json"  # in a resumable state folder: the config of the run that wrote it
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """The config of a run launched from the command line: `load_config`, except that
+    `resume_from=DIR` with no config file starts from the run config saved in DIR's checkpoint,
+    so resuming needs nothing but the folder (the other overrides still apply on top)."""
+    resume = None
+    for override in overrides or []:
+        key, value = parse_override(override)
+        if key == "resume_from":
+            resume = value
+    if path is not None or resume is None:
+        return load_config(path, overrides)
+    folder = Path(resume)
+    if not folder.exists():
+        raise ConfigError(f"resume_from: {folder} does not exist")
+    # The state's own record first (the run that wrote the state), then the checkpoint's (the
+    # run that saved the best model); DIR is a run's output_dir or its state/ folder.
+    for saved in (folder / "state" / STATE_RUN_CONFIG, folder / STATE_RUN_CONFIG,
+                  folder / CHECKPOINT_CONFIG, folder.parent / CHECKPOINT_CONFIG):
+        if saved.is_file():
+            data = json.loads(saved.read_text())
+            run_config = data if saved.name == STATE_RUN_CONFIG else data.get("run_config")
+            if run_config is not None:
+                return load_config(None, overrides, base=run_config, base_source=str(saved))
+    raise ConfigError(f"resume_from: {folder} holds no saved run config; give the run's config "
+                      "with --config")
 
 
 CHOICES = {

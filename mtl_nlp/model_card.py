@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCardData
 
+from mtl_nlp.config import CHECKPOINT_CONFIG
 from mtl_nlp.diagnostics import main_metric, task_entries
 
 CARD = "README.md"
@@ -40,7 +41,7 @@ def write_checkpoint_card(
     """Write README.md into a multi-task checkpoint from its mtl_nlp.json and `metrics`
     (per-task scores on `split`; read from metrics.json in the directory when not given)."""
     directory = Path(directory)
-    config = json.loads((directory / "mtl_nlp.json").read_text())
+    config = json.loads((directory / CHECKPOINT_CONFIG).read_text())
     if metrics is None and (directory / "metrics.json").is_file():
         metrics = json.loads((directory / "metrics.json").read_text())
     metrics = task_entries(metrics or {})

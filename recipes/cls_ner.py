@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from mtl_nlp import load_config
+from mtl_nlp.config import load_run_config
 from mtl_nlp.errors import run_reporting_user_errors
 from mtl_nlp.training import train_from_config
 
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return train_from_config(load_config(args.config, args.overrides))
+    return train_from_config(load_run_config(args.config, args.overrides))
 
 
 if __name__ == "__main__":

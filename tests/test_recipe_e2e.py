@@ -76,12 +76,19 @@ def test_recipe_trains_saves_and_reloads(tiny_model_dir, tmp_path):
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["step"] == 8 and [h["step"] for h in state["history"]] == [3, 6, 8]
 
+    # Nothing but the folder: the config of the run that wrote the state (model, tasks, cache, lr,
+    # and no eval_every) comes back.
+    alone = launch("train.max_steps=10", f"resume_from={output}")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["step"] == 10 and [h["step"] for h in state["history"]] == [3, 6, 8, 10]
+
     # Resuming a finished run into a new folder brings its best checkpoint along.
     elsewhere = tmp_path / "continued"
-    moved = launch(*common_args(tiny_model_dir, elsewhere, tmp_path / "cache"), "train.max_steps=8",
+    moved = launch(*common_args(tiny_model_dir, elsewhere, tmp_path / "cache"), "train.max_steps=10",
                    f"resume_from={output}/state")
     assert moved.returncode == 0, moved.stderr[-3000:]
-    assert json.loads((elsewhere / "trainer_state.json").read_text())["step"] == 8
+    assert json.loads((elsewhere / "trainer_state.json").read_text())["step"] == 10
     assert Predictor.from_pretrained(elsewhere, mixed_precision="no").tasks == predictor.tasks
 
 

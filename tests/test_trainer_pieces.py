@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -28,7 +29,8 @@ def test_training_progress_round_trips_through_state_dict():
 
 def test_output_dir_with_a_checkpoint_is_only_reused_by_resuming_that_run(tmp_path):
     run = tmp_path / "run"
-    run.mkdir()
+    (run / "state").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
     (run / "mtl_nlp.json").write_text("{}")
     check_output_dir(RunConfig(output_dir=str(tmp_path / "fresh")))
     check_output_dir(RunConfig(output_dir=str(run), resume_from=str(run)))
@@ -37,3 +39,31 @@ def test_output_dir_with_a_checkpoint_is_only_reused_by_resuming_that_run(tmp_pa
         check_output_dir(RunConfig(output_dir=str(run)))
     with pytest.raises(ConfigError, match=f"output_dir {run} already holds a checkpoint of another run"):
         check_output_dir(RunConfig(output_dir=str(run), resume_from=str(tmp_path / "other")))
+
+
+def test_resume_from_a_missing_folder_says_so(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "mtl_nlp.json").write_text("{}")
+    with pytest.raises(ConfigError, match=f"resume_from: {tmp_path / 'gone'} does not exist"):
+        check_output_dir(RunConfig(output_dir=str(run), resume_from=str(tmp_path / "gone")))
+
+
+def test_resume_from_alone_starts_from_the_saved_run_config(tmp_path):
+    from mtl_nlp.config import load_run_config
+
+    run = tmp_path / "run"
+    (run / "state").mkdir(parents=True)
+    saved = RunConfig(output_dir=str(run), tasks=["demo_ner"], max_length=48)
+    saved.train.lr = 1e-3
+    (run / "mtl_nlp.json").write_text(json.dumps({"run_config": saved.to_dict()}))
+    for folder in (run, run / "state"):
+        config = load_run_config(None, [f"resume_from={folder}", "train.max_steps=9"])
+        assert (config.tasks, config.max_length, config.train.lr) == (["demo_ner"], 48, 1e-3)
+        assert config.train.max_steps == 9 and config.resume_from == str(folder)
+    assert load_run_config(None, ["max_length=64"]).max_length == 64  # no resume: the defaults
+    # The state's own record wins over the checkpoint's (a later run may have written the state).
+    (run / "state" / "run_config.json").write_text(json.dumps({**saved.to_dict(), "max_length": 96}))
+    assert load_run_config(None, [f"resume_from={run}"]).max_length == 96
+    with pytest.raises(ConfigError, match="resume_from: .*nowhere does not exist"):
+        load_run_config(None, [f"resume_from={tmp_path / 'nowhere'}"])

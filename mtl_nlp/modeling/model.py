@@ -14,11 +14,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
+from mtl_nlp.config import CHECKPOINT_CONFIG
 from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
 
-CHECKPOINT_CONFIG = "mtl_nlp.json"
 HEADS_WEIGHTS = "heads.safetensors"
 PRIVATE_WEIGHTS = "private_layers.safetensors"  # tasks' private encoder layers, when any
 FORMAT_VERSION = 1

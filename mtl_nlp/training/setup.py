@@ -90,7 +90,10 @@ def cpu_threads_per_process(accelerator: Accelerator) -> int:
 
 
 def check_output_dir(config: RunConfig) -> None:
-    """Refuse to start a fresh run over a directory that already holds a trained checkpoint."""
+    """Refuse to start a fresh run over a directory that already holds a trained checkpoint, and
+    a resume_from that does not exist."""
+    if config.resume_from is not None and not Path(config.resume_from).exists():
+        raise ConfigError(f"resume_from: {config.resume_from} does not exist")
     output = Path(config.output_dir)
     if not is_checkpoint(output):
         return

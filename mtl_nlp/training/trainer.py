@@ -17,7 +17,7 @@ from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from mtl_nlp import diagnostics
-from mtl_nlp.config import TrainConfig
+from mtl_nlp.config import STATE_RUN_CONFIG, TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.model_card import write_checkpoint_card
@@ -181,6 +181,8 @@ class MultiTaskTrainer:
             + json.dumps({task: {k: round(v, 4) for k, v in m.items()} for task, m in metrics.items()})
         )
         self.accelerator.save_state(str(self.output_dir / STATE_DIR))
+        if "run_config" in self.checkpoint_extra:  # so resume_from=DIR alone restores this run
+            self.write_json(f"{STATE_DIR}/{STATE_RUN_CONFIG}", self.checkpoint_extra["run_config"])
         self.write_reports()
         return metrics
 
