@@ -92,6 +92,19 @@ def test_ranks_share_out_the_same_batches():
     assert list(ranks[0]) + list(ranks[1]) == list(whole)[0::2] + list(whole)[1::2] + [list(whole)[0]]
 
 
+@pytest.mark.parametrize("examples, replicas", [(3, 4), (20, 8), (33, 4)])
+def test_a_task_smaller_than_the_processes_gives_every_rank_a_batch(examples, replicas):
+    lengths = [5] * examples
+    whole = list(LengthGroupedBatchSampler(lengths, batch_size=16, seed=1))
+    ranks = [list(LengthGroupedBatchSampler(lengths, batch_size=16, seed=1, num_replicas=replicas, rank=r))
+             for r in range(replicas)]
+    per_rank = -(-len(whole) // replicas)
+    assert [len(batches) for batches in ranks] == [per_rank] * replicas
+    # Rank r's batch i is the whole epoch's batch (i * replicas + r), counted round the epoch.
+    assert ranks == [[whole[(i * replicas + r) % len(whole)] for i in range(per_rank)]
+                     for r in range(replicas)]
+
+
 def test_resume_mid_epoch_skips_batches():
     lengths = [3 + i % 7 for i in range(50)]
     sampler = LengthGroupedBatchSampler(lengths, batch_size=4, seed=2)

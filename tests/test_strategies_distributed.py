@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "workers" / "ddp_train.py"
 
 
-def torchrun(out: Path, *overrides: str) -> subprocess.CompletedProcess:
+def torchrun(out: Path, *overrides: str, processes: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(WORKER),
-               str(out), *overrides]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               str(WORKER), str(out), *overrides]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
@@ -41,3 +41,20 @@ def test_two_ranks_end_with_identical_weights(tiny_model_dir, tmp_path, override
         assert torch.equal(value, ranks[1]["weighting"][name]), name
     if "weighting.method=uncertainty" in overrides:  # the learned log-variances moved, alike
         assert ranks[0]["weighting"]["log_variances"].abs().sum() > 0
+
+
+def test_a_one_batch_task_trains_on_four_processes(tiny_model_dir, tmp_path):
+    # 20 examples: 1 held out for validation, 19 in one training batch, 4 ranks to feed.
+    data = tmp_path / "tiny.tsv"
+    rows = [f"{'good' if i % 2 else 'bad'} film number {i}\t{'positive' if i % 2 else 'negative'}\n"
+            for i in range(20)]
+    data.write_text("sentence\tlabel\n" + "".join(rows))
+    tiny = (f"{{name: tiny, type: classification, format: tsv, text_column: sentence, "
+            f"labels: [negative, positive], data_files: {{train: {data}, test: {data}}}}}")
+    result = torchrun(tmp_path, f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}",
+                      "mixed_precision=no", "train.batch_size=32", "train.max_steps=3", "cpu_threads=1",
+                      f"tasks=[demo_sentiment, {tiny}]", processes=4)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(4)]
+    for name, value in ranks[0]["state"].items():
+        assert all(torch.equal(value, other["state"][name]) for other in ranks[1:]), name

@@ -78,9 +78,10 @@ class LengthGroupedBatchSampler:
             window = sorted(order[begin : begin + window_rows], key=self.lengths.__getitem__)
             batches.extend(cut_batches(window, self.lengths, self.batch_size, self.max_tokens))
         rng.shuffle(batches)
-        # Every process needs the same number of batches: repeat a few to fill the last round.
+        # Every process needs the same number of batches (at least one): repeat batches in turn
+        # to fill the last round, as often as needed when a small task has fewer than processes.
         shortfall = -len(batches) % self.num_replicas
-        batches.extend(batches[:shortfall])
+        batches.extend(batches[index % len(batches)] for index in range(shortfall))
         mine = batches[self.rank :: self.num_replicas]
         self._cached = (epoch, mine)
         return mine
