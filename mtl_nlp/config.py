@@ -42,6 +42,7 @@ class TrainConfig:
     eval_every: int = 0  # evaluate every N optimizer steps; 0 evaluates only at the end
     log_every: int = 10  # refresh the progress bar's running losses (and record them) every N steps
     step_mode: str = "one_task"  # one_task: one sampled task per step; all_tasks: a batch of every task
+    save_total_limit: int = 1  # resumable states kept in output_dir (state/, state-<step>/); 0: none
     early_stopping_patience: int | None = None  # stop after this many evaluations without a new best
 
 
@@ -145,10 +146,13 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
     folder = Path(resume)
     if not folder.exists():
         raise ConfigError(f"resume_from: {folder} does not exist")
-    # The state's own record first (the run that wrote the state), then the checkpoint's (the
-    # run that saved the best model); DIR is a run's output_dir or its state/ folder.
-    for saved in (folder / "state" / STATE_RUN_CONFIG, folder / STATE_RUN_CONFIG,
-                  folder / CHECKPOINT_CONFIG, folder.parent / CHECKPOINT_CONFIG):
+    from mtl_nlp.training.state_files import newest_state
+
+    # The newest state's own record first (the run that wrote it), then the checkpoint's (the
+    # run that saved the best model); DIR is a run's output_dir or one of its state folders.
+    state = newest_state(folder)
+    records = [state / STATE_RUN_CONFIG] if state is not None else []
+    for saved in (*records, folder / CHECKPOINT_CONFIG, folder.parent / CHECKPOINT_CONFIG):
         if saved.is_file():
             data = json.loads(saved.read_text())
             run_config = data if saved.name == STATE_RUN_CONFIG else data.get("run_config")
@@ -210,6 +214,7 @@ def validate(config: RunConfig) -> None:
         "sharing.private_layers": config.sharing.private_layers, "sharing.soft_l2": config.sharing.soft_l2,
         "sharing.freeze_layers": config.sharing.freeze_layers,
         "diagnostics.conflict_every": config.diagnostics.conflict_every,
+        "train.save_total_limit": train.save_total_limit,
     }
     for key, value in non_negative.items():
         if value < 0:

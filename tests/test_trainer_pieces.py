@@ -64,6 +64,7 @@ def test_resume_from_alone_starts_from_the_saved_run_config(tmp_path):
     assert load_run_config(None, ["max_length=64"]).max_length == 64  # no resume: the defaults
     # The state's own record wins over the checkpoint's (a later run may have written the state).
     (run / "state" / "run_config.json").write_text(json.dumps({**saved.to_dict(), "max_length": 96}))
+    (run / "state" / "complete.json").write_text('{"step": 4}')
     assert load_run_config(None, [f"resume_from={run}"]).max_length == 96
     with pytest.raises(ConfigError, match="resume_from: .*nowhere does not exist"):
         load_run_config(None, [f"resume_from={tmp_path / 'nowhere'}"])

@@ -21,7 +21,6 @@ from mtl_nlp.precision import describe_precision, resolve_mixed_precision
 logger = logging.getLogger(__name__)
 
 LOGS_DIR = "logs"  # tracker files (TensorBoard events, ...), inside output_dir
-STATE_DIR = "state"  # the resumable Accelerate state, inside output_dir
 
 
 def build_accelerator(config: RunConfig) -> Accelerator:
@@ -103,7 +102,7 @@ def check_output_dir(config: RunConfig) -> None:
             f"or resume it with resume_from={output}"
         )
     resumed = Path(config.resume_from).resolve()
-    if resumed not in (output.resolve(), (output / STATE_DIR).resolve()):
+    if output.resolve() not in (resumed, resumed.parent):  # the run's output_dir or a state in it
         raise ConfigError(
             f"output_dir {output} already holds a checkpoint of another run; resuming "
             f"{config.resume_from} would overwrite it: choose an empty output_dir"

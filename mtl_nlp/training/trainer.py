@@ -25,7 +25,8 @@ from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.metrics import overall_score
 from mtl_nlp.training.progress import RunningLoss, TrainingProgress, peak_memory_mb
-from mtl_nlp.training.setup import STATE_DIR, count_optimizer_steps
+from mtl_nlp.training.setup import count_optimizer_steps
+from mtl_nlp.training.state_files import STATE_DIR, newest_state, save_state
 from mtl_nlp.training.step import StepResult, StepRunner
 from mtl_nlp.training.weighting import EqualWeighting, LossWeighting
 
@@ -67,14 +68,14 @@ class MultiTaskTrainer:
         accelerator.register_for_checkpointing(self.progress, self.loader, self.weighting)
 
     def resume(self, path: str | Path) -> None:
-        """Restore model, optimizer, scheduler, RNG, loader and progress from a saved state."""
-        path = Path(path)
-        state = path / STATE_DIR if (path / STATE_DIR).is_dir() else path
-        if not state.is_dir():
-            raise FileNotFoundError(f"resume_from: no training state at {state}")
+        """Restore model, optimizer, scheduler, RNG, loader and progress from the newest complete
+        state of `path` (a run's output_dir, or one of its state folders)."""
+        state = newest_state(Path(path))
+        if state is None:
+            raise FileNotFoundError(f"resume_from: no complete training state in {path}")
         self.accelerator.load_state(str(state))
         logger.info("resumed from %s at step %d", state, self.progress.step)
-        self._carry_best_checkpoint(state.parent if state.name == STATE_DIR else state)
+        self._carry_best_checkpoint(state.parent)
 
     def _carry_best_checkpoint(self, run_dir: Path) -> None:
         """Resuming into another output_dir: bring the resumed run's best checkpoint along, so
@@ -86,7 +87,7 @@ class MultiTaskTrainer:
         if self.accelerator.is_main_process:
             found[0] = is_checkpoint(self.output_dir) or is_checkpoint(run_dir)
             if found[0] and not is_checkpoint(self.output_dir):
-                shutil.copytree(run_dir, self.output_dir, ignore=shutil.ignore_patterns(STATE_DIR),
+                shutil.copytree(run_dir, self.output_dir, ignore=shutil.ignore_patterns(f"{STATE_DIR}*"),
                                 dirs_exist_ok=True)
         broadcast_object_list(found)
         if not found[0]:
@@ -180,9 +181,10 @@ class MultiTaskTrainer:
             f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}) "
             + json.dumps({task: {k: round(v, 4) for k, v in m.items()} for task, m in metrics.items()})
         )
-        self.accelerator.save_state(str(self.output_dir / STATE_DIR))
-        if "run_config" in self.checkpoint_extra:  # so resume_from=DIR alone restores this run
-            self.write_json(f"{STATE_DIR}/{STATE_RUN_CONFIG}", self.checkpoint_extra["run_config"])
+        # The run's config goes with its state, so resume_from=DIR alone restores this run.
+        run_config = self.checkpoint_extra.get("run_config")
+        extra = {STATE_RUN_CONFIG: run_config} if run_config is not None else {}
+        save_state(self.accelerator, self.output_dir, self.progress.step, self.config.save_total_limit, extra)
         self.write_reports()
         return metrics
 

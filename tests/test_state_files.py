@@ -1,0 +1,65 @@
+"""Resumable states: written aside, marked complete last, switched in by rename; resuming picks the
+newest complete state whatever moment a crash hit."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from mtl_nlp.training.state_files import COMPLETE, newest_state, save_state, state_step
+
+
+@pytest.fixture(scope="module")
+def accelerator():
+    accelerator = Accelerator(cpu=True)
+    accelerator.register_for_checkpointing(torch.nn.Linear(2, 2))
+    return accelerator
+
+
+def folders(directory):
+    return sorted(path.name for path in directory.iterdir())
+
+
+@pytest.mark.parametrize("keep, expected", [
+    (1, ["state"]), (2, ["state", "state-20"]), (3, ["state", "state-10", "state-20"]), (0, []),
+])
+def test_save_total_limit_keeps_that_many_complete_states(accelerator, tmp_path, keep, expected):
+    for step in (10, 20, 30):
+        save_state(accelerator, tmp_path, step, keep, {"run_config.json": {"seed": step}})
+    assert folders(tmp_path) == expected
+    if keep:
+        assert state_step(tmp_path / "state") == 30
+        assert json.loads((tmp_path / "state" / "run_config.json").read_text()) == {"seed": 30}
+        assert newest_state(tmp_path) == tmp_path / "state"
+
+
+def test_a_state_cut_off_mid_write_is_ignored_and_replaced(accelerator, tmp_path):
+    save_state(accelerator, tmp_path, 10, 1)
+    # A crash while writing step 20: its folder has files but no completion mark.
+    shutil.copytree(tmp_path / "state", tmp_path / "state.new")
+    (tmp_path / "state.new" / COMPLETE).unlink()
+    assert newest_state(tmp_path) == tmp_path / "state"
+    save_state(accelerator, tmp_path, 20, 1)
+    assert folders(tmp_path) == ["state"] and state_step(tmp_path / "state") == 20
+
+
+def test_a_crash_between_marking_and_switching_resumes_the_newer_state(accelerator, tmp_path):
+    save_state(accelerator, tmp_path, 10, 1)
+    shutil.copytree(tmp_path / "state", tmp_path / "state.new")
+    (tmp_path / "state.new" / COMPLETE).write_text('{"step": 20}')  # complete, not yet renamed
+    assert newest_state(tmp_path) == tmp_path / "state.new"
+    # Mid-switch: the old state already renamed away, the new one not yet in place.
+    (tmp_path / "state").rename(tmp_path / "state-10")
+    assert newest_state(tmp_path) == tmp_path / "state.new"
+    shutil.rmtree(tmp_path / "state.new")
+    assert newest_state(tmp_path) == tmp_path / "state-10"
+
+
+def test_newest_state_of_a_state_folder_is_itself_and_none_without_one(accelerator, tmp_path):
+    save_state(accelerator, tmp_path, 5, 1)
+    assert newest_state(tmp_path / "state") == tmp_path / "state"
+    assert newest_state(tmp_path / "missing") is None
+    (tmp_path / "state" / COMPLETE).write_text("{not json")
+    assert newest_state(tmp_path) is None
