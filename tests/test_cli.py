@@ -151,3 +151,15 @@ def test_recipe_prints_a_user_error_as_one_line_and_exits_2():
         "cls_ner.py: error: sampling.strategy='best' is not one of: proportional, temperature, uniform, "
         "annealed, round_robin"
     )
+
+
+def test_accelerate_launch_runs_the_train_command(tiny_model_dir, tmp_path):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "mtl_nlp.cli", "train", f"model={tiny_model_dir}", f"output_dir={tmp_path / 'run'}",
+               f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no", "train.max_steps=2"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "precision: fp32 (mixed_precision=no in the config)" in result.stderr
+    assert (tmp_path / "run" / "metrics.json").is_file()
