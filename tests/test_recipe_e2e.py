@@ -76,12 +76,13 @@ def test_recipe_trains_saves_and_reloads(tiny_model_dir, tmp_path):
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["step"] == 8 and [h["step"] for h in state["history"]] == [3, 6, 8]
 
-    # Nothing but the folder: the config of the run that wrote the state (model, tasks, cache, lr,
-    # and no eval_every) comes back.
+    # Nothing but the folder: the config of the run that wrote the state comes back (model, tasks,
+    # cache, lr, and eval_every=3, which every resumed run took over from the first one).
     alone = launch("train.max_steps=10", f"resume_from={output}")
     assert alone.returncode == 0, alone.stderr[-3000:]
     state = json.loads((output / "trainer_state.json").read_text())
-    assert state["step"] == 10 and [h["step"] for h in state["history"]] == [3, 6, 8, 10]
+    assert state["step"] == 10 and [h["step"] for h in state["history"]] == [3, 6, 8, 9, 10]
+    assert json.loads((output / "state" / "run_config.json").read_text())["train"]["max_steps"] == 10
 
     # Resuming a finished run into a new folder brings its best checkpoint along.
     elsewhere = tmp_path / "continued"
