@@ -63,3 +63,23 @@ def test_newest_state_of_a_state_folder_is_itself_and_none_without_one(accelerat
     assert newest_state(tmp_path / "missing") is None
     (tmp_path / "state" / COMPLETE).write_text("{not json")
     assert newest_state(tmp_path) is None
+
+
+def test_a_resumed_run_never_overwrites_a_better_checkpoint_on_disk(tiny_model_dir, tmp_path):
+    from mtl_nlp.cli import main as cli_main
+
+    output = tmp_path / "run"
+    common = [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no",
+              "train.batch_size=16", "train.lr=1e-3", "train.eval_every=3"]
+    assert cli_main(["train", *common, f"output_dir={output}", "train.max_steps=6"]) == 0
+    saved = json.loads((output / "mtl_nlp.json").read_text())
+    assert saved["selection"]["step"] in (3, 6)
+    # As after a crash between saving a better model and saving the state: the checkpoint on
+    # disk scored higher than the state knows.
+    saved["selection"] = {"step": 6, "validation_overall": 2.0}
+    (output / "mtl_nlp.json").write_text(json.dumps(saved))
+    heads = (output / "heads.safetensors").read_bytes()
+    assert cli_main(["train", f"resume_from={output}", "train.max_steps=9"]) == 0
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["best_validation_overall"] == 2.0 and state["best_step"] == 6
+    assert (output / "heads.safetensors").read_bytes() == heads

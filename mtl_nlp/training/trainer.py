@@ -21,7 +21,7 @@ from mtl_nlp.config import STATE_RUN_CONFIG, TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.model_card import write_checkpoint_card
-from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint
+from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint, read_checkpoint_config
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.metrics import overall_score
 from mtl_nlp.training.progress import RunningLoss, TrainingProgress, peak_memory_mb
@@ -81,17 +81,24 @@ class MultiTaskTrainer:
         """Resuming into another output_dir: bring the resumed run's best checkpoint along, so
         output_dir always holds the best model seen; with none to bring, the next evaluation saves.
 
+        The best score to beat is the one of the checkpoint on disk (recorded in its
+        mtl_nlp.json), not the state's: a crash between saving the model and saving the state
+        leaves them at different steps, and a resumed run must never overwrite a better model.
         The main process looks at the files and tells the others, so every process (on any node)
         takes the same decision."""
-        found = [None]
+        found: list[Any] = [None]
         if self.accelerator.is_main_process:
-            found[0] = is_checkpoint(self.output_dir) or is_checkpoint(run_dir)
-            if found[0] and not is_checkpoint(self.output_dir):
+            if not is_checkpoint(self.output_dir) and is_checkpoint(run_dir):
                 shutil.copytree(run_dir, self.output_dir, ignore=shutil.ignore_patterns(f"{STATE_DIR}*"),
                                 dirs_exist_ok=True)
+            if is_checkpoint(self.output_dir):
+                found[0] = read_checkpoint_config(self.output_dir).get("selection", {})
         broadcast_object_list(found)
-        if not found[0]:
+        if found[0] is None:
             self.progress.best_score, self.progress.best_step = -math.inf, -1
+        elif found[0]:
+            self.progress.best_score = found[0]["validation_overall"]
+            self.progress.best_step = found[0]["step"]
 
     def train(self) -> TrainingProgress:
         """Run until total_steps, evaluating every train.eval_every steps and at the end."""
@@ -175,7 +182,8 @@ class MultiTaskTrainer:
         self.accelerator.log({"validation/overall": score, **scores}, step=self.progress.step)
         if score > self.progress.best_score:
             self.progress.best_score, self.progress.best_step = score, self.progress.step
-            self.save_model(self.output_dir, metrics)
+            selection = {"step": self.progress.step, "validation_overall": score}
+            self.save_model(self.output_dir, metrics, selection)
         self.accelerator.print(
             f"step {self.progress.step}: validation overall {score:.4f} "
             f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}) "
@@ -203,13 +211,18 @@ class MultiTaskTrainer:
             self.write_json(CONFLICTS, conflicts)
             diagnostics.plot_conflicts(conflicts, self.output_dir / CONFLICTS_PLOT)
 
-    def save_model(self, directory: Path, metrics: dict[str, dict[str, float]] | None = None) -> None:
-        """Write the unwrapped model, tokenizer, head configs and a model card with the
-        validation `metrics` it was chosen by (main process only)."""
+    def save_model(
+        self, directory: Path, metrics: dict[str, dict[str, float]] | None = None,
+        selection: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the unwrapped model, tokenizer, head configs (with `selection`: the step and
+        validation score it was chosen at) and a model card with the validation `metrics` it was
+        chosen by (main process only)."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             model: MultiTaskModel = self.accelerator.unwrap_model(self.model)
-            model.save_pretrained(directory, tokenizer=self.tokenizer, extra=self.checkpoint_extra)
+            extra = {**self.checkpoint_extra, **({"selection": selection} if selection else {})}
+            model.save_pretrained(directory, tokenizer=self.tokenizer, extra=extra)
             write_checkpoint_card(directory, metrics, split="validation")
         self.accelerator.wait_for_everyone()
 
