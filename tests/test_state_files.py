@@ -74,6 +74,13 @@ def test_a_resumed_run_never_overwrites_a_better_checkpoint_on_disk(tiny_model_d
     assert cli_main(["train", *common, f"output_dir={output}", "train.max_steps=6"]) == 0
     saved = json.loads((output / "mtl_nlp.json").read_text())
     assert saved["selection"]["step"] in (3, 6)
+    # The toolkit's own state is JSON; the pickles left are Accelerate's RNG states and the loss
+    # weighting's tensors (README: which files must come from a trusted source).
+    toolkit = json.loads((output / "state" / "trainer_progress.json").read_text())
+    assert toolkit["progress"]["step"] == 6 and set(toolkit["loader"]) == {"sampler", "epochs", "positions",
+                                                                           "drawn"}
+    assert sorted(path.name for path in (output / "state").glob("*.pkl")) == [
+        "custom_checkpoint_0.pkl", "random_states_0.pkl"]
     # As after a crash between saving a better model and saving the state: the checkpoint on
     # disk scored higher than the state knows.
     saved["selection"] = {"step": 6, "validation_overall": 2.0}

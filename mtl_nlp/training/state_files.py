@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # this module is read by config loading too, which stays free
 STATE_DIR = "state"  # the newest complete state, inside output_dir
 WRITING = "state.new"  # the state being written
 COMPLETE = "complete.json"  # written last into a state folder: {"step": N}
+TRAINER_JSON = "trainer_progress.json"  # the toolkit's own state: progress and loader positions
 
 
 def state_step(folder: Path) -> int | None:

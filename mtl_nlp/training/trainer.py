@@ -26,7 +26,7 @@ from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.metrics import overall_score
 from mtl_nlp.training.progress import RunningLoss, TrainingProgress, peak_memory_mb
 from mtl_nlp.training.setup import count_optimizer_steps
-from mtl_nlp.training.state_files import STATE_DIR, newest_state, save_state
+from mtl_nlp.training.state_files import STATE_DIR, TRAINER_JSON, newest_state, save_state
 from mtl_nlp.training.step import StepResult, StepRunner
 from mtl_nlp.training.weighting import EqualWeighting, LossWeighting
 
@@ -65,7 +65,9 @@ class MultiTaskTrainer:
             accelerator, model, optimizer, scheduler, self.weighting, config.grad_accum,
             loader.batches_per_step, config.max_grad_norm, conflict_every,
         )
-        accelerator.register_for_checkpointing(self.progress, self.loader, self.weighting)
+        # Progress and loader positions go into the state as JSON (TRAINER_JSON), not as pickles;
+        # the weighting's state is tensors only.
+        accelerator.register_for_checkpointing(self.weighting)
 
     def resume(self, path: str | Path) -> None:
         """Restore model, optimizer, scheduler, RNG, loader and progress from the newest complete
@@ -74,6 +76,9 @@ class MultiTaskTrainer:
         if state is None:
             raise FileNotFoundError(f"resume_from: no complete training state in {path}")
         self.accelerator.load_state(str(state))
+        saved = json.loads((state / TRAINER_JSON).read_text())
+        self.progress.load_state_dict(saved["progress"])
+        self.loader.load_state_dict(saved["loader"])
         logger.info("resumed from %s at step %d", state, self.progress.step)
         self._carry_best_checkpoint(state.parent)
 
@@ -191,7 +196,9 @@ class MultiTaskTrainer:
         )
         # The run's config goes with its state, so resume_from=DIR alone restores this run.
         run_config = self.checkpoint_extra.get("run_config")
-        extra = {STATE_RUN_CONFIG: run_config} if run_config is not None else {}
+        extra = {TRAINER_JSON: {"progress": self.progress.state_dict(), "loader": self.loader.state_dict()}}
+        if run_config is not None:
+            extra[STATE_RUN_CONFIG] = run_config
         save_state(self.accelerator, self.output_dir, self.progress.step, self.config.save_total_limit, extra)
         self.write_reports()
         return metrics
