@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
 from mtl_nlp.data.batching import LengthGroupedBatchSampler
@@ -49,9 +50,13 @@ class MultiTaskLoader:
             )
             columns = [column for column in FEATURE_COLUMNS if column in train.column_names]
             self.batch_samplers[name] = sampler
+            # A generator of its own: starting an iterator (every task epoch, and again after a
+            # resume) then draws nothing from the global torch RNG, whose stream drives dropout and
+            # is restored on resume, so a resumed run continues exactly as an uninterrupted one.
             self.loaders[name] = DataLoader(
                 train.select_columns(columns), batch_sampler=sampler,
                 collate_fn=build_collator(data.spec.type, tokenizer),
+                generator=torch.Generator().manual_seed(seed),
             )
         self.sizes = {name: len(sampler) for name, sampler in self.batch_samplers.items()}
         examples = {name: len(data.splits["train"]) for name, data in tasks.items()}
