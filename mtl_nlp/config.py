@@ -124,8 +124,15 @@ def load_config(
     for override in overrides or []:
         key, value = parse_override(override)
         set_value(config, key, value, source="command line")
+    for key in PATH_KEYS:  # `~/runs/x` means the home folder, as in a shell
+        value = getattr(config, key)
+        if value is not None:
+            setattr(config, key, str(Path(value).expanduser()))
     validate(config)
     return config
+
+
+PATH_KEYS = ("output_dir", "data_dir", "cache_dir", "resume_from")
 
 
 CHECKPOINT_CONFIG = "mtl_nlp.json"  # a checkpoint's self-description, holding its run config

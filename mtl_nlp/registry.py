@@ -97,6 +97,9 @@ class TaskSpec:
                 f"task {self.name!r}: text_pair_column needs a sentence-level type "
                 f"({', '.join(SENTENCE_TYPES)}), not {self.type}"
             )
+        weight = self.loss_weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            raise TaskError(f"task {self.name!r}: loss_weight must be a positive number, got {weight!r}")
         if not 0 < self.threshold < 1:
             raise TaskError(f"task {self.name!r}: threshold must be between 0 and 1, got {self.threshold}")
         if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 1):

@@ -56,10 +56,14 @@ def test_classification_labels_from_names_and_integer_indices(tmp_path, tiny_tok
     assert sorted(labels) == [0, 1]
 
 
-def test_held_out_validation_when_missing(tmp_path):
+def test_held_out_validation_when_missing(tmp_path, caplog):
     rows = "".join(f"text {i}\t{'ab'[i % 2]}\n" for i in range(40))
-    splits = load_task_splits(tsv_task(tmp_path, "text\tlabel\n" + rows), seed=1)
+    with caplog.at_level("INFO"):
+        splits = load_task_splits(tsv_task(tmp_path, "text\tlabel\n" + rows), seed=1)
     assert (len(splits["train"]), len(splits["validation"])) == (38, 2)
+    # Two validation rows make model selection mostly chance: that is a warning, not an INFO line.
+    warning = [r for r in caplog.records if r.levelname == "WARNING" and "held out" in r.getMessage()]
+    assert len(warning) == 1 and "only 2 of its 40 training examples" in warning[0].getMessage()
     again = load_task_splits(tsv_task(tmp_path, "text\tlabel\n" + rows), seed=1)
     assert list(again["validation"]["text"]) == list(splits["validation"]["text"])
 

@@ -40,6 +40,12 @@ def test_bad_type_lists_types():
         spec(type="ranking")
 
 
+@pytest.mark.parametrize("weight", [0, -1.0, "2", True, None])
+def test_loss_weight_must_be_a_positive_number(weight):
+    with pytest.raises(TaskError, match=f"loss_weight must be a positive number, got {weight!r}"):
+        spec(loss_weight=weight)
+
+
 def test_data_files_need_a_format():
     with pytest.raises(TaskError, match="data_files needs a format"):
         TaskSpec(name="t", type="classification", data_files={"train": "a.csv"})

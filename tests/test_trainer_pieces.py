@@ -68,3 +68,19 @@ def test_resume_from_alone_starts_from_the_saved_run_config(tmp_path):
     assert load_run_config(None, [f"resume_from={run}"]).max_length == 96
     with pytest.raises(ConfigError, match="resume_from: .*nowhere does not exist"):
         load_run_config(None, [f"resume_from={tmp_path / 'nowhere'}"])
+
+
+def test_output_dir_holding_a_model_it_did_not_write_is_refused(tmp_path, tiny_model_dir):
+    expected = r"holds files mtl_nlp did not write \(config.json, model.safetensors"
+    with pytest.raises(ConfigError, match=expected):
+        check_output_dir(RunConfig(output_dir=str(tiny_model_dir)))
+    (tmp_path / "logs").mkdir()  # a folder with other things is fine
+    check_output_dir(RunConfig(output_dir=str(tmp_path)))
+
+
+def test_paths_expand_the_home_folder(monkeypatch, tmp_path):
+    from mtl_nlp.config import load_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config(overrides=["output_dir=~/runs/a", "data_dir=~/data"])
+    assert (config.output_dir, config.data_dir) == (str(tmp_path / "runs" / "a"), str(tmp_path / "data"))

@@ -22,6 +22,7 @@ SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"}
 HELD_OUT_FRACTION = 0.05  # of train, used for validation when a task has no validation split
 HELD_OUT_MAX = 1000
+SMALL_VALIDATION = 50  # held-out sets smaller than this get a warning, not an INFO line
 CONLL_READER_VERSION = 1  # bump when read_conll's output changes, to invalidate cached files
 
 
@@ -142,10 +143,18 @@ def _hold_out_validation(spec: TaskSpec, splits: DatasetDict, seed: int) -> Data
         )
     size = min(HELD_OUT_MAX, max(1, int(len(train) * HELD_OUT_FRACTION)))
     parts = train.train_test_split(test_size=size, seed=seed, shuffle=True)
-    logger.info(
-        "task %s has no validation split: holding out %d of %d training examples for validation",
-        spec.name, size, len(train),
-    )
+    if size < SMALL_VALIDATION:
+        logger.warning(
+            "task %s has no validation split: only %d of its %d training examples are held out for "
+            "validation, so choosing the best checkpoint on them is mostly chance; add a validation "
+            "split (data_files: {validation: ...}) for a trustworthy model selection",
+            spec.name, size, len(train),
+        )
+    else:
+        logger.info(
+            "task %s has no validation split: holding out %d of %d training examples for validation",
+            spec.name, size, len(train),
+        )
     result = DatasetDict(splits)
     result["train"], result["validation"] = parts["train"], parts["test"]
     return result

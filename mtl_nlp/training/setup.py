@@ -88,6 +88,9 @@ def cpu_threads_per_process(accelerator: Accelerator) -> int:
     return max(1, (cores or 1) // max(local, 1))
 
 
+FOREIGN_MODEL_FILES = ("config.json", "tokenizer.json", "vocab.txt")  # a model folder, not a run
+
+
 def check_output_dir(config: RunConfig) -> None:
     """Refuse to start a fresh run over a directory that already holds a trained checkpoint, and
     a resume_from that does not exist."""
@@ -95,6 +98,14 @@ def check_output_dir(config: RunConfig) -> None:
         raise ConfigError(f"resume_from: {config.resume_from} does not exist")
     output = Path(config.output_dir)
     if not is_checkpoint(output):
+        foreign = sorted(path.name for path in output.iterdir()
+                         if path.name in FOREIGN_MODEL_FILES or path.suffix in (".safetensors", ".bin")
+                         ) if output.is_dir() else []
+        if foreign:  # e.g. an encoder's folder: training must never write over it
+            raise ConfigError(
+                f"output_dir {output} holds files mtl_nlp did not write ({', '.join(foreign[:3])}); "
+                "choose a new or empty output_dir"
+            )
         return
     if config.resume_from is None:
         raise ConfigError(
