@@ -170,8 +170,20 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parsed arguments; key=value overrides may also come after options (`DIR --output F k=v`),
+    which argparse alone refuses once the positional list has been read."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     from mtl_nlp import commands
 
     handler = getattr(commands, f"run_{args.command}")

@@ -47,10 +47,13 @@ def run_evaluate(args: argparse.Namespace, out: TextIO) -> int:
                          base_source=f"{args.checkpoint}/mtl_nlp.json run_config")
     setup_logging()
     metrics = evaluate_checkpoint(args.checkpoint, config)
-    target = Path(args.output) if args.output else Path(args.checkpoint) / EVALUATION_FILE
-    target.write_text(json.dumps(metrics, indent=2) + "\n")
-    out.write(json.dumps(metrics, indent=2) + "\n")
-    print(f"metrics written to {target}", file=sys.stderr)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under torchrun / accelerate launch every process scores
+        target = Path(args.output) if args.output else Path(args.checkpoint) / EVALUATION_FILE
+        target.write_text(json.dumps(metrics, indent=2) + "\n")
+        out.write(json.dumps(metrics, indent=2) + "\n")
+        print(f"metrics written to {target}", file=sys.stderr)
     return 0
 
 

@@ -134,6 +134,15 @@ def test_checkpoint_errors_name_the_valid_choices(trained, tmp_path, capsys):
     assert "task(s) stsb not in checkpoint" in capsys.readouterr().err
 
 
+def test_overrides_may_follow_options_and_strays_are_refused(trained, tmp_path, capsys):
+    target = tmp_path / "x.json"
+    assert cli_main(["evaluate", str(trained), "--output", str(target), "max_eval_examples=3"]) == 0
+    assert json.loads(target.read_text())["reports"]
+    with pytest.raises(SystemExit) as done:
+        cli_main(["export", str(trained), "--task", "demo_ner", str(tmp_path / "o"), "stray=1"])
+    assert done.value.code == 2 and "unrecognized arguments: stray=1" in capsys.readouterr().err
+
+
 def test_debug_shows_the_traceback(capsys):
     from mtl_nlp.config import ConfigError
 
@@ -163,3 +172,14 @@ def test_accelerate_launch_runs_the_train_command(tiny_model_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "precision: fp32 (mixed_precision=no in the config)" in result.stderr
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_two_process_evaluation_gives_exactly_the_one_process_metrics(trained, tmp_path):
+    assert cli_main(["evaluate", str(trained), "--output", str(tmp_path / "one.json")]) == 0
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mtl_nlp.cli",
+               "evaluate", str(trained), "--output", str(tmp_path / "two.json"), "cpu_threads=1"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
+    assert two == one
