@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
+from process_group import run_process_group
 from transformers import pipeline
 
 from mtl_nlp import __version__
@@ -168,7 +169,7 @@ def test_accelerate_launch_runs_the_train_command(tiny_model_dir, tmp_path):
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", "mtl_nlp.cli", "train", f"model={tiny_model_dir}", f"output_dir={tmp_path / 'run'}",
                f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no", "train.max_steps=2"]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    result = run_process_group(command, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "precision: fp32 (mixed_precision=no in the config)" in result.stderr
     assert (tmp_path / "run" / "metrics.json").is_file()
@@ -179,7 +180,7 @@ def test_two_process_evaluation_gives_exactly_the_one_process_metrics(trained, t
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mtl_nlp.cli",
                "evaluate", str(trained), "--output", str(tmp_path / "two.json"), "cpu_threads=1"]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    result = run_process_group(command, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
     assert two == one

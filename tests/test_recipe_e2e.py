@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from process_group import run_process_group
 
 from mtl_nlp.inference import Predictor
 
@@ -21,8 +22,7 @@ def launch(*args: str, processes: int = 1) -> subprocess.CompletedProcess:
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([*command, str(RECIPE), *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)
+    return run_process_group([*command, str(RECIPE), *args], env=env, cwd=ROOT)
 
 
 def common_args(model_dir: Path, output: Path, cache: Path) -> list[str]:

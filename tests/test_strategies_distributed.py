@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from process_group import run_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "workers" / "ddp_train.py"
@@ -16,7 +17,7 @@ def torchrun(out: Path, *overrides: str, processes: int = 2) -> subprocess.Compl
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                str(WORKER), str(out), *overrides]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    return run_process_group(command, env=env, cwd=ROOT)
 
 
 @pytest.mark.parametrize("overrides", [
