@@ -8,6 +8,7 @@ model card) and the scoring of a saved checkpoint.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from pathlib import Path
@@ -100,7 +101,13 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
         write_checkpoint_card(config.output_dir, metrics, split="test")
     print_metrics(accelerator, metrics)
     # Every process reaches teardown together: a rank destroying the process group while the
-    # main one still writes files can leave gloo waiting forever.
+    # main one still writes files can leave gloo waiting forever. The DDP wrapper (whose reducer
+    # holds the process group) goes first, on every rank at once, so that no rank tears gloo
+    # down later, alone, after its peers have exited.
+    accelerator.wait_for_everyone()
+    del trainer, model, optimizer, scheduler
+    accelerator.free_memory()
+    gc.collect()
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
