@@ -186,7 +186,9 @@ def main() -> None:
     arms = GRIDS[args.grid]
     # Final single-task runs select their checkpoint every 1,000 steps like the committed config.
     base = BASELINE if args.grid == "sweep" else ["train.eval_every=1000", "train.eval_batch_size=128"]
-    mixes = sorted({mix for mix, _ in arms.values()})
+    # Single-task runs only for the mixes of the arms asked for (--arms), each once per seed.
+    chosen = {name: arm for name, arm in arms.items() if not args.arms or name in args.arms}
+    mixes = sorted({mix for mix, _ in chosen.values()})
     plan = [(f"{SINGLE_TASK}_{mix}_{task}", mix, base, [task]) for mix in mixes for task in MIXES[mix]]
     arm_base = base if args.grid == "sweep" else []
     plan += [(name, mix, [*arm_base, *overrides], None) for name, (mix, overrides) in arms.items()
