@@ -90,3 +90,45 @@ def test_a_resumed_run_never_overwrites_a_better_checkpoint_on_disk(tiny_model_d
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["best_validation_overall"] == 2.0 and state["best_step"] == 6
     assert (output / "heads.safetensors").read_bytes() == heads
+
+
+def test_sigterm_saves_a_resumable_state_and_exits_143(tiny_model_dir, tmp_path):
+    import os
+    import re
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mtl_nlp.cli import main as cli_main
+
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "mtl_nlp.cli", "train", f"model={tiny_model_dir}",
+               f"output_dir={output}", f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no",
+               "train.batch_size=8", "train.max_steps=100000", "cpu_threads=1"]
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                               start_new_session=True)
+    seen, deadline = b"", time.monotonic() + 180
+    try:
+        # Wait until the progress bar shows a few steps done, then pre-empt.
+        while time.monotonic() < deadline:
+            if select.select([process.stderr], [], [], 1.0)[0]:
+                seen += os.read(process.stderr.fileno(), 65536)
+            steps = [int(n) for n in re.findall(rb"\| *(\d+)/100000", seen)]
+            if steps and max(steps) >= 3:
+                break
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert code == 128 + signal.SIGTERM
+    stopped_at = state_step(output / "state")
+    assert stopped_at is not None and stopped_at >= 3
+    progress = json.loads((output / "state" / "trainer_progress.json").read_text())["progress"]
+    assert progress["step"] == stopped_at
+    # The saved state resumes with nothing but the folder.
+    assert cli_main(["train", f"resume_from={output}", f"train.max_steps={stopped_at + 2}"]) == 0
+    assert json.loads((output / "trainer_state.json").read_text())["step"] == stopped_at + 2

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint, read_checkpoint_config
 from mtl_nlp.training.evaluation import evaluate
+from mtl_nlp.training.interrupts import StopRequests, TrainingInterrupted
 from mtl_nlp.training.metrics import overall_score
 from mtl_nlp.training.progress import RunningLoss, TrainingProgress, peak_memory_mb
 from mtl_nlp.training.setup import count_optimizer_steps
@@ -114,11 +116,22 @@ class MultiTaskTrainer:
         self.model.train()
         started = time.perf_counter()
         batches = iter(self.loader)
+        with StopRequests() as stops:
+            self._loop(total, batches, bar, running, started, stops)
+        return self.progress
+
+    def _loop(
+        self, total: int, batches: Any, bar: tqdm, running: RunningLoss, started: float,
+        stops: StopRequests,
+    ) -> None:
         while self.progress.step < total:
             result = self.steps.run(batches, self.progress.step + 1)
             self._record(result, running)
             self.progress.step += 1
             bar.update(1)
+            received = stops.agreed(self.accelerator)
+            if received is not None:
+                self._stop_for_signal(received, started)
             if self.progress.step % self.config.log_every == 0 or self.progress.step == total:
                 self._log_losses(running, bar)
             if self.config.eval_every and self.progress.step % self.config.eval_every == 0:
@@ -141,7 +154,17 @@ class MultiTaskTrainer:
         logger.info("batches per task: %s", json.dumps(self.loader.drawn))
         self.accelerator.log({f"task_batches/{task}": n for task, n in self.loader.drawn.items()},
                              step=self.progress.step)
-        return self.progress
+
+    def _stop_for_signal(self, received: int, started: float) -> None:
+        """Save a resumable state at this step (no evaluation: pre-emption leaves little time)
+        and exit with 128 + the signal number."""
+        self.progress.train_seconds += time.perf_counter() - started
+        self._save_state()
+        name = signal.Signals(received).name
+        logger.warning("%s: stopped at step %d with a resumable state saved; continue with "
+                       "resume_from=%s", name, self.progress.step, self.output_dir)
+        self.accelerator.wait_for_everyone()
+        raise TrainingInterrupted(128 + received)
 
     def patience_exhausted(self) -> bool:
         """True when the last `early_stopping_patience` evaluations brought no new best score."""
@@ -194,14 +217,18 @@ class MultiTaskTrainer:
             f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}) "
             + json.dumps({task: {k: round(v, 4) for k, v in m.items()} for task, m in metrics.items()})
         )
-        # The run's config goes with its state, so resume_from=DIR alone restores this run.
+        self._save_state()
+        self.write_reports()
+        return metrics
+
+    def _save_state(self) -> None:
+        """The resumable state, with the toolkit's progress as JSON and the run's config, so
+        resume_from=DIR alone restores this run."""
         run_config = self.checkpoint_extra.get("run_config")
         extra = {TRAINER_JSON: {"progress": self.progress.state_dict(), "loader": self.loader.state_dict()}}
         if run_config is not None:
             extra[STATE_RUN_CONFIG] = run_config
         save_state(self.accelerator, self.output_dir, self.progress.step, self.config.save_total_limit, extra)
-        self.write_reports()
-        return metrics
 
     def write_reports(self) -> None:
         """trainer_state.json, curves.png and (when measured) conflicts.json/png (main process)."""
