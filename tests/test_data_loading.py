@@ -92,7 +92,7 @@ def test_missing_column_lists_existing_columns(tmp_path, tiny_tokenizer):
 def test_unknown_label_in_test_split_names_label_and_set(tmp_path, tiny_tokenizer):
     spec = tsv_task(tmp_path, "text\tlabel\ngood\tpos\nbad\tneg\nok\tpos\n",
                     test="text\tlabel\nfine\tpos\nmeh\tmaybe\n")
-    with pytest.raises(DataError, match=r"task 'cls', split test, row 1: label 'maybe' is not in the "
+    with pytest.raises(DataError, match=r"task 'cls', split test, line 3: label 'maybe' is not in the "
                                         r"task's label set: neg, pos"):
         prepare_task_data([spec], tiny_tokenizer, max_length=16)
 
@@ -158,7 +158,7 @@ def test_same_conll_file_under_other_column_names_is_not_served_from_the_cache(t
 def test_missing_label_names_split_and_row(tmp_path, tiny_tokenizer, labels):
     spec = tsv_task(tmp_path, "text\tlabel\ngood\t1\nbad\t\nfine\t0\n", validation="text\tlabel\nok\t1\n",
                     labels=labels)
-    with pytest.raises(DataError, match=r"task 'cls', split train, row 1: the label is missing"):
+    with pytest.raises(DataError, match=r"task 'cls', split train, line 3: the label is missing"):
         prepare_task_data([spec], tiny_tokenizer, max_length=16)
 
 
@@ -175,3 +175,16 @@ def test_a_task_entry_limits_its_own_training_examples(tmp_path, tiny_tokenizer)
     assert [len(both[name].splits["train"]) for name in ("cls", "other")] == [4, 4]
     with pytest.raises(Exception, match="max_train_examples must be positive, got 0"):
         TaskSpec(name="x", type="classification", dataset="d", max_train_examples=0)
+
+
+def test_data_errors_name_the_file_line_after_blank_lines_quoted_cells_and_hold_out(tmp_path, tiny_tokenizer):
+    # 30 rows and no validation file: a held-out split shuffles the rows first. Line 1 is the
+    # header, a blank line and a cell spanning two lines come before the broken row.
+    rows = ["text,label", "good,pos", "", '"a film\nin two lines",neg']
+    rows += [f"row {i},{'pos' if i % 2 else 'neg'}" for i in range(25)]
+    rows.insert(10, "no label here,")  # file line 12: the quoted cell takes lines 4 and 5
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    spec = TaskSpec(name="cls", type="classification", format="csv",
+                    data_files={"train": str(tmp_path / "train.csv")})
+    with pytest.raises(DataError, match=r"task 'cls', split \w+, line 12: the label is missing"):
+        prepare_task_data([spec], tiny_tokenizer, max_length=16)

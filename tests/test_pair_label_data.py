@@ -76,7 +76,7 @@ def test_unknown_multilabel_label_names_task_split_row_and_valid_labels(tmp_path
         "validation": write(tmp_path / "dev.tsv", "text\tlabel\nthe film\tacting\nthe story\tcast;plot\n"),
     })
     with pytest.raises(DataError, match=(
-        r"task 'aspects', split validation, row 1: label 'cast;plot' is not in the task's label set: "
+        r"task 'aspects', split validation, line 3: label 'cast;plot' is not in the task's label set: "
         r"acting, cast"
     )):
         prepare(spec, tiny_tokenizer, tmp_path)
@@ -92,7 +92,7 @@ def test_regression_labels_are_floats_and_a_bad_one_is_named(tmp_path, tiny_toke
     bad_train = write(tmp_path / "bad.tsv", "text\tscore\nthe film\t1\nthe cast\tn/a\n")
     bad = TaskSpec(name="bad", type="regression", format="tsv", label_column="score",
                    data_files={"train": bad_train, "validation": train})
-    with pytest.raises(DataError, match=r"task 'bad', split train, row 1: label 'n/a' is not a number"):
+    with pytest.raises(DataError, match=r"task 'bad', split train, line 3: label 'n/a' is not a number"):
         prepare(bad, tiny_tokenizer, tmp_path)
 
 

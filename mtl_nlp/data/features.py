@@ -32,9 +32,10 @@ def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> lis
     return aligned
 
 
-def _where(split: str, index: int, example_line: Any) -> str:
+def _where(split: str, index: int, example_line: Any, what: str = "sentence at line") -> str:
+    """Where an example sits: its file line when the loader recorded one, else its row."""
     if example_line is not None:
-        return f"split {split}, sentence at line {example_line}"
+        return f"split {split}, {what} {example_line}"
     return f"split {split}, row {index}"
 
 
@@ -44,9 +45,10 @@ def _encode_sentences(
 ) -> dict[str, list]:
     pairs = batch[spec.text_pair_column] if spec.text_pair_column else None
     encoded = encode_texts(tokenizer, batch[spec.text_column], pairs, max_length)
+    lines = batch.get("line") or [None] * len(indices)
     encoded["labels"] = [
-        mapper(value, _where(split, index, None))
-        for value, index in zip(batch[spec.label_column], indices)
+        mapper(value, _where(split, index, line, "line"))
+        for value, index, line in zip(batch[spec.label_column], indices, lines)
     ]
     return encoded
 

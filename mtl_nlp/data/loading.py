@@ -89,12 +89,37 @@ def _load_files(
         kwargs.update(keep_default_na=False, na_values=[""])
     data_files = {split: str(path) for split, path in files.items()}
     try:
-        return datasets.load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **kwargs)
+        loaded = datasets.load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **kwargs)
     except Exception as exc:  # datasets wraps parser errors; surface the file and the cause
         cause = exc.__cause__ or exc
         raise DataError(
             f"task {spec.name!r}: cannot read {fmt} files {data_files}: {cause}"
         ) from exc
+    if builder != "csv":
+        return loaded
+    return DatasetDict({split: _with_file_lines(data, files[split], kwargs)
+                        for split, data in loaded.items()})
+
+
+def _with_file_lines(dataset: Dataset, path: Path, dialect: dict) -> Dataset:
+    """Add a `line` column: the file line each row starts on, so that a data error names the
+    line a user opens the file at (quoted cells may span lines; blank lines are skipped, as the
+    table reader does). Left out when the two readers disagree on the row count."""
+    starts, previous = [], 0
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=dialect.get("delimiter", ","),
+                            quoting=dialect.get("quoting", csv.QUOTE_MINIMAL))
+        try:
+            for row in reader:
+                start, previous = previous + 1, reader.line_num
+                if row:
+                    starts.append(start)
+        except csv.Error:
+            return dataset
+    rows = starts[1:]  # the first record is the header
+    if len(rows) != len(dataset) or "line" in dataset.column_names:
+        return dataset
+    return dataset.add_column("line", rows)
 
 
 def _load_conll(spec: TaskSpec, path: Path, cache_dir: str | None) -> Dataset:
