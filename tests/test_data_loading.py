@@ -188,3 +188,13 @@ def test_data_errors_name_the_file_line_after_blank_lines_quoted_cells_and_hold_
                     data_files={"train": str(tmp_path / "train.csv")})
     with pytest.raises(DataError, match=r"task 'cls', split \w+, line 12: the label is missing"):
         prepare_task_data([spec], tiny_tokenizer, max_length=16)
+
+
+@pytest.mark.parametrize("tag", ["S-PER", "E-LOC", "PER", "B-"])
+def test_tags_that_are_not_bio_are_refused_naming_them(tmp_path, tiny_tokenizer, tag):
+    (tmp_path / "train.txt").write_text(f"Anna {tag}\nlives O\n\nBerlin B-LOC\n")
+    path = str(tmp_path / "train.txt")
+    spec = TaskSpec(name="ner", type="token_classification", format="conll",
+                    data_files={"train": path, "validation": path})
+    with pytest.raises(DataError, match=rf"task 'ner': tags '{tag}' are not BIO tags .*convert IOBES"):
+        prepare_task_data([spec], tiny_tokenizer, max_length=16)

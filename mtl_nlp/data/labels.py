@@ -63,7 +63,26 @@ def split_labels(value: object, separator: str) -> list[object]:
 
 def resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
     """The task's labels: `spec.labels`, else ClassLabel names, else sorted training labels.
-    Regression tasks have none."""
+    Regression tasks have none; a tagging task's labels must be BIO tags."""
+    labels = _resolve_labels(spec, train)
+    if spec.type == "token_classification":
+        check_bio_tags(spec.name, labels)
+    return labels
+
+
+def check_bio_tags(task: str, tags: list[str]) -> None:
+    """DataError unless every tag is O, B-TYPE or I-TYPE: entities are decoded from BIO tags, and
+    IOBES/BILOU (S-, E-, L-, U-) or bare type tags would be decoded wrongly without a word."""
+    wrong = [tag for tag in tags if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2)]
+    if wrong:
+        shown = ", ".join(repr(tag) for tag in wrong[:5]) + (", ..." if len(wrong) > 5 else "")
+        raise DataError(
+            f"task {task!r}: tags {shown} are not BIO tags (O, B-TYPE, I-TYPE); convert IOBES/BILOU "
+            "tags to BIO (S- -> B-, E-/L- -> I-, U- -> B-) or give bare types a B-/I- prefix"
+        )
+
+
+def _resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
     if spec.type == "regression":
         return []
     if spec.labels is not None:
