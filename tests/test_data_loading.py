@@ -119,7 +119,7 @@ def test_empty_texts_are_dropped_and_counted(tmp_path, tiny_tokenizer, caplog):
 
 def test_malformed_tsv_row_names_the_file(tmp_path, tiny_tokenizer):
     spec = tsv_task(tmp_path, "text\tlabel\ngood\tpos\nbad\tneg\textra\n")
-    with pytest.raises(DataError, match=r"cannot read tsv files .*train\.tsv.*line 3"):
+    with pytest.raises(DataError, match=r"train\.tsv line 3: 3 fields where the header has 2"):
         load_task_splits(spec)
 
 
@@ -198,3 +198,13 @@ def test_tags_that_are_not_bio_are_refused_naming_them(tmp_path, tiny_tokenizer,
                     data_files={"train": path, "validation": path})
     with pytest.raises(DataError, match=rf"task 'ner': tags '{tag}' are not BIO tags .*convert IOBES"):
         prepare_task_data([spec], tiny_tokenizer, max_length=16)
+
+
+def test_a_row_with_an_unquoted_delimiter_names_the_file_and_line(tmp_path):
+    rows = "text,label\n" + "".join(f"row {i},pos\n" for i in range(5)) + "good, really good,pos\nlast,neg\n"
+    (tmp_path / "train.csv").write_text(rows)
+    spec = TaskSpec(name="cls", type="classification", format="csv",
+                    data_files={"train": str(tmp_path / "train.csv")})
+    expected = rf"task 'cls': {tmp_path}/train.csv line 7: 3 fields where the header has 2; quote a cell"
+    with pytest.raises(DataError, match=expected):
+        load_task_splits(spec)

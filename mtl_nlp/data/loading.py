@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import datasets
@@ -91,6 +91,15 @@ def _load_files(
     try:
         loaded = datasets.load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **kwargs)
     except Exception as exc:  # datasets wraps parser errors; surface the file and the cause
+        if builder == "csv":
+            for path in files.values():
+                bad = _first_ragged_row(path, kwargs)
+                if bad is not None:
+                    line, found, expected = bad
+                    raise DataError(
+                        f"task {spec.name!r}: {path} line {line}: {found} fields where the header has "
+                        f"{expected}; quote a cell that holds the delimiter"
+                    ) from exc
         cause = exc.__cause__ or exc
         raise DataError(
             f"task {spec.name!r}: cannot read {fmt} files {data_files}: {cause}"
@@ -101,21 +110,39 @@ def _load_files(
                         for split, data in loaded.items()})
 
 
+def _records(path: Path, dialect: dict) -> Iterator[tuple[int, list[str]]]:
+    """(first file line, cells) of each non-blank record of a table file, header included."""
+    previous = 0
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=dialect.get("delimiter", ","),
+                            quoting=dialect.get("quoting", csv.QUOTE_MINIMAL))
+        for row in reader:
+            start, previous = previous + 1, reader.line_num
+            if row:
+                yield start, row
+
+
+def _first_ragged_row(path: Path, dialect: dict) -> tuple[int, int, int] | None:
+    """(line, fields, header fields) of the first row whose field count differs from the header's."""
+    try:
+        records = _records(path, dialect)
+        _, header = next(records)
+        for line, row in records:
+            if len(row) != len(header):
+                return line, len(row), len(header)
+    except (csv.Error, StopIteration):
+        return None
+    return None
+
+
 def _with_file_lines(dataset: Dataset, path: Path, dialect: dict) -> Dataset:
     """Add a `line` column: the file line each row starts on, so that a data error names the
     line a user opens the file at (quoted cells may span lines; blank lines are skipped, as the
     table reader does). Left out when the two readers disagree on the row count."""
-    starts, previous = [], 0
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle, delimiter=dialect.get("delimiter", ","),
-                            quoting=dialect.get("quoting", csv.QUOTE_MINIMAL))
-        try:
-            for row in reader:
-                start, previous = previous + 1, reader.line_num
-                if row:
-                    starts.append(start)
-        except csv.Error:
-            return dataset
+    try:
+        starts = [line for line, _ in _records(path, dialect)]
+    except csv.Error:
+        return dataset
     rows = starts[1:]  # the first record is the header
     if len(rows) != len(dataset) or "line" in dataset.column_names:
         return dataset
