@@ -35,6 +35,9 @@ def test_two_ranks_end_with_identical_weights(tiny_model_dir, tmp_path, override
                       *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    accumulated = 2 if "train.grad_accum=2" in overrides else 1
+    assert [len(step) % accumulated for step in ranks[0]["tasks"]] == [0] * 4  # 4 steps recorded
+    assert ranks[0]["tasks"] == ranks[1]["tasks"]  # the same head at every step on both ranks
     assert ranks[0]["state"].keys() == ranks[1]["state"].keys()
     for name, value in ranks[0]["state"].items():
         assert torch.equal(value, ranks[1]["state"][name]), name
