@@ -72,37 +72,41 @@ def task_metrics(
     task_type: str, predictions: list, labels: list, names: list[str]
 ) -> dict[str, float]:
     """Score one task's gathered predictions against its gold labels, by task type."""
-    return task_scores(task_type, predictions, labels, names)[0]
+    return task_scores(task_type, predictions, labels, names, with_report=False)[0]
 
 
 def task_scores(
-    task_type: str, predictions: list, labels: list, names: list[str]
+    task_type: str, predictions: list, labels: list, names: list[str], with_report: bool = True,
 ) -> tuple[dict[str, float], ClassReport]:
-    """One task's metrics and its per-class report (none for regression)."""
+    """One task's metrics and (`with_report`) its per-class report (none for regression)."""
     if task_type == "token_classification":
         gold, predicted = tagged_sequences(predictions, labels, names)
-        return tagging_metrics(gold, predicted), tagging_report(gold, predicted)
+        report = tagging_report(gold, predicted) if with_report else {}
+        return tagging_metrics(gold, predicted), report
     if task_type == "regression":
         return regression_metrics(labels, predictions), {}
     if task_type == "multilabel":
         gold_rows = [[int(g) for g in row] for row in labels]
-        return multilabel_metrics(gold_rows, predictions), multilabel_report(gold_rows, predictions, names)
+        report = multilabel_report(gold_rows, predictions, names) if with_report else {}
+        return multilabel_metrics(gold_rows, predictions), report
     gold, predicted = [names[g] for g in labels], [names[p] for p in predictions]
-    return classification_metrics(gold, predicted), classification_report(gold, predicted, names)
+    report = classification_report(gold, predicted, names) if with_report else {}
+    return classification_metrics(gold, predicted), report
 
 
 def evaluate(
     accelerator: Accelerator, model: nn.Module, loaders: dict[str, DataLoader],
     tasks: dict[str, TaskData],
 ) -> dict[str, dict[str, float]]:
-    """{task: {metric: value}} over every example of each loader, in every process alike."""
-    return evaluate_with_reports(accelerator, model, loaders, tasks)[0]
+    """{task: {metric: value}} over every example of each loader, in every process alike (the
+    validation scores of model selection: no per-class reports)."""
+    return evaluate_with_reports(accelerator, model, loaders, tasks, with_reports=False)[0]
 
 
 @torch.no_grad()
 def evaluate_with_reports(
     accelerator: Accelerator, model: nn.Module, loaders: dict[str, DataLoader],
-    tasks: dict[str, TaskData],
+    tasks: dict[str, TaskData], with_reports: bool = True,
 ) -> tuple[dict[str, dict[str, float]], dict[str, ClassReport]]:
     """({task: {metric: value}}, {task: per-class report}) over every example of each loader."""
     was_training = model.training
@@ -119,7 +123,7 @@ def evaluate_with_reports(
             all_predictions.extend(predictions.tolist())
             all_labels.extend(labels.tolist())
         results[task], reports[task] = task_scores(
-            task_type, all_predictions, all_labels, tasks[task].labels
+            task_type, all_predictions, all_labels, tasks[task].labels, with_reports
         )
     model.train(was_training)
     return results, reports

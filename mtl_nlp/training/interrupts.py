@@ -40,11 +40,14 @@ class StopRequests:
             raise KeyboardInterrupt
         self.signal = number
 
-    def agreed(self, accelerator: Accelerator) -> int | None:
-        """The signal any process received (every process gets the same answer, so all of them
-        stop at the same step), or None."""
-        received = self.signal or 0
-        if accelerator.num_processes > 1:
-            flag = torch.tensor([received], device=accelerator.device)
-            received = int(accelerator.gather(flag).max().item())  # one small collective a step
-        return received or None
+    def agreed(self, accelerator: Accelerator, sync_point: bool) -> int | None:
+        """The signal to stop for now, or None. One process answers from its own record at
+        every step; several processes compare records only at `sync_point` steps (one small
+        all-gather there, not a device sync every step), so that all of them stop at the same
+        step."""
+        if accelerator.num_processes == 1:
+            return self.signal
+        if not sync_point:
+            return None
+        flag = torch.tensor([self.signal or 0], device=accelerator.device)
+        return int(accelerator.gather(flag).max().item()) or None

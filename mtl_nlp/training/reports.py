@@ -5,6 +5,7 @@ tagging task (seqeval's report, scored like conlleval)."""
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 from seqeval.metrics import classification_report as seqeval_report
 
@@ -20,14 +21,12 @@ def _row(tp: int, fp: int, fn: int) -> dict[str, float]:
 
 
 def classification_report(gold: list[str], predicted: list[str], labels: list[str]) -> ClassReport:
-    """One row per label of the task, in label order (support = gold examples of the label)."""
-    report = {}
-    for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(gold, predicted))
-        fp = sum(g != label and p == label for g, p in zip(gold, predicted))
-        fn = sum(g == label and p != label for g, p in zip(gold, predicted))
-        report[label] = _row(tp, fp, fn)
-    return report
+    """One row per label of the task, in label order (support = gold examples of the label);
+    one pass over the examples, whatever the number of labels."""
+    hits = Counter(g for g, p in zip(gold, predicted) if g == p)
+    gold_counts, predicted_counts = Counter(gold), Counter(predicted)
+    return {label: _row(hits[label], predicted_counts[label] - hits[label], gold_counts[label] - hits[label])
+            for label in labels}
 
 
 def multilabel_report(gold: list[list[int]], predicted: list[list[int]], labels: list[str]) -> ClassReport:

@@ -124,15 +124,18 @@ class MultiTaskTrainer:
         self, total: int, batches: Any, bar: tqdm, running: RunningLoss, started: float,
         stops: StopRequests,
     ) -> None:
+        """The optimizer steps with their logging, evaluations and early stop, then the final
+        evaluation; a stop signal ends it after a step with a saved state."""
         while self.progress.step < total:
             result = self.steps.run(batches, self.progress.step + 1)
             self._record(result, running)
             self.progress.step += 1
             bar.update(1)
-            received = stops.agreed(self.accelerator)
+            logging_step = self.progress.step % self.config.log_every == 0 or self.progress.step == total
+            received = stops.agreed(self.accelerator, sync_point=logging_step)
             if received is not None:
                 self._stop_for_signal(received, started)
-            if self.progress.step % self.config.log_every == 0 or self.progress.step == total:
+            if logging_step:
                 self._log_losses(running, bar)
             if self.config.eval_every and self.progress.step % self.config.eval_every == 0:
                 self.progress.train_seconds += time.perf_counter() - started
