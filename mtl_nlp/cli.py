@@ -139,6 +139,9 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--batch-size", type=int, default=32, help="inputs per encoder pass (default 32)")
     predict.add_argument("--max-length", type=int,
                          help="tokens per input (default: the checkpoint's training max_length)")
+    predict.add_argument("--stride", type=int,
+                         help="tokens shared by the windows a tagging task reads a longer text in "
+                         "(default: the checkpoint's, or max_length // 4)")
     predict.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     predict.add_argument("--precision", choices=("auto", "no", "bf16", "fp16"), default="auto",
                          help="autocast precision; auto = bf16 where the hardware runs it natively")

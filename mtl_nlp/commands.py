@@ -68,6 +68,8 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
     options = {"batch_size": args.batch_size, "device": args.device, "mixed_precision": args.precision}
     if args.max_length is not None:
         options["max_length"] = args.max_length
+    if args.stride is not None:
+        options["stride"] = args.stride
     if args.input != "-" and not Path(args.input).is_file():
         raise FileNotFoundError(f"input file not found: {args.input}")
     predictor = Predictor.from_pretrained(args.checkpoint, **options)

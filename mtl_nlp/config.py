@@ -83,6 +83,8 @@ class RunConfig:
     data_dir: str | None = None  # read built-in tasks from local files under this folder
     tasks: list[Any] = field(default_factory=lambda: list(DEFAULT_TASKS))  # names or inline specs
     max_length: int = 128  # subword tokens per example, special tokens included
+    # tokens shared by the overlapping windows that score long tagging examples (max_length // 4)
+    stride: int | None = None
     max_train_examples: int | None = None  # use a seeded random subset of each train split
     max_eval_examples: int | None = None  # use the first N examples of validation and test splits
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16; auto picks bf16 where supported
@@ -226,6 +228,10 @@ def validate(config: RunConfig) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must be 0 or more, got {value}")
+    if config.stride is not None and not 0 <= config.stride < config.max_length // 2:
+        raise ConfigError(
+            f"stride must be in [0, max_length // 2 = {config.max_length // 2}), got {config.stride}"
+        )
     if not 0 <= train.warmup_ratio < 1:
         raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {train.warmup_ratio}")
     if not config.tasks:

@@ -39,7 +39,7 @@ def main_metric(metrics: dict[str, float]) -> str:
 
 
 # Keys of metrics.json that are not tasks: the mean main metric, and the per-class reports.
-SUMMARY_KEYS = ("overall", "reports")
+SUMMARY_KEYS = ("overall", "reports", "windows")
 
 
 def task_entries(result: dict[str, Any]) -> dict[str, dict[str, float]]:

@@ -19,6 +19,7 @@ from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 from mtl_nlp.precision import resolve_mixed_precision
 from mtl_nlp.spans import bio_spans
+from mtl_nlp.windows import default_stride, edge_context, merge_windows
 
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 TextInput = str | tuple[str, str]  # a text, or a (text, text_pair) pair for sentence-pair tasks
@@ -53,12 +54,19 @@ class Predictor:
     def __init__(
         self, model: MultiTaskModel, tokenizer: Any, max_length: int = 512, batch_size: int = 32,
         device: str | torch.device | None = None, mixed_precision: str = "auto",
+        stride: int | None = None,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.max_length = min(max_length, getattr(tokenizer, "model_max_length", max_length))
         self.batch_size = batch_size
+        # Tagging tasks read a text longer than max_length as windows sharing `stride` tokens.
+        self.stride = default_stride(self.max_length) if stride is None else stride
+        if not 0 <= self.stride < self.max_length // 2:
+            raise PredictorInputError(
+                f"stride must be in [0, max_length // 2 = {self.max_length // 2}), got {self.stride}"
+            )
         self.precision = resolve_mixed_precision(mixed_precision, self.device.type == "cpu")
 
     @classmethod
@@ -67,7 +75,9 @@ class Predictor:
         config = read_checkpoint_config(directory)
         model = MultiTaskModel.from_pretrained(directory)
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        kwargs.setdefault("max_length", config.get("max_length", 512))
+        if "max_length" not in kwargs:  # the training stride goes with the training max_length
+            kwargs["max_length"] = config.get("max_length", 512)
+            kwargs.setdefault("stride", config.get("stride"))
         return cls(model, tokenizer, **kwargs)
 
     @property
@@ -188,6 +198,11 @@ class Predictor:
         for task, value in logits.items():
             head = self.model.heads[task]
             outputs[task] = (head.scores(value).cpu(), head.decode(value).cpu())
+        tagging = [task for task in tasks if self.model.head_configs[task].type == "token_classification"]
+        # A text that fills max_length may have been cut: its tagging tasks read it as windows.
+        long_rows = [row for row, length in enumerate(inputs["attention_mask"].sum(dim=1).tolist())
+                     if length >= self.max_length] if tagging else []
+        long_entities = self._windowed_entities([texts[row] for row in long_rows], tagging)
         results = []
         for row, text in enumerate(texts):
             result = {}
@@ -195,11 +210,48 @@ class Predictor:
                 config = self.model.head_configs[task]
                 scores, decoded = outputs[task][0][row], outputs[task][1][row]
                 if config.type == "token_classification":
-                    result[task] = entities(text, offsets[row], word_ids[row], scores, config.labels)
+                    if row in long_rows:
+                        result[task] = long_entities[long_rows.index(row)][task]
+                    else:
+                        result[task] = entities(text, offsets[row], word_ids[row], scores, config.labels)
                 else:
                     result[task] = sentence_answer(config, scores, decoded)
             results.append(result)
         return results
+
+    def _windowed_entities(self, texts: list[str], tasks: list[str]) -> list[dict[str, list]]:
+        """{task: entities} for each of `texts`, read as overlapping windows of max_length tokens
+        sharing `stride` tokens; each word is tagged by the window where it has the most context,
+        so an entity on a window edge is found once."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, stride=self.stride,
+            return_overflowing_tokens=True, return_offsets_mapping=True, padding=True,
+            return_tensors="pt",
+        )
+        owners = encoded.pop("overflow_to_sample_mapping").tolist()
+        offsets = encoded.pop("offset_mapping").tolist()
+        word_ids = [encoded.word_ids(window) for window in range(len(owners))]
+        probabilities: dict[str, list[Tensor]] = {task: [] for task in tasks}
+        for begin in range(0, len(owners), self.batch_size):
+            inputs = {key: value[begin : begin + self.batch_size].to(self.device)
+                      for key, value in encoded.items()}
+            with self._autocast():
+                logits = self.model.forward_all(**inputs, tasks=tasks)
+            for task in tasks:
+                probabilities[task].extend(self.model.heads[task].scores(logits[task]).float().cpu())
+        answers = []
+        for index, text in enumerate(texts):
+            windows = [window for window, owner in enumerate(owners) if owner == index]
+            answers.append({
+                task: windowed_text_entities(
+                    text, [offsets[w] for w in windows], [word_ids[w] for w in windows],
+                    [probabilities[task][w] for w in windows], self.model.head_configs[task].labels,
+                )
+                for task in tasks
+            })
+        return answers
 
 
 def _as_input(index: int, item: object) -> TextInput:
@@ -235,15 +287,8 @@ def sentence_answer(config: HeadConfig, scores: Tensor, decoded: Tensor) -> dict
     return {"label": config.labels[int(decoded)], "score": float(scores[int(decoded)])}
 
 
-def tokenizer_words(
-    offsets: list[list[int]], word_ids: list[int | None]
-) -> list[tuple[int, int, int]]:
-    """(start, end, first token) of each word of a text, in order, as the tokenizer's own
-    normalizer and pre-tokenizer split it (the words transformers' pipelines use): whitespace and
-    punctuation for BERT, each CJK ideograph a word of its own, accents kept in the offsets.
-
-    Special and padding tokens belong to no word; words cut off by truncation are absent.
-    """
+def _word_tokens(offsets: list[list[int]], word_ids: list[int | None]) -> dict[int, list[int]]:
+    """{word: [start, end, first token]} of the words with tokens in one encoded row."""
     words: dict[int, list[int]] = {}
     for token, (word, (start, end)) in enumerate(zip(word_ids, offsets)):
         if word is None or end <= start:
@@ -253,6 +298,19 @@ def tokenizer_words(
         else:
             words[word][0] = min(words[word][0], start)
             words[word][1] = max(words[word][1], end)
+    return words
+
+
+def tokenizer_words(
+    offsets: list[list[int]], word_ids: list[int | None]
+) -> list[tuple[int, int, int]]:
+    """(start, end, first token) of each word of a text, in order, as the tokenizer's own
+    normalizer and pre-tokenizer split it (the words transformers' pipelines use): whitespace and
+    punctuation for BERT, each CJK ideograph a word of its own, accents kept in the offsets.
+
+    Special and padding tokens belong to no word; words cut off by truncation are absent.
+    """
+    words = _word_tokens(offsets, word_ids)
     return [tuple(words[word]) for word in sorted(words)]
 
 
@@ -262,16 +320,53 @@ def entities(
 ) -> list[dict[str, Any]]:
     """Entities of one text from its per-token tag probabilities, each word tagged by its first
     subword token (as in training, and as the pipelines' `aggregation_strategy="first"`)."""
-    words = tokenizer_words(offsets, word_ids)
     scores, tags = probabilities.max(dim=-1)
-    word_tags = [labels[int(tags[first])] for _, _, first in words]
-    word_scores = [float(scores[first]) for _, _, first in words]
+    tagged = [(start, end, labels[int(tags[first])], float(scores[first]))
+              for start, end, first in tokenizer_words(offsets, word_ids)]
+    return entities_from_words(text, tagged)
+
+
+def windowed_text_entities(
+    text: str, offsets: list[list[list[int]]], word_ids: list[list[int | None]],
+    probabilities: list[Tensor], labels: list[str],
+) -> list[dict[str, Any]]:
+    """Entities of one text read as overlapping windows (the rows of one text in a tokenizer's
+    overflow output). A word is tagged by a window holding its first subword token, the one where
+    that token has the most context; a window that starts inside a word tags nothing for it."""
+    windows = [_word_tokens(window_offsets, window_words)
+               for window_offsets, window_words in zip(offsets, word_ids)]
+    spans: dict[int, list[int]] = {}
+    for window in windows:
+        for word, (start, end, _) in window.items():
+            span = spans.setdefault(word, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+    candidates = []
+    for index, (window, window_words, window_probabilities) in enumerate(
+        zip(windows, word_ids, probabilities)
+    ):
+        content = [token for token, word in enumerate(window_words) if word is not None]
+        scores, tags = window_probabilities.max(dim=-1)
+        candidates.append({
+            word: (
+                edge_context(first - content[0], len(content), index == 0, index == len(windows) - 1),
+                (labels[int(tags[first])], float(scores[first])),
+            )
+            for word, (start, _, first) in window.items() if start == spans[word][0]
+        })
+    merged = merge_windows(candidates)
+    tagged = [(*spans[word], tag, score) for word, (tag, score) in merged.items()]
+    return entities_from_words(text, tagged)
+
+
+def entities_from_words(text: str, words: list[tuple[int, int, str, float]]) -> list[dict[str, Any]]:
+    """Entities from the (start, end, tag, score) of a text's words in order: BIO spans, each
+    scored by the mean of its words' tag probabilities."""
     found = []
-    for label, begin, end in bio_spans(word_tags):
+    for label, begin, end in bio_spans([tag for _, _, tag, _ in words]):
         start, stop = words[begin][0], words[end - 1][1]
         found.append({
             "label": label, "text": text[start:stop], "start": start, "end": stop,
-            "score": sum(word_scores[begin:end]) / (end - begin),
+            "score": sum(score for _, _, _, score in words[begin:end]) / (end - begin),
         })
     return found
 

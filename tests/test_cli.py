@@ -40,7 +40,7 @@ def trained(tmp_path_factory, tiny_model_dir) -> Path:
 
 def test_train_writes_checkpoint_metrics_and_a_model_card(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports"}
+    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports", "windows"}
     card = ModelCard.load(trained / "README.md")
     assert card.data.library_name == "mtl-nlp"
     assert set(card.data.tags) >= {"mtl-nlp", "multi-task", "token-classification", "text-classification"}
@@ -63,7 +63,7 @@ def test_evaluate_takes_overrides_and_an_output_file(trained, tmp_path):
     target = tmp_path / "scores.json"
     assert cli_main(["evaluate", str(trained), "max_eval_examples=5", "--output", str(target)]) == 0
     scores = json.loads(target.read_text())
-    assert set(scores) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports"}
+    assert set(scores) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports", "windows"}
 
 
 def test_predict_streams_one_json_line_per_input_line(trained, tmp_path):
@@ -176,11 +176,14 @@ def test_accelerate_launch_runs_the_train_command(tiny_model_dir, tmp_path):
 
 
 def test_two_process_evaluation_gives_exactly_the_one_process_metrics(trained, tmp_path):
-    assert cli_main(["evaluate", str(trained), "--output", str(tmp_path / "one.json")]) == 0
+    # A short max_length makes many NER sentences several windows, spread over both ranks.
+    short = ["max_length=8", "stride=2"]
+    assert cli_main(["evaluate", str(trained), "--output", str(tmp_path / "one.json"), *short]) == 0
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mtl_nlp.cli",
-               "evaluate", str(trained), "--output", str(tmp_path / "two.json"), "cpu_threads=1"]
+               "evaluate", str(trained), "--output", str(tmp_path / "two.json"), "cpu_threads=1", *short]
     result = run_process_group(command, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
+    assert one["windows"]["demo_ner"]["windowed_examples"] > 50
     assert two == one

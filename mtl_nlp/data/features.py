@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from typing import Any
 
 from datasets import Dataset, DatasetDict
@@ -13,10 +14,13 @@ from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
 from mtl_nlp.data.loading import DataError
 from mtl_nlp.encoding import IGNORE_INDEX, encode_texts
 from mtl_nlp.registry import TaskSpec
+from mtl_nlp.windows import default_stride, plan_word_windows
 
 logger = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+# Evaluation rows of tagging tasks are windows: which example, and which of its words, each holds.
+WINDOW_COLUMNS = ("example_index", "word_start")
 
 
 def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
@@ -55,21 +59,56 @@ def _encode_sentences(
 
 def _encode_tagging(
     batch: dict[str, list], indices: list[int], *, tokenizer: PreTrainedTokenizerBase,
-    spec: TaskSpec, mapper: LabelMapper, max_length: int, split: str,
+    spec: TaskSpec, mapper: LabelMapper, max_length: int, split: str, stride: int | None,
 ) -> dict[str, list]:
-    encoded = tokenizer(
-        batch[spec.tokens_column], is_split_into_words=True, truncation=True, max_length=max_length
-    )
+    """Tokenize words and align their tags. With a `stride` (evaluation splits), an example
+    longer than max_length becomes overlapping windows of whole words, so every word is scored;
+    without one (training), it is truncated."""
     lines = batch.get("line") or [None] * len(indices)
-    labels = []
+    words, word_labels = batch[spec.tokens_column], []
     for row, (tags, index, line) in enumerate(zip(batch[spec.tags_column], indices, lines)):
         where = _where(split, index, line)
-        if len(tags) != len(batch[spec.tokens_column][row]):
+        if len(tags) != len(words[row]):
             raise DataError(f"task {spec.name!r}, {where}: {len(tags)} tags for "
-                            f"{len(batch[spec.tokens_column][row])} words")
-        word_labels = [mapper(tag, where) for tag in tags]
-        labels.append(align_word_labels(encoded.word_ids(row), word_labels))
-    encoded["labels"] = labels
+                            f"{len(words[row])} words")
+        word_labels.append([mapper(tag, where) for tag in tags])
+    if stride is None:
+        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+        encoded["labels"] = [
+            align_word_labels(encoded.word_ids(row), labels) for row, labels in enumerate(word_labels)
+        ]
+        return encoded
+    return _encode_word_windows(tokenizer, words, word_labels, indices, max_length, stride)
+
+
+def _encode_word_windows(
+    tokenizer: PreTrainedTokenizerBase, words: list[list[str]], word_labels: list[list[int]],
+    indices: list[int], max_length: int, stride: int,
+) -> dict[str, list]:
+    """One row per window: its tokens, aligned labels, `example_index` (the example's row) and
+    `word_start` (how many of the example's scored words, those with at least one token, come
+    before the window: its labelled positions are the next words in order)."""
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    unspecial = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    window_words, window_labels, example_index, word_start = [], [], [], []
+    for row, index in enumerate(indices):
+        counts = [0] * len(words[row])
+        for word in unspecial.word_ids(row):
+            counts[word] += 1
+        scored_before = [0]
+        for count in counts:
+            scored_before.append(scored_before[-1] + (count > 0))
+        for start, end in plan_word_windows(counts, budget, stride):
+            window_words.append(words[row][start:end])
+            window_labels.append(word_labels[row][start:end])
+            example_index.append(index)
+            word_start.append(scored_before[start])
+    encoded = tokenizer(window_words, is_split_into_words=True, truncation=True, max_length=max_length)
+    encoded["labels"] = [
+        align_word_labels(encoded.word_ids(row), labels) for row, labels in enumerate(window_labels)
+    ]
+    encoded["example_index"] = example_index
+    encoded["word_start"] = word_start
     return encoded
 
 
@@ -100,10 +139,14 @@ def check_columns(spec: TaskSpec, split: str, dataset: Dataset) -> None:
 
 def encode_splits(
     spec: TaskSpec, splits: DatasetDict, tokenizer: PreTrainedTokenizerBase,
-    mapper: LabelTargets, max_length: int,
+    mapper: LabelTargets, max_length: int, stride: int | None = None,
 ) -> DatasetDict:
-    """Tokenize every split, align labels, drop empty examples (logged) and add a `length` column."""
-    encode = _encode_tagging if spec.type == "token_classification" else _encode_sentences
+    """Tokenize every split, align labels, drop empty examples (logged) and add a `length` column.
+
+    Tagging examples longer than max_length are truncated in train and become overlapping windows
+    sharing about `stride` tokens (default: max_length // 4) in the other splits, which are scored.
+    """
+    tagging = spec.type == "token_classification"
     encoded = {}
     for split, dataset in splits.items():
         check_columns(spec, split, dataset)
@@ -113,29 +156,54 @@ def encode_splits(
                 "task %s, split %s: dropped %d of %d examples with empty or missing text",
                 spec.name, split, len(dataset) - len(present), len(dataset),
             )
+        if tagging:
+            windows = None if split == "train" else (default_stride(max_length) if stride is None else stride)
+            function = functools.partial(_encode_tagging, stride=windows)
+        else:
+            function = _encode_sentences
         function = functools.partial(
-            encode, tokenizer=tokenizer, spec=spec, mapper=mapper, max_length=max_length,
-            split=split,
+            function, tokenizer=tokenizer, spec=spec, mapper=mapper, max_length=max_length, split=split,
         )
         features = present.map(
             function, batched=True, with_indices=True, remove_columns=present.column_names,
             desc=f"tokenize {spec.name}/{split}",
         )
         features = features.map(_add_length, batched=True, desc=f"lengths {spec.name}/{split}")
-        _log_truncation(spec, split, features, max_length)
+        if "example_index" in features.column_names:
+            _log_windows(spec, split, features, max_length)
+        else:
+            _log_truncation(spec, split, features, max_length)
         encoded[split] = features
     return DatasetDict(encoded)
+
+
+def windowed_examples(features: Dataset) -> int:
+    """How many examples of a tagging split needed more than one window (0 for other splits)."""
+    if "example_index" not in features.column_names:
+        return 0
+    windows_per_example = Counter(features["example_index"])
+    return sum(count > 1 for count in windows_per_example.values())
 
 
 def _add_length(batch: dict[str, list]) -> dict[str, list]:
     return {"length": [len(ids) for ids in batch["input_ids"]]}
 
 
+def _log_windows(spec: TaskSpec, split: str, features: Dataset, max_length: int) -> None:
+    windowed = windowed_examples(features)
+    if windowed:
+        logger.info(
+            "task %s, split %s: %d examples are longer than max_length=%d and are scored as "
+            "overlapping windows (%d windows for %d examples)", spec.name, split, windowed,
+            max_length, len(features), len(set(features["example_index"])),
+        )
+
+
 def _log_truncation(spec: TaskSpec, split: str, features: Dataset, max_length: int) -> None:
     truncated = sum(length >= max_length for length in features["length"])
     if truncated:
         if spec.type == "token_classification":
-            consequence = "words past the limit are not scored"
+            consequence = "words past the limit are not trained on; evaluation scores every word"
         elif spec.text_pair_column:
             consequence = "the longer text of each pair loses its last tokens first"
         else:

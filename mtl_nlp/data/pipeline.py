@@ -35,8 +35,10 @@ def prepare_task_data(
     specs: list[TaskSpec], tokenizer: PreTrainedTokenizerBase, max_length: int,
     data_dir: str | None = None, cache_dir: str | None = None, seed: int = 42,
     max_train_examples: int | None = None, max_eval_examples: int | None = None,
+    stride: int | None = None,
 ) -> dict[str, TaskData]:
-    """Load and tokenize every task. Run it under `accelerator.main_process_first()` so the
+    """Load and tokenize every task (long tagging examples of the evaluation splits as windows
+    sharing `stride` tokens, see encode_splits). Run it under `accelerator.main_process_first()` so the
     main process fills the datasets cache and the other processes read it."""
     prepared = {}
     for spec in specs:
@@ -45,7 +47,7 @@ def prepare_task_data(
         raw = limit_examples(raw, min(limits, default=None), max_eval_examples, seed)
         labels = resolve_labels(spec, raw["train"])
         mapper = build_label_mapper(spec, raw["train"], labels)
-        features = encode_splits(spec, raw, tokenizer, mapper, max_length)
+        features = encode_splits(spec, raw, tokenizer, mapper, max_length, stride)
         prepared[spec.name] = TaskData(spec=spec, labels=labels, splits=features)
     return prepared
 

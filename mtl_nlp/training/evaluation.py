@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mtl_nlp.data.batching import SortedBatchSampler
-from mtl_nlp.data.features import FEATURE_COLUMNS, IGNORE_INDEX
+from mtl_nlp.data.features import FEATURE_COLUMNS, IGNORE_INDEX, WINDOW_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
 from mtl_nlp.training.metrics import (
     classification_metrics,
@@ -22,6 +24,7 @@ from mtl_nlp.training.reports import (
     multilabel_report,
     tagging_report,
 )
+from mtl_nlp.windows import merge_word_sequences
 
 
 def build_eval_loaders(
@@ -32,7 +35,8 @@ def build_eval_loaders(
     loaders = {}
     for name, data in tasks.items():
         dataset = data.splits[split or data.eval_split]
-        columns = [column for column in FEATURE_COLUMNS if column in dataset.column_names]
+        wanted = FEATURE_COLUMNS + WINDOW_COLUMNS
+        columns = [column for column in wanted if column in dataset.column_names]
         loader = DataLoader(
             dataset.select_columns(columns),
             batch_sampler=SortedBatchSampler(list(dataset["length"]), batch_size),
@@ -43,21 +47,34 @@ def build_eval_loaders(
 
 
 def tagged_sequences(
-    predictions: list[list[int]], labels: list[list[int]], names: list[str]
+    predictions: list[list[int]], labels: list[list[int]], names: list[str],
+    windows: list[tuple[int, int]] | None = None,
 ) -> tuple[list[list[str]], list[list[str]]]:
-    """Word-level gold and predicted tags: the positions whose label is not IGNORE_INDEX."""
-    gold, predicted = [], []
+    """Word-level gold and predicted tags: the positions whose label is not IGNORE_INDEX.
+
+    With `windows` ((example_index, word_start) of each row), rows are overlapping windows of
+    longer examples: each example's words are put back together, every word tagged by the window
+    where it has the most context (see mtl_nlp/windows.py), one sequence per example.
+    """
+    rows = []
     for row_predictions, row_labels in zip(predictions, labels):
-        kept = [(p, g) for p, g in zip(row_predictions, row_labels) if g != IGNORE_INDEX]
-        gold.append([names[g] for _, g in kept])
-        predicted.append([names[p] for p, _ in kept])
+        rows.append([(p, g) for p, g in zip(row_predictions, row_labels) if g != IGNORE_INDEX])
+    if windows is not None:
+        by_example: dict[int, list[tuple[int, list[tuple[int, int]]]]] = defaultdict(list)
+        for (example, word_start), words in zip(windows, rows):
+            by_example[example].append((word_start, words))
+        rows = [merge_word_sequences(by_example[example]) for example in sorted(by_example)]
+    gold = [[names[g] for _, g in row] for row in rows]
+    predicted = [[names[p] for p, _ in row] for row in rows]
     return gold, predicted
 
 
 def _predict_batch(
     accelerator: Accelerator, model: nn.Module, task: str, batch: dict[str, Tensor], tagging: bool
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, ...]:
+    """(predictions, labels[, example_index, word_start]) of one batch, gathered from every process."""
     labels = batch.pop("labels")
+    windows = tuple(batch.pop(column) for column in WINDOW_COLUMNS if column in batch)
     logits = model(task=task, **batch)["logits"]
     # The head decodes its own output: label ids, tag ids, values, or 0/1 label vectors.
     predictions = accelerator.unwrap_model(model).heads[task].decode(logits)
@@ -65,7 +82,7 @@ def _predict_batch(
         # Processes pad to different lengths; align before gathering.
         predictions = accelerator.pad_across_processes(predictions, dim=1, pad_index=IGNORE_INDEX)
         labels = accelerator.pad_across_processes(labels, dim=1, pad_index=IGNORE_INDEX)
-    return accelerator.gather_for_metrics((predictions, labels))
+    return accelerator.gather_for_metrics((predictions, labels, *windows))
 
 
 def task_metrics(
@@ -77,10 +94,12 @@ def task_metrics(
 
 def task_scores(
     task_type: str, predictions: list, labels: list, names: list[str], with_report: bool = True,
+    windows: list[tuple[int, int]] | None = None,
 ) -> tuple[dict[str, float], ClassReport]:
-    """One task's metrics and (`with_report`) its per-class report (none for regression)."""
+    """One task's metrics and (`with_report`) its per-class report (none for regression);
+    `windows` says which example and word each row of a windowed tagging split starts at."""
     if task_type == "token_classification":
-        gold, predicted = tagged_sequences(predictions, labels, names)
+        gold, predicted = tagged_sequences(predictions, labels, names, windows)
         report = tagging_report(gold, predicted) if with_report else {}
         return tagging_metrics(gold, predicted), report
     if task_type == "regression":
@@ -116,14 +135,18 @@ def evaluate_with_reports(
         task_type = tasks[task].spec.type
         all_predictions: list = []
         all_labels: list = []
+        all_windows: list[tuple[int, int]] = []
         for batch in loader:
-            predictions, labels = _predict_batch(
+            predictions, labels, *windows = _predict_batch(
                 accelerator, model, task, batch, task_type == "token_classification"
             )
             all_predictions.extend(predictions.tolist())
             all_labels.extend(labels.tolist())
+            if windows:
+                all_windows.extend(zip(windows[0].tolist(), windows[1].tolist()))
         results[task], reports[task] = task_scores(
-            task_type, all_predictions, all_labels, tasks[task].labels, with_reports
+            task_type, all_predictions, all_labels, tasks[task].labels, with_reports,
+            all_windows or None,
         )
     model.train(was_training)
     return results, reports

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from mtl_nlp.config import ConfigError, RunConfig
 from mtl_nlp.data import TaskData, prepare_task_data
+from mtl_nlp.data.features import windowed_examples
 from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
 from mtl_nlp.registry import resolve_tasks
@@ -57,7 +58,7 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     with accelerator.main_process_first():
         tasks = prepare_task_data(
             specs, tokenizer, config.max_length, config.data_dir, config.cache_dir, config.seed,
-            config.max_train_examples, config.max_eval_examples,
+            config.max_train_examples, config.max_eval_examples, config.stride,
         )
     loader = build_train_loader(config, tasks, tokenizer, accelerator)
 
@@ -82,7 +83,7 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
         accelerator, model, optimizer, scheduler, loader, validation, tasks, config.train,
         config.output_dir, tokenizer,
         checkpoint_extra={
-            "max_length": config.max_length, "run_config": config.to_dict(),
+            "max_length": config.max_length, "stride": config.stride, "run_config": config.to_dict(),
             "data_sources": {spec.name: spec.source for spec in specs},
         },
         weighting=weighting, conflict_every=config.diagnostics.conflict_every,
@@ -126,7 +127,8 @@ def evaluate_checkpoint(directory: str | Path, config: RunConfig) -> dict[str, A
                           f"{', '.join(model.task_names)}")
     with accelerator.main_process_first():
         tasks = prepare_task_data(specs, tokenizer, config.max_length, config.data_dir, config.cache_dir,
-                                  config.seed, max_eval_examples=config.max_eval_examples)
+                                  config.seed, max_eval_examples=config.max_eval_examples,
+                                  stride=config.stride)
     for name, data in tasks.items():
         saved = model.head_configs[name].labels
         if saved and data.labels != saved:
@@ -141,11 +143,22 @@ def final_metrics(
     accelerator: Accelerator, model: torch.nn.Module, loaders: dict[str, DataLoader],
     tasks: dict[str, TaskData],
 ) -> dict[str, Any]:
-    """metrics.json's content: {task: metrics}, "overall" (the mean main metric) and "reports"
-    ({task: per-class precision, recall, F1 and support})."""
+    """metrics.json's content: {task: metrics}, "overall" (the mean main metric), "reports"
+    ({task: per-class precision, recall, F1 and support}) and, for tagging tasks, "windows"
+    ({task: {"examples", "windowed_examples"}}: how many examples were longer than max_length
+    and scored as overlapping windows)."""
     metrics, reports = evaluate_with_reports(accelerator, model, loaders, tasks)
     overall = overall_score(metrics, {name: data.spec.type for name, data in tasks.items()})
-    return {**metrics, "overall": {"score": overall}, "reports": reports}
+    summary = {**metrics, "overall": {"score": overall}, "reports": reports}
+    windows = {}
+    for name, data in tasks.items():
+        split = data.splits[data.eval_split]
+        if "example_index" in split.column_names:
+            examples = len(set(split["example_index"]))
+            windows[name] = {"examples": examples, "windowed_examples": windowed_examples(split)}
+    if windows:
+        summary["windows"] = windows
+    return summary
 
 
 def print_metrics(accelerator: Accelerator, metrics: dict[str, Any]) -> None:
