@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 
 from mtl_nlp.encoding import encode_texts
 from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.modeling.checkpoint_files import consistent_view
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 from mtl_nlp.precision import resolve_mixed_precision
@@ -73,8 +74,9 @@ class Predictor:
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> Predictor:
         """Load a checkpoint directory written by training (or MultiTaskModel.save_pretrained)."""
         config = read_checkpoint_config(directory)
-        model = MultiTaskModel.from_pretrained(directory)
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        with consistent_view(directory) as folder:  # model and tokenizer of one save, checked
+            model = MultiTaskModel.load_checked(folder)
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
         if "max_length" not in kwargs:  # the training stride goes with the training max_length
             kwargs["max_length"] = config.get("max_length", 512)
             kwargs.setdefault("stride", config.get("stride"))

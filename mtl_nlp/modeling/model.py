@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
 from mtl_nlp.config import CHECKPOINT_CONFIG
+from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
 from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
@@ -124,42 +123,40 @@ class MultiTaskModel(nn.Module):
     ) -> None:
         """Write encoder (config + safetensors), tokenizer, heads and mtl_nlp.json to `directory`.
 
-        Files are written completely to a staging folder first and then moved into place (each
-        move is atomic, mtl_nlp.json last), so an interrupted save never leaves a half-written
-        file over a good checkpoint.
+        The checkpoint switches from the previous save to this one as a whole (see
+        checkpoint_files.py): an interrupted save never leaves files of two saves that load.
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=directory, prefix=".saving-") as staging:
-            staging = Path(staging)
-            self.encoder.save_pretrained(staging, safe_serialization=True)
+
+        def write_files(folder: Path) -> None:
+            self.encoder.save_pretrained(folder, safe_serialization=True)
             if tokenizer is not None:
-                tokenizer.save_pretrained(staging)
+                tokenizer.save_pretrained(folder)
             heads = {name: t.detach().contiguous().cpu() for name, t in self.heads.state_dict().items()}
-            save_file(heads, staging / HEADS_WEIGHTS)
+            save_file(heads, folder / HEADS_WEIGHTS)
             if len(self.sharing.private):
                 private = {name: t.detach().contiguous().cpu()
                            for name, t in self.sharing.private.state_dict().items()}
-                save_file(private, staging / PRIVATE_WEIGHTS)
-            (staging / CHECKPOINT_CONFIG).write_text(
-                json.dumps(self.checkpoint_config(extra), indent=2) + "\n"
-            )
-            for path in sorted(staging.iterdir(), key=lambda p: p.name == CHECKPOINT_CONFIG):
-                target = directory / path.name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                path.replace(target)
+                save_file(private, folder / PRIVATE_WEIGHTS)
+
+        write_checkpoint(Path(directory), write_files, self.checkpoint_config(extra))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> MultiTaskModel:
-        """Rebuild a saved model from its directory alone."""
-        config = read_checkpoint_config(directory)
-        encoder = AutoModel.from_pretrained(str(directory))
+        """Rebuild a saved model from its directory alone (files checked against its manifest)."""
+        read_checkpoint_config(directory)  # a clear error when it is not a checkpoint
+        with consistent_view(directory) as folder:
+            return cls.load_checked(folder)
+
+    @classmethod
+    def load_checked(cls, folder: Path) -> MultiTaskModel:
+        """Rebuild a model from a folder of `consistent_view` (checked already)."""
+        config = json.loads((folder / CHECKPOINT_CONFIG).read_text())
+        encoder = AutoModel.from_pretrained(str(folder))
         sharing = SharingShape(**config["sharing"]) if "sharing" in config else None
         model = cls(encoder, [HeadConfig(**task) for task in config["tasks"]], sharing, pretrained=False)
-        model.heads.load_state_dict(load_file(Path(directory) / HEADS_WEIGHTS))
+        model.heads.load_state_dict(load_file(folder / HEADS_WEIGHTS))
         if len(model.sharing.private):
-            model.sharing.private.load_state_dict(load_file(Path(directory) / PRIVATE_WEIGHTS))
+            model.sharing.private.load_state_dict(load_file(folder / PRIVATE_WEIGHTS))
         return model
 
     def load_weights_from(self, directory: str | Path) -> None:
@@ -174,8 +171,10 @@ class MultiTaskModel(nn.Module):
 
 
 def is_checkpoint(directory: str | Path) -> bool:
-    """True when `directory` holds an mtl_nlp checkpoint (its mtl_nlp.json)."""
-    return (Path(directory) / CHECKPOINT_CONFIG).is_file()
+    """True when `directory` holds an mtl_nlp checkpoint (its mtl_nlp.json, or a complete save
+    interrupted while moving its files into place)."""
+    directory = Path(directory)
+    return (directory / CHECKPOINT_CONFIG).is_file() or (directory / PENDING / CHECKPOINT_CONFIG).is_file()
 
 
 def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
@@ -184,9 +183,9 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise ModelLoadError(f"checkpoint directory does not exist: {directory}")
     path = directory / CHECKPOINT_CONFIG
-    if not path.is_file():
+    if not path.is_file() and not (directory / PENDING / CHECKPOINT_CONFIG).is_file():
         raise ModelLoadError(f"{directory} is not an mtl_nlp checkpoint: {path.name} not found")
-    config = json.loads(path.read_text())
+    config = read_manifest_config(directory)
     if config.get("format_version") != FORMAT_VERSION:
         raise ModelLoadError(
             f"{path}: format_version {config.get('format_version')} is not supported "

@@ -22,6 +22,7 @@ from mtl_nlp.config import STATE_RUN_CONFIG, TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.model_card import write_checkpoint_card
+from mtl_nlp.modeling.checkpoint_files import finish_interrupted_save
 from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint, read_checkpoint_config
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.interrupts import StopRequests, TrainingInterrupted
@@ -95,6 +96,9 @@ class MultiTaskTrainer:
         takes the same decision."""
         found: list[Any] = [None]
         if self.accelerator.is_main_process:
+            # A save killed while moving its files: finish it before reading or copying.
+            finish_interrupted_save(run_dir)
+            finish_interrupted_save(self.output_dir)
             if not is_checkpoint(self.output_dir) and is_checkpoint(run_dir):
                 shutil.copytree(run_dir, self.output_dir, ignore=shutil.ignore_patterns(f"{STATE_DIR}*"),
                                 dirs_exist_ok=True)
