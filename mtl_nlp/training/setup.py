@@ -24,15 +24,16 @@ LOGS_DIR = "logs"  # tracker files (TensorBoard events, ...), inside output_dir
 
 
 def build_accelerator(config: RunConfig) -> Accelerator:
-    """An Accelerator for the run: precision resolved, DDP told that only one head takes part in
-    each step (the other heads get no gradient). Gradient accumulation is the StepRunner's."""
+    """An Accelerator for the run: precision resolved; DDP without the per-step search for unused
+    parameters (the StepRunner gives every parameter a gradient, see unused_parameters.py).
+    Gradient accumulation is the StepRunner's."""
     use_cpu = not torch.cuda.is_available()
     precision = resolve_mixed_precision(config.mixed_precision, use_cpu)
     check_trackers(config.tracker)
     accelerator = Accelerator(
         cpu=use_cpu,
         mixed_precision=precision,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
         log_with=config.tracker or None,
         project_dir=str(Path(config.output_dir) / LOGS_DIR),
     )

@@ -12,6 +12,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import send_to_device
 
+from mtl_nlp.training.unused_parameters import parameters_unused_by, zero_touching
 from mtl_nlp.training.weighting import LossWeighting, TaskGradients, cosine_matrix
 
 
@@ -56,6 +57,9 @@ class StepRunner:
         self.own_parameters = [  # averaged by hand when DDP's all-reduce is skipped
             p for p in unwrapped.parameters() if p.requires_grad and id(p) not in self.shared_ids
         ]
+        # DDP runs without searching for unused parameters: see unused_parameters.py.
+        self.unused = (parameters_unused_by(unwrapped, list(unwrapped.task_names))
+                       if accelerator.num_processes > 1 else {})
 
     def _measures_conflicts(self, step: int) -> bool:
         return self.conflict_every > 0 and step % self.conflict_every == 0
@@ -72,7 +76,7 @@ class StepRunner:
             sync = index == count - 1 and not separate
             context = contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model)
             with context:
-                loss = self._forward_backward(task, batch, result)
+                loss = self._forward_backward(task, batch, result, sync)
             result.losses.append((task, loss))
             if separate:
                 self.task_gradients.take(task)
@@ -93,14 +97,17 @@ class StepRunner:
         self.weighting.end_step(step, self._sum_over_processes)
         return result
 
-    def _forward_backward(self, task: str, batch: dict, result: StepResult) -> torch.Tensor:
+    def _forward_backward(self, task: str, batch: dict, result: StepResult, sync: bool) -> torch.Tensor:
         mask = batch["attention_mask"]  # counted on the host, before the batch moves to the device
         result.real_tokens += int(mask.sum())
         result.padded_tokens += mask.numel()
         batch = send_to_device(batch, self.accelerator.device)
         loss = self.model(task=task, **batch)["loss"]  # the prepared model autocasts its forward
         self.weighting.observe(task, loss.detach())
-        self.accelerator.backward(self.weighting.weigh(task, loss) / self.grad_accum)
+        objective = self.weighting.weigh(task, loss) / self.grad_accum
+        if sync and self.unused:  # every parameter takes part in the all-reduce
+            objective = objective + zero_touching(self.unused[task])
+        self.accelerator.backward(objective)
         return loss
 
     def _combine_task_gradients(self, step: int) -> list[list[float | None]] | None:
