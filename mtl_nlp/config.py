@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -118,8 +119,11 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        with path.open() as handle:
-            data = yaml.safe_load(handle) or {}
+        try:
+            with path.open(encoding="utf-8") as handle:
+                data = yaml.safe_load(handle) or {}
+        except YAML_ERRORS as exc:  # a syntax error names its line; a bad value (2024-13-01) does not
+            raise ConfigError(f"{path}: not a valid YAML config: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
         apply_mapping(config, data, source=str(path))
@@ -247,6 +251,12 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("sharing.soft_l2 pulls private layers together: set sharing.private_layers too")
 
 
+# What reading YAML text can raise: syntax errors, and values its constructors refuse (a date
+# 2024-13-01 is a ValueError, nesting too deep a RecursionError). UnicodeDecodeError is a ValueError.
+YAML_ERRORS = (yaml.YAMLError, ValueError, OverflowError, RecursionError)
+NULL_SPELLINGS = ("", "~", "null", "Null", "NULL")  # YAML's null, for a `str | None` value
+
+
 class RawText(str):
     """A command-line value not yet parsed: kept as text for str fields (so `no` stays "no"),
     parsed as YAML for every other type."""
@@ -263,7 +273,7 @@ def parse_override(text: str) -> tuple[str, RawText]:
 def _parse_raw(value: RawText, key: str, source: str) -> Any:
     try:
         return yaml.safe_load(value) if value else None
-    except yaml.YAMLError as exc:
+    except YAML_ERRORS as exc:
         raise ConfigError(f"{source}: value of {key!r} is not valid YAML: {exc}") from exc
 
 
@@ -304,11 +314,14 @@ def set_value(
 
 def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     """Return `value` as type `hint`, or raise a ConfigError naming the key and the type."""
+    origin = typing.get_origin(hint)
     if isinstance(value, RawText):
         if hint is str:
             return str(value)
+        if origin in (typing.Union, types.UnionType) and set(typing.get_args(hint)) == {str, type(None)}:
+            # A path or a name: kept as typed (`data_dir=2024`, `cache_dir=/a #b`), except null.
+            return None if value.strip() in NULL_SPELLINGS else str(value)
         value = _parse_raw(value, key, source)
-    origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -327,17 +340,20 @@ def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             value = [item.strip() for item in value.split(",") if item.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {key!r} expects a list, got {value!r}")
-        return list(value)
+        item_hint = (typing.get_args(hint) or (Any,))[0]
+        return [coerce(item, item_hint, f"{key}[{index}]", source) for index, item in enumerate(value)]
     if hint is Any:
         return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
+    if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         # YAML 1.1 reads "3e-5" (no dot) as a string; users write it that way all the time.
         try:
-            return float(value)
-        except ValueError:
-            pass
+            number = float(value)
+        except (ValueError, OverflowError):  # not a number; an int too large for a float
+            number = None
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{source}: {key!r} expects a finite number, got {value!r}")
+            return number
     if hint is bool and isinstance(value, bool) or hint is not bool and type(value) is hint:
         return value
     raise ConfigError(

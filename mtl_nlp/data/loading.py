@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import json
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -23,7 +25,7 @@ SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"
 HELD_OUT_FRACTION = 0.05  # of train, used for validation when a task has no validation split
 HELD_OUT_MAX = 1000
 SMALL_VALIDATION = 50  # held-out sets smaller than this get a warning, not an INFO line
-CONLL_READER_VERSION = 1  # bump when read_conll's output changes, to invalidate cached files
+CONLL_READER_VERSION = 2  # bump when read_conll's output changes, to invalidate cached files
 
 
 class DataError(MtlNlpError, ValueError):
@@ -85,29 +87,154 @@ def _load_files(
         "json": ("json", {}),
     }[fmt]
     if builder == "csv":
-        # Keep "NA"/"null" texts as text; only truly empty cells become missing values.
-        kwargs.update(keep_default_na=False, na_values=[""])
+        # Keep "NA"/"null" texts as text; only truly empty cells become missing values. Text
+        # columns stay text: a column of "1", "007" or "True" is not read as numbers.
+        kwargs.update(keep_default_na=False, na_values=[""],
+                      converters={column: str for column in _text_columns(spec)})
     data_files = {split: str(path) for split, path in files.items()}
     try:
         loaded = datasets.load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **kwargs)
-    except Exception as exc:  # datasets wraps parser errors; surface the file and the cause
-        if builder == "csv":
-            for path in files.values():
-                bad = _first_ragged_row(path, kwargs)
-                if bad is not None:
-                    line, found, expected = bad
-                    raise DataError(
-                        f"task {spec.name!r}: {path} line {line}: {found} fields where the header has "
-                        f"{expected}; quote a cell that holds the delimiter"
-                    ) from exc
+    except Exception as exc:  # datasets wraps parser errors; surface the file, the line and the cause
+        for path in files.values():
+            problem = _file_problem(path, builder, kwargs)
+            if problem is not None:
+                raise DataError(f"task {spec.name!r}: {path} {problem}") from exc
         cause = exc.__cause__ or exc
         raise DataError(
             f"task {spec.name!r}: cannot read {fmt} files {data_files}: {cause}"
         ) from exc
     if builder != "csv":
+        for path in files.values():  # the JSON reader keeps bytes that are not UTF-8 as they are
+            if not _is_utf8(path):
+                raise DataError(f"task {spec.name!r}: {path} {_first_bad_byte(path)[1]}")
+        _check_json_texts(spec, loaded, files)
         return loaded
-    return DatasetDict({split: _with_file_lines(data, files[split], kwargs)
+    return DatasetDict({split: _with_file_lines(spec, data, files[split], kwargs)
                         for split, data in loaded.items()})
+
+
+def _text_columns(spec: TaskSpec) -> list[str]:
+    """The columns holding the task's input texts (none for tagging tasks, which read words)."""
+    if spec.type == "token_classification":
+        return []
+    return [spec.text_column] + ([spec.text_pair_column] if spec.text_pair_column else [])
+
+
+def _file_problem(path: Path, builder: str, dialect: dict) -> str | None:
+    """Why a table or JSON file cannot be read, starting with the first line at fault (`line N:
+    ...`), or None when no cause is found here. Only called once the reader has failed."""
+    problems = [_first_bad_byte(path)]
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    if not text.strip():
+        return "is empty"
+    if builder == "json":
+        problems.append(_json_problem(text))
+    else:
+        try:
+            records = list(_records(path, dialect))
+        except csv.Error as exc:
+            return f"cannot be read as a table: {exc}"
+        if len(records) == 1 and problems[0] is None:
+            return f"has only a header (line {records[0][0]}) and no rows"
+        bad = _first_ragged_row(path, dialect)
+        problems.append(None if bad is None else (bad[0], _ragged_problem(*bad)))
+    found = [problem for problem in problems if problem is not None]
+    return min(found)[1] if found else None
+
+
+def _is_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _first_bad_byte(path: Path) -> tuple[int, str] | None:
+    """(line, message) of the first byte that is not UTF-8. Lines end at \\n, \\r\\n or \\r, as
+    for the table reader; such bytes are read as lone surrogates by `surrogateescape`."""
+    with path.open(encoding="utf-8", errors="surrogateescape") as handle:
+        for number, line in enumerate(handle, start=1):
+            for column, char in enumerate(line, start=1):
+                if "\udc80" <= char <= "\udcff":
+                    return number, (f"line {number}: byte 0x{ord(char) - 0xDC00:02x} at column {column} is "
+                                     "not UTF-8; save the file as UTF-8")
+    return None
+
+
+def _ragged_problem(line: int, found: int, expected: int) -> str:
+    return (f"line {line}: {found} fields where the header has {expected}; quote a cell that holds "
+            "the delimiter")
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(file line, text) of the non-blank lines of a JSON-lines file."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield number, line
+
+
+def _json_problem(text: str) -> tuple[int, str] | None:
+    """(line, message) of the first line of a JSON-lines file that is not a JSON object (or where
+    a JSON document is broken); None when every line is a JSON object."""
+    first = next(_json_lines(text))[1]
+    try:
+        json.loads(first, parse_constant=_reject_constant)
+    except ValueError:
+        if not first.strip().startswith("[") and first.strip() != "{":
+            return _json_line_problem(1, first)  # a broken first record of JSON lines
+        # a JSON document (a list of records, or a mapping) spanning lines
+        try:
+            json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            return exc.lineno, f"line {exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})"
+        except ValueError as exc:
+            return 1, f"line 1: not valid JSON: {exc}"
+        return None
+    for number, line in _json_lines(text):
+        problem = _json_line_problem(number, line)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _json_line_problem(number: int, line: str) -> tuple[int, str] | None:
+    try:
+        value = json.loads(line, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        return number, f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})"
+    except ValueError as exc:
+        return number, f"line {number}: not valid JSON: {exc}"
+    if not isinstance(value, dict):
+        return number, f"line {number}: expected a JSON object of columns, got {type(value).__name__}"
+    return None
+
+
+def _check_json_texts(spec: TaskSpec, loaded: DatasetDict, files: dict[str, Path]) -> None:
+    """A DataError naming the line of the first text that is not a string (a number, a list), which
+    would otherwise be dropped as a missing text."""
+    for split, dataset in loaded.items():
+        for column in _text_columns(spec):
+            feature = dataset.features.get(column)
+            if feature is None or getattr(feature, "dtype", None) in ("string", "large_string"):
+                continue
+            for row, value in enumerate(dataset[column]):  # decoded (a mixed column is stored as JSON)
+                if value is not None and not isinstance(value, str):
+                    text = files[split].read_text(encoding="utf-8-sig")
+                    lines = [number for number, _ in _json_lines(text)]
+                    where = f"line {lines[row]}" if len(lines) == len(dataset) else f"row {row}"
+                    raise DataError(
+                        f"task {spec.name!r}: {files[split]} {where}: {column!r} is "
+                        f"{type(value).__name__} {value!r}, expected a string"
+                    )
 
 
 def _records(path: Path, dialect: dict) -> Iterator[tuple[int, list[str]]]:
@@ -123,30 +250,54 @@ def _records(path: Path, dialect: dict) -> Iterator[tuple[int, list[str]]]:
 
 
 def _first_ragged_row(path: Path, dialect: dict) -> tuple[int, int, int] | None:
-    """(line, fields, header fields) of the first row whose field count differs from the header's."""
+    """(line, fields, header fields) of the first row with more fields than the header (the table
+    reader fills a row with fewer fields with missing values)."""
     try:
         records = _records(path, dialect)
         _, header = next(records)
         for line, row in records:
-            if len(row) != len(header):
+            if len(row) > len(header):
                 return line, len(row), len(header)
     except (csv.Error, StopIteration):
         return None
     return None
 
 
-def _with_file_lines(dataset: Dataset, path: Path, dialect: dict) -> Dataset:
+def _with_file_lines(spec: TaskSpec, dataset: Dataset, path: Path, dialect: dict) -> Dataset:
     """Add a `line` column: the file line each row starts on, so that a data error names the
     line a user opens the file at (quoted cells may span lines; blank lines are skipped, as the
-    table reader does). Left out when the two readers disagree on the row count."""
+    table reader does). Left out when the two readers disagree on the row count.
+
+    Reading the file line by line (Python's csv module) also checks what the table reader
+    (pandas) does not: a row with more fields than the header (pandas would take its first field
+    for an index and shift the others), and texts the two read differently (a carriage return
+    alone at the start of a line)."""
     try:
-        starts = [line for line, _ in _records(path, dialect)]
+        records = list(_records(path, dialect))
     except csv.Error:
         return dataset
-    rows = starts[1:]  # the first record is the header
+    if not records:
+        return dataset
+    header, rows = records[0][1], records[1:]
+    for line, row in rows:
+        if len(row) > len(header):
+            raise DataError(f"task {spec.name!r}: {path} {_ragged_problem(line, len(row), len(header))}")
+    header = [header[0].removeprefix("\ufeff"), *header[1:]]
+    for column in _text_columns(spec):
+        if column not in header or column not in dataset.column_names:
+            continue
+        position = header.index(column)
+        for (line, row), value in zip(rows, dataset.data.column(column).to_pylist()):
+            cell = row[position] if position < len(row) else ""
+            if (cell or None) != value:
+                raise DataError(
+                    f"task {spec.name!r}: {path} line {line}: the {column} cell reads as {value!r} "
+                    f"instead of {cell!r}; a carriage return (\\r) alone starts a new line: remove it, "
+                    "or quote the cell"
+                )
     if len(rows) != len(dataset) or "line" in dataset.column_names:
         return dataset
-    return dataset.add_column("line", rows)
+    return dataset.add_column("line", [line for line, _ in rows])
 
 
 def _load_conll(spec: TaskSpec, path: Path, cache_dir: str | None) -> Dataset:
