@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,12 @@ class Predictor:
         of them, or those of `tasks`).
         """
         single = isinstance(inputs, (str, tuple))
+        unordered = (bytes, bytearray, Mapping, AbstractSet)  # not a sequence of inputs
+        if not single and (isinstance(inputs, unordered) or not isinstance(inputs, Iterable)):
+            raise PredictorInputError(
+                f"input 0 is {type(inputs).__name__}; predict takes a str, a (text, text_pair) "
+                "tuple, or a list of them"
+            )
         results = self._answer([inputs] if single else list(inputs), tasks)
         return results[0] if single else results
 
@@ -259,9 +266,9 @@ class Predictor:
 def _as_input(index: int, item: object) -> TextInput:
     """A str, or a (text, text_pair) pair as a tuple; a 2-item list of str counts as a pair."""
     if isinstance(item, str):
-        return item
+        return _checked_text(index, item)
     if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
-        return (item[0], item[1])
+        return (_checked_text(index, item[0]), _checked_text(index, item[1]))
     if isinstance(item, tuple):
         raise PredictorInputError(
             f"input {index} is a tuple of {len(item)} item(s); a tuple input is one "
@@ -270,6 +277,19 @@ def _as_input(index: int, item: object) -> TextInput:
     raise PredictorInputError(
         f"input {index} is {type(item).__name__}, expected a str or a (text, text_pair) tuple"
     )
+
+
+def _checked_text(index: int, text: str) -> str:
+    """`text`, unless it holds a lone surrogate (from `json.loads('"\\ud800"')` or a file read with
+    errors="surrogateescape"), which no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise PredictorInputError(
+            f"input {index} is not valid unicode: a lone surrogate {text[error.start]!r} at character "
+            f"{error.start}"
+        ) from None
+    return text
 
 
 def _length(item: TextInput) -> int:

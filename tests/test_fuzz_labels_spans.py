@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mtl_nlp.data.features import align_word_labels
+from mtl_nlp.data.loading import DataError
 from mtl_nlp.encoding import IGNORE_INDEX
 from mtl_nlp.spans import bio_spans
 
@@ -104,15 +105,14 @@ def test_tagging_features_of_random_words_do_not_crash(tiny_tokenizer, sentences
     tags = ["O", "B-PER", "I-PER"]
     rows = [data.draw(st.lists(st.sampled_from(tags), min_size=len(s), max_size=len(s))) for s in sentences]
     kept = [s for s in sentences if s and all(word.strip() for word in s)]
-    if not kept:
-        # KNOWN BUG in mtl_nlp/data/features.py (not fixed here): when every example of a split is
-        # dropped as empty, encode_splits raises ValueError: Column 'length' doesn't exist (from
-        # _log_truncation) instead of a DataError; see test_a_split_of_only_empty_examples below.
-        event("every example dropped (known features.py bug, skipped)")
-        return
     spec = TaskSpec(name="ner", type="token_classification", format="conll", data_files={"train": "x"})
     split = Dataset.from_dict({"tokens": sentences, "tags": rows})
     mapper = LabelMapper("ner", tags, integers_are_indices=False)
+    if not kept:
+        event("every example dropped")
+        with pytest.raises(DataError, match="split train: all .* examples have empty or missing text"):
+            encode_splits(spec, DatasetDict({"train": split}), tiny_tokenizer, mapper, MAX_LENGTH)
+        return
     features = encode_splits(spec, DatasetDict({"train": split}), tiny_tokenizer, mapper, MAX_LENGTH)["train"]
     assert len(features) == len(kept)
     for words, labels in zip(kept, features["labels"]):
@@ -123,12 +123,9 @@ def test_tagging_features_of_random_words_do_not_crash(tiny_tokenizer, sentences
             event("a kept sentence with no scored word")
 
 
-@pytest.mark.xfail(raises=ValueError, strict=False, reason=(
-    "features.py bug: a split whose every example is dropped as empty crashes in _log_truncation "
-    "(ValueError: Column 'length' doesn't exist) instead of raising a DataError naming task and split"))
 def test_a_split_of_only_empty_examples_is_a_data_error(tmp_path, tiny_tokenizer):
-    """Found by the property above (sentences=[['']]); the same happens to a TSV file whose texts
-    are all empty. The fix belongs in mtl_nlp/data/features.py (encode_splits), not edited here."""
+    """Found by the property above (sentences=[['']]); the same for a TSV file whose texts are all
+    empty: a DataError naming the task and split, not a datasets error about a missing column."""
     from mtl_nlp import DataError, TaskSpec
     from mtl_nlp.data.pipeline import prepare_task_data
 
@@ -136,7 +133,7 @@ def test_a_split_of_only_empty_examples_is_a_data_error(tmp_path, tiny_tokenizer
     path.write_text("text\tlabel\n\tpos\n \tneg\n")
     spec = TaskSpec(name="cls", type="classification", format="tsv",
                     data_files={"train": str(path), "validation": str(path)})
-    with pytest.raises(DataError, match="cls"):
+    with pytest.raises(DataError, match="task 'cls', split train: all 2 examples have empty or missing text"):
         prepare_task_data([spec], tiny_tokenizer, max_length=16)
 
 

@@ -111,13 +111,6 @@ def test_an_input_that_is_not_a_text_raises_predictor_input_error(predictor, bef
     assert isinstance(caught.value, MtlNlpError) and isinstance(caught.value, TypeError)
 
 
-# KNOWN BUGS in mtl_nlp/inference.py (not fixed here; a file this change may not edit):
-# Predictor.predict(x) calls list(x) on anything that is not a str or a tuple, so a single input
-# that is not iterable raises a raw TypeError from inside, and a single dict or set is taken for a
-# batch of its keys / items and answered. (A single bytes value is refused, but as "input 0 is int":
-# its byte values are taken for the inputs.)
-@pytest.mark.xfail(raises=(TypeError, pytest.fail.Exception), strict=False,
-                   reason="inference.py: predict(x) iterates any non-str, non-tuple x (see comment)")
 @pytest.mark.parametrize("single", [3, None, 2.5, {"anna": 1}, {"anna"}],
                          ids=["int", "None", "float", "dict", "set"])
 def test_a_single_input_that_is_not_a_text_raises_predictor_input_error(predictor, single):
@@ -125,11 +118,8 @@ def test_a_single_input_that_is_not_a_text_raises_predictor_input_error(predicto
         predictor.predict(single)
 
 
-# KNOWN BUG in mtl_nlp/inference.py: a str holding a lone surrogate (json.loads('"\\ud800"') gives
-# one, so does reading a file with errors="surrogateescape") reaches the tokenizer, which raises
-# TypeError: TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]].
-@pytest.mark.xfail(raises=TypeError, strict=False,
-                   reason="inference.py: a lone surrogate in a str crashes inside the tokenizer")
 def test_a_text_with_a_lone_surrogate_is_refused_naming_the_input(predictor):
     with pytest.raises(PredictorInputError, match="input 1"):
         predictor.predict(["anna", "caf\ud800"])
+    with pytest.raises(PredictorInputError, match="input 0 is not valid unicode: a lone surrogate"):
+        predictor.predict(("caf\udcff", "anna"))

@@ -147,3 +147,14 @@ def test_evaluate_scores_regression_and_multilabel_tasks(tiny_model_dir, pair_to
 def one_by_one(model, task, row):
     inputs = {key: torch.tensor([row[key]]) for key in ("input_ids", "attention_mask", "token_type_ids")}
     return model(task=task, **inputs)["logits"]
+
+
+def test_token_loss_is_the_mean_over_scored_positions_and_zero_without_any():
+    head = build_head(4, HeadConfig(name="ner", type="token_classification", labels=["O", "B-X", "I-X"]))
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]]])
+    labels = torch.tensor([[0, 1, -100]])
+    expected = (-torch.log_softmax(logits[0, 0], -1)[0] - torch.log_softmax(logits[0, 1], -1)[1]) / 2
+    assert float(head.loss(logits, labels)) == pytest.approx(float(expected))
+    # A batch whose words all tokenized to nothing has no scored position: 0, not NaN.
+    nothing = head.loss(logits, torch.full((1, 3), -100))
+    assert float(nothing) == 0.0

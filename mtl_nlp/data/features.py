@@ -149,8 +149,14 @@ def encode_splits(
     tagging = spec.type == "token_classification"
     encoded = {}
     for split, dataset in splits.items():
+        if isinstance(dataset, IterableDataset):
+            encoded[split] = _encode_stream(spec, split, dataset, tokenizer, mapper, max_length)
+            continue
         check_columns(spec, split, dataset)
         present = dataset.filter(functools.partial(_is_present, spec), desc=f"{spec.name}/{split}")
+        if len(present) == 0:
+            raise DataError(f"task {spec.name!r}, split {split}: all {len(dataset)} examples have empty "
+                            f"or missing text in {', '.join(input_columns(spec))}")
         if len(present) < len(dataset):
             logger.warning(
                 "task %s, split %s: dropped %d of %d examples with empty or missing text",

@@ -120,11 +120,14 @@ class TokenClassificationHead(nn.Module):
         return self.classifier(self.dropout(hidden))
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """Cross-entropy in float32 over positions whose label is not IGNORE_INDEX."""
-        return F.cross_entropy(
+        """Cross-entropy in float32, averaged over positions whose label is not IGNORE_INDEX; 0
+        for a batch with none (sentences whose words all tokenize to nothing), where the mean
+        would be NaN."""
+        summed = F.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-            ignore_index=IGNORE_INDEX,
+            ignore_index=IGNORE_INDEX, reduction="sum",
         )
+        return summed / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
     def decode(self, logits: Tensor) -> Tensor:
         """Tag ids [batch, length]."""
