@@ -55,6 +55,10 @@ class TaskSpec:
     label_separator: str = ","  # multilabel: separates the labels of a text-valued label cell
     layer: int | None = None  # the head reads this encoder layer's hidden states (None: the last)
     max_train_examples: int | None = None  # train on a seeded random subset of this many examples
+    # read the training file as a stream (data larger than memory): local json/csv/tsv/conll files,
+    # with a validation file; `size` (training examples) spares the counting pass over the file
+    streaming: bool = False
+    size: int | None = None
     description: str = ""  # one line shown by `mtl-nlp tasks`
 
     @property
@@ -110,10 +114,23 @@ class TaskSpec:
             raise TaskError(
                 f"task {self.name!r}: max_train_examples must be positive, got {self.max_train_examples}"
             )
+        self._check_streaming()
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
             if len(set(self.labels)) != len(self.labels):
                 raise TaskError(f"task {self.name!r}: labels contain duplicates: {self.labels}")
+
+    def _check_streaming(self) -> None:
+        size = self.size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise TaskError(f"task {self.name!r}: size must be a positive number of examples, got {size!r}")
+        if not self.streaming:
+            if self.size is not None:
+                raise TaskError(f"task {self.name!r}: size is for streamed tasks; set streaming: true")
+            return
+        if self.data_files is None and self.local_files is None:
+            raise TaskError(f"task {self.name!r}: streaming reads local files; give data_files "
+                            "(a Hub dataset is downloaded and memory-mapped, not streamed)")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:

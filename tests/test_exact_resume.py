@@ -51,3 +51,30 @@ def test_half_run_and_resume_equals_the_straight_run(tiny_model_dir, tmp_path, r
     assert steps == straight_steps[4:]  # the same task, batch and dropout at every step
     for name, value in straight_final.items():
         assert torch.equal(value, finals[1][name]), name
+
+
+def test_half_run_and_resume_with_a_streamed_task(tiny_model_dir, tmp_path, recorded):
+    """A streamed task beside an in-memory one: the resumed run skips to the same place in the
+    stream's epoch (5 batches an epoch, so the 8 steps cross epochs of both tasks)."""
+    import json
+
+    steps, finals = recorded
+    rows = [{"text": f"{'a good' if i % 2 else 'a dull'} film {i}", "label": "pos" if i % 2 else "neg"}
+            for i in range(40)]
+    train = tmp_path / "reviews.jsonl"
+    train.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    reviews = (f"{{name: reviews, type: classification, format: json, streaming: true, "
+               f"data_files: {{train: {train}, validation: {train}}}}}")
+    common = [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no",
+              "train.batch_size=8", "train.lr=1e-3", "train.max_steps=8", "train.eval_every=4",
+              "train.save_total_limit=2", "max_train_examples=40", "max_eval_examples=8",
+              f"tasks=[demo_sentiment, {reviews}]"]
+    assert cli_main(["train", *common, f"output_dir={tmp_path / 'straight'}"]) == 0
+    straight_steps, straight_final = list(steps), finals[0]
+    assert {task for step in straight_steps for task, _ in step} == {"demo_sentiment", "reviews"}
+    steps.clear()
+    assert cli_main(["train", *common, f"output_dir={tmp_path / 'resumed'}",
+                     f"resume_from={tmp_path / 'straight' / 'state-4'}"]) == 0
+    assert steps == straight_steps[4:]
+    for name, value in straight_final.items():
+        assert torch.equal(value, finals[1][name]), name

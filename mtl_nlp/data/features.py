@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import PreTrainedTokenizerBase
 
 from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
@@ -181,6 +181,24 @@ def encode_splits(
             _log_truncation(spec, split, features, max_length)
         encoded[split] = features
     return DatasetDict(encoded)
+
+
+def _encode_stream(
+    spec: TaskSpec, split: str, dataset: IterableDataset, tokenizer: PreTrainedTokenizerBase,
+    mapper: LabelTargets, max_length: int,
+) -> IterableDataset:
+    """A streamed training split, tokenized lazily as it is read (examples with empty text are
+    skipped, long ones truncated, as in memory)."""
+    dataset = dataset._resolve_features() if dataset.features is None else dataset
+    check_columns(spec, split, dataset)
+    encode = _encode_sentences if spec.type != "token_classification" else functools.partial(
+        _encode_tagging, stride=None)
+    function = functools.partial(
+        encode, tokenizer=tokenizer, spec=spec, mapper=mapper, max_length=max_length, split=split,
+    )
+    present = dataset.filter(functools.partial(_is_present, spec))
+    features = present.map(function, batched=True, with_indices=True, remove_columns=dataset.column_names)
+    return features.map(_add_length, batched=True)
 
 
 def windowed_examples(features: Dataset) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from datasets import ClassLabel, Dataset, Sequence
+from datasets import ClassLabel, Dataset, IterableDataset, Sequence
 
 from mtl_nlp.data.loading import DataError
 from mtl_nlp.registry import TaskSpec
@@ -17,6 +17,8 @@ def label_column(spec: TaskSpec) -> str:
 
 
 def _class_label(dataset: Dataset, column: str) -> ClassLabel | None:
+    if dataset.features is None:  # a stream whose types are not known before reading it
+        return None
     feature = dataset.features.get(column)
     if isinstance(feature, Sequence):
         feature = feature.feature
@@ -91,7 +93,8 @@ def _resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
     class_label = _class_label(train, column)
     if class_label is not None:
         return list(class_label.names)
-    values = train[column]
+    # A stream is read once, keeping only the set of values.
+    values = (row[column] for row in train) if isinstance(train, IterableDataset) else train[column]
     if spec.type == "token_classification":
         values = [tag for tags in values for tag in tags]
     elif spec.type == "multilabel":

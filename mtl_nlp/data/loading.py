@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import datasets
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset
 from datasets.exceptions import DatasetGenerationError
 
 from mtl_nlp.data.conll import ConllFormatError, read_conll
@@ -40,10 +40,11 @@ def load_task_splits(
     A task without a validation split gets one held out from train (seeded), so that every task
     can be scored during training without touching its test split.
     """
+    load = _load_streamed if spec.streaming else _load_files
     if data_dir is not None and spec.local_files is not None:
-        splits = _load_files(spec, _resolve(spec.local_files, data_dir), spec.local_format, cache_dir)
+        splits = load(spec, _resolve(spec.local_files, data_dir), spec.local_format, cache_dir)
     elif spec.data_files is not None:
-        splits = _load_files(spec, _resolve(spec.data_files, data_dir), spec.format, cache_dir)
+        splits = load(spec, _resolve(spec.data_files, data_dir), spec.format, cache_dir)
     elif spec.dataset is not None:
         splits = _load_hub(spec, cache_dir)
     else:
@@ -80,17 +81,7 @@ def _load_files(
             raise DataError(f"task {spec.name!r}: {split} data file not found: {path}")
     if fmt == "conll":
         return DatasetDict({split: _load_conll(spec, path, cache_dir) for split, path in files.items()})
-    builder, kwargs = {
-        "csv": ("csv", {}),
-        "tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
-        "tsv_quoted": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_MINIMAL}),
-        "json": ("json", {}),
-    }[fmt]
-    if builder == "csv":
-        # Keep "NA"/"null" texts as text; only truly empty cells become missing values. Text
-        # columns stay text: a column of "1", "007" or "True" is not read as numbers.
-        kwargs.update(keep_default_na=False, na_values=[""],
-                      converters={column: str for column in _text_columns(spec)})
+    builder, kwargs = _builder(spec, fmt)
     data_files = {split: str(path) for split, path in files.items()}
     try:
         loaded = datasets.load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **kwargs)
@@ -111,6 +102,47 @@ def _load_files(
         return loaded
     return DatasetDict({split: _with_file_lines(spec, data, files[split], kwargs)
                         for split, data in loaded.items()})
+
+
+def _builder(spec: TaskSpec, fmt: str) -> tuple[str, dict]:
+    """The `datasets` builder reading a table or JSON-lines format, and its reader options."""
+    builder, kwargs = {
+        "csv": ("csv", {}),
+        "tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
+        "tsv_quoted": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_MINIMAL}),
+        "json": ("json", {}),
+    }[fmt]
+    if builder == "csv":
+        # Keep "NA"/"null" texts as text; only truly empty cells become missing values. Text
+        # columns stay text: a column of "1", "007" or "True" is not read as numbers.
+        kwargs.update(keep_default_na=False, na_values=[""],
+                      converters={column: str for column in _text_columns(spec)})
+    return builder, kwargs
+
+
+def _load_streamed(
+    spec: TaskSpec, files: dict[str, Path], fmt: str | None, cache_dir: str | None
+) -> DatasetDict:
+    """Validation and test in memory; train as an IterableDataset, read lazily from its file."""
+    if "validation" not in files:
+        raise DataError(
+            f"task {spec.name!r} streams its training file: give a validation file too "
+            "(data_files: {validation: ...}); examples cannot be held out of a stream"
+        )
+    train = files.get("train")
+    if train is None or not train.is_file():
+        raise DataError(f"task {spec.name!r}: train data file not found: {train}")
+    splits = _load_files(spec, {split: path for split, path in files.items() if split != "train"},
+                         fmt, cache_dir)
+    if fmt == "conll":
+        columns = {"tokens_column": spec.tokens_column, "tags_column": spec.tags_column}
+        arguments = {"path": str(train), **columns}
+        splits["train"] = IterableDataset.from_generator(read_conll, gen_kwargs=arguments)
+    else:
+        builder, kwargs = _builder(spec, fmt)
+        streamed = datasets.load_dataset(builder, data_files={"train": str(train)}, streaming=True, **kwargs)
+        splits["train"] = streamed["train"]
+    return splits
 
 
 def _text_columns(spec: TaskSpec) -> list[str]:

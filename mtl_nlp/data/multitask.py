@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from datasets import IterableDataset
 from torch.utils.data import DataLoader
 
 from mtl_nlp.data.batching import LengthGroupedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
 from mtl_nlp.data.sampling import TaskSampler, sampling_sizes
+from mtl_nlp.data.streaming import StreamingBatches
 
 STEP_MODES = ("one_task", "all_tasks")
 
@@ -40,10 +42,17 @@ class MultiTaskLoader:
         if step_mode not in STEP_MODES:
             raise ValueError(f"step mode {step_mode!r} is not one of: {', '.join(STEP_MODES)}")
         self.step_mode = step_mode
-        self.batch_samplers: dict[str, LengthGroupedBatchSampler] = {}
-        self.loaders: dict[str, DataLoader] = {}
+        self.batch_samplers: dict[str, LengthGroupedBatchSampler | StreamingBatches] = {}
+        self.loaders: dict[str, DataLoader | StreamingBatches] = {}
         for name, data in tasks.items():
             train = data.splits["train"]
+            if isinstance(train, IterableDataset):  # a streamed task batches itself
+                stream = StreamingBatches(
+                    train, data.train_size, batch_size, build_collator(data.spec.type, tokenizer),
+                    list(FEATURE_COLUMNS), seed=seed, num_replicas=num_replicas, rank=rank, task=name,
+                )
+                self.batch_samplers[name] = self.loaders[name] = stream
+                continue
             sampler = LengthGroupedBatchSampler(
                 list(train["length"]), batch_size, max_tokens, seed=seed, num_replicas=num_replicas,
                 rank=rank,
@@ -59,7 +68,7 @@ class MultiTaskLoader:
                 generator=torch.Generator().manual_seed(seed),
             )
         self.sizes = {name: len(sampler) for name, sampler in self.batch_samplers.items()}
-        examples = {name: len(data.splits["train"]) for name, data in tasks.items()}
+        examples = {name: data.train_size for name, data in tasks.items()}
         self.sampling_sizes = sampling_sizes(self.sizes, examples, cap)
         self.task_sampler = TaskSampler(
             self.sampling_sizes, strategy, temperature, seed=seed, anneal=anneal

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from datasets import DatasetDict
+from datasets import DatasetDict, IterableDataset
 from transformers import (
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
@@ -16,6 +17,8 @@ from mtl_nlp.data.labels import build_label_mapper, resolve_labels
 from mtl_nlp.data.loading import load_task_splits
 from mtl_nlp.registry import TaskSpec
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class TaskData:
@@ -24,6 +27,14 @@ class TaskData:
     spec: TaskSpec
     labels: list[str]
     splits: DatasetDict
+    stream_size: int | None = None  # training examples of a streamed task (declared or counted)
+
+    @property
+    def train_size(self) -> int:
+        """Training examples: the split's length, or a streamed task's size."""
+        if isinstance(self.splits["train"], IterableDataset):
+            return self.stream_size
+        return len(self.splits["train"])
 
     @property
     def eval_split(self) -> str:
@@ -48,8 +59,22 @@ def prepare_task_data(
         labels = resolve_labels(spec, raw["train"])
         mapper = build_label_mapper(spec, raw["train"], labels)
         features = encode_splits(spec, raw, tokenizer, mapper, max_length, stride)
-        prepared[spec.name] = TaskData(spec=spec, labels=labels, splits=features)
+        size = stream_size(spec, raw["train"], min(limits, default=None))
+        prepared[spec.name] = TaskData(spec=spec, labels=labels, splits=features, stream_size=size)
     return prepared
+
+
+def stream_size(spec: TaskSpec, train: object, limit: int | None) -> int | None:
+    """A streamed task's training examples: its declared `size`, else one counting pass over the
+    stream (logged, so a user knows what to declare to skip it); None for in-memory tasks."""
+    if not isinstance(train, IterableDataset):
+        return None
+    if spec.size is not None:
+        return spec.size if limit is None else min(spec.size, limit)
+    counted = sum(1 for _ in train)
+    logger.info("task %s: counted %d training examples in its stream (declare size: %d to skip this)",
+                spec.name, counted, counted)
+    return counted
 
 
 def limit_examples(
@@ -59,6 +84,10 @@ def limit_examples(
     limited = DatasetDict(splits)
     for split, dataset in splits.items():
         limit = max_train if split == "train" else max_eval
+        if isinstance(dataset, IterableDataset):  # a stream: its first examples (shuffled later)
+            if limit is not None:
+                limited[split] = dataset.take(limit)
+            continue
         if limit is not None and limit < len(dataset):
             if split == "train":
                 dataset = dataset.shuffle(seed=seed)

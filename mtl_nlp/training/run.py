@@ -65,7 +65,7 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     # Model, loss weighting and optimization.
     model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
     weighting = build_weighting(
-        config.weighting, {name: len(data.splits["train"]) for name, data in tasks.items()},
+        config.weighting, {name: data.train_size for name, data in tasks.items()},
         {name: data.spec.loss_weight for name, data in tasks.items()}, seed=config.seed,
     )
     optimizer = build_optimizer(

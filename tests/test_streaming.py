@@ -1,0 +1,112 @@
+"""Streamed training tasks (`streaming: true`): batches read lazily from the file, mixed with
+in-memory tasks, every process yielding the same number of batches per epoch."""
+
+import json
+
+import pytest
+from datasets import Dataset
+from transformers import DataCollatorWithPadding
+
+from mtl_nlp.data.multitask import MultiTaskLoader
+from mtl_nlp.data.pipeline import prepare_task_data
+from mtl_nlp.data.streaming import StreamingBatches
+from mtl_nlp.registry import TaskError, TaskSpec
+
+
+def feature_stream(count: int):
+    """An IterableDataset of `count` tokenized rows; example i has i % 7 + 1 tokens and label i."""
+    rows = {"input_ids": [[5] * (i % 7 + 1) for i in range(count)],
+            "attention_mask": [[1] * (i % 7 + 1) for i in range(count)],
+            "labels": list(range(count))}
+    return Dataset.from_dict(rows).to_iterable_dataset(num_shards=1)
+
+
+def labels_of(batches):
+    return [int(label) for batch in batches for label in batch["labels"]]
+
+
+@pytest.fixture
+def collate(tiny_tokenizer):
+    return DataCollatorWithPadding(tiny_tokenizer)
+
+
+def batches(stream, epoch=0, start=0):
+    stream.set_epoch(epoch, start)
+    return list(stream)
+
+
+def test_one_epoch_is_every_example_once_in_length_grouped_batches(collate):
+    stream = StreamingBatches(feature_stream(100), 100, 8, collate, ["input_ids", "attention_mask", "labels"],
+                              seed=3)
+    epoch = batches(stream)
+    assert len(stream) == len(epoch) == 13  # ceil(100 / 8)
+    assert sorted(labels_of(epoch)) == list(range(100))
+    # Sorted by length inside a window: a batch pads to at most one length above its shortest.
+    for batch in epoch:
+        lengths = batch["attention_mask"].sum(dim=1)
+        assert int(lengths.max() - lengths.min()) <= 1
+    assert labels_of(batches(stream)) == labels_of(epoch)  # the same epoch again: the same batches
+    assert labels_of(batches(stream, epoch=1)) != labels_of(epoch)  # the next epoch: reshuffled
+    assert labels_of(batches(stream, start=5)) == labels_of(epoch[5:])  # resuming mid-epoch
+
+
+def test_processes_share_the_stream_and_yield_equal_batch_counts(collate):
+    columns = ["input_ids", "attention_mask", "labels"]
+    ranks = [StreamingBatches(feature_stream(21), 21, 4, collate, columns, seed=1, num_replicas=2, rank=rank)
+             for rank in (0, 1)]
+    epochs = [batches(stream) for stream in ranks]
+    assert [len(epoch) for epoch in epochs] == [3, 3]  # ceil(21 / (4 x 2))
+    first, second = (labels_of(epoch) for epoch in epochs)
+    # Rank 0 keeps examples 0, 2, ... (11 of them), rank 1 the other 10: 3 batches each, and
+    # every example is seen by exactly one rank.
+    assert set(first).isdisjoint(second) and set(first) | set(second) == set(range(21))
+
+
+def test_a_stream_shorter_than_its_declared_size_repeats_batches(collate, caplog):
+    stream = StreamingBatches(feature_stream(10), 40, 4, collate, ["input_ids", "attention_mask", "labels"])
+    epoch = batches(stream)
+    assert len(epoch) == 10  # ceil(40 / 4), of which 3 hold the stream and 7 repeat them
+    assert set(labels_of(epoch)) == set(range(10))
+    assert "the stream gave 3 batches where its size (40 examples) promised 10" in caplog.text
+
+
+def write_lines(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def stream_spec(tmp_path, count: int, **changes):
+    train = write_lines(tmp_path / "train.jsonl",
+                        [{"text": f"film {i}", "label": "pos" if i % 2 else "neg"}
+                         for i in range(count)])
+    validation = write_lines(tmp_path / "validation.jsonl", [{"text": "good film", "label": "pos"},
+                                                             {"text": "bad film", "label": "neg"}])
+    fields = dict(name="streamed", type="classification", format="json", streaming=True,
+                  data_files={"train": str(train), "validation": str(validation)})
+    return TaskSpec(**{**fields, **changes})
+
+
+def test_a_streamed_task_is_counted_labelled_and_mixed_with_in_memory_tasks(tmp_path, tiny_tokenizer):
+    streamed = stream_spec(tmp_path, 50)
+    tasks = prepare_task_data([streamed], tiny_tokenizer, max_length=32, cache_dir=str(tmp_path / "cache"))
+    data = tasks["streamed"]
+    assert data.train_size == 50 and data.labels == ["neg", "pos"]  # counted, labels read from the stream
+    assert len(data.splits["validation"]) == 2
+    loader = MultiTaskLoader(tasks, tiny_tokenizer, batch_size=8, seed=0)
+    assert loader.sizes == {"streamed": 7}
+    drawn = [next(iter_) for iter_ in [iter(loader)] for _ in range(14)]  # two epochs
+    labels = [int(label) for _, batch in drawn for label in batch["labels"]]
+    assert len(labels) == 100 and sorted(labels) == [0] * 50 + [1] * 50
+    assert loader.epochs == {"streamed": 1}
+
+
+def test_a_declared_size_skips_the_count_and_entries_are_checked(tmp_path, tiny_tokenizer):
+    tasks = prepare_task_data([stream_spec(tmp_path, 50, size=48, labels=["neg", "pos"])], tiny_tokenizer,
+                              max_length=32, cache_dir=str(tmp_path / "cache"))
+    assert tasks["streamed"].train_size == 48
+    with pytest.raises(TaskError, match="size must be a positive number of examples, got 0"):
+        stream_spec(tmp_path, 5, size=0)
+    with pytest.raises(TaskError, match="size is for streamed tasks; set streaming: true"):
+        stream_spec(tmp_path, 5, streaming=False, size=5)
+    with pytest.raises(TaskError, match="streaming reads local files"):
+        TaskSpec(name="hub", type="classification", dataset="stanfordnlp/sst2", streaming=True)
