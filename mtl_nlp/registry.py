@@ -50,7 +50,9 @@ class TaskSpec:
     tags_column: str = "tags"  # token classification target (one tag per word)
     labels: tuple[str, ...] | None = None  # label set; else ClassLabel names or sorted train labels
     loss_weight: float = 1.0  # multiplies this task's loss
-    pooling: str = "mean"  # sentence heads: one of POOLINGS (`pooler` heads export to transformers)
+    # sentence heads: one of POOLINGS; `pooler` (the default) exports to transformers' classifiers
+    # and scored as well as `mean` (BENCHMARKS.md)
+    pooling: str = "pooler"
     threshold: float = 0.5  # multilabel: a label is predicted when its probability reaches this
     label_separator: str = ","  # multilabel: separates the labels of a text-valued label cell
     layer: int | None = None  # the head reads this encoder layer's hidden states (None: the last)

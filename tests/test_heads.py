@@ -138,7 +138,9 @@ def test_evaluate_scores_regression_and_multilabel_tasks(tiny_model_dir, pair_to
     values = [one_by_one(model, "sim", row).item() for row in tasks["sim"].splits["validation"]]
     decoded = [model.heads["aspects"].decode(one_by_one(model, "aspects", row))[0].tolist()
                for row in tasks["aspects"].splits["validation"]]
-    assert scores["sim"] == pytest.approx(regression_metrics([4.5, 1.0, 2.0], values), abs=1e-5)
+    # (padded batches and single rows differ in the last float digits; Pearson on 3 values
+    # magnifies that to about 1e-5)
+    assert scores["sim"] == pytest.approx(regression_metrics([4.5, 1.0, 2.0], values), abs=1e-4)
     assert scores["aspects"] == multilabel_metrics([[1, 0, 0], [0, 1, 1], [0, 0, 0]], decoded)
     assert set(scores["aspects"]) == {"micro_f1", "macro_f1"}
 
