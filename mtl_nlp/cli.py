@@ -145,6 +145,9 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     predict.add_argument("--precision", choices=("auto", "no", "bf16", "fp16"), default="auto",
                          help="autocast precision; auto = bf16 where the hardware runs it natively")
+    predict.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                         help="the engine: torch, or ONNX Runtime with fp32 or int8 weights (exported once "
+                         "into DIR/onnx/; needs the onnx extra)")
 
 
 def add_export_parser(commands: argparse._SubParsersAction) -> None:

@@ -65,7 +65,8 @@ def read_lines(source: TextIO) -> Iterator[str]:
 def run_predict(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.inference import Predictor, input_from_line, to_json_line
 
-    options = {"batch_size": args.batch_size, "device": args.device, "mixed_precision": args.precision}
+    options = {"batch_size": args.batch_size, "device": args.device, "mixed_precision": args.precision,
+               "backend": args.backend}
     if args.max_length is not None:
         options["max_length"] = args.max_length
     if args.stride is not None:

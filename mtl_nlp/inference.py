@@ -56,7 +56,7 @@ class Predictor:
     def __init__(
         self, model: MultiTaskModel, tokenizer: Any, max_length: int = 512, batch_size: int = 32,
         device: str | torch.device | None = None, mixed_precision: str = "auto",
-        stride: int | None = None,
+        stride: int | None = None, backend: str = "torch", checkpoint: str | Path | None = None,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
@@ -70,6 +70,14 @@ class Predictor:
                 f"stride must be in [0, max_length // 2 = {self.max_length // 2}), got {self.stride}"
             )
         self.precision = resolve_mixed_precision(mixed_precision, self.device.type == "cpu")
+        # "torch" runs the model itself; "onnx"/"onnx-int8" an ONNX Runtime export of it (fp32
+        # or int8 weights; `mixed_precision` then has no effect), cached in `checkpoint`.
+        self.backend = backend
+        self._engine = None
+        if backend != "torch":
+            from mtl_nlp.onnx_backend import onnx_runner
+
+            self._engine = onnx_runner(self.model, tokenizer, backend, self.device, checkpoint)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> Predictor:
@@ -78,6 +86,7 @@ class Predictor:
         with consistent_view(directory) as folder:  # model and tokenizer of one save, checked
             model = MultiTaskModel.load_checked(folder)
             tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        kwargs.setdefault("checkpoint", directory)  # where an ONNX export is cached
         if "max_length" not in kwargs:  # the training stride goes with the training max_length
             kwargs["max_length"] = config.get("max_length", 512)
             kwargs.setdefault("stride", config.get("stride"))
@@ -183,6 +192,13 @@ class Predictor:
     def _takes(self, task: str) -> str:
         return "pairs" if self.model.head_configs[task].text_pair else "texts"
 
+    def _logits(self, inputs: dict[str, Tensor], tasks: list[str]) -> dict[str, Tensor]:
+        """{task: logits} of one encoder pass over a batch, from the model or its ONNX export."""
+        if self._engine is not None:
+            return self._engine(inputs, tasks)
+        with self._autocast():
+            return self.model.forward_all(**inputs, tasks=tasks)
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision in ("bf16", "fp16"):
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
@@ -201,8 +217,7 @@ class Predictor:
         offsets = encoded.pop("offset_mapping").tolist()
         word_ids = [encoded.word_ids(row) for row in range(len(batch))]
         inputs = {key: value.to(self.device) for key, value in encoded.items()}
-        with self._autocast():
-            logits = self.model.forward_all(**inputs, tasks=tasks)
+        logits = self._logits(inputs, tasks)
         outputs = {}
         for task, value in logits.items():
             head = self.model.heads[task]
@@ -246,8 +261,7 @@ class Predictor:
         for begin in range(0, len(owners), self.batch_size):
             inputs = {key: value[begin : begin + self.batch_size].to(self.device)
                       for key, value in encoded.items()}
-            with self._autocast():
-                logits = self.model.forward_all(**inputs, tasks=tasks)
+            logits = self._logits(inputs, tasks)
             for task in tasks:
                 probabilities[task].extend(self.model.heads[task].scores(logits[task]).float().cpu())
         answers = []

@@ -1,0 +1,130 @@
+"""ONNX Runtime as the Predictor's engine: the model's one-pass forward for every task exported
+once to ONNX (optionally with int8 weights), cached beside the checkpoint, run on CPU or GPU.
+
+`Predictor.from_pretrained(DIR, backend="onnx")` (or "onnx-int8") exports on first use into
+DIR/onnx/<key>/ (a temporary folder when DIR is read-only); the key hashes the checkpoint's
+mtl_nlp.json, whose manifest holds every weight file's SHA-256, so a new save exports again.
+Needs the `onnx` extra: `pip install "mtl-nlp[onnx]"`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtl_nlp.config import CHECKPOINT_CONFIG
+from mtl_nlp.errors import MtlNlpError
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+ONNX_DIR = "onnx"
+
+
+class BackendError(MtlNlpError, ValueError):
+    """An unknown backend, or one whose packages are not installed."""
+
+
+class _AllTasks(nn.Module):
+    """forward_all as a module with tensor inputs and one output per task, in task order."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor,
+                token_type_ids: Tensor | None = None) -> tuple[Tensor, ...]:
+        tasks = self.model.task_names
+        logits = self.model.forward_all(input_ids, attention_mask, token_type_ids, tasks=tasks)
+        return tuple(logits[task] for task in tasks)
+
+
+def export_onnx(model: nn.Module, tokenizer: Any, path: Path) -> Path:
+    """Write `model`'s forward for all tasks to ONNX at `path` (batch and length dynamic)."""
+    sample = tokenizer(["a short text", "another short text here"], padding=True, return_tensors="pt")
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    model = model.eval().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            _AllTasks(model), tuple(sample[name] for name in names), str(path), dynamo=True,
+            input_names=names, output_names=list(model.task_names),
+            dynamic_shapes={name: {0: batch, 1: length} for name in names}, verbose=False,
+        )
+    return path
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """Dynamic int8 quantization of the weights of `source` (activations stay float)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    return target
+
+
+class OnnxRunner:
+    """Runs an exported model: tokenizer outputs in, {task: logits tensor} out."""
+
+    def __init__(self, path: Path, tasks: list[str], device: torch.device) -> None:
+        import onnxruntime
+
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        self.input_names = [item.name for item in self.session.get_inputs()]
+        self.tasks = tasks
+
+    def __call__(self, inputs: dict[str, Tensor], tasks: list[str]) -> dict[str, Tensor]:
+        feed = {name: inputs[name].cpu().numpy() for name in self.input_names}
+        outputs = self.session.run(None, feed)
+        by_task = dict(zip(self.tasks, outputs))
+        return {task: torch.from_numpy(by_task[task]) for task in tasks}
+
+
+def onnx_runner(model: nn.Module, tokenizer: Any, backend: str, device: torch.device,
+                checkpoint: str | Path | None = None) -> OnnxRunner:
+    """The ONNX Runtime engine for `model`, exported (and quantized) once per checkpoint save."""
+    if backend not in BACKENDS[1:]:
+        raise BackendError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise BackendError(
+            f"backend {backend!r} needs onnx, onnxscript and onnxruntime: pip install \"mtl-nlp[onnx]\" "
+            f"({error.name} is missing)"
+        ) from None
+    folder = _cache_folder(checkpoint)
+    exported = folder / "model.onnx"
+    if not exported.is_file():
+        logger.info("exporting the model to ONNX at %s", exported)
+        export_onnx(model, tokenizer, exported)
+    path = exported
+    if backend == "onnx-int8":
+        path = folder / "model.int8.onnx"
+        if not path.is_file():
+            quantize_int8(exported, path)
+    return OnnxRunner(path, list(model.task_names), device)
+
+
+def _cache_folder(checkpoint: str | Path | None) -> Path:
+    """DIR/onnx/<hash of mtl_nlp.json>, or a temporary folder without a writable checkpoint."""
+    if checkpoint is not None:
+        config = Path(checkpoint) / CHECKPOINT_CONFIG
+        if config.is_file():
+            key = hashlib.sha256(config.read_bytes()).hexdigest()[:16]
+            folder = Path(checkpoint) / ONNX_DIR / key
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                return folder
+            except OSError:
+                logger.info("checkpoint %s is read-only: exporting ONNX to a temporary folder", checkpoint)
+    return Path(tempfile.mkdtemp(prefix="mtl-nlp-onnx-"))

@@ -1,0 +1,96 @@
+"""The Predictor on ONNX Runtime: the same answers as on torch (fp32 within 1e-4; int8 weights
+close), the export cached beside the checkpoint, and clear errors."""
+
+import pytest
+import torch
+
+from mtl_nlp import HeadConfig, MultiTaskModel
+from mtl_nlp.inference import Predictor
+from mtl_nlp.onnx_backend import BackendError, onnx_runner
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+TEXTS = ["anna schmidt visited new yorkers in the u.s. today .", "the film was dull", "york",
+         " ".join(["anna visited york"] * 30)]  # longer than max_length: tagged in windows
+PAIRS = [("the film was dull", "the story was dull"), ("anna", "york")]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_model_dir, pair_tokenizer, tmp_path_factory):
+    torch.manual_seed(0)
+    heads = [
+        HeadConfig(name="ner", type="token_classification", labels=TAGS),
+        HeadConfig(name="sentiment", type="classification", labels=["negative", "positive"],
+                   pooling="pooler"),
+        HeadConfig(name="similarity", type="regression", pooling="pooler", text_pair=True),
+    ]
+    model = MultiTaskModel.from_encoder(str(tiny_model_dir), heads)
+    for parameter in model.heads.parameters():  # a random model with opinions: larger head weights
+        torch.nn.init.normal_(parameter, std=0.5)
+    directory = tmp_path_factory.mktemp("checkpoint")
+    model.save_pretrained(directory, tokenizer=pair_tokenizer, extra={"max_length": 32})
+    return directory
+
+
+def assert_same_answers(ours, theirs, tolerance):
+    for mine, reference in zip(ours, theirs):
+        assert mine.keys() == reference.keys()
+        for task, answer in mine.items():
+            if task == "ner":
+                assert [(e["label"], e["start"], e["end"]) for e in answer] == [
+                    (e["label"], e["start"], e["end"]) for e in reference[task]]
+                for entity, expected in zip(answer, reference[task]):
+                    assert entity["score"] == pytest.approx(expected["score"], abs=tolerance)
+            elif task == "sentiment":
+                assert answer["label"] == reference[task]["label"]
+                assert answer["score"] == pytest.approx(reference[task]["score"], abs=tolerance)
+            else:
+                assert answer["value"] == pytest.approx(reference[task]["value"], abs=tolerance)
+
+
+def test_onnx_answers_every_task_as_torch_does(checkpoint):
+    torch_predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
+    onnx_predictor = Predictor.from_pretrained(checkpoint, backend="onnx")
+    inputs = [*TEXTS, *PAIRS]
+    assert_same_answers(onnx_predictor.predict(inputs), torch_predictor.predict(inputs), 1e-4)
+    exports = list((checkpoint / "onnx").glob("*/model.onnx"))
+    assert len(exports) == 1  # exported once, beside the checkpoint, and reused
+    stamp = exports[0].stat().st_mtime_ns
+    Predictor.from_pretrained(checkpoint, backend="onnx")
+    assert exports[0].stat().st_mtime_ns == stamp
+
+
+def test_int8_weights_answer_close_to_fp32(checkpoint):
+    reference = Predictor.from_pretrained(checkpoint, mixed_precision="no").predict(PAIRS)
+    int8 = Predictor.from_pretrained(checkpoint, backend="onnx-int8").predict(PAIRS)
+    assert [a["similarity"]["value"] for a in int8] == pytest.approx(
+        [a["similarity"]["value"] for a in reference], abs=0.05)
+    import onnx
+
+    folder = next((checkpoint / "onnx").iterdir())
+    operators = {node.op_type for node in onnx.load(str(folder / "model.int8.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= operators  # int8 matrix products
+
+
+def test_an_unknown_backend_names_the_choices(checkpoint):
+    model = MultiTaskModel.from_pretrained(checkpoint)
+    with pytest.raises(BackendError, match="backend 'tensorrt' is not one of: torch, onnx, onnx-int8"):
+        onnx_runner(model, None, "tensorrt", torch.device("cpu"))
+
+
+def test_the_predict_command_runs_on_onnx(checkpoint, tmp_path):
+    import json
+
+    from mtl_nlp.cli import main as cli_main
+
+    inputs = tmp_path / "texts.txt"
+    inputs.write_text("anna schmidt visited york\nthe film was dull\tthe story was dull\n")
+    for backend in ("torch", "onnx"):
+        assert cli_main(["predict", str(checkpoint), str(inputs), "--backend", backend, "--precision", "no",
+                         "--output", str(tmp_path / f"{backend}.jsonl")]) == 0
+    answers = {backend: [json.loads(line) for line in (tmp_path / f"{backend}.jsonl").read_text().split("\n")
+                         if line] for backend in ("torch", "onnx")}
+    assert len(answers["onnx"]) == 2
+    assert_same_answers(answers["onnx"], answers["torch"], 1e-4)
