@@ -226,7 +226,8 @@ class Predictor:
         # A text that fills max_length may have been cut: its tagging tasks read it as windows.
         long_rows = [row for row, length in enumerate(inputs["attention_mask"].sum(dim=1).tolist())
                      if length >= self.max_length] if tagging else []
-        long_entities = self._windowed_entities([texts[row] for row in long_rows], tagging)
+        windowed = self._windowed_entities([texts[row] for row in long_rows], tagging)
+        long_entities = dict(zip(long_rows, windowed))
         results = []
         for row, text in enumerate(texts):
             result = {}
@@ -234,8 +235,8 @@ class Predictor:
                 config = self.model.head_configs[task]
                 scores, decoded = outputs[task][0][row], outputs[task][1][row]
                 if config.type == "token_classification":
-                    if row in long_rows:
-                        result[task] = long_entities[long_rows.index(row)][task]
+                    if row in long_entities:
+                        result[task] = long_entities[row][task]
                     else:
                         result[task] = entities(text, offsets[row], word_ids[row], scores, config.labels)
                 else:

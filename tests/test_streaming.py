@@ -110,3 +110,23 @@ def test_a_declared_size_skips_the_count_and_entries_are_checked(tmp_path, tiny_
         stream_spec(tmp_path, 5, streaming=False, size=5)
     with pytest.raises(TaskError, match="streaming reads local files"):
         TaskSpec(name="hub", type="classification", dataset="stanfordnlp/sst2", streaming=True)
+
+
+BROKEN_JSON = '{"text": "good film", "label": "pos"}\n{"text": "bad film", "label": \n'
+
+
+@pytest.mark.parametrize("fmt, body, message", [
+    ("csv", "text,label\ngood film,pos\nbad, film,neg\n", "line 3: 3 fields where the header has 2"),
+    ("json", BROKEN_JSON, "line 2: not valid JSON"),
+])
+def test_a_malformed_streamed_row_names_the_file_and_line(tmp_path, tiny_tokenizer, fmt, body, message):
+    from mtl_nlp import DataError
+
+    train = tmp_path / f"train.{fmt}"
+    train.write_text(body)
+    validation = tmp_path / f"validation.{fmt}"
+    validation.write_text(body.split("\n", 1)[0] + "\n" + ("good film,pos\n" if fmt == "csv" else ""))
+    spec = TaskSpec(name="streamed", type="classification", format=fmt, streaming=True,
+                    data_files={"train": str(train), "validation": str(validation)})
+    with pytest.raises(DataError, match=rf"task 'streamed': {train} {message}"):
+        prepare_task_data([spec], tiny_tokenizer, max_length=32, cache_dir=str(tmp_path / "cache"))

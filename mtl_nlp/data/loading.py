@@ -140,9 +140,39 @@ def _load_streamed(
         splits["train"] = IterableDataset.from_generator(read_conll, gen_kwargs=arguments)
     else:
         builder, kwargs = _builder(spec, fmt)
-        streamed = datasets.load_dataset(builder, data_files={"train": str(train)}, streaming=True, **kwargs)
-        splits["train"] = streamed["train"]
+        arguments = {"task": spec.name, "path": str(train), "builder": builder, "options": kwargs}
+        splits["train"] = IterableDataset.from_generator(_stream_rows, gen_kwargs=arguments)
     return splits
+
+
+def _stream_rows(task: str, path: str, builder: str, options: dict) -> Iterator[dict]:
+    """The rows of a table or JSON-lines file, read lazily by `datasets`; a row the reader
+    cannot parse ends in a DataError naming the file and its first faulty line, found by a
+    second streaming pass over the file (memory stays flat)."""
+    stream = datasets.load_dataset(builder, data_files={"train": path}, streaming=True, **options)["train"]
+    try:
+        yield from stream
+    except MtlNlpError:
+        raise
+    except Exception as exc:
+        problem = _streamed_file_problem(Path(path), builder, options)
+        raise DataError(f"task {task!r}: {path} {problem or f'cannot be read: {exc}'}") from exc
+
+
+def _streamed_file_problem(path: Path, builder: str, dialect: dict) -> str | None:
+    """_file_problem for a file too large to hold: the first line at fault, reading line by line."""
+    bad_byte = _first_bad_byte(path)
+    if bad_byte is not None:
+        return bad_byte[1]
+    if builder == "json":
+        with path.open(encoding="utf-8-sig") as handle:
+            for number, line in enumerate(handle, start=1):
+                problem = _json_line_problem(number, line) if line.strip() else None
+                if problem is not None:
+                    return problem[1]
+        return None
+    bad = _first_ragged_row(path, dialect)
+    return None if bad is None else _ragged_problem(*bad)
 
 
 def _text_columns(spec: TaskSpec) -> list[str]:
