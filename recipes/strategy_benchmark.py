@@ -85,6 +85,12 @@ GRIDS = {
         # Half the batches of the three single-task runs together: the time target.
         "recipe_config_half_epoch": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
                                               "train.epochs=0.5"]),
+        # Levers for a task that trails its single-task run on the whole data (SST-2): end the run
+        # on proportional sampling (exponent 1/T -> 1), or train longer.
+        "recipe_config_anneal_down": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
+                                               "sampling.strategy=annealed", "sampling.anneal=down"]),
+        "recipe_config_1.5_epochs": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
+                                              "train.epochs=1.5"]),
     },
 }
 SINGLE_TASK = "single"  # the arm name prefix of single-task runs
