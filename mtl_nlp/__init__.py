@@ -35,11 +35,13 @@ _LAZY = {
     "load_tokenizer": "mtl_nlp.modeling",
     "export_task": "mtl_nlp.export",
     "ExportError": "mtl_nlp.export",
+    "push_to_hub": "mtl_nlp.hub",
 }
 
 if TYPE_CHECKING:
     from mtl_nlp.data import DataError, TaskData, prepare_task_data
     from mtl_nlp.export import ExportError, export_task
+    from mtl_nlp.hub import push_to_hub
     from mtl_nlp.inference import Predictor
     from mtl_nlp.modeling import HeadConfig, ModelLoadError, MultiTaskModel, load_tokenizer
 
@@ -74,6 +76,7 @@ __all__ = [
     "load_config",
     "load_tokenizer",
     "prepare_task_data",
+    "push_to_hub",
     "register_task",
     "resolve_tasks",
     "unregister_task",

@@ -1,4 +1,4 @@
-"""`mtl-nlp`: train, evaluate, predict, export, list tasks and compare runs from the command line.
+"""`mtl-nlp`: train, evaluate, predict, export, push, list tasks and compare runs from the command line.
 
 Every command's errors that a user can fix (a config key, a missing file, an unknown task) print
 as one line on stderr and exit with 2; `--debug` shows their tracebacks. This module imports only
@@ -14,6 +14,7 @@ from mtl_nlp import __version__
 from mtl_nlp.errors import run_reporting_user_errors
 
 RAW = argparse.RawDescriptionHelpFormatter
+CHECKPOINT_HELP = "a checkpoint directory (a run's output_dir), or the Hub repository id it was pushed to"
 # `--debug` is accepted before and after the command name.
 DEBUG = argparse.ArgumentParser(add_help=False)
 DEBUG.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -54,6 +55,16 @@ Token tagging exports to AutoModelForTokenClassification; classification, regres
 multilabel heads with `pooling: pooler` to AutoModelForSequenceClassification (BERT-family and
 RoBERTa-family encoders)."""
 
+PUSH_EXAMPLE = """\
+examples:
+  hf auth login                                    # once, or pass --token / set HF_TOKEN
+  mtl-nlp push outputs/demo my-name/demo-mtl       # then Predictor.from_pretrained("my-name/demo-mtl")
+  mtl-nlp push exported/ner my-name/demo-ner --private
+
+Uploads the model, tokenizer, heads, mtl_nlp.json, model card, metrics, curves and tracker logs;
+never the resumable state (state*/: pickles and optimizer moments) or the ONNX cache. The
+checkpoint's files are taken from one save, checked, even while a run is still saving."""
+
 TASKS_EXAMPLE = """\
 example:
   mtl-nlp tasks            # name, type, data source and labels of every registered task"""
@@ -80,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     add_predict_parser(commands)
     add_export_parser(commands)
+    add_push_parser(commands)
     commands.add_parser(
         "tasks", parents=[DEBUG], help="list the registered tasks", formatter_class=RAW, epilog=TASKS_EXAMPLE,
         description="Each registered task (built-in, or registered in Python) with its type, the "
@@ -128,7 +140,7 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
         description="Answer every task of a checkpoint (or --tasks) for each line of a text file or "
         "stdin, streaming: memory stays bounded for files of any length.",
     )
-    predict.add_argument("checkpoint", metavar="DIR", help="a checkpoint directory (a run's output_dir)")
+    predict.add_argument("checkpoint", metavar="DIR", help=CHECKPOINT_HELP)
     predict.add_argument(
         "input", nargs="?", default="-",
         help="text file, one input a line (default -: stdin); `text<TAB>text_pair` is a pair for "
@@ -158,9 +170,24 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
         "with id2label, weights, tokenizer, model card) that transformers.pipeline loads with no "
         "mtl_nlp installed.", epilog=EXPORT_EXAMPLE,
     )
-    export.add_argument("checkpoint", metavar="DIR", help="a checkpoint directory (a run's output_dir)")
+    export.add_argument("checkpoint", metavar="DIR", help=CHECKPOINT_HELP)
     export.add_argument("--task", required=True, metavar="NAME", help="the task to export")
     export.add_argument("output", metavar="OUT", help="the folder to write the export to")
+
+
+def add_push_parser(commands: argparse._SubParsersAction) -> None:
+    push = commands.add_parser(
+        "push", parents=[DEBUG], formatter_class=RAW,
+        help="upload a checkpoint or an export to the Hugging Face Hub",
+        description="Upload checkpoint (or task export) DIR to the Hub model repository REPO_ID, "
+        "created when it does not exist.", epilog=PUSH_EXAMPLE,
+    )
+    push.add_argument("checkpoint", metavar="DIR", help="a run's output_dir, or a folder written by export")
+    push.add_argument("repo_id", metavar="REPO_ID", help="the Hub repository, e.g. my-name/my-model")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--revision", metavar="BRANCH", help="the branch to commit to (default: main)")
+    push.add_argument("--message", metavar="TEXT", help="the commit message")
+    push.add_argument("--token", help="a Hub access token (default: the logged-in one, or HF_TOKEN)")
 
 
 def add_compare_parser(commands: argparse._SubParsersAction) -> None:

@@ -101,6 +101,15 @@ def run_export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def run_push(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.hub import push_to_hub
+
+    url = push_to_hub(args.checkpoint, args.repo_id, private=args.private or None, revision=args.revision,
+                      token=args.token, commit_message=args.message)
+    out.write(f"pushed {args.checkpoint} to {args.repo_id}: {url}\n")
+    return 0
+
+
 def run_tasks(args: argparse.Namespace, out: TextIO) -> int:
     rows = [("name", "type", "data", "labels")]
     for name in list_tasks():

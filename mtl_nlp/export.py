@@ -21,6 +21,7 @@ from transformers import (
 
 from mtl_nlp.errors import MtlNlpError
 from mtl_nlp.modeling.heads import HeadConfig
+from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 
 # Encoder families whose transformers task models we reproduce, by config.model_type, with the
@@ -46,12 +47,13 @@ class ExportError(MtlNlpError, ValueError):
 
 
 def export_task(checkpoint: str | Path, task: str, output_dir: str | Path) -> Path:
-    """Write task `task` of `checkpoint` as a standard transformers model in `output_dir`.
+    """Write task `task` of `checkpoint` (a directory or a Hub repository id) as a standard
+    transformers model in `output_dir`.
 
     Raises ExportError naming the reason (and the option to change) when the task's head or
     encoder has no standard transformers equivalent.
     """
-    checkpoint, output_dir = Path(checkpoint), Path(output_dir)
+    checkpoint, output_dir = resolve_checkpoint(checkpoint), Path(output_dir)
     model = MultiTaskModel.from_pretrained(checkpoint)
     if task not in model.head_configs:
         raise ExportError(f"{checkpoint} has no task {task!r}; its tasks: {', '.join(model.task_names)}")

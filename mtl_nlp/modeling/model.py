@@ -16,6 +16,7 @@ from mtl_nlp.config import CHECKPOINT_CONFIG
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
 from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head
+from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
 
 HEADS_WEIGHTS = "heads.safetensors"
@@ -141,8 +142,13 @@ class MultiTaskModel(nn.Module):
         write_checkpoint(Path(directory), write_files, self.checkpoint_config(extra))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> MultiTaskModel:
-        """Rebuild a saved model from its directory alone (files checked against its manifest)."""
+    def from_pretrained(
+        cls, directory: str | Path, revision: str | None = None, token: str | None = None
+    ) -> MultiTaskModel:
+        """Rebuild a saved model from its directory alone (files checked against its manifest),
+        or from a Hub repository id (`revision`: a branch, tag or commit; `token` for private
+        repositories)."""
+        directory = resolve_checkpoint(directory, revision, token)
         read_checkpoint_config(directory)  # a clear error when it is not a checkpoint
         with consistent_view(directory) as folder:
             return cls.load_checked(folder)
