@@ -14,6 +14,7 @@ from mtl_nlp import __version__
 from mtl_nlp.errors import run_reporting_user_errors
 
 RAW = argparse.RawDescriptionHelpFormatter
+BACKENDS = ("torch", "torch-compile", "onnx", "onnx-int8")  # = mtl_nlp.inference.BACKENDS (no torch import)
 CHECKPOINT_HELP = "a checkpoint directory (a run's output_dir), or the Hub repository id it was pushed to"
 # `--debug` is accepted before and after the command name.
 DEBUG = argparse.ArgumentParser(add_help=False)
@@ -157,9 +158,10 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     predict.add_argument("--precision", choices=("auto", "no", "bf16", "fp16"), default="auto",
                          help="autocast precision; auto = bf16 where the hardware runs it natively")
-    predict.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
-                         help="the engine: torch, or ONNX Runtime with fp32 or int8 weights (exported once "
-                         "into DIR/onnx/; needs the onnx extra)")
+    predict.add_argument("--backend", choices=BACKENDS, default="torch",
+                         help="the engine: torch; torch-compile (tens of seconds to compile on the first "
+                         "batches, then faster: for large inputs); or ONNX Runtime with fp32 or int8 "
+                         "weights (exported once into DIR/onnx/; needs the onnx extra)")
 
 
 def add_export_parser(commands: argparse._SubParsersAction) -> None:

@@ -28,6 +28,13 @@ STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at 
 TextInput = str | tuple[str, str]  # a text, or a (text, text_pair) pair for sentence-pair tasks
 
 
+BACKENDS = ("torch", "torch-compile", "onnx", "onnx-int8")  # the engines a Predictor can run on
+
+
+class BackendError(MtlNlpError, ValueError):
+    """An unknown backend, or one whose packages are not installed."""
+
+
 class PredictorInputError(MtlNlpError, ValueError, TypeError):
     """An input the Predictor cannot answer (not a str or pair, or no task takes its kind)."""
 
@@ -71,11 +78,18 @@ class Predictor:
                 f"stride must be in [0, max_length // 2 = {self.max_length // 2}), got {self.stride}"
             )
         self.precision = resolve_mixed_precision(mixed_precision, self.device.type == "cpu")
-        # "torch" runs the model itself; "onnx"/"onnx-int8" an ONNX Runtime export of it (fp32
-        # or int8 weights; `mixed_precision` then has no effect), cached in `checkpoint`.
+        # "torch" runs the model itself; "torch-compile" its forward compiled by torch.compile
+        # (dynamic shapes: compiled once on the first batches); "onnx"/"onnx-int8" an ONNX
+        # Runtime export of it (fp32 or int8 weights; `mixed_precision` then has no effect),
+        # cached in `checkpoint`.
+        if backend not in BACKENDS:
+            raise BackendError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
         self.backend = backend
         self._engine = None
-        if backend != "torch":
+        self._forward_all = self.model.forward_all
+        if backend == "torch-compile":
+            self._forward_all = torch.compile(self.model.forward_all, dynamic=True)
+        elif backend != "torch":
             from mtl_nlp.onnx_backend import onnx_runner
 
             self._engine = onnx_runner(self.model, tokenizer, backend, self.device, checkpoint)
@@ -203,7 +217,7 @@ class Predictor:
         if self._engine is not None:
             return self._engine(inputs, tasks)
         with self._autocast():
-            return self.model.forward_all(**inputs, tasks=tasks)
+            return self._forward_all(**inputs, tasks=tasks)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision in ("bf16", "fp16"):

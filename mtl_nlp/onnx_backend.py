@@ -19,16 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from mtl_nlp.config import CHECKPOINT_CONFIG
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.inference import BackendError
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+ONNX_BACKENDS = ("onnx", "onnx-int8")
 ONNX_DIR = "onnx"
-
-
-class BackendError(MtlNlpError, ValueError):
-    """An unknown backend, or one whose packages are not installed."""
 
 
 class _AllTasks(nn.Module):
@@ -92,8 +88,8 @@ class OnnxRunner:
 def onnx_runner(model: nn.Module, tokenizer: Any, backend: str, device: torch.device,
                 checkpoint: str | Path | None = None) -> OnnxRunner:
     """The ONNX Runtime engine for `model`, exported (and quantized) once per checkpoint save."""
-    if backend not in BACKENDS[1:]:
-        raise BackendError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
+    if backend not in ONNX_BACKENDS:
+        raise BackendError(f"backend {backend!r} is not one of: {', '.join(ONNX_BACKENDS)}")
     try:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from mtl_nlp import TaskSpec
+from mtl_nlp.benchmark.answer_scores import score_answers, word_spans
 from mtl_nlp.benchmark.hf_baseline import CountingCollator, score
 from mtl_nlp.benchmark.inference_timing import time_call
 from mtl_nlp.benchmark.profile_breakdown import breakdown, parse_raw
@@ -90,3 +91,19 @@ def test_strategy_tables_mean_std_and_gain_over_single_task():
     assert lines[4] == ("| single-task | 2 | 0.5500 ± 0.0707 | 0.8500 ± 0.0707 | 0.7000 | - | 70 | - |")
     # delta: ner (+0.05, +0.01) -> +0.03, cls (+0.02, 0) -> +0.01; mean +0.02 = +2.00 points.
     assert lines[5] == ("| arm | 2 | 0.5800 ± 0.0424 | 0.8600 ± 0.0566 | 0.7200 | +2.00 pts | 40 | 0.550 |")
+
+
+def test_answer_scores_count_entities_by_label_and_character_span():
+    words, tags = ["Anna", "Schmidt", "visited", "New", "York"], ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]
+    text, gold = word_spans(words, tags)
+    assert text == "Anna Schmidt visited New York"
+    assert gold == {("PER", 0, 12), ("LOC", 21, 29)}
+    found = [[{"label": "PER", "start": 0, "end": 12, "score": 0.9},  # right
+              {"label": "LOC", "start": 21, "end": 24, "score": 0.8},  # boundary wrong
+              {"label": "ORG", "start": 13, "end": 20, "score": 0.6}]]  # not an entity
+    # precision 1/3, recall 1/2: F1 = 2 * (1/3 * 1/2) / (1/3 + 1/2) = 0.4
+    assert score_answers("token_classification", found, [gold]) == pytest.approx(0.4)
+    assert score_answers("token_classification", [[]], [set()]) == 0.0
+    labels = [{"label": "positive"}, {"label": "negative"}, {"label": "negative"}]
+    gold_labels = ["positive", "positive", "negative"]
+    assert score_answers("classification", labels, gold_labels) == pytest.approx(2 / 3)

@@ -1,15 +1,20 @@
-"""The Predictor on ONNX Runtime: the same answers as on torch (fp32 within 1e-4; int8 weights
-close), the export cached beside the checkpoint, and clear errors."""
+"""The Predictor's engines (mtl_nlp.inference.BACKENDS): torch.compile and ONNX Runtime give the
+same answers as torch (fp32 within 1e-4; int8 weights close), the ONNX export is cached beside the
+checkpoint, and an unknown engine is a clear error."""
+
+import importlib.util
 
 import pytest
 import torch
 
-from mtl_nlp import HeadConfig, MultiTaskModel
-from mtl_nlp.inference import Predictor
-from mtl_nlp.onnx_backend import BackendError, onnx_runner
+from mtl_nlp import HeadConfig, MultiTaskModel, cli
+from mtl_nlp.inference import BACKENDS, BackendError, Predictor
+from mtl_nlp.onnx_backend import onnx_runner
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
+needs_onnx = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnxscript")),
+    reason="needs the onnx extra",
+)
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TEXTS = ["anna schmidt visited new yorkers in the u.s. today .", "the film was dull", "york",
@@ -50,6 +55,16 @@ def assert_same_answers(ours, theirs, tolerance):
                 assert answer["value"] == pytest.approx(reference[task]["value"], abs=tolerance)
 
 
+def test_torch_compile_answers_every_task_as_torch_does(checkpoint):
+    """Texts, a text tagged in windows, and pairs: the compiled forward gives the same answers."""
+    inputs = [*TEXTS, *PAIRS]
+    reference = Predictor.from_pretrained(checkpoint, mixed_precision="no").predict(inputs)
+    compiled = Predictor.from_pretrained(checkpoint, mixed_precision="no", backend="torch-compile")
+    assert_same_answers(compiled.predict(inputs), reference, 1e-4)
+    assert_same_answers(compiled.predict(inputs[::-1]), reference[::-1], 1e-4)  # other batch shapes
+
+
+@needs_onnx
 def test_onnx_answers_every_task_as_torch_does(checkpoint):
     torch_predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
     onnx_predictor = Predictor.from_pretrained(checkpoint, backend="onnx")
@@ -62,6 +77,7 @@ def test_onnx_answers_every_task_as_torch_does(checkpoint):
     assert exports[0].stat().st_mtime_ns == stamp
 
 
+@needs_onnx
 def test_int8_weights_answer_close_to_fp32(checkpoint):
     reference = Predictor.from_pretrained(checkpoint, mixed_precision="no").predict(PAIRS)
     int8 = Predictor.from_pretrained(checkpoint, backend="onnx-int8").predict(PAIRS)
@@ -76,10 +92,15 @@ def test_int8_weights_answer_close_to_fp32(checkpoint):
 
 def test_an_unknown_backend_names_the_choices(checkpoint):
     model = MultiTaskModel.from_pretrained(checkpoint)
-    with pytest.raises(BackendError, match="backend 'tensorrt' is not one of: torch, onnx, onnx-int8"):
+    with pytest.raises(BackendError, match="backend 'tensorrt' is not one of: onnx, onnx-int8"):
         onnx_runner(model, None, "tensorrt", torch.device("cpu"))
+    choices = "torch, torch-compile, onnx, onnx-int8"
+    with pytest.raises(BackendError, match=f"backend 'tensorrt' is not one of: {choices}"):
+        Predictor.from_pretrained(checkpoint, backend="tensorrt")
+    assert cli.BACKENDS == BACKENDS  # the CLI's copy (it parses arguments without importing torch)
 
 
+@needs_onnx
 def test_the_predict_command_runs_on_onnx(checkpoint, tmp_path):
     import json
 
