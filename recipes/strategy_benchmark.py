@@ -85,6 +85,9 @@ GRIDS = {
         # Half the batches of the three single-task runs together: the time target.
         "recipe_config_half_epoch": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
                                               "train.epochs=0.5"]),
+        # The same budget with twice the learning rate: fewer steps need larger ones.
+        "recipe_config_half_epoch_lr_1e-4": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
+                                                      "train.epochs=0.5", "train.lr=1e-4"]),
         # Levers for a task that trails its single-task run on the whole data (SST-2): end the run
         # on proportional sampling (exponent 1/T -> 1), or train longer.
         "recipe_config_anneal_down": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",

@@ -130,3 +130,28 @@ def test_a_malformed_streamed_row_names_the_file_and_line(tmp_path, tiny_tokeniz
                     data_files={"train": str(train), "validation": str(validation)})
     with pytest.raises(DataError, match=rf"task 'streamed': {train} {message}"):
         prepare_task_data([spec], tiny_tokenizer, max_length=32, cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("declared, reads", [
+    ({}, 1),  # one pass counts the rows and collects the labels
+    ({"labels": ["neg", "pos"]}, 1),  # one pass counts
+    ({"size": 50}, 1),  # one pass collects the labels
+    ({"size": 50, "labels": ["neg", "pos"]}, 0),  # nothing to learn before training
+])
+def test_a_streamed_file_is_read_once_before_training_at_most(tmp_path, tiny_tokenizer, monkeypatch,
+                                                               declared, reads):
+    from mtl_nlp.data import loading
+
+    opened = []
+    real_rows = loading._stream_rows
+
+    def counted_rows(task, path, builder, options):
+        opened.append(path)
+        yield from real_rows(task, path, builder, options)
+
+    monkeypatch.setattr(loading, "_stream_rows", counted_rows)
+    tasks = prepare_task_data([stream_spec(tmp_path, 50, **declared)], tiny_tokenizer, max_length=32,
+                              cache_dir=str(tmp_path / "cache"))
+    full_passes = len(opened) - 1  # the column types come from reading the first row
+    assert full_passes == reads
+    assert tasks["streamed"].train_size == 50 and tasks["streamed"].labels == ["neg", "pos"]

@@ -127,14 +127,23 @@ def _is_present(spec: TaskSpec, example: dict[str, Any]) -> bool:
     return all(isinstance(example[c], str) and bool(example[c].strip()) for c in input_columns(spec))
 
 
-def check_columns(spec: TaskSpec, split: str, dataset: Dataset) -> None:
-    """Raise a DataError naming any column the task needs that `dataset` lacks."""
+def check_columns(spec: TaskSpec, split: str, columns: list[str]) -> None:
+    """Raise a DataError naming any column the task needs that is not among `columns`."""
     for column in (*input_columns(spec), label_column(spec)):
-        if column not in dataset.column_names:
+        if column not in columns:
             raise DataError(
                 f"task {spec.name!r}, split {split}: column {column!r} not found; "
-                f"columns: {', '.join(dataset.column_names)}"
+                f"columns: {', '.join(columns)}"
             )
+
+
+def stream_columns(dataset: IterableDataset) -> list[str]:
+    """The columns of a stream: its declared ones, else those of its first row (read to learn
+    them, as a file read lazily has no schema before it is read)."""
+    if dataset.column_names is not None:
+        return list(dataset.column_names)
+    first = next(iter(dataset.take(1)), None)
+    return list(first) if first is not None else []
 
 
 def encode_splits(
@@ -152,7 +161,7 @@ def encode_splits(
         if isinstance(dataset, IterableDataset):
             encoded[split] = _encode_stream(spec, split, dataset, tokenizer, mapper, max_length)
             continue
-        check_columns(spec, split, dataset)
+        check_columns(spec, split, dataset.column_names)
         present = dataset.filter(functools.partial(_is_present, spec), desc=f"{spec.name}/{split}")
         if len(present) == 0:
             raise DataError(f"task {spec.name!r}, split {split}: all {len(dataset)} examples have empty "
@@ -189,15 +198,15 @@ def _encode_stream(
 ) -> IterableDataset:
     """A streamed training split, tokenized lazily as it is read (examples with empty text are
     skipped, long ones truncated, as in memory)."""
-    dataset = dataset._resolve_features() if dataset.features is None else dataset
-    check_columns(spec, split, dataset)
+    columns = stream_columns(dataset)
+    check_columns(spec, split, columns)
     encode = _encode_sentences if spec.type != "token_classification" else functools.partial(
         _encode_tagging, stride=None)
     function = functools.partial(
         encode, tokenizer=tokenizer, spec=spec, mapper=mapper, max_length=max_length, split=split,
     )
     present = dataset.filter(functools.partial(_is_present, spec))
-    features = present.map(function, batched=True, with_indices=True, remove_columns=dataset.column_names)
+    features = present.map(function, batched=True, with_indices=True, remove_columns=columns)
     return features.map(_add_length, batched=True)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from datasets import ClassLabel, Dataset, IterableDataset, Sequence
 
@@ -63,13 +64,41 @@ def split_labels(value: object, separator: str) -> list[object]:
     return labels
 
 
-def resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
-    """The task's labels: `spec.labels`, else ClassLabel names, else sorted training labels.
-    Regression tasks have none; a tagging task's labels must be BIO tags."""
-    labels = _resolve_labels(spec, train)
+def resolve_labels(spec: TaskSpec, train: Dataset, values: Iterable[object] | None = None) -> list[str]:
+    """The task's labels: `spec.labels`, else ClassLabel names, else sorted training labels (read
+    from `values`, the label column's raw values, when given). Regression tasks have none; a
+    tagging task's labels must be BIO tags."""
+    labels = declared_labels(spec, train)
+    if labels is None:
+        if values is None:  # a stream is read once, keeping only the set of values
+            column = label_column(spec)
+            values = (row[column] for row in train) if isinstance(train, IterableDataset) else train[column]
+        labels = labels_from_values(spec, values)
     if spec.type == "token_classification":
         check_bio_tags(spec.name, labels)
     return labels
+
+
+def declared_labels(spec: TaskSpec, train: Dataset) -> list[str] | None:
+    """The labels known without reading the data (none for regression, the entry's, or the
+    column's ClassLabel names), or None when the training labels must be read."""
+    if spec.type == "regression":
+        return []
+    if spec.labels is not None:
+        return list(spec.labels)
+    class_label = _class_label(train, label_column(spec))
+    return list(class_label.names) if class_label is not None else None
+
+
+def labels_from_values(spec: TaskSpec, values: Iterable[object]) -> list[str]:
+    """The sorted distinct labels among the label column's raw values (tag lists for tagging,
+    label lists or joined strings for multilabel); missing values are skipped."""
+    if spec.type == "token_classification":
+        values = (tag for tags in values for tag in tags)
+    elif spec.type == "multilabel":
+        values = (label for cell in values for label in split_labels(cell, spec.label_separator))
+    cleaned = (clean_label(value) for value in values)
+    return sorted({str(value) for value in cleaned if value is not None})
 
 
 def check_bio_tags(task: str, tags: list[str]) -> None:
@@ -82,25 +111,6 @@ def check_bio_tags(task: str, tags: list[str]) -> None:
             f"task {task!r}: tags {shown} are not BIO tags (O, B-TYPE, I-TYPE); convert IOBES/BILOU "
             "tags to BIO (S- -> B-, E-/L- -> I-, U- -> B-) or give bare types a B-/I- prefix"
         )
-
-
-def _resolve_labels(spec: TaskSpec, train: Dataset) -> list[str]:
-    if spec.type == "regression":
-        return []
-    if spec.labels is not None:
-        return list(spec.labels)
-    column = label_column(spec)
-    class_label = _class_label(train, column)
-    if class_label is not None:
-        return list(class_label.names)
-    # A stream is read once, keeping only the set of values.
-    values = (row[column] for row in train) if isinstance(train, IterableDataset) else train[column]
-    if spec.type == "token_classification":
-        values = [tag for tags in values for tag in tags]
-    elif spec.type == "multilabel":
-        values = [label for cell in values for label in split_labels(cell, spec.label_separator)]
-    cleaned = (clean_label(value) for value in values)
-    return sorted({str(value) for value in cleaned if value is not None})
 
 
 class LabelMapper:

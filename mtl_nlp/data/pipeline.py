@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from datasets import DatasetDict, IterableDataset
@@ -13,7 +14,7 @@ from transformers import (
 )
 
 from mtl_nlp.data.features import IGNORE_INDEX, encode_splits
-from mtl_nlp.data.labels import build_label_mapper, resolve_labels
+from mtl_nlp.data.labels import build_label_mapper, declared_labels, label_column, resolve_labels
 from mtl_nlp.data.loading import load_task_splits
 from mtl_nlp.registry import TaskSpec
 
@@ -56,25 +57,38 @@ def prepare_task_data(
         raw = load_task_splits(spec, data_dir=data_dir, cache_dir=cache_dir, seed=seed)
         limits = [n for n in (max_train_examples, spec.max_train_examples) if n is not None]
         raw = limit_examples(raw, min(limits, default=None), max_eval_examples, seed)
-        labels = resolve_labels(spec, raw["train"])
+        labels, size = labels_and_size(spec, raw["train"], min(limits, default=None))
         mapper = build_label_mapper(spec, raw["train"], labels)
         features = encode_splits(spec, raw, tokenizer, mapper, max_length, stride)
-        size = stream_size(spec, raw["train"], min(limits, default=None))
         prepared[spec.name] = TaskData(spec=spec, labels=labels, splits=features, stream_size=size)
     return prepared
 
 
-def stream_size(spec: TaskSpec, train: object, limit: int | None) -> int | None:
-    """A streamed task's training examples: its declared `size`, else one counting pass over the
-    stream (logged, so a user knows what to declare to skip it); None for in-memory tasks."""
+def labels_and_size(spec: TaskSpec, train: object, limit: int | None) -> tuple[list[str], int | None]:
+    """The task's labels, and a streamed task's training examples (None for in-memory tasks): its
+    declared `size`, else counted in the same pass over the stream that collects undeclared
+    labels (logged, so a user knows what to declare to skip it)."""
     if not isinstance(train, IterableDataset):
-        return None
+        return resolve_labels(spec, train), None
     if spec.size is not None:
-        return spec.size if limit is None else min(spec.size, limit)
-    counted = sum(1 for _ in train)
+        return resolve_labels(spec, train), spec.size if limit is None else min(spec.size, limit)
+    rows = 0
+
+    def label_values() -> Iterator[object]:
+        nonlocal rows
+        column = label_column(spec)
+        for row in train:
+            rows += 1
+            yield row[column]
+
+    if declared_labels(spec, train) is None:
+        labels = resolve_labels(spec, train, label_values())
+    else:
+        labels = resolve_labels(spec, train)
+        rows = sum(1 for _ in train)
     logger.info("task %s: counted %d training examples in its stream (declare size: %d to skip this)",
-                spec.name, counted, counted)
-    return counted
+                spec.name, rows, rows)
+    return labels, rows
 
 
 def limit_examples(
