@@ -7,6 +7,7 @@ import pytest
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
+from mtl_nlp.data.loading import DataError
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import prepare_task_data
 from mtl_nlp.data.streaming import StreamingBatches
@@ -155,3 +156,17 @@ def test_a_streamed_file_is_read_once_before_training_at_most(tmp_path, tiny_tok
     full_passes = len(opened) - 1  # the column types come from reading the first row
     assert full_passes == reads
     assert tasks["streamed"].train_size == 50 and tasks["streamed"].labels == ["neg", "pos"]
+
+
+def test_a_streamed_file_without_rows_is_a_clear_error(tmp_path, tiny_tokenizer):
+    empty = stream_spec(tmp_path, 0)
+    with pytest.raises(DataError, match=r"task 'streamed': .*train.jsonl is empty"):
+        prepare_task_data([empty], tiny_tokenizer, max_length=32, cache_dir=str(tmp_path / "cache"))
+    header_only, validation = tmp_path / "train.csv", tmp_path / "validation.csv"
+    header_only.write_text("text,label\n")
+    validation.write_text("text,label\ngood film,pos\n")
+    spec = TaskSpec(name="streamed", type="classification", format="csv", streaming=True, size=10,
+                    labels=["neg", "pos"],
+                    data_files={"train": str(header_only), "validation": str(validation)})
+    with pytest.raises(DataError, match="task 'streamed', split train: the streamed file has no examples"):
+        prepare_task_data([spec], tiny_tokenizer, max_length=32, cache_dir=str(tmp_path / "cache"))

@@ -199,6 +199,8 @@ def _encode_stream(
     """A streamed training split, tokenized lazily as it is read (examples with empty text are
     skipped, long ones truncated, as in memory)."""
     columns = stream_columns(dataset)
+    if not columns:
+        raise DataError(f"task {spec.name!r}, split {split}: the streamed file has no examples")
     check_columns(spec, split, columns)
     encode = _encode_sentences if spec.type != "token_classification" else functools.partial(
         _encode_tagging, stride=None)

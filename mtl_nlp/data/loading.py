@@ -149,9 +149,9 @@ def _stream_rows(task: str, path: str, builder: str, options: dict) -> Iterator[
     """The rows of a table or JSON-lines file, read lazily by `datasets`; a row the reader
     cannot parse ends in a DataError naming the file and its first faulty line, found by a
     second streaming pass over the file (memory stays flat)."""
-    stream = datasets.load_dataset(builder, data_files={"train": path}, streaming=True, **options)["train"]
     try:
-        yield from stream
+        streamed = datasets.load_dataset(builder, data_files={"train": path}, streaming=True, **options)
+        yield from streamed["train"]
     except MtlNlpError:
         raise
     except Exception as exc:
@@ -164,6 +164,9 @@ def _streamed_file_problem(path: Path, builder: str, dialect: dict) -> str | Non
     bad_byte = _first_bad_byte(path)
     if bad_byte is not None:
         return bad_byte[1]
+    with path.open(encoding="utf-8-sig") as handle:
+        if not any(line.strip() for line in handle):
+            return "is empty"
     if builder == "json":
         with path.open(encoding="utf-8-sig") as handle:
             for number, line in enumerate(handle, start=1):
