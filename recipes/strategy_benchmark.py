@@ -94,6 +94,12 @@ GRIDS = {
                                                "sampling.strategy=annealed", "sampling.anneal=down"]),
         "recipe_config_1.5_epochs": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
                                               "train.epochs=1.5"]),
+        # Two more levers for SST-2: twice the learning rate (best on the scaled sweep), and
+        # private top layers so the sentence tasks stop sharing the layers their heads read.
+        "recipe_config_lr_1e-4": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
+                                           "train.lr=1e-4"]),
+        "recipe_config_private_2": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
+                                             "sharing.private_layers=2"]),
     },
 }
 SINGLE_TASK = "single"  # the arm name prefix of single-task runs
