@@ -93,9 +93,10 @@ def test_real_tokenizer_words_align_and_empty_words_vanish(tiny_tokenizer, words
 def test_tagging_features_of_random_words_do_not_crash(tiny_tokenizer, sentences, data):
     """30 small train splits of random unicode sentences through encode_splits (datasets.map,
     truncation to 32 tokens): no exception; an example is kept unless a word is empty or
-    whitespace only, and each kept row scores exactly its words that have a token (a sentence made
-    only of words the tokenizer drops, e.g. ["\\u200b"], is kept with no scored position: see the
-    report)."""
+    whitespace only, and each kept row labels exactly its words that have a token: the word's tag
+    on its first token, and I-PER (inside an entity) or O on the first token of each further piece
+    the tokenizer splits it into when reading raw text (a sentence made only of words the
+    tokenizer drops, e.g. ["\\u200b"], is kept with no scored position: see the report)."""
     from datasets import Dataset, DatasetDict
 
     from mtl_nlp import TaskSpec
@@ -115,12 +116,25 @@ def test_tagging_features_of_random_words_do_not_crash(tiny_tokenizer, sentences
         return
     features = encode_splits(spec, DatasetDict({"train": split}), tiny_tokenizer, mapper, MAX_LENGTH)["train"]
     assert len(features) == len(kept)
-    for words, labels in zip(kept, features["labels"]):
+    kept_tags = [tags_row for words, tags_row in zip(sentences, rows) if words in kept]
+    for words, word_tags, labels in zip(kept, kept_tags, features["labels"]):
         encoded = tiny_tokenizer(words, is_split_into_words=True, truncation=True, max_length=MAX_LENGTH)
-        scored = {word for word in encoded.word_ids() if word is not None}
-        assert sum(label != IGNORE_INDEX for label in labels) == len(scored)
+        word_ids = encoded.word_ids()
+        scored = {word for word in word_ids if word is not None}
         if not scored:
             event("a kept sentence with no scored word")
+        for word in scored:
+            positions = [t for t, w in enumerate(word_ids) if w == word and labels[t] != IGNORE_INDEX]
+            tag = tags.index(word_tags[word])
+            assert positions[0] == word_ids.index(word) and labels[positions[0]] == tag
+            assert all(labels[t] == (2 if tag else 0) for t in positions[1:])  # I-PER inside, O outside
+            # One label per piece a raw-text reading splits the word into (fewer when truncated).
+            pieces = len({p for p in tiny_tokenizer(words[word], add_special_tokens=False).word_ids()
+                          if p is not None})
+            whole = word < max(scored) or word_ids[-2] != word
+            assert len(positions) == pieces if whole else len(positions) <= pieces
+            if len(positions) > 1:
+                event("a word trained as several pieces")
 
 
 def test_a_split_of_only_empty_examples_is_a_data_error(tmp_path, tiny_tokenizer):

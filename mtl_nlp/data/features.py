@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizerBase
 
 from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
 from mtl_nlp.data.loading import DataError
+from mtl_nlp.data.word_pieces import align_piece_labels, continuation_ids, piece_starts
 from mtl_nlp.encoding import IGNORE_INDEX, encode_texts
 from mtl_nlp.registry import TaskSpec
 from mtl_nlp.windows import default_stride, plan_word_windows
@@ -62,8 +63,9 @@ def _encode_tagging(
     spec: TaskSpec, mapper: LabelMapper, max_length: int, split: str, stride: int | None,
 ) -> dict[str, list]:
     """Tokenize words and align their tags. With a `stride` (evaluation splits), an example
-    longer than max_length becomes overlapping windows of whole words, so every word is scored;
-    without one (training), it is truncated."""
+    longer than max_length becomes overlapping windows of whole words, so every word is scored
+    once, on its first token; without one (training), it is truncated and the pieces raw text
+    splits a word into are labelled too (see word_pieces)."""
     lines = batch.get("line") or [None] * len(indices)
     words, word_labels = batch[spec.tokens_column], []
     for row, (tags, index, line) in enumerate(zip(batch[spec.tags_column], indices, lines)):
@@ -73,12 +75,25 @@ def _encode_tagging(
                             f"{len(words[row])} words")
         word_labels.append([mapper(tag, where) for tag in tags])
     if stride is None:
-        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
-        encoded["labels"] = [
-            align_word_labels(encoded.word_ids(row), labels) for row, labels in enumerate(word_labels)
-        ]
-        return encoded
+        return _encode_training_words(tokenizer, words, word_labels, mapper.labels, max_length)
     return _encode_word_windows(tokenizer, words, word_labels, indices, max_length, stride)
+
+
+def _encode_training_words(
+    tokenizer: PreTrainedTokenizerBase, words: list[list[str]], word_labels: list[list[int]],
+    labels: list[str], max_length: int,
+) -> dict[str, list]:
+    """Truncated rows whose labels also cover the pieces raw-text reading splits words into."""
+    encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length,
+                        return_offsets_mapping=True)
+    offsets = encoded.pop("offset_mapping")
+    starts = piece_starts(tokenizer, [word for row in words for word in row])
+    continued = continuation_ids(labels)
+    encoded["labels"] = [
+        align_piece_labels(encoded.word_ids(row), offsets[row], words[row], row_labels, starts, continued)
+        for row, row_labels in enumerate(word_labels)
+    ]
+    return encoded
 
 
 def _encode_word_windows(
