@@ -114,6 +114,22 @@ def test_unusual_inputs_get_valid_answers_and_bad_ones_a_clear_error(checkpoint)
         predictor.predict([3])
 
 
+def test_bf16_predictor_stores_linear_weights_once_with_the_answers_of_autocast(checkpoint, monkeypatch):
+    """Linear layers keep bf16 weights (autocast would re-cast them every batch); layer norms and
+    embeddings stay float32; answers and scores equal those of autocast over float32 weights."""
+    texts = ["the film is dull .", SENTENCE, "anna schmidt visited new yorkers", "Zürich " * 40]
+    predictor = Predictor.from_pretrained(checkpoint, batch_size=2, mixed_precision="bf16")
+    dtypes = {type(module).__name__: {p.dtype for p in module.parameters(recurse=False)}
+              for module in predictor.model.modules() if list(module.parameters(recurse=False))}
+    assert dtypes["Linear"] == {torch.bfloat16}
+    assert dtypes["LayerNorm"] == dtypes["Embedding"] == {torch.float32}
+    answers = predictor.predict(texts)
+    monkeypatch.setattr("mtl_nlp.inference.store_linear_weights", lambda model, dtype: None)
+    autocast_only = Predictor.from_pretrained(checkpoint, batch_size=2, mixed_precision="bf16")
+    assert {p.dtype for p in autocast_only.model.parameters()} == {torch.float32}
+    assert autocast_only.predict(texts) == answers
+
+
 def test_predictor_runs_the_encoder_once_per_batch(checkpoint):
     predictor = Predictor.from_pretrained(checkpoint, batch_size=4, mixed_precision="no")
     calls = []
