@@ -77,6 +77,7 @@ GRIDS = {
         "small_ner_default": ("small_ner", []),
         "small_ner_temperature": ("small_ner", ["sampling.strategy=temperature"]),
         "small_ner_uniform": ("small_ner", ["sampling.strategy=uniform"]),
+        "small_ner_temperature_lr_1e-4": ("small_ner", ["sampling.strategy=temperature", "train.lr=1e-4"]),
     },
     "final": {
         "recipe_config": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml"]),

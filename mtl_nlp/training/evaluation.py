@@ -131,22 +131,33 @@ def evaluate_with_reports(
     was_training = model.training
     model.eval()
     results, reports = {}, {}
-    for task, loader in loaders.items():
-        task_type = tasks[task].spec.type
-        all_predictions: list = []
-        all_labels: list = []
-        all_windows: list[tuple[int, int]] = []
-        for batch in loader:
-            predictions, labels, *windows = _predict_batch(
-                accelerator, model, task, batch, task_type == "token_classification"
-            )
-            all_predictions.extend(predictions.tolist())
-            all_labels.extend(labels.tolist())
-            if windows:
-                all_windows.extend(zip(windows[0].tolist(), windows[1].tolist()))
-        results[task], reports[task] = task_scores(
-            task_type, all_predictions, all_labels, tasks[task].labels, with_reports,
-            all_windows or None,
-        )
+    # One autocast region around every batch: autocast caches its bf16/fp16 copies of the
+    # weights until its outermost region closes, so they are cast once per evaluation instead of
+    # once per batch (the prepared model's own per-forward autocast nests inside).
+    with accelerator.autocast():
+        for task, loader in loaders.items():
+            results[task], reports[task] = _evaluate_task(
+                accelerator, model, task, loader, tasks[task], with_reports)
     model.train(was_training)
     return results, reports
+
+
+def _evaluate_task(
+    accelerator: Accelerator, model: nn.Module, task: str, loader: DataLoader, task_data: TaskData,
+    with_reports: bool,
+) -> tuple[dict[str, float], ClassReport]:
+    """One task's scores and report over every example of its loader."""
+    task_type = task_data.spec.type
+    all_predictions: list = []
+    all_labels: list = []
+    all_windows: list[tuple[int, int]] = []
+    for batch in loader:
+        predictions, labels, *windows = _predict_batch(
+            accelerator, model, task, batch, task_type == "token_classification"
+        )
+        all_predictions.extend(predictions.tolist())
+        all_labels.extend(labels.tolist())
+        if windows:
+            all_windows.extend(zip(windows[0].tolist(), windows[1].tolist()))
+    return task_scores(task_type, all_predictions, all_labels, task_data.labels, with_reports,
+                       all_windows or None)
