@@ -10,6 +10,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import PreTrainedTokenizerBase
 
+from mtl_nlp.data.code_version import Versioned
 from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
 from mtl_nlp.data.loading import DataError
 from mtl_nlp.data.word_pieces import align_piece_labels, continuation_ids, piece_starts
@@ -177,7 +178,7 @@ def encode_splits(
             encoded[split] = _encode_stream(spec, split, dataset, tokenizer, mapper, max_length)
             continue
         check_columns(spec, split, dataset.column_names)
-        present = dataset.filter(functools.partial(_is_present, spec), desc=f"{spec.name}/{split}")
+        present = dataset.filter(Versioned(_is_present, spec), desc=f"{spec.name}/{split}")
         if len(present) == 0:
             raise DataError(f"task {spec.name!r}, split {split}: all {len(dataset)} examples have empty "
                             f"or missing text in {', '.join(input_columns(spec))}")
@@ -191,14 +192,14 @@ def encode_splits(
             function = functools.partial(_encode_tagging, stride=windows)
         else:
             function = _encode_sentences
-        function = functools.partial(
+        function = Versioned(
             function, tokenizer=tokenizer, spec=spec, mapper=mapper, max_length=max_length, split=split,
         )
         features = present.map(
             function, batched=True, with_indices=True, remove_columns=present.column_names,
             desc=f"tokenize {spec.name}/{split}",
         )
-        features = features.map(_add_length, batched=True, desc=f"lengths {spec.name}/{split}")
+        features = features.map(Versioned(_add_length), batched=True, desc=f"lengths {spec.name}/{split}")
         if "example_index" in features.column_names:
             _log_windows(spec, split, features, max_length)
         else:
