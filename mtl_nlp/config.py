@@ -34,7 +34,7 @@ class TrainConfig:
     batch_size: int = 32  # examples per batch (one task per batch)
     max_tokens: int | None = None  # token budget per batch (padded length x rows); overrides batch_size
     eval_batch_size: int = 64  # examples per evaluation batch
-    lr: float = 5e-5  # peak learning rate of AdamW
+    lr: float = 1e-4  # peak learning rate of AdamW (measured best for the default encoder; see README)
     head_lr: float | None = None  # learning rate of the task heads; None means lr
     weight_decay: float = 0.01  # AdamW weight decay (not applied to biases and LayerNorm)
     warmup_ratio: float = 0.1  # fraction of the optimizer steps spent warming up linearly
