@@ -60,6 +60,9 @@ class Predictor:
     other kind of input is an error. Single texts share one encoder pass per batch for all their
     tasks; pairs run in their own encoder passes. Inputs are batched by length so padding stays
     small.
+
+    The Predictor takes the model it is given for inference: eval mode, on `device`, and in bf16
+    or fp16 (torch engines) with its linear layers' weights stored in that precision.
     """
 
     def __init__(
@@ -303,7 +306,7 @@ def store_linear_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
 
     Autocast casts float32 weights to bf16/fp16 on every use and caches the casts only until its
     context closes, so a Predictor entering it once per batch re-cast all 22M weights of the
-    default encoder each batch (about a quarter of a bf16 pass over short texts). Cast once, the
+    default encoder each batch (about a fifth of a bf16 pass over short texts). Cast once, the
     answers are the same: autocast's cast of a weight already in `dtype` is a no-op. Layer norms
     and embeddings stay float32, as autocast leaves them.
     """

@@ -105,7 +105,8 @@ def test_tagging_features_of_random_words_do_not_crash(tiny_tokenizer, sentences
 
     tags = ["O", "B-PER", "I-PER"]
     rows = [data.draw(st.lists(st.sampled_from(tags), min_size=len(s), max_size=len(s))) for s in sentences]
-    kept = [s for s in sentences if s and all(word.strip() for word in s)]
+    kept_rows = [(s, r) for s, r in zip(sentences, rows) if s and all(word.strip() for word in s)]
+    kept = [s for s, _ in kept_rows]
     spec = TaskSpec(name="ner", type="token_classification", format="conll", data_files={"train": "x"})
     split = Dataset.from_dict({"tokens": sentences, "tags": rows})
     mapper = LabelMapper("ner", tags, integers_are_indices=False)
@@ -116,8 +117,7 @@ def test_tagging_features_of_random_words_do_not_crash(tiny_tokenizer, sentences
         return
     features = encode_splits(spec, DatasetDict({"train": split}), tiny_tokenizer, mapper, MAX_LENGTH)["train"]
     assert len(features) == len(kept)
-    kept_tags = [tags_row for words, tags_row in zip(sentences, rows) if words in kept]
-    for words, word_tags, labels in zip(kept, kept_tags, features["labels"]):
+    for (words, word_tags), labels in zip(kept_rows, features["labels"]):
         encoded = tiny_tokenizer(words, is_split_into_words=True, truncation=True, max_length=MAX_LENGTH)
         word_ids = encoded.word_ids()
         scored = {word for word in word_ids if word is not None}

@@ -23,14 +23,22 @@ MAIN_METRIC = {"token_classification": "f1", "classification": "accuracy"}
 
 
 def served_scores(directory: Path, data_dir: str, tasks: list[str] | None) -> dict[str, tuple[float, float]]:
-    """{task: (test score in metrics.json, test score of the Predictor's answers)}; the tasks'
-    data come from the run config saved in the checkpoint (built-in tasks read `data_dir`)."""
+    """{task: (test score in metrics.json, test score of the Predictor's answers)}, for the
+    classification and tagging tasks (all of them, or `tasks`); the tasks' data come from the run
+    config saved in the checkpoint (built-in tasks read `data_dir`)."""
+    metrics = directory / "metrics.json"
+    if not metrics.is_file():
+        raise SystemExit(f"{metrics} not found: served_scores compares a finished run's test metrics")
     predictor = Predictor.from_pretrained(directory)
-    evaluated = json.loads((directory / "metrics.json").read_text())
+    scored = [task for task in predictor.tasks if predictor.model.head_configs[task].type in MAIN_METRIC]
+    unknown = sorted(set(tasks or []) - set(scored))
+    if unknown:
+        raise SystemExit(f"{directory}: cannot score task(s) {unknown}; scorable tasks: {', '.join(scored)}")
+    evaluated = json.loads(metrics.read_text())
     entries = read_checkpoint_config(directory)["run_config"]["tasks"]
     specs = {spec.name: spec for spec in resolve_tasks(entries)}
     scores = {}
-    for task in tasks or predictor.tasks:
+    for task in tasks or scored:
         head = predictor.model.head_configs[task]
         texts, gold = gold_examples(specs[task], data_dir, head.labels)
         answers = [answer[task] for answer in predictor.predict(texts, tasks=[task])]
