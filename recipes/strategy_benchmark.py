@@ -89,6 +89,13 @@ GRIDS = {
         # The same budget with twice the learning rate: fewer steps need larger ones.
         "recipe_config_half_epoch_lr_1e-4": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
                                                       "train.epochs=0.5", "train.lr=1e-4"]),
+        # The half-time budget with larger steps, or with SST-2 (the task short of batches in half
+        # an epoch) drawn as often as its size says instead of by temperature.
+        "recipe_config_half_epoch_lr_2e-4": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
+                                                      "train.epochs=0.5", "train.lr=2e-4"]),
+        "recipe_config_half_epoch_lr_1e-4_proportional": (
+            "full", ["--config", "recipes/configs/conll_sst2_agnews.yaml", "train.epochs=0.5",
+                     "train.lr=1e-4", "sampling.strategy=proportional"]),
         # Levers for a task that trails its single-task run on the whole data (SST-2): end the run
         # on proportional sampling (exponent 1/T -> 1), or train longer.
         "recipe_config_anneal_down": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
