@@ -96,6 +96,15 @@ GRIDS = {
         "recipe_config_half_epoch_lr_1e-4_proportional": (
             "full", ["--config", "recipes/configs/conll_sst2_agnews.yaml", "train.epochs=0.5",
                      "train.lr=1e-4", "sampling.strategy=proportional"]),
+        # Token-budget batches: a batch of short SST-2 sentences carries several times the rows of
+        # an AG News batch, larger batches use the cores better, and proportional sampling over
+        # such batches gives each task about its share of the tokens.
+        "recipe_config_0.6_epoch_tokens_2048_proportional_lr_2e-4": (
+            "full", ["--config", "recipes/configs/conll_sst2_agnews.yaml", "train.epochs=0.6",
+                     "train.max_tokens=2048", "sampling.strategy=proportional", "train.lr=2e-4"]),
+        "recipe_config_0.6_epoch_tokens_1024_proportional_lr_2e-4": (
+            "full", ["--config", "recipes/configs/conll_sst2_agnews.yaml", "train.epochs=0.6",
+                     "train.max_tokens=1024", "sampling.strategy=proportional", "train.lr=2e-4"]),
         # Levers for a task that trails its single-task run on the whole data (SST-2): end the run
         # on proportional sampling (exponent 1/T -> 1), or train longer.
         "recipe_config_anneal_down": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
