@@ -40,23 +40,3 @@ def test_the_zero_term_is_zero_and_reaches_every_parameter():
     assert float(zero) == 0.0
     assert torch.equal(first.grad, torch.zeros(2, 3)) and torch.equal(second.grad, torch.zeros(4))
     assert zero_touching([]) == 0.0
-
-
-def test_sharded_training_is_refused_naming_what_to_use(monkeypatch, tmp_path):
-    """FSDP/DeepSpeed cannot start on CPU here; an Accelerator that reports FSDP stands in."""
-    import pytest
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedType
-
-    from mtl_nlp.config import ConfigError, load_config
-    from mtl_nlp.training import setup
-
-    class ShardedAccelerator(Accelerator):
-        @property
-        def distributed_type(self):
-            return DistributedType.FSDP
-
-    monkeypatch.setattr(setup, "Accelerator", ShardedAccelerator)
-    config = load_config(overrides=[f"output_dir={tmp_path}", "mixed_precision=no"])
-    with pytest.raises(ConfigError, match=r"set up for FSDP, which mtl_nlp does not support yet .* with DDP"):
-        setup.build_accelerator(config)

@@ -60,6 +60,12 @@ class MultiTaskModel(nn.Module):
     def task_names(self) -> list[str]:
         return list(self.head_configs)
 
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """The encoder's own unsplittable blocks (e.g. BertEmbeddings, BertLayer): the units FSDP's
+        transformer-based wrapping shards, private layer copies included."""
+        return list(getattr(self.encoder, "_no_split_modules", None) or [])
+
     def encode(
         self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
     ) -> Tensor:
@@ -120,24 +126,30 @@ class MultiTaskModel(nn.Module):
         }
 
     def save_pretrained(
-        self, directory: str | Path, tokenizer: Any = None, extra: dict[str, Any] | None = None
+        self, directory: str | Path, tokenizer: Any = None, extra: dict[str, Any] | None = None,
+        state_dict: dict[str, Tensor] | None = None,
     ) -> None:
         """Write encoder (config + safetensors), tokenizer, heads and mtl_nlp.json to `directory`.
 
-        The checkpoint switches from the previous save to this one as a whole (see
-        checkpoint_files.py): an interrupted save never leaves files of two saves that load.
+        `state_dict` (this model's keys) replaces the module's own weights, e.g. the whole weights
+        gathered from a sharded model. The checkpoint switches from the previous save to this one
+        as a whole (see checkpoint_files.py): an interrupted save never leaves files of two saves
+        that load.
         """
+        state = self.state_dict() if state_dict is None else state_dict
+
+        def part(prefix: str) -> dict[str, Tensor]:
+            return {name[len(prefix):]: tensor.detach().contiguous().cpu()
+                    for name, tensor in state.items() if name.startswith(prefix)}
 
         def write_files(folder: Path) -> None:
-            self.encoder.save_pretrained(folder, safe_serialization=True)
+            encoder = part("encoder.") if state_dict is not None else None
+            self.encoder.save_pretrained(folder, safe_serialization=True, state_dict=encoder)
             if tokenizer is not None:
                 tokenizer.save_pretrained(folder)
-            heads = {name: t.detach().contiguous().cpu() for name, t in self.heads.state_dict().items()}
-            save_file(heads, folder / HEADS_WEIGHTS)
+            save_file(part("heads."), folder / HEADS_WEIGHTS)
             if len(self.sharing.private):
-                private = {name: t.detach().contiguous().cpu()
-                           for name, t in self.sharing.private.state_dict().items()}
-                save_file(private, folder / PRIVATE_WEIGHTS)
+                save_file(part("sharing.private."), folder / PRIVATE_WEIGHTS)
 
         write_checkpoint(Path(directory), write_files, self.checkpoint_config(extra))
 
@@ -165,15 +177,20 @@ class MultiTaskModel(nn.Module):
             model.sharing.private.load_state_dict(load_file(folder / PRIVATE_WEIGHTS))
         return model
 
-    def load_weights_from(self, directory: str | Path) -> None:
-        """Copy a saved checkpoint's encoder and head weights into this model, in place."""
+    def checkpoint_state_dict(self, directory: str | Path) -> dict[str, Tensor]:
+        """The weights of the checkpoint in `directory` under this model's keys, checked to be of
+        this model's tasks."""
         saved = MultiTaskModel.from_pretrained(directory)
         if saved.task_names != self.task_names:
             raise ModelLoadError(
                 f"{directory} holds tasks {saved.task_names}, this model has {self.task_names}"
             )
+        return saved.state_dict()
+
+    def load_weights_from(self, directory: str | Path) -> None:
+        """Copy a saved checkpoint's encoder and head weights into this model, in place."""
         with torch.no_grad():
-            self.load_state_dict(saved.state_dict())
+            self.load_state_dict(self.checkpoint_state_dict(directory))
 
 
 def is_checkpoint(directory: str | Path) -> bool:

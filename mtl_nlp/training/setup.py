@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import DistributedType
 
 from mtl_nlp.config import ConfigError, RunConfig, TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
@@ -18,11 +17,10 @@ from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import is_checkpoint
 from mtl_nlp.modeling.sharing import SharingShape
 from mtl_nlp.precision import describe_precision, resolve_mixed_precision
+from mtl_nlp.training.sharded import check_distributed_type
 
 logger = logging.getLogger(__name__)
 
-# Sharded training, whose gradients no rank holds whole: not supported by the StepRunner yet.
-SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
 LOGS_DIR = "logs"  # tracker files (TensorBoard events, ...), inside output_dir
 
 
@@ -40,13 +38,7 @@ def build_accelerator(config: RunConfig) -> Accelerator:
         log_with=config.tracker or None,
         project_dir=str(Path(config.output_dir) / LOGS_DIR),
     )
-    if accelerator.distributed_type in SHARDED:
-        raise ConfigError(
-            f"Accelerate is set up for {accelerator.distributed_type.value}, which mtl_nlp does not "
-            "support yet (its step combines and averages full per-task gradients on every rank): "
-            "launch with DDP (`accelerate launch --multi_gpu ...`, or an Accelerate config without "
-            "FSDP/DeepSpeed)"
-        )
+    check_distributed_type(accelerator, config)
     if accelerator.is_main_process:
         logger.info(describe_precision(config.mixed_precision, precision, use_cpu))
     if use_cpu:

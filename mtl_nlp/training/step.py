@@ -12,6 +12,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import send_to_device
 
+from mtl_nlp.training.sharded import is_fully_sharded
 from mtl_nlp.training.unused_parameters import parameters_unused_by, zero_touching
 from mtl_nlp.training.weighting import LossWeighting, TaskGradients, cosine_matrix
 
@@ -57,9 +58,10 @@ class StepRunner:
         self.own_parameters = [  # averaged by hand when DDP's all-reduce is skipped
             p for p in unwrapped.parameters() if p.requires_grad and id(p) not in self.shared_ids
         ]
-        # DDP runs without searching for unused parameters: see unused_parameters.py.
-        self.unused = (parameters_unused_by(unwrapped, list(unwrapped.task_names))
-                       if accelerator.num_processes > 1 else {})
+        # DDP runs without searching for unused parameters: see unused_parameters.py. FSDP
+        # reduces only the gradients a step produced, on every process alike, and needs no zero.
+        ddp = accelerator.num_processes > 1 and not is_fully_sharded(accelerator)
+        self.unused = parameters_unused_by(unwrapped, list(unwrapped.task_names)) if ddp else {}
 
     def _measures_conflicts(self, step: int) -> bool:
         return self.conflict_every > 0 and step % self.conflict_every == 0
@@ -84,7 +86,9 @@ class StepRunner:
                 self.task_gradients.record(task)
         if separate:
             result.cosines = self._combine_task_gradients(step)
-        elif self.task_gradients is not None and self._measures_conflicts(step):
+        else:
+            self._forget_zero_gradients({task for task, _ in result.losses})
+        if self.task_gradients is not None and not separate and self._measures_conflicts(step):
             result.cosines = cosine_matrix(self.task_gradients.gram())
         self._average_by_hand(self.weighting.parameters())
         if self.max_grad_norm > 0:
@@ -109,6 +113,18 @@ class StepRunner:
             objective = objective + zero_touching(self.unused[task])
         self.accelerator.backward(objective)
         return loss
+
+    def _forget_zero_gradients(self, tasks: set[str]) -> None:
+        """Under DDP, parameters that no batch of the step used got an exact zero gradient from
+        the zero term; give them none again, so the optimizer skips them as it does in one
+        process or under FSDP (no weight decay, no decay of Adam's moments for an idle head)."""
+        if not self.unused:
+            return
+        idle = set.intersection(*({id(p) for p in self.unused[task]} for task in tasks))
+        for parameters in self.unused.values():
+            for parameter in parameters:
+                if id(parameter) in idle:
+                    parameter.grad = None
 
     def _combine_task_gradients(self, step: int) -> list[list[float | None]] | None:
         """Average the task rows and the task-specific gradients over the processes, then write

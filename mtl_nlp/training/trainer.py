@@ -29,6 +29,12 @@ from mtl_nlp.training.interrupts import StopRequests, TrainingInterrupted
 from mtl_nlp.training.metrics import overall_score
 from mtl_nlp.training.progress import RunningLoss, TrainingProgress, peak_memory_mb
 from mtl_nlp.training.setup import count_optimizer_steps
+from mtl_nlp.training.sharded import (
+    fill_missing_optimizer_state,
+    gather_full_weights,
+    is_fully_sharded,
+    load_checkpoint_weights,
+)
 from mtl_nlp.training.state_files import STATE_DIR, TRAINER_JSON, newest_state, save_state
 from mtl_nlp.training.step import StepResult, StepRunner
 from mtl_nlp.training.weighting import EqualWeighting, LossWeighting
@@ -235,6 +241,8 @@ class MultiTaskTrainer:
         extra = {TRAINER_JSON: {"progress": self.progress.state_dict(), "loader": self.loader.state_dict()}}
         if run_config is not None:
             extra[STATE_RUN_CONFIG] = run_config
+        if is_fully_sharded(self.accelerator):
+            fill_missing_optimizer_state(self.optimizer)
         save_state(self.accelerator, self.output_dir, self.progress.step, self.config.save_total_limit, extra)
 
     def write_reports(self) -> None:
@@ -260,17 +268,19 @@ class MultiTaskTrainer:
         validation score it was chosen at) and a model card with the validation `metrics` it was
         chosen by (main process only)."""
         self.accelerator.wait_for_everyone()
+        # Under FSDP every process takes part in gathering the whole weights.
+        gathered = gather_full_weights(self.accelerator, self.model)
         if self.accelerator.is_main_process:
             model: MultiTaskModel = self.accelerator.unwrap_model(self.model)
             extra = {**self.checkpoint_extra, **({"selection": selection} if selection else {})}
-            model.save_pretrained(directory, tokenizer=self.tokenizer, extra=extra)
+            model.save_pretrained(directory, tokenizer=self.tokenizer, extra=extra, state_dict=gathered)
             write_checkpoint_card(directory, metrics, split="validation")
         self.accelerator.wait_for_everyone()
 
     def load_best(self) -> None:
         """Put the best checkpoint's weights back into the model (every process)."""
         self.accelerator.wait_for_everyone()
-        self.accelerator.unwrap_model(self.model).load_weights_from(self.output_dir)
+        load_checkpoint_weights(self.accelerator, self.model, self.output_dir)
 
     def trainer_summary(self) -> dict[str, Any]:
         """Throughput, padding and validation history, for trainer_state.json."""
