@@ -105,6 +105,9 @@ GRIDS = {
         "recipe_config_0.6_epoch_tokens_1024_proportional_lr_2e-4": (
             "full", ["--config", "recipes/configs/conll_sst2_agnews.yaml", "train.epochs=0.6",
                      "train.max_tokens=1024", "sampling.strategy=proportional", "train.lr=2e-4"]),
+        "recipe_config_0.6_epoch_tokens_1024_lr_2e-4": (
+            "full", ["--config", "recipes/configs/conll_sst2_agnews.yaml", "train.epochs=0.6",
+                     "train.max_tokens=1024", "train.lr=2e-4"]),
         # Levers for a task that trails its single-task run on the whole data (SST-2): end the run
         # on proportional sampling (exponent 1/T -> 1), or train longer.
         "recipe_config_anneal_down": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
