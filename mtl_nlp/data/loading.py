@@ -145,12 +145,18 @@ def _load_streamed(
     return splits
 
 
+# How much of a streamed file the reader parses at once: this, not the file's size, bounds its
+# memory (`datasets` reads JSON lines 10 MB at a time and tables 10,000 rows at a time).
+STREAM_CHUNKS = {"json": {"chunksize": 1 << 20}, "csv": {"chunksize": 1_000}}
+
+
 def _stream_rows(task: str, path: str, builder: str, options: dict) -> Iterator[dict]:
-    """The rows of a table or JSON-lines file, read lazily by `datasets`; a row the reader
-    cannot parse ends in a DataError naming the file and its first faulty line, found by a
-    second streaming pass over the file (memory stays flat)."""
+    """The rows of a table or JSON-lines file, read lazily by `datasets` in small chunks; a row
+    the reader cannot parse ends in a DataError naming the file and its first faulty line, found
+    by a second streaming pass over the file (memory stays flat)."""
     try:
-        streamed = datasets.load_dataset(builder, data_files={"train": path}, streaming=True, **options)
+        streamed = datasets.load_dataset(builder, data_files={"train": path}, streaming=True,
+                                         **options, **STREAM_CHUNKS[builder])
         yield from streamed["train"]
     except MtlNlpError:
         raise
