@@ -171,18 +171,30 @@ class Predictor:
     def _answer(
         self, items: list[object], tasks: list[str] | None, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """Answers for `items` in order; error messages count inputs from `offset`."""
+        """Answers for `items` in order; error messages count inputs from `offset`.
+
+        Each kind of input is tokenized in one call, then batched by token count: sorting by
+        characters mixes texts whose token counts differ widely (numbers and names split into
+        many pieces), and padded tokens cost encoder time like real ones."""
         batch = [_as_input(offset + i, item) for i, item in enumerate(items)]
         tasks_by_kind = self._tasks_by_kind(batch, tasks, offset)
         results: list[dict[str, Any] | None] = [None] * len(batch)
         for pair, kind_tasks in tasks_by_kind.items():
             indices = [i for i, item in enumerate(batch) if isinstance(item, tuple) == pair]
-            order = sorted(indices, key=lambda i: _length(batch[i]))
+            kind = [batch[i] for i in indices]
+            tagging = any(self.model.head_configs[t].type == "token_classification" for t in kind_tasks)
+            encoded = encode_texts(
+                self.tokenizer, [item[0] if pair else item for item in kind],
+                [item[1] for item in kind] if pair else None, self.max_length,
+                return_offsets_mapping=tagging,
+            )
+            lengths = [len(ids) for ids in encoded["input_ids"]]
+            order = sorted(range(len(kind)), key=lengths.__getitem__)
             for begin in range(0, len(order), self.batch_size):
-                chunk = order[begin : begin + self.batch_size]
-                answers = self._predict_batch([batch[i] for i in chunk], kind_tasks)
-                for index, result in zip(chunk, answers):
-                    results[index] = result
+                rows = order[begin : begin + self.batch_size]
+                answers = self._predict_batch([kind[row] for row in rows], encoded, rows, kind_tasks)
+                for row, result in zip(rows, answers):
+                    results[indices[row]] = result
         return results
 
     def _tasks_by_kind(
@@ -231,24 +243,21 @@ class Predictor:
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def _predict_batch(self, batch: list[TextInput], tasks: list[str]) -> list[dict[str, Any]]:
-        """One encoder pass for a batch of inputs of one kind (all texts, or all pairs)."""
+    def _predict_batch(
+        self, batch: list[TextInput], encoded: Any, rows: list[int], tasks: list[str]
+    ) -> list[dict[str, Any]]:
+        """One encoder pass for a batch of inputs of one kind (all texts, or all pairs): rows
+        `rows` of their tokenization `encoded`."""
         pair = isinstance(batch[0], tuple)
         texts = [item[0] if pair else item for item in batch]
         tagging = [task for task in tasks if self.model.head_configs[task].type == "token_classification"]
-        # Lists, made tensors here: the tokenizer's own return_tensors="pt" walks every offset
-        # pair in Python (about 8% of a bf16 Predictor's time on short texts).
-        encoded = encode_texts(
-            self.tokenizer, texts, [item[1] for item in batch] if pair else None, self.max_length,
-            padding=True, return_offsets_mapping=bool(tagging),
-        )
-        offsets = encoded.pop("offset_mapping") if tagging else []
-        word_ids = [encoded.word_ids(row) for row in range(len(batch))] if tagging else []
-        inputs = {key: torch.tensor(value, device=self.device) for key, value in encoded.items()}
+        offsets = [encoded["offset_mapping"][row] for row in rows] if tagging else []
+        word_ids = [encoded.word_ids(row) for row in rows] if tagging else []
+        inputs = self._padded(encoded, rows)
         logits = self._logits(inputs, tasks)
         # A text that fills max_length may have been cut: its tagging tasks read it as windows.
-        long_rows = [row for row, length in enumerate(inputs["attention_mask"].sum(dim=1).tolist())
-                     if length >= self.max_length] if tagging else []
+        long_rows = [row for row, source in enumerate(rows)
+                     if len(encoded["input_ids"][source]) >= self.max_length] if tagging else []
         windowed = self._windowed_entities([texts[row] for row in long_rows], tagging)
         long_entities = dict(zip(long_rows, windowed))
         # Every task's answers for the whole batch, read out of tensors once (not per element).
@@ -266,6 +275,21 @@ class Predictor:
                 for row, text in enumerate(texts)
             ]
         return [{task: answers[task][row] for task in tasks} for row in range(len(texts))]
+
+    def _padded(self, encoded: Any, rows: list[int]) -> dict[str, Tensor]:
+        """Rows `rows` of a tokenization as model inputs, padded on the right to their longest
+        row (where the tagging answers expect each token; lists padded here and made one tensor
+        per input, as the tokenizer's own `pad` walks every row in Python)."""
+        width = max(len(encoded["input_ids"][row]) for row in rows)
+        pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0,
+                      "token_type_ids": getattr(self.tokenizer, "pad_token_type_id", 0)}
+        inputs = {}
+        for key, pad in pad_values.items():
+            if key in encoded:
+                values = encoded[key]
+                padded = [values[row] + [pad] * (width - len(values[row])) for row in rows]
+                inputs[key] = torch.tensor(padded, device=self.device)
+        return inputs
 
     def _windowed_entities(self, texts: list[str], tasks: list[str]) -> list[dict[str, list]]:
         """{task: entities} for each of `texts`, read as overlapping windows of max_length tokens
@@ -342,10 +366,6 @@ def _checked_text(index: int, text: str) -> str:
             f"{error.start}"
         ) from None
     return text
-
-
-def _length(item: TextInput) -> int:
-    return len(item) if isinstance(item, str) else len(item[0]) + len(item[1])
 
 
 def sentence_answers(config: HeadConfig, scores: Tensor, decoded: Tensor) -> list[dict[str, Any]]:
