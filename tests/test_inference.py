@@ -139,6 +139,26 @@ def test_predictor_runs_the_encoder_once_per_batch(checkpoint):
     assert len(calls) == 2
 
 
+def test_predictor_batches_by_token_count_not_characters(checkpoint, tiny_tokenizer):
+    """Digits and rare names split into many tokens: character order would pair a short text of
+    many tokens with a long text of few, and pad the batch to the many."""
+    texts = ["the film is good and the story is fine", "1,234.5678:90", "anna", "the film is dull"]
+    counts = [len(tiny_tokenizer(text)["input_ids"]) for text in texts]
+    by_tokens = sorted(range(4), key=counts.__getitem__)
+    by_chars = sorted(range(4), key=lambda i: len(texts[i]))
+    expected = [max(counts[i] for i in by_tokens[:2]), max(counts[i] for i in by_tokens[2:])]
+    assert [max(counts[i] for i in by_chars[:2]), max(counts[i] for i in by_chars[2:])] != expected
+    predictor = Predictor.from_pretrained(checkpoint, batch_size=2, mixed_precision="no")
+    widths = []
+    hook = predictor.model.encoder.register_forward_hook(
+        lambda module, args, kwargs, output: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    batched = predictor.predict(texts)
+    hook.remove()
+    assert widths == expected
+    assert [answer["sentiment"]["label"] for answer in batched] == [
+        predictor.predict(text)["sentiment"]["label"] for text in texts]
+
+
 def test_predict_stream_yields_in_order_holding_one_chunk_at_a_time(checkpoint):
     predictor = Predictor.from_pretrained(checkpoint, batch_size=4, mixed_precision="no")
     texts = [f"anna visited new york {'again ' * (i % 5)}." for i in range(23)]

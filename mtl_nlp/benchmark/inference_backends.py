@@ -7,7 +7,7 @@ the same texts, and (with --scores) each engine's test scores.
 
 The texts are the first `--limit` test sentences of CoNLL-2003 and SST-2 in equal shares
 (`--data-dir`), or the first column of a TSV file with a header (`--texts`). Each round runs, in
-turn: the bare encoder in fp32 and bf16 (tokenize the length-sorted batches and run AutoModel's
+turn: the bare encoder in fp32 and bf16 (tokenize, batch by token count and run AutoModel's
 forward, no heads: the floor the Predictor's overhead is measured against); every task of the
 checkpoint exported to transformers (`export_task`) and run as its own `transformers.pipeline`
 in fp32, one after another (batch 32; tagging with aggregation_strategy "first"); the
@@ -68,17 +68,21 @@ def engines() -> dict[str, dict[str, str]]:
 
 @torch.no_grad()
 def bare_encoder(directory: str, texts: list[str], max_length: int, bf16: bool) -> float:
-    """Seconds for tokenizer + encoder forward over the texts in length-sorted batches."""
+    """Seconds for tokenizer + encoder forward over the texts, batched as the Predictor batches:
+    one tokenizer call, batches of similar token counts, each padded to its longest row."""
     tokenizer = AutoTokenizer.from_pretrained(directory)
     encoder = AutoModel.from_pretrained(directory).eval()
-    ordered = sorted(texts, key=len)
+    pad = tokenizer.pad_token_id or 0
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        encoder(**tokenizer(ordered[:BATCH], padding=True, return_tensors="pt"))  # warm-up, as the others
+        encoder(**tokenizer(texts[:BATCH], padding=True, return_tensors="pt"))  # warm-up, as the others
         started = time.perf_counter()
-        for begin in range(0, len(ordered), BATCH):
-            inputs = tokenizer(ordered[begin : begin + BATCH], truncation=True, max_length=max_length,
-                               padding=True, return_tensors="pt")
-            encoder(**inputs)
+        ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda row: len(ids[row]))
+        for begin in range(0, len(order), BATCH):
+            rows = [ids[row] for row in order[begin : begin + BATCH]]
+            width = max(len(row) for row in rows)
+            encoder(input_ids=torch.tensor([row + [pad] * (width - len(row)) for row in rows]),
+                    attention_mask=torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows]))
     return time.perf_counter() - started
 
 
