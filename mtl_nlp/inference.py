@@ -58,7 +58,7 @@ class Predictor:
     Which tasks answer which input: a str is answered by the single-text tasks, a
     (text, text_pair) tuple by the sentence-pair tasks. Asking (tasks=[...]) for a task with the
     other kind of input is an error. Single texts share one encoder pass per batch for all their
-    tasks; pairs run in their own encoder passes. Inputs are batched by length so padding stays
+    tasks; pairs run in their own encoder passes. Inputs are batched by token count so padding stays
     small.
 
     The Predictor takes the model it is given for inference: eval mode, on `device`, and in bf16
