@@ -14,7 +14,7 @@ from mtl_nlp import MultiTaskModel
 from mtl_nlp.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
-FSDP_CONFIG = ROOT / "recipes" / "configs" / "accelerate_fsdp.yaml"
+FSDP_CONFIG = ROOT / "recipes" / "accelerate" / "fsdp.yaml"
 ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 
 
@@ -148,9 +148,9 @@ def test_fsdp_version_1_and_deepspeed_are_refused_naming_the_config_to_use(monke
     config = load_config(overrides=[f"output_dir={tmp_path}", "mixed_precision=no"])
     setup = StandIn.accelerator(monkeypatch, "FSDP", fsdp2=False)
     with pytest.raises(ConfigError, match=r"FSDP version 1 is not supported: set fsdp_version: 2 .*"
-                                          r"recipes/configs/accelerate_fsdp.yaml"):
+                                          r"recipes/accelerate/fsdp.yaml"):
         setup.build_accelerator(config)
     setup = StandIn.accelerator(monkeypatch, "DEEPSPEED")
     with pytest.raises(ConfigError, match=r"set up for DEEPSPEED, which mtl_nlp does not support .*"
-                                          r"--config_file recipes/configs/accelerate_fsdp.yaml\) or DDP"):
+                                          r"--config_file recipes/accelerate/fsdp.yaml\) or DDP"):
         setup.build_accelerator(config)

@@ -20,7 +20,7 @@ from torch import nn
 
 from mtl_nlp.config import ConfigError, RunConfig
 
-FSDP_CONFIG = "recipes/configs/accelerate_fsdp.yaml"  # the Accelerate config the README shows
+FSDP_CONFIG = "recipes/accelerate/fsdp.yaml"  # the Accelerate config the README shows
 UNSHARDABLE = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
 
 
