@@ -62,6 +62,7 @@ class StepRunner:
         # reduces only the gradients a step produced, on every process alike, and needs no zero.
         ddp = accelerator.num_processes > 1 and not is_fully_sharded(accelerator)
         self.unused = parameters_unused_by(unwrapped, list(unwrapped.task_names)) if ddp else {}
+        self.unused_ids = {task: {id(p) for p in parameters} for task, parameters in self.unused.items()}
 
     def _measures_conflicts(self, step: int) -> bool:
         return self.conflict_every > 0 and step % self.conflict_every == 0
@@ -120,11 +121,10 @@ class StepRunner:
         process or under FSDP (no weight decay, no decay of Adam's moments for an idle head)."""
         if not self.unused:
             return
-        idle = set.intersection(*({id(p) for p in self.unused[task]} for task in tasks))
-        for parameters in self.unused.values():
-            for parameter in parameters:
-                if id(parameter) in idle:
-                    parameter.grad = None
+        idle = set.intersection(*(self.unused_ids[task] for task in tasks))
+        for parameter in self.unused[next(iter(tasks))]:  # every idle parameter is in each list
+            if id(parameter) in idle:
+                parameter.grad = None
 
     def _combine_task_gradients(self, step: int) -> list[list[float | None]] | None:
         """Average the task rows and the task-specific gradients over the processes, then write
