@@ -25,6 +25,7 @@ from mtl_nlp.spans import bio_spans
 from mtl_nlp.windows import default_stride, edge_context, merge_windows
 
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
+SORT_GROUP_BATCHES = 64  # inputs tokenized and sorted by token count together, in batches
 TextInput = str | tuple[str, str]  # a text, or a (text, text_pair) pair for sentence-pair tasks
 
 
@@ -173,28 +174,39 @@ class Predictor:
     ) -> list[dict[str, Any]]:
         """Answers for `items` in order; error messages count inputs from `offset`.
 
-        Each kind of input is tokenized in one call, then batched by token count: sorting by
-        characters mixes texts whose token counts differ widely (numbers and names split into
-        many pieces), and padded tokens cost encoder time like real ones."""
+        Each kind of input is tokenized in groups of SORT_GROUP_BATCHES batches, one tokenizer call
+        a group, and batched by token count: sorting by characters mixes texts whose token counts
+        differ widely (numbers and names split into many pieces), and padded tokens cost encoder
+        time like real ones."""
         batch = [_as_input(offset + i, item) for i, item in enumerate(items)]
         tasks_by_kind = self._tasks_by_kind(batch, tasks, offset)
         results: list[dict[str, Any] | None] = [None] * len(batch)
+        group = self.batch_size * SORT_GROUP_BATCHES
         for pair, kind_tasks in tasks_by_kind.items():
-            indices = [i for i, item in enumerate(batch) if isinstance(item, tuple) == pair]
-            kind = [batch[i] for i in indices]
-            tagging = any(self.model.head_configs[t].type == "token_classification" for t in kind_tasks)
-            encoded = encode_texts(
-                self.tokenizer, [item[0] if pair else item for item in kind],
-                [item[1] for item in kind] if pair else None, self.max_length,
-                return_offsets_mapping=tagging,
-            )
-            lengths = [len(ids) for ids in encoded["input_ids"]]
-            order = sorted(range(len(kind)), key=lengths.__getitem__)
-            for begin in range(0, len(order), self.batch_size):
-                rows = order[begin : begin + self.batch_size]
-                answers = self._predict_batch([kind[row] for row in rows], encoded, rows, kind_tasks)
-                for row, result in zip(rows, answers):
-                    results[indices[row]] = result
+            of_kind = [i for i, item in enumerate(batch) if isinstance(item, tuple) == pair]
+            for start in range(0, len(of_kind), group):  # bounded tokenizer output for long lists
+                indices = of_kind[start : start + group]
+                for index, result in zip(indices, self._answer_kind([batch[i] for i in indices], kind_tasks)):
+                    results[index] = result
+        return results
+
+    def _answer_kind(self, kind: list[TextInput], tasks: list[str]) -> list[dict[str, Any]]:
+        """Answers for inputs of one kind (all texts, or all pairs), in order: one tokenizer call,
+        batches of similar token counts."""
+        pair = isinstance(kind[0], tuple)
+        tagging = any(self.model.head_configs[t].type == "token_classification" for t in tasks)
+        encoded = encode_texts(
+            self.tokenizer, [item[0] if pair else item for item in kind],
+            [item[1] for item in kind] if pair else None, self.max_length, return_offsets_mapping=tagging,
+        )
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        order = sorted(range(len(kind)), key=lengths.__getitem__)
+        results: list[dict[str, Any]] = [{}] * len(kind)
+        for begin in range(0, len(order), self.batch_size):
+            rows = order[begin : begin + self.batch_size]
+            answers = self._predict_batch([kind[row] for row in rows], encoded, rows, tasks)
+            for row, result in zip(rows, answers):
+                results[row] = result
         return results
 
     def _tasks_by_kind(

@@ -159,6 +159,26 @@ def test_predictor_batches_by_token_count_not_characters(checkpoint, tiny_tokeni
         predictor.predict(text)["sentiment"]["label"] for text in texts]
 
 
+def test_long_lists_are_tokenized_in_groups_with_answers_in_order(checkpoint, monkeypatch):
+    import mtl_nlp.inference as inference
+
+    texts = ["the film is dull .", SENTENCE, "anna", "1,234.5678:90", "", "new york", "the story is fine"]
+    predictor = Predictor.from_pretrained(checkpoint, batch_size=2, mixed_precision="no")
+    whole = predictor.predict(texts)
+    calls = []
+    encode = inference.encode_texts
+    monkeypatch.setattr(inference, "encode_texts", lambda tokenizer, texts, *rest, **options: (
+        calls.append(len(texts)), encode(tokenizer, texts, *rest, **options))[1])
+    monkeypatch.setattr(inference, "SORT_GROUP_BATCHES", 1)  # groups of one batch: 2 inputs
+    grouped = predictor.predict(texts)
+    assert calls == [2, 2, 2, 1]
+    assert [a["sentiment"]["label"] for a in grouped] == [a["sentiment"]["label"] for a in whole]
+    scores = [a["sentiment"]["score"] for a in whole]
+    assert [a["sentiment"]["score"] for a in grouped] == pytest.approx(scores)
+    assert [[(e["start"], e["end"]) for e in a["ner"]] for a in grouped] == [
+        [(e["start"], e["end"]) for e in a["ner"]] for a in whole]
+
+
 def test_predict_stream_yields_in_order_holding_one_chunk_at_a_time(checkpoint):
     predictor = Predictor.from_pretrained(checkpoint, batch_size=4, mixed_precision="no")
     texts = [f"anna visited new york {'again ' * (i % 5)}." for i in range(23)]
