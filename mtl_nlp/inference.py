@@ -201,7 +201,7 @@ class Predictor:
         )
         lengths = [len(ids) for ids in encoded["input_ids"]]
         order = sorted(range(len(kind)), key=lengths.__getitem__)
-        results: list[dict[str, Any]] = [{}] * len(kind)
+        results: list[dict[str, Any] | None] = [None] * len(kind)
         for begin in range(0, len(order), self.batch_size):
             rows = order[begin : begin + self.batch_size]
             answers = self._predict_batch([kind[row] for row in rows], encoded, rows, tasks)

@@ -119,4 +119,3 @@ def fill_missing_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
             group["lr"] = lr
         for parameter, gradient in gradients:
             parameter.grad = gradient
-

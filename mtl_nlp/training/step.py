@@ -89,8 +89,8 @@ class StepRunner:
             result.cosines = self._combine_task_gradients(step)
         else:
             self._forget_zero_gradients({task for task, _ in result.losses})
-        if self.task_gradients is not None and not separate and self._measures_conflicts(step):
-            result.cosines = cosine_matrix(self.task_gradients.gram())
+            if self.task_gradients is not None and self._measures_conflicts(step):
+                result.cosines = cosine_matrix(self.task_gradients.gram())
         self._average_by_hand(self.weighting.parameters())
         if self.max_grad_norm > 0:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
