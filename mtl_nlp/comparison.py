@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtl_nlp.diagnostics import SUMMARY_KEYS, main_metric
+from mtl_nlp.diagnostics import SUMMARY_KEYS, task_main_metric
 from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.training.metrics import glue_average
 
 METRICS_FILE = "metrics.json"
 
@@ -21,6 +22,12 @@ class ComparisonError(MtlNlpError, ValueError):
 def load_metrics(directory: str | Path) -> dict[str, dict[str, float]]:
     """A run's test metrics by task from DIR/metrics.json, "overall" and "reports" left out.
     FileNotFoundError when the file is missing, ValueError when it is malformed."""
+    return load_run(directory)[0]
+
+
+def load_run(directory: str | Path) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """(test metrics by task, {task: main metric the run recorded}) of the run in `directory`
+    (see load_metrics); a task whose main metric was not recorded has it inferred later."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"run directory does not exist: {directory}")
@@ -45,7 +52,9 @@ def load_metrics(directory: str | Path) -> dict[str, dict[str, float]]:
         tasks[task] = metrics
     if not tasks:
         raise ComparisonError(f"{path}: no task metrics")
-    return tasks
+    recorded = data.get("main_metrics") if isinstance(data.get("main_metrics"), dict) else {}
+    mains = {task: recorded[task] for task in tasks if recorded.get(task) in tasks[task]}
+    return tasks, mains
 
 
 def compare_runs(directories: list[str | Path]) -> dict[str, Any]:
@@ -54,21 +63,24 @@ def compare_runs(directories: list[str | Path]) -> dict[str, Any]:
 
     Returns {"runs": [dir, ...], "tasks": [{"task", "metric", "scores", "differences"}, ...],
     "summary": [{"run", "mean_difference", "shared_tasks"}, ...]}; "scores" and "differences"
-    hold one value per run (None where the run lacks the task; a difference is run - first)."""
+    hold one value per run (None where the run lacks the task; a difference is run - first);
+    "glue_average" holds each run's GLUE average (None for a run of fewer than two GLUE tasks)."""
     if len(directories) < 2:
         raise ComparisonError(f"compare needs at least 2 run directories, got {len(directories)}")
     runs = [str(directory) for directory in directories]
-    results = [load_metrics(directory) for directory in directories]
+    loaded = [load_run(directory) for directory in directories]
+    results = [{**tasks, "main_metrics": mains} for tasks, mains in loaded]
     order: dict[str, None] = {}  # the first run's tasks first, then the others as they appear
-    for result in results:
-        order.update(dict.fromkeys(result))
+    for tasks, _ in loaded:
+        order.update(dict.fromkeys(tasks))
     rows = [_compare_task(task, runs, results) for task in order]
     summary = []
     for index, run in enumerate(runs[1:], start=1):
         shared = [row["differences"][index] for row in rows if row["differences"][index] is not None]
         mean = _clean(sum(shared) / len(shared)) if shared else None
         summary.append({"run": run, "mean_difference": mean, "shared_tasks": len(shared)})
-    return {"runs": runs, "tasks": rows, "summary": summary}
+    glue = [(glue_average(tasks) or {}).get("glue_average") for tasks, _ in loaded]
+    return {"runs": runs, "tasks": rows, "summary": summary, "glue_average": glue}
 
 
 def _compare_task(task: str, runs: list[str], results: list[dict]) -> dict[str, Any]:
@@ -79,7 +91,7 @@ def _compare_task(task: str, runs: list[str], results: list[dict]) -> dict[str, 
             scores.append(None)
             continue
         try:
-            name = main_metric(result[task])
+            name = task_main_metric(result, task)
         except ValueError as exc:
             raise ComparisonError(f"{run}: task {task!r}: {exc}") from None
         if metric is not None and name != metric:  # the same name for two different tasks
@@ -120,6 +132,9 @@ def format_comparison(comparison: dict[str, Any]) -> str:
         mean = entry["mean_difference"]
         means.append(f"- ({tasks} shared)" if mean is None else f"{mean:+.4f} over {tasks}")
     body.append(["mean difference", "", "", *means])
+    glue = comparison.get("glue_average") or []
+    if any(value is not None for value in glue):  # runs of two or more GLUE tasks
+        body.append(["GLUE average", "GLUE's", *("-" if value is None else f"{value:.4f}" for value in glue)])
     widths = [max(len(cells[column]) for cells in [header, *body]) for column in range(len(header))]
     right = [False, False] + [True] * len(runs)  # scores right-aligned, so their digits line up
 

@@ -38,8 +38,23 @@ def main_metric(metrics: dict[str, float]) -> str:
     raise ValueError(f"unknown metric set {{{', '.join(sorted(keys))}}}: expected one of {expected}")
 
 
-# Keys of metrics.json that are not tasks: the mean main metric, and the per-class reports.
-SUMMARY_KEYS = ("overall", "reports", "windows")
+# Keys of metrics.json that are not tasks: the mean main metric, each task's main metric, the
+# per-class reports, windowed examples and labels never seen in training.
+SUMMARY_KEYS = ("overall", "main_metrics", "reports", "windows", "unseen_labels")
+
+
+def task_main_metric(result: dict[str, Any], task: str) -> str:
+    """The main metric of `task` in a metrics.json dict or validation history entry: the one the
+    run recorded under "main_metrics" (a task entry may choose it), else inferred from the keys."""
+    recorded = result.get("main_metrics")
+    if isinstance(recorded, dict) and recorded.get(task) in result[task]:
+        return recorded[task]
+    return main_metric(result[task])
+
+
+def main_metrics_of(result: dict[str, Any]) -> dict[str, str]:
+    """{task: main metric} for every task of a metrics.json dict or validation history entry."""
+    return {task: task_main_metric(result, task) for task in task_entries(result)}
 
 
 def task_entries(result: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -182,10 +197,11 @@ def _draw_scores(ax: Any, history: list[dict], colors: dict[str, str], best_step
         return
     marker = "o" if len(history) < MARKER_BELOW else None
     for task, color in colors.items():
-        points = [(e["step"], e[task]) for e in history if isinstance(e.get(task), dict)]
+        entries = [e for e in history if isinstance(e.get(task), dict)]
+        points = [(e["step"], e[task]) for e in entries]
         if not points:
             continue
-        metric = main_metric(points[0][1])
+        metric = task_main_metric(entries[0], task)
         ax.plot([s for s, _ in points], [m[metric] for _, m in points], color=color, marker=marker,
                 markersize=4, label=f"{task} ({metric})")
     overall = [(e["step"], e["overall"]) for e in history if e.get("overall") is not None]

@@ -17,7 +17,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCardData
 
 from mtl_nlp.config import CHECKPOINT_CONFIG
-from mtl_nlp.diagnostics import main_metric, task_entries
+from mtl_nlp.diagnostics import main_metrics_of, task_entries
 
 CARD = "README.md"
 TASK_TAGS = {
@@ -44,11 +44,12 @@ def write_checkpoint_card(
     config = json.loads((directory / CHECKPOINT_CONFIG).read_text())
     if metrics is None and (directory / "metrics.json").is_file():
         metrics = json.loads((directory / "metrics.json").read_text())
+    mains, glue = main_metrics_of(metrics or {}), (metrics or {}).get("overall", {}).get("glue_average")
     metrics = task_entries(metrics or {})
     tasks = config["tasks"]
     base_model = config.get("run_config", {}).get("model")
     data = _card_data(
-        tasks, config, metrics, split, base_model, name=directory.resolve().name,
+        tasks, config, metrics, mains, split, base_model, name=directory.resolve().name,
         library_name="mtl-nlp", pipeline_tag=None,
     )
     body = [
@@ -59,7 +60,7 @@ def write_checkpoint_card(
         "answered together from one encoder pass.",
         "",
         *_tasks_section(tasks, config),
-        *_results_section(tasks, metrics, split),
+        *_results_section(tasks, metrics, mains, split, glue),
         "## How to use",
         "",
         "```python",
@@ -84,14 +85,15 @@ def write_export_card(
     `config`); `head` is the exported task's HeadConfig."""
     directory, checkpoint = Path(directory), Path(checkpoint)
     task = head.to_dict()
-    metrics = {}
+    metrics, mains = {}, {}
     if (checkpoint / "metrics.json").is_file():
-        metrics = task_entries(json.loads((checkpoint / "metrics.json").read_text()))
+        saved = json.loads((checkpoint / "metrics.json").read_text())
+        metrics, mains = task_entries(saved), main_metrics_of(saved)
     metrics = {name: value for name, value in metrics.items() if name == head.name}
     base_model = config.get("run_config", {}).get("model")
     pipeline_tag = TASK_TAGS[head.type]
     data = _card_data(
-        [task], config, metrics, "test", base_model, name=directory.resolve().name,
+        [task], config, metrics, mains, "test", base_model, name=directory.resolve().name,
         library_name="transformers", pipeline_tag=pipeline_tag,
     )
     call = '"Angela Merkel visited Paris."'
@@ -111,7 +113,7 @@ def write_export_card(
         "its head. It needs only transformers.",
         "",
         *_tasks_section([task], config),
-        *_results_section([task], metrics, "test"),
+        *_results_section([task], metrics, mains, "test"),
         "## How to use",
         "",
         "```python",
@@ -128,7 +130,8 @@ def write_export_card(
 
 def _card_data(
     tasks: list[dict[str, Any]], config: dict[str, Any], metrics: dict[str, dict[str, float]],
-    split: str, base_model: str | None, name: str, library_name: str, pipeline_tag: str | None,
+    mains: dict[str, str], split: str, base_model: str | None, name: str, library_name: str,
+    pipeline_tag: str | None,
 ) -> ModelCardData:
     sources = config.get("data_sources", {})
     hub_datasets = sorted({source for task in tasks if (source := sources.get(task["name"], ""))
@@ -137,7 +140,7 @@ def _card_data(
         EvalResult(
             task_type=TASK_TAGS[task["type"]], dataset_type=sources.get(task["name"], task["name"]),
             dataset_name=task["name"], dataset_split=split,
-            metric_type=(metric := main_metric(metrics[task["name"]])),
+            metric_type=(metric := mains[task["name"]]),
             metric_value=round(float(metrics[task["name"]][metric]), 4),
         )
         for task in tasks if task["name"] in metrics
@@ -166,18 +169,21 @@ def _tasks_section(tasks: list[dict[str, Any]], config: dict[str, Any]) -> list[
 
 
 def _results_section(
-    tasks: list[dict[str, Any]], metrics: dict[str, dict[str, float]], split: str
+    tasks: list[dict[str, Any]], metrics: dict[str, dict[str, float]], mains: dict[str, str], split: str,
+    glue: float | None = None,
 ) -> list[str]:
+    """The scores table (each task's main metric in bold) and, for GLUE tasks, GLUE's average."""
     scored = [task["name"] for task in tasks if task["name"] in metrics]
     if not scored:
         return ["## Results", "", "Not scored yet.", ""]
     lines = [f"## Results ({split} split)", "", "| task | metric | value |", "|---|---|---|"]
     for name in scored:
-        main = main_metric(metrics[name])
         for metric, value in metrics[name].items():
             if isinstance(value, int | float):
-                shown = f"**{value:.4f}**" if metric == main else f"{value:.4f}"
+                shown = f"**{value:.4f}**" if metric == mains[name] else f"{value:.4f}"
                 lines.append(f"| {name} | {metric} | {shown} |")
+    if glue is not None:
+        lines.append(f"| GLUE average | (GLUE's metric per task) | {glue:.4f} |")
     return [*lines, ""]
 
 

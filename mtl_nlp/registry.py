@@ -19,6 +19,15 @@ TEXT_TABLE_FORMATS = ("csv", "tsv", "tsv_quoted")  # one plain-text cell per col
 # Sentence representations of the sentence-level heads: mean of token states, first token,
 # first token through a dense + tanh pooler (the standard transformers classifiers' computation).
 POOLINGS = ("mean", "cls", "pooler")
+# The metrics a task may choose as its main one (`metric:`, model selection and the overall
+# score), by task type; the first is the default. Classification `f1` is the second label's F1
+# of a two-label task (GLUE's MRPC F1); mse is left out, as higher must be better.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "macro_f1", "matthews_correlation", "f1"),
+    "token_classification": ("f1", "precision", "recall"),
+    "regression": ("pearson", "spearman"),
+    "multilabel": ("micro_f1", "macro_f1"),
+}
 
 
 class TaskError(MtlNlpError, ValueError):
@@ -50,6 +59,7 @@ class TaskSpec:
     tags_column: str = "tags"  # token classification target (one tag per word)
     labels: tuple[str, ...] | None = None  # label set; else ClassLabel names or sorted train labels
     loss_weight: float = 1.0  # multiplies this task's loss
+    metric: str | None = None  # main metric (one of TASK_METRICS[type]); None: the type's default
     # sentence heads: one of POOLINGS; `pooler` (the default) exports to transformers' classifiers
     # and scored as well as `mean` (BENCHMARKS.md)
     pooling: str = "pooler"
@@ -72,6 +82,11 @@ class TaskSpec:
         folder = Path(files[0]).parent.name
         return f"local files: {folder}/ ({', '.join(Path(path).name for path in files)})"
 
+    @property
+    def main_metric(self) -> str:
+        """The metric that selects checkpoints and enters the overall score."""
+        return self.metric or TASK_METRICS[self.type][0]
+
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise TaskError(f"task name must be a non-empty string, got {self.name!r}")
@@ -93,6 +108,11 @@ class TaskSpec:
             raise TaskError(
                 f"task {self.name!r}: token_classification reads lists of words and tags; use format "
                 "conll or json (csv/tsv cells hold plain text)"
+            )
+        if self.metric is not None and self.metric not in TASK_METRICS[self.type]:
+            raise TaskError(
+                f"task {self.name!r}: metric {self.metric!r} is not one of the {self.type} metrics: "
+                f"{', '.join(TASK_METRICS[self.type])}"
             )
         if self.pooling not in POOLINGS:
             raise TaskError(

@@ -89,12 +89,14 @@ def test_missing_column_lists_existing_columns(tmp_path, tiny_tokenizer):
         prepare_task_data([spec], tiny_tokenizer, max_length=16)
 
 
-def test_unknown_label_in_test_split_names_label_and_set(tmp_path, tiny_tokenizer):
+def test_label_only_in_test_split_is_named_and_scored_as_an_error(tmp_path, tiny_tokenizer, caplog):
     spec = tsv_task(tmp_path, "text\tlabel\ngood\tpos\nbad\tneg\nok\tpos\n",
                     test="text\tlabel\nfine\tpos\nmeh\tmaybe\n")
-    with pytest.raises(DataError, match=r"task 'cls', split test, line 3: label 'maybe' is not in the "
-                                        r"task's label set: neg, pos"):
-        prepare_task_data([spec], tiny_tokenizer, max_length=16)
+    with caplog.at_level(logging.WARNING):
+        data = prepare_task_data([spec], tiny_tokenizer, max_length=16)["cls"]
+    assert "task cls, split test: 1 label occurrence(s) never seen in training, scored as errors: " \
+           "maybe x1" in caplog.text
+    assert data.labels == ["neg", "pos"] and list(data.splits["test"]["labels"]) == [1, 2]
 
 
 def test_unknown_tag_in_conll_names_the_line(tmp_path, tiny_tokenizer):

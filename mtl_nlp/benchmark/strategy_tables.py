@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from mtl_nlp.diagnostics import main_metric
+from mtl_nlp.diagnostics import task_main_metric
 
 
 def strategy_tables(
@@ -39,7 +39,7 @@ def strategy_tables(
 
 
 def _scores(runs: dict[int, dict], task: str) -> dict[int, float]:
-    return {seed: run["metrics"][task][main_metric(run["metrics"][task])]
+    return {seed: run["metrics"][task][task_main_metric(run["metrics"], task)]
             for seed, run in runs.items() if task in run["metrics"]}
 
 

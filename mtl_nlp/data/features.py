@@ -165,11 +165,14 @@ def stream_columns(dataset: IterableDataset) -> list[str]:
 def encode_splits(
     spec: TaskSpec, splits: DatasetDict, tokenizer: PreTrainedTokenizerBase,
     mapper: LabelTargets, max_length: int, stride: int | None = None,
+    eval_mapper: LabelTargets | None = None,
 ) -> DatasetDict:
     """Tokenize every split, align labels, drop empty examples (logged) and add a `length` column.
 
     Tagging examples longer than max_length are truncated in train and become overlapping windows
     sharing about `stride` tokens (default: max_length // 4) in the other splits, which are scored.
+    `eval_mapper` maps the labels of the scored splits (by default `mapper`): it also knows the
+    labels that occur only there (see pipeline.unseen_labels), which count as errors.
     """
     tagging = spec.type == "token_classification"
     encoded = {}
@@ -192,8 +195,10 @@ def encode_splits(
             function = functools.partial(_encode_tagging, stride=windows)
         else:
             function = _encode_sentences
+        split_mapper = mapper if split == "train" or eval_mapper is None else eval_mapper
         function = Versioned(
-            function, tokenizer=tokenizer, spec=spec, mapper=mapper, max_length=max_length, split=split,
+            function, tokenizer=tokenizer, spec=spec, mapper=split_mapper, max_length=max_length,
+            split=split,
         )
         features = present.map(
             function, batched=True, with_indices=True, remove_columns=present.column_names,

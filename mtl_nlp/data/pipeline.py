@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from datasets import DatasetDict, IterableDataset
 from transformers import (
@@ -14,8 +15,15 @@ from transformers import (
 )
 
 from mtl_nlp.data.features import IGNORE_INDEX, encode_splits
-from mtl_nlp.data.labels import build_label_mapper, declared_labels, label_column, resolve_labels
-from mtl_nlp.data.loading import load_task_splits
+from mtl_nlp.data.labels import (
+    build_label_mapper,
+    clean_label,
+    declared_labels,
+    label_column,
+    resolve_labels,
+    split_labels,
+)
+from mtl_nlp.data.loading import DataError, load_task_splits
 from mtl_nlp.registry import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -29,6 +37,16 @@ class TaskData:
     labels: list[str]
     splits: DatasetDict
     stream_size: int | None = None  # training examples of a streamed task (declared or counted)
+    # labels of the scored splits never seen in training: {split: {label: occurrences}}; they are
+    # scored as errors (the head cannot predict them)
+    unseen: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def eval_labels(self) -> list[str]:
+        """The label names evaluation reads gold ids with: the head's labels, then the unseen
+        ones (ids the head never outputs)."""
+        extra = sorted({label for counts in self.unseen.values() for label in counts})
+        return [*self.labels, *extra]
 
     @property
     def train_size(self) -> int:
@@ -58,10 +76,50 @@ def prepare_task_data(
         limits = [n for n in (max_train_examples, spec.max_train_examples) if n is not None]
         raw = limit_examples(raw, min(limits, default=None), max_eval_examples, seed)
         labels, size = labels_and_size(spec, raw["train"], min(limits, default=None))
+        if spec.type == "classification" and spec.metric == "f1" and len(labels) != 2:
+            raise DataError(f"task {spec.name!r}: metric f1 is the second label's F1 of a two-label task, "
+                            f"and this task has {len(labels)} labels; use macro_f1")
         mapper = build_label_mapper(spec, raw["train"], labels)
-        features = encode_splits(spec, raw, tokenizer, mapper, max_length, stride)
-        prepared[spec.name] = TaskData(spec=spec, labels=labels, splits=features, stream_size=size)
+        unseen = unseen_labels(spec, raw, labels, mapper)
+        data = TaskData(spec=spec, labels=labels, splits=raw, stream_size=size, unseen=unseen)
+        eval_mapper = build_label_mapper(spec, raw["train"], data.eval_labels) if unseen else None
+        data.splits = encode_splits(spec, raw, tokenizer, mapper, max_length, stride, eval_mapper)
+        prepared[spec.name] = data
     return prepared
+
+
+def unseen_labels(
+    spec: TaskSpec, splits: DatasetDict, labels: list[str], mapper: object,
+) -> dict[str, dict[str, int]]:
+    """{split: {label: occurrences}} of the labels of validation and test that the training labels
+    lack (ATIS has test intents and slot tags that never occur in train). They are kept and
+    scored as errors, never dropped, so scores stay comparable with published ones; a warning
+    says how many there are."""
+    if spec.type == "regression":
+        return {}
+    known = set(labels)
+    found: dict[str, dict[str, int]] = {}
+    for split, dataset in splits.items():
+        if split == "train" or isinstance(dataset, IterableDataset):
+            continue
+        counts: Counter = Counter()
+        for value in dataset[label_column(spec)]:
+            for label in labels_of_value(spec, value):
+                if str(label) not in known and not _is_index(mapper, label, len(labels)):
+                    counts[str(label)] += 1
+        if counts:
+            found[split] = dict(sorted(counts.items()))
+            shown = ", ".join(f"{label} x{count}" for label, count in found[split].items())
+            logger.warning("task %s, split %s: %d label occurrence(s) never seen in training, scored as "
+                           "errors: %s", spec.name, split, sum(counts.values()), shown)
+    return found
+
+
+def _is_index(mapper: object, value: object, count: int) -> bool:
+    """True when `value` is an integer class index the mapper accepts (e.g. SST-2's 0/1)."""
+    single = getattr(mapper, "single", mapper)
+    return (getattr(single, "integers_are_indices", False) and isinstance(value, int)
+            and not isinstance(value, bool) and 0 <= value < count)
 
 
 def labels_and_size(spec: TaskSpec, train: object, limit: int | None) -> tuple[list[str], int | None]:
@@ -89,6 +147,17 @@ def labels_and_size(spec: TaskSpec, train: object, limit: int | None) -> tuple[l
     logger.info("task %s: counted %d training examples in its stream (declare size: %d to skip this)",
                 spec.name, rows, rows)
     return labels, rows
+
+
+def labels_of_value(spec: TaskSpec, value: object) -> list[object]:
+    """The labels one raw label cell holds: a tag list, a multilabel cell, or one class label."""
+    if spec.type == "token_classification":
+        values = list(value or [])
+    elif spec.type == "multilabel":
+        return split_labels(value, spec.label_separator)
+    else:
+        values = [value]
+    return [cleaned for cleaned in map(clean_label, values) if cleaned is not None]
 
 
 def limit_examples(

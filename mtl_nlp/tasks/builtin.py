@@ -2,7 +2,8 @@
 
 The benchmark tasks load from the Hugging Face Hub by default; a run with `data_dir=PATH` reads
 them from local files laid out as PATH/conll2003/{train,valid,test}.txt,
-PATH/sst2/{train,dev,test}.tsv, PATH/ag_news/{train,test}.tsv and PATH/stsb/{train,dev,test}.tsv.
+PATH/sst2/{train,dev,test}.tsv, PATH/ag_news/{train,test}.tsv, PATH/stsb/{train,dev,test}.tsv and
+PATH/glue/<task>/{train,test}.tsv for the GLUE tasks cola, mrpc, rte, qnli and mnli.
 """
 
 from __future__ import annotations
@@ -14,6 +15,43 @@ CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
 SST2_LABELS = ("negative", "positive")
 DEMO_SPLITS = ("train", "validation", "test")
+ENTAILMENT_LABELS = ("entailment", "not_entailment")
+
+
+def glue_task(
+    name: str, columns: tuple[str, ...], labels: tuple[str, ...], description: str,
+    test_split: str = "validation", metric: str | None = None,
+) -> TaskSpec:
+    """A GLUE task from the Hub's nyu-mll/glue (configuration `name`) or PATH/glue/<name>/ files.
+
+    GLUE's test splits carry no labels, so its validation split is the test split (the usual
+    "GLUE dev score"), and model selection uses a part held out of train, as SST-2 does. The
+    labels are GLUE's class names in its order, so the Hub's class ids and the local files' 0/1
+    (CoLA, MRPC) both read as them."""
+    return TaskSpec(
+        name=name, type="classification", dataset="nyu-mll/glue", dataset_config=name,
+        splits={"train": "train", "test": test_split},
+        local_files={"train": f"glue/{name}/train.tsv", "test": f"glue/{name}/test.tsv"},
+        local_format="tsv",  # MRPC holds an unbalanced `"`: quotes are plain text
+        text_column=columns[0], text_pair_column=columns[1] if len(columns) > 1 else None,
+        labels=labels, metric=metric, description=description,
+    )
+
+
+GLUE_TASKS = (
+    glue_task("cola", ("sentence",), ("unacceptable", "acceptable"),
+              "GLUE CoLA linguistic acceptability (Matthews correlation)", metric="matthews_correlation"),
+    glue_task("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"),
+              "GLUE MRPC paraphrase of a sentence pair (accuracy and F1)"),
+    glue_task("rte", ("sentence1", "sentence2"), ENTAILMENT_LABELS,
+              "GLUE RTE textual entailment of a sentence pair"),
+    glue_task("qnli", ("question", "sentence"), ENTAILMENT_LABELS,
+              "GLUE QNLI: does the sentence answer the question"),
+    # MNLI's matched validation split is its test split (GLUE's "MNLI-m").
+    glue_task("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
+              "GLUE MNLI natural language inference (entailment, neutral, contradiction)",
+              test_split="validation_matched"),
+)
 
 
 def demo_task(name: str, task_type: str, description: str) -> TaskSpec:
@@ -81,6 +119,7 @@ BUILTIN_TASKS = (
         label_column="score",
         description="STS Benchmark sentence-pair similarity, a score from 0 to 5 (Pearson/Spearman)",
     ),
+    *GLUE_TASKS,
     demo_task("demo_ner", "token_classification", "embedded demo NER (PER, ORG, LOC) from templates"),
     demo_task("demo_sentiment", "classification", "embedded demo review sentiment (negative, positive)"),
     demo_task("demo_topic", "classification", "embedded demo news topics (4 AG News classes)"),

@@ -94,10 +94,11 @@ def task_metrics(
 
 def task_scores(
     task_type: str, predictions: list, labels: list, names: list[str], with_report: bool = True,
-    windows: list[tuple[int, int]] | None = None,
+    windows: list[tuple[int, int]] | None = None, positive: str | None = None,
 ) -> tuple[dict[str, float], ClassReport]:
     """One task's metrics and (`with_report`) its per-class report (none for regression);
-    `windows` says which example and word each row of a windowed tagging split starts at."""
+    `windows` says which example and word each row of a windowed tagging split starts at;
+    `positive` is the label whose F1 a two-label classification task also reports."""
     if task_type == "token_classification":
         gold, predicted = tagged_sequences(predictions, labels, names, windows)
         report = tagging_report(gold, predicted) if with_report else {}
@@ -110,7 +111,7 @@ def task_scores(
         return multilabel_metrics(gold_rows, predictions), report
     gold, predicted = [names[g] for g in labels], [names[p] for p in predictions]
     report = classification_report(gold, predicted, names) if with_report else {}
-    return classification_metrics(gold, predicted), report
+    return classification_metrics(gold, predicted, positive), report
 
 
 def evaluate(
@@ -159,5 +160,11 @@ def _evaluate_task(
         all_labels.extend(labels.tolist())
         if windows:
             all_windows.extend(zip(windows[0].tolist(), windows[1].tolist()))
-    return task_scores(task_type, all_predictions, all_labels, task_data.labels, with_reports,
-                       all_windows or None)
+    names = task_data.eval_labels
+    if task_type == "multilabel" and len(names) > len(task_data.labels):
+        # gold rows also mark the labels never seen in training, which the head never predicts
+        missing = [0] * (len(names) - len(task_data.labels))
+        all_predictions = [row + missing for row in all_predictions]
+    positive = task_data.labels[1] if task_type == "classification" and len(task_data.labels) == 2 else None
+    return task_scores(task_type, all_predictions, all_labels, names, with_reports, all_windows or None,
+                       positive)

@@ -1,5 +1,6 @@
-"""Task metrics: accuracy and macro-F1 for classification, seqeval entity P/R/F1 for tagging,
-Pearson/Spearman/MSE for regression, micro- and macro-F1 for multilabel."""
+"""Task metrics: accuracy, macro-F1 and Matthews correlation for classification (and the positive
+class's F1 of two-label tasks), seqeval entity P/R/F1 for tagging, Pearson/Spearman/MSE for
+regression, micro- and macro-F1 for multilabel; the overall score and GLUE's average."""
 
 from __future__ import annotations
 
@@ -7,32 +8,61 @@ import math
 
 from seqeval.metrics import f1_score, precision_score, recall_score
 
-MAIN_METRIC = {
-    "classification": "accuracy",
-    "token_classification": "f1",
-    "regression": "pearson",
-    "multilabel": "micro_f1",
-}
+from mtl_nlp.registry import TASK_METRICS
+
+# Each task type's default main metric (a task entry may choose another: `metric:`).
+MAIN_METRIC = {task_type: choices[0] for task_type, choices in TASK_METRICS.items()}
 
 
 def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def classification_metrics(gold: list[str], predicted: list[str]) -> dict[str, float]:
-    """Accuracy and macro-F1 over the labels present in gold or predictions."""
+def classification_metrics(
+    gold: list[str], predicted: list[str], positive: str | None = None
+) -> dict[str, float]:
+    """Accuracy, macro-F1 over the labels present in gold or predictions, and the Matthews
+    correlation; with `positive` (the second label of a two-label task, as GLUE's MRPC F1 takes
+    "equivalent"), also `f1`: that label's F1."""
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
     if not gold:
-        return {"accuracy": 0.0, "macro_f1": 0.0}
+        empty = {"accuracy": 0.0, "macro_f1": 0.0, "matthews_correlation": 0.0}
+        return empty if positive is None else {**empty, "f1": 0.0}
     accuracy = sum(g == p for g, p in zip(gold, predicted)) / len(gold)
-    f1s = []
+    f1s = {}
     for label in sorted(set(gold) | set(predicted)):
         tp = sum(g == label and p == label for g, p in zip(gold, predicted))
         fp = sum(g != label and p == label for g, p in zip(gold, predicted))
         fn = sum(g == label and p != label for g, p in zip(gold, predicted))
-        f1s.append(_f1(tp, fp, fn))
-    return {"accuracy": accuracy, "macro_f1": sum(f1s) / len(f1s)}
+        f1s[label] = _f1(tp, fp, fn)
+    scores = {"accuracy": accuracy, "macro_f1": sum(f1s.values()) / len(f1s),
+              "matthews_correlation": matthews_correlation(gold, predicted)}
+    if positive is not None:
+        scores["f1"] = f1s.get(positive, 0.0)
+    return scores
+
+
+def matthews_correlation(gold: list[str], predicted: list[str]) -> float:
+    """The Matthews correlation coefficient of a K-class confusion matrix (Gorodkin's R_K, which
+    is the usual MCC for two classes): 0.0 when every gold or every predicted label is the same
+    (undefined there), as scikit-learn reports it."""
+    n = len(gold)
+    if n == 0:
+        return 0.0
+    correct = sum(g == p for g, p in zip(gold, predicted))
+    gold_counts: dict[str, int] = {}
+    predicted_counts: dict[str, int] = {}
+    for label in gold:
+        gold_counts[label] = gold_counts.get(label, 0) + 1
+    for label in predicted:
+        predicted_counts[label] = predicted_counts.get(label, 0) + 1
+    agreement = sum(gold_counts.get(label, 0) * count for label, count in predicted_counts.items())
+    predicted_square = n * n - sum(count * count for count in predicted_counts.values())
+    gold_square = n * n - sum(count * count for count in gold_counts.values())
+    if predicted_square == 0 or gold_square == 0:
+        return 0.0
+    return (correct * n - agreement) / math.sqrt(predicted_square * gold_square)
 
 
 def tagging_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
@@ -124,8 +154,38 @@ def multilabel_metrics(gold: list[list[int]], predicted: list[list[int]]) -> dic
     return {"micro_f1": micro, "macro_f1": sum(_f1(*c) for c in present) / len(present)}
 
 
-def overall_score(metrics: dict[str, dict[str, float]], task_types: dict[str, str]) -> float:
-    """Mean over tasks of each task's main metric (MAIN_METRIC: accuracy, entity F1, Pearson,
-    micro-F1)."""
-    values = [metrics[task][MAIN_METRIC[task_types[task]]] for task in metrics]
+def overall_score(metrics: dict[str, dict[str, float]], main_metrics: dict[str, str]) -> float:
+    """Mean over tasks of each task's main metric (`main_metrics`: {task: metric name}, the
+    entry's `metric`, else MAIN_METRIC of its type: accuracy, entity F1, Pearson, micro-F1)."""
+    values = [metrics[task][main_metrics[task]] for task in metrics]
     return sum(values) / len(values) if values else 0.0
+
+
+# The GLUE benchmark's metric(s) for each task; a task with two contributes their mean, and the
+# GLUE average is the mean over tasks (Wang et al. 2019).
+GLUE_METRICS: dict[str, tuple[str, ...]] = {
+    "cola": ("matthews_correlation",),
+    "sst2": ("accuracy",),
+    "mrpc": ("accuracy", "f1"),
+    "stsb": ("pearson", "spearman"),
+    "qqp": ("accuracy", "f1"),
+    "mnli": ("accuracy",),
+    "qnli": ("accuracy",),
+    "rte": ("accuracy",),
+    "wnli": ("accuracy",),
+}
+
+
+def glue_average(metrics: dict[str, dict[str, float]]) -> dict[str, object] | None:
+    """{"glue_average", "glue_tasks", "glue_scores"} over the tasks of `metrics` named as GLUE's
+    (each task's GLUE score: its GLUE metric, or the mean of its two); None for fewer than two
+    such tasks, where an average says nothing a task's own score does not."""
+    scores = {}
+    for task, names in GLUE_METRICS.items():
+        values = metrics.get(task)
+        if isinstance(values, dict) and all(name in values for name in names):
+            scores[task] = sum(values[name] for name in names) / len(names)
+    if len(scores) < 2:
+        return None
+    return {"glue_average": sum(scores.values()) / len(scores), "glue_tasks": list(scores),
+            "glue_scores": scores}

@@ -26,7 +26,7 @@ from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
 from mtl_nlp.registry import resolve_tasks
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate_with_reports
-from mtl_nlp.training.metrics import overall_score
+from mtl_nlp.training.metrics import glue_average, overall_score
 from mtl_nlp.training.optim import build_optimizer, build_scheduler
 from mtl_nlp.training.reports import format_reports
 from mtl_nlp.training.setup import (
@@ -143,13 +143,17 @@ def final_metrics(
     accelerator: Accelerator, model: torch.nn.Module, loaders: dict[str, DataLoader],
     tasks: dict[str, TaskData],
 ) -> dict[str, Any]:
-    """metrics.json's content: {task: metrics}, "overall" (the mean main metric), "reports"
+    """metrics.json's content: {task: metrics}, "overall" ({"score": the mean main metric}, with
+    "glue_average", "glue_tasks" and "glue_scores" when two or more tasks are GLUE's), "main_metrics"
+    ({task: its main metric}), "reports"
     ({task: per-class precision, recall, F1 and support}) and, for tagging tasks, "windows"
     ({task: {"examples", "windowed_examples"}}: how many examples were longer than max_length
-    and scored as overlapping windows)."""
+    and scored as overlapping windows) and, where the scored split holds labels never seen in
+    training, "unseen_labels" ({task: {label: occurrences}}, scored as errors)."""
     metrics, reports = evaluate_with_reports(accelerator, model, loaders, tasks)
-    overall = overall_score(metrics, {name: data.spec.type for name, data in tasks.items()})
-    summary = {**metrics, "overall": {"score": overall}, "reports": reports}
+    main_metrics = {name: data.spec.main_metric for name, data in tasks.items()}
+    overall = {"score": overall_score(metrics, main_metrics), **(glue_average(metrics) or {})}
+    summary = {**metrics, "overall": overall, "main_metrics": main_metrics, "reports": reports}
     windows = {}
     for name, data in tasks.items():
         split = data.splits[data.eval_split]
@@ -158,6 +162,10 @@ def final_metrics(
             windows[name] = {"examples": examples, "windowed_examples": windowed_examples(split)}
     if windows:
         summary["windows"] = windows
+    unseen = {name: data.unseen[data.eval_split]
+              for name, data in tasks.items() if data.eval_split in data.unseen}
+    if unseen:  # gold labels the training data lacks, scored as errors: {task: {label: occurrences}}
+        summary["unseen_labels"] = unseen
     return summary
 
 

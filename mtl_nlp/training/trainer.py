@@ -66,7 +66,7 @@ class MultiTaskTrainer:
         self.tokenizer = tokenizer
         self.checkpoint_extra = checkpoint_extra or {}
         self.progress = TrainingProgress()
-        self.task_types = {name: data.spec.type for name, data in tasks.items()}
+        self.main_metrics = {name: data.spec.main_metric for name, data in tasks.items()}
         loss_weights = {name: data.spec.loss_weight for name, data in tasks.items()}
         self.weighting = weighting or EqualWeighting(list(tasks), loss_weights)
         self.conflict_every = conflict_every
@@ -213,9 +213,9 @@ class MultiTaskTrainer:
         metrics = evaluate(self.accelerator, self.model, self.eval_loaders, self.tasks)
         seconds = time.perf_counter() - started
         examples = sum(len(data.splits["validation"]) for data in self.tasks.values())
-        score = overall_score(metrics, self.task_types)
+        score = overall_score(metrics, self.main_metrics)
         self.progress.history.append({
-            "step": self.progress.step, "overall": score, **metrics,
+            "step": self.progress.step, "overall": score, **metrics, "main_metrics": self.main_metrics,
             "eval_seconds": round(seconds, 2), "eval_examples_per_second": round(examples / seconds, 1),
         })
         scores = {f"validation/{task}/{name}": value

@@ -1,0 +1,158 @@
+"""GLUE built in: its metrics computed by hand, the GLUE average, `metric:` choices, the built-in
+entries read from the Hub (faked) and from local files."""
+
+import math
+
+import datasets
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from mtl_nlp import DataError, TaskSpec, get_task
+from mtl_nlp.data.loading import load_task_splits
+from mtl_nlp.data.pipeline import prepare_task_data
+from mtl_nlp.registry import TaskError
+from mtl_nlp.training.metrics import classification_metrics, glue_average, matthews_correlation
+
+
+def test_matthews_correlation_of_two_classes_by_hand():
+    # positive b: TP 2 (rows 2, 3), FP 1 (row 1), FN 1 (row 4), TN 1 (row 0)
+    gold = ["a", "a", "b", "b", "b"]
+    predicted = ["a", "b", "b", "b", "a"]
+    expected = (2 * 1 - 1 * 1) / math.sqrt((2 + 1) * (2 + 1) * (1 + 1) * (1 + 1))  # 1/6
+    assert matthews_correlation(gold, predicted) == pytest.approx(expected, abs=1e-15)
+    assert matthews_correlation(gold, gold) == 1.0
+    assert matthews_correlation(["a", "b"], ["b", "a"]) == -1.0
+
+
+def test_matthews_correlation_of_three_classes_by_hand():
+    # correct 2 of 4; predicted counts a1 b2 c1; gold counts a2 b1 c1
+    # (2*4 - (1*2 + 2*1 + 1*1)) / sqrt((16 - 6) * (16 - 6)) = 3/10
+    assert matthews_correlation(["a", "b", "c", "a"], ["a", "b", "b", "c"]) == pytest.approx(0.3, abs=1e-15)
+
+
+def test_matthews_correlation_is_zero_for_a_constant_side():
+    assert matthews_correlation(["a", "b", "a"], ["a", "a", "a"]) == 0.0
+    assert matthews_correlation(["a", "a"], ["a", "b"]) == 0.0
+    assert matthews_correlation([], []) == 0.0
+
+
+def test_classification_metrics_report_mcc_and_the_positive_f1():
+    gold = ["no", "no", "yes", "yes", "yes"]
+    predicted = ["no", "yes", "yes", "yes", "no"]
+    scores = classification_metrics(gold, predicted, positive="yes")
+    assert scores["accuracy"] == 0.6
+    assert scores["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))  # tp 2, fp 1, fn 1
+    assert scores["matthews_correlation"] == pytest.approx(1 / 6)
+    assert "f1" not in classification_metrics(gold, predicted)
+
+
+def test_glue_average_by_hand():
+    metrics = {
+        "cola": {"accuracy": 0.8, "macro_f1": 0.7, "matthews_correlation": 0.40},
+        "mrpc": {"accuracy": 0.80, "f1": 0.90, "macro_f1": 0.7, "matthews_correlation": 0.5},
+        "stsb": {"pearson": 0.86, "spearman": 0.84, "mse": 0.6},
+        "rte": {"accuracy": 0.60, "macro_f1": 0.6, "matthews_correlation": 0.2},
+        "conll2003": {"precision": 0.9, "recall": 0.9, "f1": 0.9},  # not a GLUE task
+    }
+    result = glue_average(metrics)
+    assert result["glue_tasks"] == ["cola", "mrpc", "stsb", "rte"]
+    assert result["glue_scores"] == pytest.approx({"cola": 0.40, "mrpc": 0.85, "stsb": 0.85, "rte": 0.60})
+    assert result["glue_average"] == pytest.approx((0.40 + 0.85 + 0.85 + 0.60) / 4)
+    assert glue_average({"rte": metrics["rte"], "conll2003": metrics["conll2003"]}) is None
+
+
+def test_metric_choice_is_checked_against_the_task_type():
+    spec = TaskSpec(name="c", type="classification", dataset="x", metric="matthews_correlation")
+    assert spec.main_metric == "matthews_correlation"
+    assert TaskSpec(name="r", type="regression", dataset="x").main_metric == "pearson"
+    with pytest.raises(TaskError, match=r"metric 'pearson' is not one of the classification metrics: "
+                                        r"accuracy, macro_f1, matthews_correlation, f1"):
+        TaskSpec(name="c", type="classification", dataset="x", metric="pearson")
+    expected = "metric 'mse' is not one of the regression metrics: pearson, spearman"
+    with pytest.raises(TaskError, match=expected):
+        TaskSpec.from_dict({"name": "r", "type": "regression", "dataset": "x", "metric": "mse"})
+
+
+def test_f1_metric_needs_two_labels(tmp_path, tiny_tokenizer):
+    train = tmp_path / "train.tsv"
+    train.write_text("text\tlabel\nanna\ta\nyork\tb\nacme\tc\ncorp\ta\n")
+    spec = TaskSpec(name="three", type="classification", format="tsv", metric="f1",
+                    data_files={"train": str(train), "validation": str(train)})
+    with pytest.raises(DataError, match="task 'three': metric f1 is the second label's F1 of a two-label "
+                                        "task, and this task has 3 labels; use macro_f1"):
+        prepare_task_data([spec], tiny_tokenizer, max_length=16)
+
+
+def test_glue_builtins_name_glue_labels_and_metrics():
+    assert get_task("cola").labels == ("unacceptable", "acceptable")
+    assert get_task("cola").main_metric == "matthews_correlation"
+    assert get_task("mrpc").labels == ("not_equivalent", "equivalent")
+    assert get_task("rte").labels == get_task("qnli").labels == ("entailment", "not_entailment")
+    assert get_task("mnli").labels == ("entailment", "neutral", "contradiction")
+    for name in ("cola", "mrpc", "rte", "qnli", "mnli"):
+        spec = get_task(name)
+        assert (spec.dataset, spec.dataset_config) == ("nyu-mll/glue", name)
+        assert spec.local_files == {"train": f"glue/{name}/train.tsv", "test": f"glue/{name}/test.tsv"}
+
+
+GLUE_COLUMNS = {"rte": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis"), "cola": ("sentence",)}
+
+
+@pytest.fixture
+def fake_glue(monkeypatch):
+    """nyu-mll/glue as the Hub serves it: ClassLabel ids, unlabeled (-1) test splits."""
+    calls = []
+
+    def load_dataset(name, config=None, cache_dir=None, **kwargs):
+        assert name == "nyu-mll/glue", name
+        calls.append(config)
+        names = list(get_task(config).labels)
+        columns = GLUE_COLUMNS[config]
+        features = Features({**{c: Value("string") for c in columns}, "label": ClassLabel(names=names),
+                             "idx": Value("int32")})
+
+        def split(count, offset, labeled=True):
+            rows = {c: [f"{c} text {offset + i}" for i in range(count)] for c in columns}
+            rows["label"] = [(offset + i) % len(names) if labeled else -1 for i in range(count)]
+            rows["idx"] = list(range(count))
+            return Dataset.from_dict(rows, features=features)
+
+        splits = {"train": split(40, 0), "test": split(3, 0, labeled=False)}
+        if config == "mnli":
+            splits |= {"validation_matched": split(6, 100), "validation_mismatched": split(6, 200),
+                       "test_matched": split(3, 0, labeled=False)}
+        else:
+            splits["validation"] = split(6, 100)
+        return DatasetDict(splits)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_hub_glue_validation_is_the_test_split_and_train_gives_validation(fake_glue, tiny_tokenizer):
+    splits = load_task_splits(get_task("mnli"))
+    assert fake_glue == ["mnli"]
+    assert len(splits["test"]) == 6 and splits["test"]["premise"][0] == "premise text 100"  # matched
+    assert len(splits["train"]) + len(splits["validation"]) == 40  # held out of train
+    data = prepare_task_data([get_task("rte")], tiny_tokenizer, max_length=32)["rte"]
+    assert data.labels == ["entailment", "not_entailment"]
+    assert list(data.splits["test"]["labels"]) == [0, 1, 0, 1, 0, 1]  # ids 100.. mod 2
+    assert data.splits["test"][0]["input_ids"].count(tiny_tokenizer.sep_token_id) == 2  # a pair
+
+
+def test_local_glue_files_read_names_and_integer_labels(tmp_path, tiny_tokenizer):
+    for task, header, rows in (
+        ("rte", "sentence1\tsentence2\tlabel", ["anna visited york\tanna visited\tentailment",
+                                                "acme corp\tanna\tnot_entailment"]),
+        ("cola", "sentence\tlabel", ["anna visited york .\t1", "york anna visited\t0"]),
+    ):
+        folder = tmp_path / "glue" / task
+        folder.mkdir(parents=True)
+        body = "\n".join([header, *rows * 10]) + "\n"
+        (folder / "train.tsv").write_text(body)
+        (folder / "test.tsv").write_text("\n".join([header, *rows]) + "\n")
+    data = prepare_task_data([get_task("rte"), get_task("cola")], tiny_tokenizer, max_length=32,
+                             data_dir=str(tmp_path))
+    assert list(data["rte"].splits["test"]["labels"]) == [0, 1]
+    assert data["cola"].labels == ["unacceptable", "acceptable"]
+    assert list(data["cola"].splits["test"]["labels"]) == [1, 0]
