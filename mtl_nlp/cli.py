@@ -1,4 +1,5 @@
-"""`mtl-nlp`: train, evaluate, predict, export, push, list tasks and compare runs from the command line.
+"""`mtl-nlp`: train, fine-tune, evaluate, predict, export, push, list tasks and compare runs from the
+command line.
 
 Every command's errors that a user can fix (a config key, a missing file, an unknown task) print
 as one line on stderr and exit with 2; `--debug` shows their tracebacks. This module imports only
@@ -30,6 +31,17 @@ examples:
 
 The best checkpoint (by mean validation score) is written to output_dir with metrics.json (test
 scores), a model card (README.md), trainer_state.json and curves.png."""
+
+FINETUNE_EXAMPLE = """\
+examples:
+  mtl-nlp finetune outputs/glue                    # every task of the multi-task run
+  mtl-nlp finetune outputs/glue --tasks rte,mrpc train.epochs=3 train.lr=5e-5
+
+Each task trains alone from the multi-task checkpoint (its encoder and the task's head) with the
+run's saved config and the overrides, into DIR/finetuned/<task>/: an ordinary checkpoint for
+Predictor.from_pretrained, mtl-nlp evaluate and export. Model selection on validation counts the
+starting point, so a task never ends worse on validation than the multi-task model. The table
+compares each task's test score before and after; DIR/finetuned/finetune.json keeps it."""
 
 EVALUATE_EXAMPLE = """\
 examples:
@@ -89,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(commands)
+    add_finetune_parser(commands)
     add_evaluate_parser(commands)
     add_predict_parser(commands)
     add_export_parser(commands)
@@ -116,6 +129,19 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
         "defaults train the embedded demo tasks).", epilog=TRAIN_EXAMPLE,
     )
     add_config_arguments(train, "YAML run config (see recipes/configs/ and the README's config keys)")
+
+
+def add_finetune_parser(commands: argparse._SubParsersAction) -> None:
+    finetune = commands.add_parser(
+        "finetune", parents=[DEBUG], formatter_class=RAW,
+        help="second stage: train each task alone from a multi-task checkpoint",
+        description="MT-DNN's second stage: continue training each task of a multi-task checkpoint "
+        "alone, one checkpoint per task.", epilog=FINETUNE_EXAMPLE,
+    )
+    finetune.add_argument("checkpoint", metavar="DIR", help="a finished multi-task run's output_dir")
+    finetune.add_argument("--tasks", help="comma-separated subset of the checkpoint's tasks (default: all)")
+    finetune.add_argument("overrides", nargs="*", metavar="key=value",
+                          help="config overrides on the run's saved config, e.g. train.epochs=2")
 
 
 def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:

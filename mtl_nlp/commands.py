@@ -34,6 +34,22 @@ def run_train(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def split_names(text: str | None) -> list[str] | None:
+    """`--tasks "a, b"` as ["a", "b"] (spaces around names dropped); None when not given."""
+    if text is None:
+        return None
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def run_finetune(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.training.finetune import finetune_tasks, format_finetune
+
+    setup_logging()
+    summary = finetune_tasks(args.checkpoint, split_names(args.tasks), args.overrides)
+    out.write(format_finetune(summary) + "\n")
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.config import load_config
     from mtl_nlp.modeling.model import read_checkpoint_config
@@ -74,7 +90,7 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
     if args.input != "-" and not Path(args.input).is_file():
         raise FileNotFoundError(f"input file not found: {args.input}")
     predictor = Predictor.from_pretrained(args.checkpoint, **options)
-    tasks = args.tasks.split(",") if args.tasks else None
+    tasks = split_names(args.tasks)
     source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
     target = open(args.output, "w", encoding="utf-8") if args.output else out  # noqa: SIM115
     # A person typing at a terminal gets each answer at once; files and pipes go in chunks of

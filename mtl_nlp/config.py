@@ -90,6 +90,9 @@ class RunConfig:
     max_eval_examples: int | None = None  # use the first N examples of validation and test splits
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16; auto picks bf16 where supported
     resume_from: str | None = None  # a run's output_dir (or its state/ folder) to resume
+    # start from this mtl_nlp checkpoint's weights: its encoder (and private layers) and the heads of
+    # the tasks it has with the same labels; other heads start fresh (`mtl-nlp finetune` sets it)
+    init_from: str | None = None
     seed: int = 42  # seeds weights, shuffling and the task sequence
     cache_dir: str | None = None  # datasets cache; None uses the Hugging Face default
     cpu_threads: int | None = None  # torch threads per process on CPU; None: cores / local processes
@@ -138,7 +141,7 @@ def load_config(
     return config
 
 
-PATH_KEYS = ("output_dir", "data_dir", "cache_dir", "resume_from")
+PATH_KEYS = ("output_dir", "data_dir", "cache_dir", "resume_from", "init_from")
 
 
 CHECKPOINT_CONFIG = "mtl_nlp.json"  # a checkpoint's self-description, holding its run config

@@ -187,10 +187,46 @@ class MultiTaskModel(nn.Module):
             )
         return saved.state_dict()
 
+    def start_from_checkpoint(self, directory: str | Path) -> list[str]:
+        """Copy a saved checkpoint's encoder, private layers and the heads of the tasks it shares
+        with this model (same type and labels) into this model; return those tasks. The sharing
+        shape must be the checkpoint's, so every encoder weight has its counterpart."""
+        saved = MultiTaskModel.from_pretrained(directory)
+        if saved.sharing.shape != self.sharing.shape:
+            raise ModelLoadError(f"{directory} shares its encoder as {saved.sharing.shape}, this model as "
+                                 f"{self.sharing.shape}: start from it with the same sharing.* settings")
+        same = [task for task, config in self.head_configs.items()
+                if (other := saved.head_configs.get(task)) is not None
+                and (other.type, other.labels, other.pooling, other.layer)
+                == (config.type, config.labels, config.pooling, config.layer)]
+        theirs, ours = saved.state_dict(), self.state_dict()
+        copied = {}
+        for key, tensor in ours.items():
+            owner = _owning_task(key)
+            if owner is not None and owner not in same:
+                continue  # a fresh head (or its private layers): not in the checkpoint
+            if key not in theirs or theirs[key].shape != tensor.shape:
+                raise ModelLoadError(f"{directory} has no weight {key} of shape {tuple(tensor.shape)}: "
+                                     "it was trained from another encoder")
+            copied[key] = theirs[key]
+        with torch.no_grad():
+            self.load_state_dict(copied, strict=False)
+        return same
+
     def load_weights_from(self, directory: str | Path) -> None:
         """Copy a saved checkpoint's encoder and head weights into this model, in place."""
         with torch.no_grad():
             self.load_state_dict(self.checkpoint_state_dict(directory))
+
+
+def _owning_task(key: str) -> str | None:
+    """The task a state-dict key belongs to (its head or private layers); None for the encoder."""
+    parts = key.split(".")
+    if parts[0] == "heads":
+        return parts[1]
+    if parts[:2] == ["sharing", "private"]:
+        return parts[2]
+    return None
 
 
 def is_checkpoint(directory: str | Path) -> bool:

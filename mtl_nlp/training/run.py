@@ -64,6 +64,11 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
 
     # Model, loss weighting and optimization.
     model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
+    if config.init_from:
+        started = model.start_from_checkpoint(config.init_from)
+        fresh = [task for task in model.task_names if task not in started]
+        logger.info("starting from %s: encoder and the heads of %s%s", config.init_from,
+                    ", ".join(started) or "no task", f"; fresh heads: {', '.join(fresh)}" if fresh else "")
     weighting = build_weighting(
         config.weighting, {name: data.train_size for name, data in tasks.items()},
         {name: data.spec.loss_weight for name, data in tasks.items()}, seed=config.seed,
@@ -90,6 +95,10 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     )
     if config.resume_from:
         trainer.resume(config.resume_from)
+    elif config.init_from:
+        # The starting point is a candidate too: a second stage never keeps a model that scores
+        # worse on validation than the checkpoint it started from.
+        trainer.evaluate_and_checkpoint()
     trainer.train()
 
     # Final scores of the best checkpoint on each task's test split (validation if none).

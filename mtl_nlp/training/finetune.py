@@ -1,0 +1,102 @@
+"""Two-stage fine-tuning (MT-DNN's recipe): each task of a multi-task checkpoint trained on alone,
+starting from the checkpoint's encoder and the task's head, into an ordinary checkpoint of its own.
+
+The stage trades serving cost for score: the multi-task checkpoint answers every task from one
+encoder pass, while each fine-tuned checkpoint is a model of its own (one pass per task).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from mtl_nlp.config import ConfigError, load_config
+from mtl_nlp.diagnostics import main_metrics_of
+from mtl_nlp.modeling.model import read_checkpoint_config
+
+logger = logging.getLogger(__name__)
+
+FINETUNED_DIR = "finetuned"  # DIR/finetuned/<task>/: one checkpoint per task
+SUMMARY_FILE = "finetune.json"  # DIR/finetuned/finetune.json: scores before and after
+FIXED_KEYS = ("tasks", "output_dir", "init_from", "resume_from")  # what finetune sets itself
+
+
+def finetune_tasks(
+    directory: str | Path, tasks: list[str] | None = None, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """Train each of `tasks` (default: all of the checkpoint's) alone from checkpoint `directory`,
+    with the checkpoint's run config and `overrides` (key=value), into DIR/finetuned/<task>/; each
+    run selects its best checkpoint on validation, the starting point included. Returns (and
+    writes to DIR/finetuned/finetune.json) each task's test score before and after."""
+    from mtl_nlp.training.run import train_from_config  # the whole training stack, only when run
+
+    directory = Path(directory)
+    saved = read_checkpoint_config(directory)
+    run_config = saved.get("run_config")
+    if run_config is None:
+        raise ConfigError(f"{directory} holds no run config, so its tasks' data is unknown")
+    names = _chosen_tasks([task["name"] for task in saved["tasks"]], tasks)
+    for override in overrides or []:
+        if override.partition("=")[0].strip() in FIXED_KEYS:
+            raise ConfigError(f"finetune sets {override.partition('=')[0].strip()} itself "
+                              f"({', '.join(FIXED_KEYS)}); drop {override!r}")
+    before_metrics = _read_metrics(directory)
+    mains = main_metrics_of(before_metrics)
+    rows = []
+    for name in names:
+        output = directory / FINETUNED_DIR / name
+        base = {**run_config, "tasks": [_task_entry(run_config["tasks"], name)], "resume_from": None,
+                "init_from": str(directory), "output_dir": str(output)}
+        config = load_config(None, overrides, base=base, base_source=f"{directory}/mtl_nlp.json run_config")
+        after = train_from_config(config)
+        metric = mains.get(name) or after["main_metrics"][name]
+        before = before_metrics.get(name, {}).get(metric)
+        rows.append({"task": name, "metric": metric, "multi_task": before,
+                     "finetuned": after[name][metric], "output_dir": str(output)})
+    summary = {"checkpoint": str(directory), "tasks": rows,
+               "encoder_passes": {"multi_task": 1, "finetuned": len(names)}}
+    (directory / FINETUNED_DIR / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _chosen_tasks(available: list[str], asked: list[str] | None) -> list[str]:
+    if not asked:
+        return available
+    unknown = [name for name in asked if name not in available]
+    if unknown:
+        raise ConfigError(f"task(s) {', '.join(unknown)} not in the checkpoint, whose tasks are: "
+                          f"{', '.join(available)}")
+    return list(dict.fromkeys(asked))
+
+
+def _task_entry(entries: list[Any], name: str) -> Any:
+    """The run config's `tasks` entry of task `name` (a name, or an inline mapping)."""
+    for entry in entries:
+        if entry == name or (isinstance(entry, dict) and entry.get("name") == name):
+            return entry
+    raise ConfigError(f"task {name!r} is not in the checkpoint's run config tasks")
+
+
+def _read_metrics(directory: Path) -> dict[str, Any]:
+    path = directory / "metrics.json"
+    if not path.is_file():
+        raise ConfigError(f"{directory} has no metrics.json: finetune compares each task with the "
+                          "multi-task run's test scores, so finetune a finished run")
+    return json.loads(path.read_text())
+
+
+def format_finetune(summary: dict[str, Any]) -> str:
+    """The before/after table and the serving cost, as markdown."""
+    lines = ["| task | metric | multi-task | fine-tuned | difference |", "|---|---|---:|---:|---:|"]
+    for row in summary["tasks"]:
+        before, after = row["multi_task"], row["finetuned"]
+        difference = "-" if before is None else f"{after - before:+.4f}"
+        shown = "-" if before is None else f"{before:.4f}"
+        lines.append(f"| {row['task']} | {row['metric']} | {shown} | {after:.4f} | {difference} |")
+    passes = summary["encoder_passes"]
+    lines += ["", f"serving: the multi-task checkpoint answers every task from {passes['multi_task']} "
+              f"encoder pass per text; the {passes['finetuned']} fine-tuned checkpoints take one pass each "
+              f"({passes['finetuned']} per text for all of them)."]
+    return "\n".join(lines)

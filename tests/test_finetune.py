@@ -1,0 +1,91 @@
+"""Two-stage fine-tuning: `init_from` copies a checkpoint's weights, and `mtl-nlp finetune` trains
+each task alone from a multi-task checkpoint into loadable checkpoints whose scores it reports."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+
+from mtl_nlp.cli import main as cli_main
+from mtl_nlp.config import ConfigError
+from mtl_nlp.inference import Predictor
+from mtl_nlp.modeling.heads import HeadConfig
+from mtl_nlp.modeling.model import MultiTaskModel
+from mtl_nlp.training.finetune import finetune_tasks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def recipe():
+    spec = importlib.util.spec_from_file_location("cls_ner", ROOT / "recipes" / "cls_ner.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield module
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture
+def multi_task_run(recipe, tiny_model_dir, tmp_path):
+    output = tmp_path / "mtl"
+    recipe.main([f"model={tiny_model_dir}", f"output_dir={output}", f"cache_dir={tmp_path / 'cache'}",
+                 "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3", "train.max_steps=4",
+                 "tasks=[demo_ner, demo_sentiment]", "max_eval_examples=40"])
+    return output
+
+
+def test_start_from_checkpoint_copies_encoder_and_matching_heads(multi_task_run, tiny_model_dir):
+    saved = MultiTaskModel.from_pretrained(multi_task_run)
+    sentiment = saved.head_configs["demo_sentiment"]
+    relabelled = HeadConfig(name="demo_ner", type="token_classification", labels=["O", "B-X", "I-X"])
+    model = MultiTaskModel.from_encoder(str(tiny_model_dir), [sentiment, relabelled])
+    assert model.start_from_checkpoint(multi_task_run) == ["demo_sentiment"]
+    ours, theirs = model.state_dict(), saved.state_dict()
+    for key, tensor in ours.items():
+        if key.startswith("heads.demo_ner."):
+            continue  # other labels: a fresh head
+        assert torch.equal(tensor, theirs[key]), key
+
+
+def test_start_from_checkpoint_refuses_another_sharing_shape(multi_task_run, tiny_model_dir):
+    saved = MultiTaskModel.from_pretrained(multi_task_run)
+    from mtl_nlp.modeling.sharing import SharingShape
+
+    model = MultiTaskModel.from_encoder(str(tiny_model_dir), list(saved.head_configs.values()),
+                                        SharingShape(private_layers=1))
+    with pytest.raises(Exception, match="start from it with the same sharing.\\* settings"):
+        model.start_from_checkpoint(multi_task_run)
+
+
+def test_finetune_writes_a_checkpoint_per_task_and_reports_scores(multi_task_run, capsys):
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert cli_main(["finetune", str(multi_task_run), "--tasks", "demo_sentiment, demo_ner",
+                     "train.max_steps=2"]) == 0
+    table = capsys.readouterr().out
+    summary = json.loads((multi_task_run / "finetuned" / "finetune.json").read_text())
+    before = json.loads((multi_task_run / "metrics.json").read_text())
+    assert [row["task"] for row in summary["tasks"]] == ["demo_sentiment", "demo_ner"]
+    assert summary["encoder_passes"] == {"multi_task": 1, "finetuned": 2}
+    for row in summary["tasks"]:
+        folder = multi_task_run / "finetuned" / row["task"]
+        after = json.loads((folder / "metrics.json").read_text())
+        assert list(after["main_metrics"]) == [row["task"]]  # a single-task checkpoint
+        assert row["multi_task"] == before[row["task"]][row["metric"]]
+        assert row["finetuned"] == after[row["task"]][row["metric"]]
+        assert Predictor.from_pretrained(folder).tasks == [row["task"]]
+        history = json.loads((folder / "trainer_state.json").read_text())["history"]
+        assert history[0]["step"] == 0  # the starting point was a candidate
+        assert f"| {row['task']} | {row['metric']} | {row['multi_task']:.4f} |" in table
+    assert "2 fine-tuned checkpoints take one pass each" in table
+
+
+def test_finetune_refuses_unknown_tasks_and_keys_it_sets(multi_task_run):
+    with pytest.raises(ConfigError, match="task\\(s\\) nope not in the checkpoint, whose tasks are: "
+                                          "demo_ner, demo_sentiment"):
+        finetune_tasks(multi_task_run, ["nope"])
+    with pytest.raises(ConfigError, match="finetune sets output_dir itself"):
+        finetune_tasks(multi_task_run, None, ["output_dir=elsewhere"])
