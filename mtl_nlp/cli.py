@@ -1,5 +1,5 @@
-"""`mtl-nlp`: train, fine-tune, evaluate, predict, export, push, list tasks and compare runs from the
-command line.
+"""`mtl-nlp`: train, fine-tune, evaluate, predict, export, push, list tasks, compare runs and measure
+task affinity from the command line.
 
 Every command's errors that a user can fix (a config key, a missing file, an unknown task) print
 as one line on stderr and exit with 2; `--debug` shows their tracebacks. This module imports only
@@ -42,6 +42,21 @@ run's saved config and the overrides, into DIR/finetuned/<task>/: an ordinary ch
 Predictor.from_pretrained, mtl-nlp evaluate and export. Model selection on validation counts the
 starting point, so a task never ends worse on validation than the multi-task model. The table
 compares each task's test score before and after; DIR/finetuned/finetune.json keeps it."""
+
+AFFINITY_EVERY = 5  # = mtl_nlp.training.affinity.DEFAULT_EVERY (no torch import)
+
+AFFINITY_EXAMPLE = """\
+examples:
+  mtl-nlp affinity                                 # the embedded demo tasks, default encoder
+  mtl-nlp affinity --config my.yaml --steps 300 --every 10
+  mtl-nlp affinity --config my.yaml init_from=outputs/mtl    # around a trained checkpoint
+
+A short multi-task run of the config (its tasks, sampling, step mode and lr) that every K steps
+takes, for each task, a lookahead SGD step on the shared encoder with that task's gradient alone
+and measures every task's loss before and after: Z(i->j) = 1 - L_j(after) / L_j(before), averaged
+over the run (TAG, Fifty et al. 2021). Writes affinity.json and affinity.png to output_dir and
+prints the best grouping of the tasks for each number of groups and the recommended one. At most
+10 tasks, in one process."""
 
 EVALUATE_EXAMPLE = """\
 examples:
@@ -112,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "source of its data and its labels when they are fixed in the entry.",
     )
     add_compare_parser(commands)
+    add_affinity_parser(commands)
     return parser
 
 
@@ -229,6 +245,22 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("runs", nargs="+", metavar="DIR",
                          help="run output directories (each holds metrics.json); the first is the reference")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+
+def add_affinity_parser(commands: argparse._SubParsersAction) -> None:
+    affinity = commands.add_parser(
+        "affinity", parents=[DEBUG], formatter_class=RAW,
+        help="measure inter-task affinity in a short probe run and suggest task groups",
+        description="Measure how a step on each task changes every task's loss (TAG's lookahead "
+        "affinity) during a short multi-task run, and suggest which tasks to train together.",
+        epilog=AFFINITY_EXAMPLE,
+    )
+    add_config_arguments(affinity, "YAML run config: the tasks, sampling, step mode and lr to probe with")
+    affinity.add_argument("--steps", type=int, metavar="N",
+                          help="optimizer steps of the probe (default: train.max_steps, else 200)")
+    affinity.add_argument("--every", type=int, default=AFFINITY_EVERY, metavar="K",
+                          help=f"measure every K steps (default {AFFINITY_EVERY}); one measurement costs "
+                          "T backward and T x T forward passes for T tasks")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

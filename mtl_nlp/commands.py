@@ -50,6 +50,20 @@ def run_finetune(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def run_affinity(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.config import load_config
+    from mtl_nlp.task_groups import format_affinity
+    from mtl_nlp.training.affinity import AFFINITY_FILE, AFFINITY_PLOT, measure_affinity
+
+    config = load_config(args.config, args.overrides)
+    setup_logging()
+    result = measure_affinity(config, steps=args.steps, every=args.every)
+    out.write(format_affinity(result) + "\n")
+    output = Path(config.output_dir)
+    print(f"affinity written to {output / AFFINITY_FILE} and {output / AFFINITY_PLOT}", file=sys.stderr)
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.config import load_config
     from mtl_nlp.modeling.model import read_checkpoint_config

@@ -1,6 +1,7 @@
-"""Run diagnostics: training curves and gradient-conflict figures, and which metric is a task's
-main one. Pure functions over the JSON files a run writes (trainer_state.json, conflicts.json),
-so they need no model and no training to run or test; mtl_nlp.comparison compares runs.
+"""Run diagnostics: training curves, gradient-conflict and task-affinity figures, and which metric
+is a task's main one. Pure functions over the JSON files a run writes (trainer_state.json,
+conflicts.json, affinity.json), so they need no model and no training to run or test;
+mtl_nlp.comparison compares runs.
 
 matplotlib is imported only inside the drawing functions, so `import mtl_nlp` stays free of it,
 and only through the object-oriented Figure API with the Agg canvas: drawing never touches
@@ -12,6 +13,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
+
+from mtl_nlp.task_groups import every_steps, matrix_rows, off_diagonal, value_format
 
 # The metric keys each task type reports (mtl_nlp.training.metrics) and the main one, the one
 # model selection and the overall score use. Matched on the key set because the result files
@@ -128,13 +131,43 @@ def plot_conflicts(conflicts: dict[str, Any], path: str | Path) -> None:
     # panel's axis label.
     heat_ax, spacer, pair_ax = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1, 0.06, 1.4]})
     spacer.set_axis_off()
-    _draw_heatmap(figure, heat_ax, tasks, mean, len(records))
+    title = f"mean cosine over {len(records)} measurement{'s' if len(records) != 1 else ''}"
+    _draw_heatmap(figure, heat_ax, tasks, mean, title, "mean cosine")
     _draw_pairs(pair_ax, tasks, records)
     details = [f"every {conflicts['every']} steps"] if conflicts.get("every") else []
     if conflicts.get("step_mode"):
         details.append(f"step_mode {conflicts['step_mode']}")
     title = "Gradient cosine between tasks on the shared encoder"
     figure.suptitle(title + (f" ({', '.join(details)})" if details else ""), fontweight="bold")
+    _save(figure, path)
+
+
+def plot_affinity(affinity: dict[str, Any], path: str | Path) -> None:
+    """Write the inter-task affinity heatmap from an affinity.json dict: Z(row -> column), the
+    change of the column task's loss from a lookahead step on the row task, with the recommended
+    grouping below."""
+    tasks = list(affinity["tasks"])
+    matrix = matrix_rows(tasks, affinity["matrix"])
+    values = [value for value in off_diagonal(matrix) if math.isfinite(value)]
+    # The scale follows the values the grouping uses: a task's step lowers its own loss far more
+    # than another's (often 100 times), and a short probe's affinities are near 1e-4, which a fixed
+    # [-1, 1] scale would show as a white square. The diagonal is grey, its value still written.
+    limit = max((abs(value) for value in values), default=0.0) or 1.0
+    colored = [[math.nan if i == j else value for j, value in enumerate(row)] for i, row in enumerate(matrix)]
+    size = len(tasks)
+    figure = _agg_figure(figsize=(max(6.5, 0.9 * size + 3.5), max(5.5, 0.8 * size + 2.5)))
+    ax = figure.subplots()
+    count = affinity["measurements"]
+    title = (f"mean of {count} measurement{'s' if count != 1 else ''}, {every_steps(affinity['every'])}\n"
+             "diagonal (grey): self-affinity, not used for grouping")
+    _draw_heatmap(figure, ax, tasks, matrix, title, "affinity (> 0: the step lowers the loss)", limit,
+                  value_format(values), colored)
+    ax.set_ylabel("lookahead step on")
+    ax.set_xlabel("loss of")
+    recommended = affinity.get("recommended")
+    if recommended:
+        figure.supxlabel(f"recommended: {recommended['advice']}", fontsize="medium")
+    figure.suptitle("Inter-task affinity (TAG) on the shared encoder", fontweight="bold")
     _save(figure, path)
 
 
@@ -213,25 +246,35 @@ def _draw_scores(ax: Any, history: list[dict], colors: dict[str, str], best_step
     _legend(ax)
 
 
-def _draw_heatmap(figure: Any, ax: Any, tasks: list[str], mean: list[list[float]], count: int) -> None:
+def _draw_heatmap(
+    figure: Any, ax: Any, tasks: list[str], matrix: list[list[float]], title: str, label: str,
+    limit: float = 1.0, fmt: str = "{:.2f}", colored: list[list[float]] | None = None,
+) -> None:
+    """Task x task heatmap on a symmetric scale [-limit, limit], each cell annotated with its
+    value in `matrix`; `colored` (default: `matrix`) gives the colors, NaN cells grey."""
     import matplotlib
 
-    # Red for conflict, blue for agreement; the scale is fixed so figures of different runs
-    # compare, and cells never measured (NaN) show grey.
+    # Red for conflict, blue for agreement; the scale is symmetric so 0 is white (cosines keep the
+    # fixed [-1, 1], so figures of different runs compare), and cells never measured (NaN) show grey.
     cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="lightgray")
-    image = ax.imshow(mean, cmap=cmap, vmin=-1.0, vmax=1.0)
-    for i, row in enumerate(mean):
+    colored = matrix if colored is None else colored
+    image = ax.imshow(colored, cmap=cmap, vmin=-limit, vmax=limit)
+    for i, row in enumerate(matrix):
         for j, value in enumerate(row):
-            text = "n/a" if math.isnan(value) else f"{value:.2f}"
-            color = "white" if not math.isnan(value) and abs(value) > 0.6 else "black"
+            text = "n/a" if math.isnan(value) else fmt.format(value)
+            dark = not math.isnan(colored[i][j]) and abs(colored[i][j]) > 0.6 * limit
+            color = "white" if dark else "black"
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize="medium")
     positions = list(range(len(tasks)))
     ax.set_xticks(positions)
     ax.set_xticklabels(tasks, rotation=30, ha="right")
     ax.set_yticks(positions)
     ax.set_yticklabels(tasks)
-    ax.set_title(f"mean cosine over {count} measurement{'s' if count != 1 else ''}", fontsize="medium")
-    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="mean cosine")
+    ax.set_title(title, fontsize="medium")
+    # Scientific values get scientific ticks: the colorbar's own "1e-5" offset label would sit on
+    # the title.
+    ticks = "%.1e" if "e}" in fmt else None
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label, format=ticks)
 
 
 def _draw_pairs(ax: Any, tasks: list[str], records: list[dict]) -> None:

@@ -93,6 +93,14 @@ GRIDS = {
     # The library's defaults (RunConfig) on the many-class intent mix, single-task runs alike.
     "intent": {
         "intent_defaults": ("intent", []),
+        # Each task drawn as often as its size says: the large intent task gets the batches it
+        # gets alone (temperature sampling gives it fewer in the same run length).
+        "intent_proportional": ("intent", ["sampling.strategy=proportional"]),
+    },
+    # Ten times the learning rate for the heads, single-task runs alike: a fresh 77-way head is
+    # far from trained after one epoch at the encoder's rate.
+    "intent_head_lr": {
+        "intent_head_lr_1e-3": ("intent", []),
     },
     "final": {
         "recipe_config": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml"]),
@@ -138,7 +146,7 @@ GRIDS = {
     },
 }
 SINGLE_TASK = "single"  # the arm name prefix of single-task runs
-GRID_BASE = {"sweep": BASELINE, "intent": []}  # what every run of a grid starts from
+GRID_BASE = {"sweep": BASELINE, "intent": [], "intent_head_lr": ["train.head_lr=1e-3"]}  # every run's start
 
 
 TASK_FIELDS = {"layer": int, "pooling": str}  # what `tasks.NAME.FIELD=VALUE` may set
@@ -242,7 +250,7 @@ def main() -> None:
     chosen = {name: arm for name, arm in arms.items() if not args.arms or name in args.arms}
     mixes = sorted({mix for mix, _ in chosen.values()})
     plan = [(f"{SINGLE_TASK}_{mix}_{task}", mix, base, [task]) for mix in mixes for task in MIXES[mix]]
-    arm_base = base if args.grid == "sweep" else []
+    arm_base = base if args.grid in GRID_BASE else []
     plan += [(name, mix, [*arm_base, *overrides], None) for name, (mix, overrides) in chosen.items()
              if not args.arms or name in args.arms]
     if not args.summary:

@@ -19,7 +19,7 @@ from mtl_nlp.cli import main as cli_main
 from mtl_nlp.inference import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["train", "evaluate", "predict", "export", "push", "tasks", "compare"]
+COMMANDS = ["train", "finetune", "evaluate", "predict", "export", "push", "tasks", "compare", "affinity"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,8 @@ def trained(tmp_path_factory, tiny_model_dir) -> Path:
 
 def test_train_writes_checkpoint_metrics_and_a_model_card(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports", "windows"}
+    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "main_metrics", "reports",
+                            "windows"}
     card = ModelCard.load(trained / "README.md")
     assert card.data.library_name == "mtl-nlp"
     assert set(card.data.tags) >= {"mtl-nlp", "multi-task", "token-classification", "text-classification"}
@@ -63,7 +64,8 @@ def test_evaluate_takes_overrides_and_an_output_file(trained, tmp_path):
     target = tmp_path / "scores.json"
     assert cli_main(["evaluate", str(trained), "max_eval_examples=5", "--output", str(target)]) == 0
     scores = json.loads(target.read_text())
-    assert set(scores) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports", "windows"}
+    assert set(scores) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "main_metrics", "reports",
+                            "windows"}
 
 
 def test_predict_streams_one_json_line_per_input_line(trained, tmp_path):

@@ -38,12 +38,13 @@ def test_recipe_trains_saves_and_reloads(tiny_model_dir, tmp_path):
     assert "step 3: validation overall" in result.stdout and "step 6: validation overall" in result.stdout
 
     metrics = json.loads((output / "metrics.json").read_text())
-    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports", "windows"}
+    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "main_metrics", "reports",
+                            "windows"}
     # The demo sentences all fit in max_length: none is scored as several windows.
     assert metrics["windows"]["demo_ner"]["windowed_examples"] == 0
     assert metrics["windows"]["demo_ner"]["examples"] > 0
     assert set(metrics["demo_ner"]) == {"precision", "recall", "f1"}
-    assert set(metrics["demo_topic"]) == {"accuracy", "macro_f1"}
+    assert set(metrics["demo_topic"]) == {"accuracy", "macro_f1", "matthews_correlation"}
     # Per-class reports: every label of a classification task, every entity type of the tagger.
     reports = metrics["reports"]
     assert list(reports["demo_topic"]) == ["Business", "Sci/Tech", "Sports", "World"]

@@ -67,7 +67,8 @@ def test_every_lever_at_once_in_bf16_saves_a_checkpoint_that_reloads(recipe, tin
                   "train.step_mode=all_tasks", "weighting.method=cagrad", "sharing.private_layers=1",
                   "sharing.soft_l2=0.01", "sharing.freeze_embeddings=true", "diagnostics.conflict_every=2",
                   "train.grad_accum=2", precision="bf16")
-    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "reports", "windows"}
+    assert set(metrics) == {"demo_ner", "demo_sentiment", "demo_topic", "overall", "main_metrics", "reports",
+                            "windows"}
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["task_batches"] == {"demo_ner": 8, "demo_sentiment": 8, "demo_topic": 8}
     assert [entry["step"] for entry in state["loss_history"]] == [4]

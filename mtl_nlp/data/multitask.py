@@ -105,9 +105,12 @@ class MultiTaskLoader:
                 tasks = [next(self.task_sampler)]
             for task in tasks:
                 self.drawn[task] += 1
-                yield task, self._next_batch(task)
+                yield task, self.next_batch(task)
 
-    def _next_batch(self, task: str) -> dict[str, Any]:
+    def next_batch(self, task: str) -> dict[str, Any]:
+        """The next training batch of `task`, outside the sampled sequence too (the affinity
+        probe takes one of every task): it moves the task's position, which a resumed run
+        restores, but is counted in `drawn` only when the sequence yields it."""
         iterator = self._iterators.get(task)
         if iterator is None:
             iterator = self._start(task)

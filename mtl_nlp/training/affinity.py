@@ -1,0 +1,243 @@
+"""The inter-task affinity probe of TAG (Fifty et al. 2021): a short multi-task training run of
+ordinary steps, built from the same pieces as `train_from_config`, whose every K-th step first
+measures how a lookahead step on each task changes every task's loss.
+
+Z(i->j) = 1 - L_j(theta_s - lr * grad_s L_i) / L_j(theta_s): theta_s are the shared encoder's
+parameters, lr the current learning rate and the step plain SGD, as in TAG; heads are untouched.
+The mean over measurements is the affinity matrix; mtl_nlp.task_groups turns it into groupings and
+diagnostics.plot_affinity draws it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import send_to_device, set_seed
+from torch import nn
+
+from mtl_nlp import diagnostics
+from mtl_nlp.config import ConfigError, RunConfig
+from mtl_nlp.data import prepare_task_data
+from mtl_nlp.data.multitask import MultiTaskLoader
+from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
+from mtl_nlp.registry import resolve_tasks
+from mtl_nlp.task_groups import (
+    check_task_count,
+    lookahead_affinity,
+    named_matrix,
+    recommend,
+    task_groupings,
+)
+from mtl_nlp.training.optim import build_optimizer, build_scheduler
+from mtl_nlp.training.setup import build_accelerator, build_train_loader, head_configs, sharing_shape
+from mtl_nlp.training.step import StepRunner
+from mtl_nlp.training.weighting import build_weighting
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STEPS = 200  # probe length when neither steps nor train.max_steps is given
+DEFAULT_EVERY = 5  # a measurement costs several training steps (T backward + T^2 forward passes)
+AFFINITY_FILE = "affinity.json"
+AFFINITY_PLOT = "affinity.png"
+
+
+def lookahead_matrix(
+    model: nn.Module, shared: list[nn.Parameter], batches: dict[str, dict[str, torch.Tensor]], lr: float
+) -> list[list[float]]:
+    """One measurement: Z[i][j] = 1 - L_j(after an SGD step of size `lr` on `shared` with task
+    i's gradient) / L_j(before), for the tasks of `batches` (one batch each, on the model's
+    device). `shared` is restored bit for bit, the model's train/eval mode too, and no `.grad` is
+    touched, so the training step that follows is unaffected."""
+    tasks = list(batches)
+    # Dropout off for every pass: the same batch then gives the same loss before and after up to
+    # the step's own effect, so Z measures the update and not two dropout draws. The lookahead
+    # gradient is a pass of its own, not the training step's, and dropout would only add noise.
+    was_training = model.training
+    model.eval()
+    saved = [parameter.detach().clone() for parameter in shared]
+    before: dict[str, float] = {}
+    after: dict[str, dict[str, float]] = {}
+    try:
+        for source in tasks:
+            loss = model(task=source, **batches[source])["loss"]
+            before[source] = loss.item()
+            # autograd.grad rather than backward: the parameters' .grad stay as they were.
+            gradients = torch.autograd.grad(loss, shared, allow_unused=True)
+            with torch.no_grad():
+                for parameter, gradient in zip(shared, gradients):
+                    if gradient is not None:  # e.g. the pooler, unused by a tagging head
+                        parameter.sub_(gradient, alpha=lr)
+                after[source] = {target: model(task=target, **batches[target])["loss"].item()
+                                 for target in tasks}
+                _restore(shared, saved)
+    finally:
+        with torch.no_grad():
+            _restore(shared, saved)
+        model.train(was_training)
+    return [[lookahead_affinity(before[target], after[source][target]) for target in tasks]
+            for source in tasks]
+
+
+def _restore(shared: list[nn.Parameter], saved: list[torch.Tensor]) -> None:
+    for parameter, copy in zip(shared, saved):
+        parameter.copy_(copy)
+
+
+def shared_lr(optimizer: Any, shared: list[nn.Parameter]) -> float:
+    """The current learning rate of the shared parameters (their param group's)."""
+    ids = {id(parameter) for parameter in shared}
+    for group in optimizer.param_groups:
+        if any(id(parameter) in ids for parameter in group["params"]):
+            return float(group["lr"])
+    return 0.0
+
+
+def probe_config(config: RunConfig, steps: int | None, every: int) -> RunConfig:
+    """`config` with train.max_steps set to the probe's length: `steps`, else the config's
+    train.max_steps, else DEFAULT_STEPS (the loader's schedule and the lr schedule follow it)."""
+    if every < 1:
+        raise ConfigError(f"every={every}: measure every K >= 1 steps")
+    length = steps if steps is not None else config.train.max_steps or DEFAULT_STEPS
+    if length < every:
+        raise ConfigError(f"a probe of {length} steps measuring every {every} steps measures nothing: "
+                          f"give at least {every} steps")
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=length))
+
+
+def measure_affinity(
+    config: RunConfig, steps: int | None = None, every: int = DEFAULT_EVERY
+) -> dict[str, Any]:
+    """Run the probe (one process) on the config's tasks, sampling, step mode, lr and schedule for
+    `steps` optimizer steps, measuring the affinity at every `every`-th step (at the parameters
+    that step starts from; steps at lr 0 are skipped, they move nothing), and write affinity.json
+    and affinity.png to output_dir. Returns affinity.json's content: the mean matrix
+    {source: {target: Z}}, the best grouping for each number of groups, the recommended one and
+    what a measurement costs against an ordinary step."""
+    config = probe_config(config, steps, every)
+    check_task_count(len(config.tasks))  # before any loading: the search refuses too many tasks
+    accelerator = build_accelerator(config)
+    if accelerator.num_processes > 1:
+        raise ConfigError("the affinity probe runs in one process: start it with `mtl-nlp affinity`, "
+                          "not under accelerate launch or torchrun")
+    if config.resume_from:
+        logger.warning("the probe starts a fresh model and ignores resume_from; probe from a trained "
+                       "checkpoint with init_from=DIR")
+    set_seed(config.seed)
+    loader, model, optimizer, runner = _build_probe(config, accelerator)
+    shared = list(accelerator.unwrap_model(model).shared_parameters())
+    if not shared:
+        raise ConfigError("the encoder is frozen (sharing.freeze_*): no shared parameters to measure on")
+    steps = config.train.max_steps
+    started = time.perf_counter()
+    record = _run_probe(steps, every, accelerator.device, loader, model, optimizer, runner, shared)
+    result = _summary(list(loader.sizes), record, steps, every, time.perf_counter() - started)
+    result["step_mode"] = config.train.step_mode
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / AFFINITY_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    diagnostics.plot_affinity(result, output / AFFINITY_PLOT)
+    logger.info("affinity written to %s and %s", output / AFFINITY_FILE, output / AFFINITY_PLOT)
+    del runner, model, optimizer
+    accelerator.free_memory()
+    gc.collect()
+    accelerator.end_training()
+    return result
+
+
+@dataclass
+class ProbeRecord:
+    """The probe's sums of measured matrices and where its time went."""
+
+    totals: list[list[float]]
+    measurements: int = 0
+    measuring: float = 0.0  # seconds in affinity measurements
+    stepping: float = 0.0  # seconds in ordinary training steps
+
+
+def _run_probe(
+    steps: int, every: int, device: Any, loader: MultiTaskLoader, model: nn.Module, optimizer: Any,
+    runner: StepRunner, shared: list[nn.Parameter],
+) -> ProbeRecord:
+    """`steps` training steps; before every `every`-th one, a measurement on one fresh batch of
+    every task (one_task mode draws one task per step, so the step's own batches would not do)."""
+    names = list(loader.sizes)
+    record = ProbeRecord([[0.0] * len(names) for _ in names])
+    batches = iter(loader)
+    model.train()
+    for step in range(1, steps + 1):
+        lr = shared_lr(optimizer, shared)
+        if step % every == 0 and lr > 0:
+            tick = _clock()
+            probe = send_to_device({task: loader.next_batch(task) for task in names}, device)
+            for row, values in zip(record.totals, lookahead_matrix(model, shared, probe, lr)):
+                row[:] = [total + value for total, value in zip(row, values)]
+            record.measurements += 1
+            record.measuring += _clock() - tick
+        tick = _clock()
+        runner.run(batches, step)
+        record.stepping += _clock() - tick
+    if not record.measurements:
+        raise ConfigError("no step was measured: the learning rate was 0 at every measured step")
+    return record
+
+
+def _build_probe(config: RunConfig, accelerator: Any) -> tuple[MultiTaskLoader, nn.Module, Any, StepRunner]:
+    """Data, model, weighting, optimizer, schedule and step runner, as train_from_config builds them."""
+    specs = resolve_tasks(config.tasks)
+    tokenizer = load_tokenizer(config.model)
+    tasks = prepare_task_data(
+        specs, tokenizer, config.max_length, config.data_dir, config.cache_dir, config.seed,
+        config.max_train_examples, config.max_eval_examples, config.stride,
+    )
+    loader = build_train_loader(config, tasks, tokenizer, accelerator)
+    model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
+    if config.init_from:  # affinity of tasks around a trained checkpoint
+        model.start_from_checkpoint(config.init_from)
+    weighting = build_weighting(
+        config.weighting, {name: data.train_size for name, data in tasks.items()},
+        {name: data.spec.loss_weight for name, data in tasks.items()}, seed=config.seed,
+    )
+    train = config.train
+    optimizer = build_optimizer(model, train.lr, train.weight_decay, train.head_lr, weighting,
+                                config.weighting.lr)
+    scheduler = build_scheduler(optimizer, train.max_steps, train.warmup_ratio)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    runner = StepRunner(accelerator, model, optimizer, scheduler, weighting, train.grad_accum,
+                        loader.batches_per_step, train.max_grad_norm)
+    return loader, model, optimizer, runner
+
+
+def _clock() -> float:
+    """Wall time after the GPU's queued work, so a timing covers the work and not its launch."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _summary(tasks: list[str], record: ProbeRecord, steps: int, every: int, seconds: float) -> dict[str, Any]:
+    """affinity.json's content."""
+    matrix = [[total / record.measurements for total in row] for row in record.totals]
+    groupings = task_groupings(tasks, matrix)
+    per_step, per_measurement = record.stepping / steps, record.measuring / record.measurements
+    return {
+        "tasks": tasks,
+        "matrix": named_matrix(tasks, matrix),
+        "steps": steps,
+        "measurements": record.measurements,
+        "every": every,
+        "seconds": round(seconds, 3),
+        "seconds_per_step": round(per_step, 5),
+        "seconds_per_measurement": round(per_measurement, 5),
+        # what one measurement costs, in ordinary training steps
+        "measurement_cost_in_steps": round(per_measurement / per_step, 2) if per_step > 0 else None,
+        "groupings": groupings,
+        "recommended": recommend(groupings),
+    }

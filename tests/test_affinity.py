@@ -1,0 +1,263 @@
+"""Inter-task affinity (TAG): the lookahead measurement against a hand computation, the exhaustive
+grouping search on given matrices, and the probe end to end on the tiny encoder."""
+
+import json
+import math
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+from torch.func import functional_call
+
+from mtl_nlp import HeadConfig, MultiTaskModel
+from mtl_nlp.config import ConfigError, RunConfig, load_config
+from mtl_nlp.diagnostics import plot_affinity
+from mtl_nlp.task_groups import (
+    advice,
+    best_partition,
+    format_affinity,
+    lookahead_affinity,
+    named_matrix,
+    recommend,
+    set_partitions,
+    task_groupings,
+)
+from mtl_nlp.training.affinity import AFFINITY_FILE, AFFINITY_PLOT, lookahead_matrix, measure_affinity
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HEADS = [  # dropout left on: the measurement must switch it off itself
+    HeadConfig(name="tag", type="token_classification", labels=["O", "B-ORG", "I-ORG"]),
+    HeadConfig(name="two", type="classification", labels=["x", "y"]),
+    HeadConfig(name="three", type="classification", labels=["x", "y", "z"], pooling="cls"),
+]
+
+
+# --- the measurement ---------------------------------------------------------------------------
+
+@pytest.fixture
+def model_and_batches(tiny_model_dir, tiny_tokenizer):
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(str(tiny_model_dir), HEADS)
+    texts = ["anna visited new york .", "acme corp bought schmidt", "the film is dull"]
+    encoded = tiny_tokenizer(texts, padding=True, return_tensors="pt")
+    tags = torch.randint(0, 3, encoded["input_ids"].shape)
+    tags[encoded["attention_mask"] == 0] = -100
+    batches = {
+        "tag": {**encoded, "labels": tags},
+        "two": {**encoded, "labels": torch.tensor([0, 1, 1])},
+        "three": {**tiny_tokenizer(["a good film", "acme corp"], padding=True, return_tensors="pt"),
+                  "labels": torch.tensor([2, 0])},
+    }
+    return model, batches
+
+
+def reference_affinity(model, batches, lr):
+    """Z(i->j) = 1 - L_j(theta - lr * grad L_i) / L_j(theta) on the encoder's weights, computed
+    with functional calls: the model's own parameters are never written."""
+    model.eval()
+    theta = {name: p.detach() for name, p in model.named_parameters() if name.startswith("encoder.")}
+
+    def loss(task, weights):
+        return functional_call(model, weights, args=(), kwargs={"task": task, **batches[task]})["loss"]
+
+    tasks = list(batches)
+    before = {task: loss(task, theta).item() for task in tasks}
+    matrix = []
+    for source in tasks:
+        weights = {name: value.clone().requires_grad_() for name, value in theta.items()}
+        grads = torch.autograd.grad(loss(source, weights), list(weights.values()), allow_unused=True)
+        stepped = {name: value - lr * grad if grad is not None else value
+                   for (name, value), grad in zip(theta.items(), grads)}
+        matrix.append([1 - loss(target, stepped).item() / before[target] for target in tasks])
+    return matrix
+
+
+def test_lookahead_matrix_equals_the_hand_computed_affinity_and_restores_everything(model_and_batches):
+    model, batches = model_and_batches
+    model.train()
+    shared = list(model.shared_parameters())
+    assert len(shared) == len(list(model.encoder.parameters()))  # the whole encoder is shared
+    saved = {name: value.clone() for name, value in model.state_dict().items()}
+
+    measured = lookahead_matrix(model, shared, batches, lr=0.01)
+
+    # Parameters bit for bit, the train mode and the (absent) gradients as they were.
+    assert all(torch.equal(value, saved[name]) for name, value in model.state_dict().items())
+    assert model.training
+    assert all(p.grad is None for p in model.parameters())
+    expected = reference_affinity(model, batches, lr=0.01)
+    for row, expected_row in zip(measured, expected):
+        assert row == pytest.approx(expected_row, abs=1e-6)
+    assert all(measured[i][i] > 0 for i in range(3))  # a small step on a task lowers its own loss
+    assert max(abs(value) for row in measured for value in row) > 1e-3  # not a vacuous comparison
+    # Without dropout the measurement is a function of the weights and batches alone.
+    assert lookahead_matrix(model, shared, batches, lr=0.01) == measured
+
+
+def test_affinity_of_one_loss_pair():
+    assert lookahead_affinity(2.0, 1.5) == 0.25
+    assert lookahead_affinity(2.0, 3.0) == -0.5
+    assert lookahead_affinity(0.0, 0.1) == 0.0  # nothing left to lower: no ratio
+
+
+# --- the grouping search -----------------------------------------------------------------------
+
+def test_partitions_come_in_canonical_order_and_stirling_numbers():
+    assert list(set_partitions(3, 2)) == [[[0, 1], [2]], [[0, 2], [1]], [[0], [1, 2]]]
+    assert list(set_partitions(3, 1)) == [[[0, 1, 2]]]
+    assert list(set_partitions(3, 3)) == [[[0], [1], [2]]]
+    assert [len(list(set_partitions(4, g))) for g in range(1, 5)] == [1, 7, 6, 1]
+    assert sum(len(list(set_partitions(8, g))) for g in range(1, 9)) == 4140  # Bell(8)
+    with pytest.raises(ValueError, match="cannot split 3 tasks into 4"):
+        list(set_partitions(3, 4))
+
+
+# Row = the task stepped on, column = the task whose loss is measured.
+THREE = [
+    [0.5, -0.1, 0.2],
+    [0.1, 0.5, 0.3],
+    [0.0, 0.4, 0.5],
+]
+
+
+def test_three_tasks_best_pair_and_recommendation():
+    # Two groups: a+b scores 0.1 - 0.1 = 0, a+c 0.0 + 0.2, b+c 0.4 + 0.3; one group: a receives
+    # (0.1 + 0.0) / 2, b (-0.1 + 0.4) / 2, c (0.2 + 0.3) / 2, together 0.45.
+    groupings = task_groupings(["a", "b", "c"], THREE)
+    assert [entry["groups"] for entry in groupings] == [[["a", "b", "c"]], [["a"], ["b", "c"]],
+                                                         [["a"], ["b"], ["c"]]]
+    assert [entry["score"] for entry in groupings] == pytest.approx([0.45, 0.7, 0.0])
+    assert [entry["advice"] for entry in groupings] == [
+        "train together: a, b, c", "train together: b, c; alone: a", "alone: a, b, c"]
+    assert recommend(groupings) == groupings[1]
+    # The diagonal (self-affinity) takes no part in the search.
+    diagonal = [[100.0 if i == j else value for j, value in enumerate(row)] for i, row in enumerate(THREE)]
+    assert task_groupings(["a", "b", "c"], diagonal) == groupings
+
+
+def test_four_tasks_find_the_interleaved_clusters():
+    # w and y help each other (0.3), x and z too (0.2); every step across the clusters hurts (-0.1).
+    helps = {frozenset({0, 2}): 0.3, frozenset({1, 3}): 0.2}
+    matrix = [[0.9 if i == j else helps.get(frozenset({i, j}), -0.1) for j in range(4)] for i in range(4)]
+    groupings = task_groupings(["w", "x", "y", "z"], matrix)
+    assert [entry["groups"] for entry in groupings] == [
+        [["w", "x", "y", "z"]], [["w", "y"], ["x", "z"]], [["w", "y"], ["x"], ["z"]],
+        [["w"], ["x"], ["y"], ["z"]]]
+    assert [entry["score"] for entry in groupings] == pytest.approx([0.2 / 3, 1.0, 0.6, 0.0])
+    assert recommend(groupings)["advice"] == "train together: w, y; train together: x, z"
+    assert groupings[2]["advice"] == "train together: w, y; alone: x, z"
+
+
+def test_ties_go_to_the_first_partition_and_to_fewer_groups():
+    # All zero: every partition ties; the first in canonical order wins, and one group is advised.
+    zeros = [[0.0] * 3 for _ in range(3)]
+    groupings = task_groupings(["a", "b", "c"], zeros)
+    assert groupings[1]["groups"] == [["a", "b"], ["c"]]
+    assert recommend(groupings)["num_groups"] == 1
+    # a+c sums to 0.1 + 0.2 = 0.30000000000000004 in floating point, a+b to 0.3 + 0.0: a tie
+    # that rounding must not decide.
+    matrix = [[0.0, 0.0, 0.2], [0.3, 0.0, 0.0], [0.1, 0.0, 0.0]]
+    partition, score = best_partition(matrix, 2)
+    assert partition == [[0, 1], [2]] and score == 0.3
+    # A tie across group counts goes to fewer groups: a gives 0.2 to b and to c, b and c give 0.2
+    # back to a; one group scores 0.2 + 0.1 + 0.1, two groups (a with b) 0.2 + 0.2.
+    symmetric = [[0.0, 0.2, 0.2], [0.2, 0.0, 0.0], [0.2, 0.0, 0.0]]
+    groupings = task_groupings(["a", "b", "c"], symmetric)
+    assert groupings[0]["score"] == pytest.approx(0.4) and groupings[1]["score"] == pytest.approx(0.4)
+    assert groupings[1]["groups"] == [["a", "b"], ["c"]]
+    assert recommend(groupings)["num_groups"] == 1
+
+
+def test_advice_text():
+    assert advice([["a", "b"], ["c"]]) == "train together: a, b; alone: c"
+    assert advice([["a", "b", "c"]]) == "train together: a, b, c"
+    assert advice([["a"], ["b"], ["c"]]) == "alone: a, b, c"
+    assert advice([["a", "d"], ["b"], ["c", "e"]]) == "train together: a, d; train together: c, e; alone: b"
+
+
+def test_too_many_or_too_few_tasks_and_bad_matrices_are_refused():
+    names = [f"t{i}" for i in range(11)]
+    with pytest.raises(ConfigError, match="at most 10 tasks; the config has 11"):
+        task_groupings(names, [[0.0] * 11 for _ in range(11)])
+    with pytest.raises(ConfigError, match="at least 2 tasks"):
+        task_groupings(["a"], [[0.0]])
+    with pytest.raises(ValueError, match="3 tasks need a 3 x 3"):
+        task_groupings(["a", "b", "c"], [[0.0] * 3, [0.0] * 3])
+    with pytest.raises(ConfigError, match="not finite for b->a"):
+        task_groupings(["a", "b"], [[0.0, 0.0], [math.nan, 0.0]])
+    # The probe refuses before loading anything.
+    with pytest.raises(ConfigError, match="at most 10 tasks; the config has 11"):
+        measure_affinity(RunConfig(tasks=names))
+    with pytest.raises(ConfigError, match="give at least 5 steps"):
+        measure_affinity(RunConfig(), steps=4, every=5)
+
+
+def fixed_result():
+    groupings = task_groupings(["a", "b", "c"], THREE)
+    return {"tasks": ["a", "b", "c"], "matrix": named_matrix(["a", "b", "c"], THREE), "steps": 20,
+            "measurements": 4, "every": 5, "groupings": groupings, "recommended": recommend(groupings),
+            "seconds_per_step": 0.1, "seconds_per_measurement": 0.35, "measurement_cost_in_steps": 3.5}
+
+
+def test_format_affinity_lists_matrix_groupings_and_advice():
+    lines = format_affinity(fixed_result()).splitlines()
+    assert lines[1:5] == [
+        "         a        b        c",
+        "a  +0.5000  -0.1000  +0.2000",
+        "b  +0.1000  +0.5000  +0.3000",
+        "c  +0.0000  +0.4000  +0.5000",
+    ]
+    assert lines[6:] == [
+        "  1 group:   score +0.4500  train together: a, b, c",
+        "  2 groups:  score +0.7000  train together: b, c; alone: a",
+        "  3 groups:  score +0.0000  alone: a, b, c",
+        "recommended (2 groups): train together: b, c; alone: a",
+        "one measurement cost 3.5 ordinary training steps (0.350 s against 0.100 s)",
+    ]
+
+
+def test_plot_affinity_writes_a_png(tmp_path):
+    plot_affinity(fixed_result(), tmp_path / "affinity.png")
+    assert (tmp_path / "affinity.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+# --- the probe end to end ----------------------------------------------------------------------
+
+@pytest.fixture
+def fresh_accelerator_state():
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_probe_writes_affinity_json_and_heatmap(tiny_model_dir, tmp_path, fresh_accelerator_state):
+    output = tmp_path / "probe"
+    config = load_config(None, [
+        f"model={tiny_model_dir}", f"output_dir={output}", f"cache_dir={tmp_path / 'cache'}",
+        "mixed_precision=no", "train.batch_size=8", "train.lr=1e-3", "train.warmup_ratio=0.4",
+        "tasks=[demo_ner, demo_sentiment, demo_topic]",
+    ])
+    result = measure_affinity(config, steps=5, every=1)
+
+    tasks = ["demo_ner", "demo_sentiment", "demo_topic"]
+    assert json.loads((output / AFFINITY_FILE).read_text()) == result
+    assert set(result) == {
+        "tasks", "matrix", "steps", "measurements", "every", "seconds", "seconds_per_step",
+        "seconds_per_measurement", "measurement_cost_in_steps", "groupings", "recommended", "step_mode",
+    }
+    assert result["tasks"] == tasks and result["steps"] == 5 and result["every"] == 1
+    # Two warmup steps: step 1 runs at lr 0 and moves nothing, so steps 2 to 5 are measured.
+    assert result["measurements"] == 4
+    assert list(result["matrix"]) == tasks
+    assert all(list(row) == tasks and all(math.isfinite(v) for v in row.values())
+               for row in result["matrix"].values())
+    assert any(value != 0 for row in result["matrix"].values() for value in row.values())
+    rows = [[result["matrix"][source][target] for target in tasks] for source in tasks]
+    assert result["groupings"] == task_groupings(tasks, rows)
+    assert [entry["num_groups"] for entry in result["groupings"]] == [1, 2, 3]
+    assert result["recommended"] == recommend(result["groupings"])
+    assert result["seconds_per_step"] > 0 and result["seconds_per_measurement"] > 0
+    assert result["measurement_cost_in_steps"] == pytest.approx(
+        result["seconds_per_measurement"] / result["seconds_per_step"], rel=0.01)
+    assert result["step_mode"] == "one_task"
+    assert (output / AFFINITY_PLOT).read_bytes().startswith(PNG_SIGNATURE)
