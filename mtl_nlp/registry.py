@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,15 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("pearson", "spearman"),
     "multilabel": ("micro_f1", "macro_f1"),
 }
+# The type of an entry that lists several heads over one dataset (joint NLU: intent + slots). The
+# config gives no type for it; each head has its own.
+MULTI_HEAD = "multi_head"
+# The keys a head of such an entry takes; the entry itself takes the data keys (HEAD_ONLY_KEYS and
+# `type` are the heads').
+HEAD_KEYS = ("name", "type", "text_column", "text_pair_column", "label_column", "tokens_column",
+             "tags_column", "labels", "pooling", "threshold", "label_separator", "layer", "loss_weight",
+             "metric")
+HEAD_ONLY_KEYS = tuple(key for key in HEAD_KEYS if key not in ("name", "loss_weight"))
 
 
 class TaskError(MtlNlpError, ValueError):
@@ -72,6 +81,9 @@ class TaskSpec:
     streaming: bool = False
     size: int | None = None
     description: str = ""  # one line shown by `mtl-nlp tasks`
+    # an entry of type MULTI_HEAD: its heads, each a spec of its own with the entry's data keys;
+    # one batch of the entry trains all of them (see from_dict)
+    heads: tuple[TaskSpec, ...] | None = None
 
     @property
     def source(self) -> str:
@@ -85,12 +97,22 @@ class TaskSpec:
     @property
     def main_metric(self) -> str:
         """The metric that selects checkpoints and enters the overall score."""
+        if self.heads is not None:
+            raise TaskError(f"task {self.name!r} has several heads, each with its own main metric: "
+                            f"{', '.join(head.name for head in self.heads)}")
         return self.metric or TASK_METRICS[self.type][0]
+
+    @property
+    def head_specs(self) -> tuple[TaskSpec, ...]:
+        """The heads this entry trains: its `heads`, or the entry itself (one head)."""
+        return self.heads if self.heads is not None else (self,)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise TaskError(f"task name must be a non-empty string, got {self.name!r}")
-        if self.type not in TASK_TYPES:
+        if self.type == MULTI_HEAD or self.heads is not None:
+            self._check_heads()
+        elif self.type not in TASK_TYPES:
             raise TaskError(
                 f"task {self.name!r}: type {self.type!r} is not one of: {', '.join(TASK_TYPES)}"
             )
@@ -109,10 +131,10 @@ class TaskSpec:
                 f"task {self.name!r}: token_classification reads lists of words and tags; use format "
                 "conll or json (csv/tsv cells hold plain text)"
             )
-        if self.metric is not None and self.metric not in TASK_METRICS[self.type]:
+        if self.metric is not None and self.metric not in TASK_METRICS.get(self.type, ()):
             raise TaskError(
                 f"task {self.name!r}: metric {self.metric!r} is not one of the {self.type} metrics: "
-                f"{', '.join(TASK_METRICS[self.type])}"
+                f"{', '.join(TASK_METRICS.get(self.type, ()))}"
             )
         if self.pooling not in POOLINGS:
             raise TaskError(
@@ -142,6 +164,36 @@ class TaskSpec:
             if len(set(self.labels)) != len(self.labels):
                 raise TaskError(f"task {self.name!r}: labels contain duplicates: {self.labels}")
 
+    def _check_heads(self) -> None:
+        """An entry of several heads: heads of the known types, named apart, reading one input."""
+        if self.type != MULTI_HEAD:
+            raise TaskError(f"task {self.name!r}: an entry with heads has no type of its own; give each "
+                            f"head its type ({', '.join(TASK_TYPES)})")
+        heads = self.heads or ()
+        if not heads or not all(isinstance(head, TaskSpec) and head.heads is None for head in heads):
+            raise TaskError(f"task {self.name!r}: heads must be a non-empty list of head entries")
+        names = [head.name for head in self.heads]
+        repeated = sorted({name for name in names if names.count(name) > 1} | {self.name} & set(names))
+        if repeated:
+            raise TaskError(f"task {self.name!r}: head name(s) {', '.join(repeated)} used twice; each "
+                            "head needs a name of its own, other than the entry's")
+        if self.streaming:
+            raise TaskError(f"task {self.name!r}: an entry with several heads cannot stream its data yet; "
+                            "remove streaming")
+        tagging = [head for head in self.heads if head.type == "token_classification"]
+        sentence = [head for head in self.heads if head.type != "token_classification"]
+        if tagging:
+            _check_same_input(self.name, tagging, lambda head: head.tokens_column, "tokens column")
+            pairs = [head.name for head in sentence if head.text_pair_column]
+            if pairs:
+                raise TaskError(
+                    f"task {self.name!r}: head(s) {', '.join(pairs)} read text pairs, but an entry with a "
+                    f"token_classification head reads its words ({tagging[0].tokens_column!r}) for every "
+                    "head; put pair heads in an entry of their own")
+        else:
+            _check_same_input(self.name, sentence, lambda head: (head.text_column, head.text_pair_column),
+                              "text column (and text pair column)")
+
     def _check_streaming(self) -> None:
         size = self.size
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
@@ -156,7 +208,11 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
-        """Build a spec from a mapping (a YAML `tasks:` entry); unknown keys are an error."""
+        """Build a spec from a mapping (a YAML `tasks:` entry); unknown keys are an error. An
+        entry with `heads` (a list of head mappings, HEAD_KEYS) describes its data once and trains
+        every head on each of its batches."""
+        if "heads" in data:
+            return _entry_from_dict(data)
         _check_keys(data)
         missing = [key for key in ("name", "type") if key not in data]
         if missing:
@@ -164,19 +220,76 @@ class TaskSpec:
         return cls(**data)
 
     def with_changes(self, changes: Mapping[str, Any]) -> TaskSpec:
-        """This entry with some fields changed (e.g. `{name: conll2003, layer: 3}` in a config)."""
-        _check_keys({"name": self.name, **changes})
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if k != "name"})
+        """This entry with some fields changed (e.g. `{name: conll2003, layer: 3}` in a config);
+        an entry's heads take its data changes too."""
+        fields = {k: v for k, v in changes.items() if k != "name"}
+        if self.heads is None:
+            _check_keys({"name": self.name, **changes})
+            return dataclasses.replace(self, **fields)
+        _check_keys({"name": self.name, **changes}, ENTRY_KEYS - {"heads"}, "an entry with heads")
+        data = {k: v for k, v in fields.items() if k not in ("loss_weight", "description")}
+        heads = tuple(dataclasses.replace(head, **data) for head in self.heads)
+        return dataclasses.replace(self, **fields, heads=heads)
 
 
-def _check_keys(data: Mapping[str, Any]) -> None:
-    valid = {f.name for f in dataclasses.fields(TaskSpec)}
+TASK_KEYS = frozenset(f.name for f in dataclasses.fields(TaskSpec)) - {"heads"}
+ENTRY_KEYS = TASK_KEYS - set(HEAD_ONLY_KEYS) | {"heads"}  # the keys of an entry with heads
+
+
+def _check_keys(data: Mapping[str, Any], valid: frozenset[str] = TASK_KEYS, what: str = "") -> None:
     unknown = sorted(set(data) - valid)
     if unknown:
         name = data.get("name", "<unnamed>")
+        of = f" of {what}" if what else ""
         raise TaskError(
-            f"task {name!r}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}"
+            f"task {name!r}: unknown key(s) {', '.join(unknown)}; valid keys{of}: {', '.join(sorted(valid))}"
         )
+
+
+def _check_same_input(
+    entry: str, heads: list[TaskSpec], read: Callable[[TaskSpec], object], what: str
+) -> None:
+    """TaskError when the heads of `entry` read different input columns: one batch has one input."""
+    inputs = {head.name: read(head) for head in heads}
+    if len(set(inputs.values())) > 1:
+        shown = ", ".join(f"{name}: {value!r}" for name, value in inputs.items())
+        raise TaskError(f"task {entry!r}: its heads read different inputs ({what}: {shown}); the heads "
+                        "of one entry read one input, so give them the same column(s)")
+
+
+def _entry_from_dict(data: Mapping[str, Any]) -> TaskSpec:
+    """An entry with heads: each head is a spec with the entry's data keys and its own head keys;
+    the entry records the input columns its heads read (for loading)."""
+    name = data.get("name", "<unnamed>")
+    if "type" in data:
+        raise TaskError(f"task {name!r}: an entry with heads has no type of its own; give each head "
+                        f"its type ({', '.join(TASK_TYPES)})")
+    _check_keys(data, ENTRY_KEYS, "an entry with heads (head keys go under heads)")
+    if "name" not in data:
+        raise TaskError(f"task entry {dict(data)!r} is missing name")
+    heads = data["heads"]
+    if isinstance(heads, str | Mapping) or not isinstance(heads, list | tuple) or not heads:
+        raise TaskError(f"task {name!r}: heads must be a non-empty list of head entries, got {heads!r}")
+    shared = {k: v for k, v in data.items() if k not in ("name", "heads", "loss_weight", "description")}
+    specs = []
+    for head in heads:
+        if not isinstance(head, Mapping):
+            raise TaskError(f"task {name!r}: a head must be a mapping of head keys, got {head!r}")
+        head_name = head.get("name", "<unnamed>")
+        unknown = sorted(set(head) - set(HEAD_KEYS))
+        if unknown:
+            raise TaskError(f"task {name!r}, head {head_name!r}: unknown key(s) {', '.join(unknown)}; a head "
+                            f"takes: {', '.join(sorted(HEAD_KEYS))} (data keys belong to the entry)")
+        missing = [key for key in ("name", "type") if key not in head]
+        if missing:
+            raise TaskError(f"task {name!r}: head {head_name!r} is missing {', '.join(missing)}")
+        specs.append(TaskSpec(**shared, **head))
+    tagging = [spec for spec in specs if spec.type == "token_classification"]
+    reader = tagging[0] if tagging else specs[0]
+    inputs = {key: getattr(reader, key) for key in
+              ("text_column", "text_pair_column", "tokens_column", "tags_column")}
+    entry = {k: v for k, v in data.items() if k != "heads"}
+    return TaskSpec(**entry, **inputs, type=MULTI_HEAD, heads=tuple(specs))
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -226,7 +339,8 @@ def resolve_tasks(entries: list[str | Mapping[str, Any]]) -> list[TaskSpec]:
     for entry in entries:
         if isinstance(entry, str):
             spec = get_task(entry)
-        elif isinstance(entry, Mapping) and "type" not in entry and entry.get("name") in _REGISTRY:
+        elif (isinstance(entry, Mapping) and "type" not in entry and "heads" not in entry
+              and entry.get("name") in _REGISTRY):
             spec = _REGISTRY[entry["name"]].with_changes(entry)
         elif isinstance(entry, Mapping):
             spec = TaskSpec.from_dict(entry)
@@ -237,4 +351,18 @@ def resolve_tasks(entries: list[str | Mapping[str, Any]]) -> list[TaskSpec]:
         if spec.name in {s.name for s in specs}:
             raise TaskError(f"task {spec.name!r} is listed twice in tasks")
         specs.append(spec)
+    _check_unique_heads(specs)
     return specs
+
+
+def _check_unique_heads(specs: list[TaskSpec]) -> None:
+    """Head names name tasks everywhere (metrics, predictions, export): TaskError when a head
+    shares its name with another head or task of the run."""
+    owners: dict[str, list[str]] = {}
+    for spec in specs:
+        for name in {spec.name, *(head.name for head in spec.head_specs)}:
+            owners.setdefault(name, []).append(spec.name)
+    repeated = {name: entries for name, entries in owners.items() if len(entries) > 1}
+    if repeated:
+        shown = "; ".join(f"{name!r} in {', '.join(entries)}" for name, entries in repeated.items())
+        raise TaskError(f"task and head names must be unique in a run: {shown}")

@@ -128,6 +128,50 @@ def _encode_word_windows(
     return encoded
 
 
+def _encode_entry(
+    batch: dict[str, list], indices: list[int], *, tokenizer: PreTrainedTokenizerBase,
+    spec: TaskSpec, mappers: dict[str, LabelTargets], max_length: int, split: str, stride: int | None,
+) -> dict[str, list]:
+    """An entry of several heads: its input encoded once (its tagging heads' words, else its
+    texts) and a `labels` struct column, {head: that head's labels} per row. A row that is one
+    window of a long example carries the example's sentence labels."""
+    tagging = [head for head in spec.heads if head.type == "token_classification"]
+    labels: dict[str, list] = {}
+    encoded = None
+    for head in tagging:  # every tagging head reads the same words, so the rows are the same
+        head_encoded = _encode_tagging(batch, indices, tokenizer=tokenizer, spec=head,
+                                       mapper=mappers[head.name], max_length=max_length, split=split,
+                                       stride=stride)
+        labels[head.name] = head_encoded.pop("labels")
+        encoded = head_encoded if encoded is None else encoded
+    if encoded is None:
+        reader = spec.heads[0]
+        pairs = batch[reader.text_pair_column] if reader.text_pair_column else None
+        encoded = encode_texts(tokenizer, batch[reader.text_column], pairs, max_length)
+    position = {index: row for row, index in enumerate(indices)}
+    examples = encoded["example_index"] if "example_index" in encoded else indices
+    lines = batch.get("line") or [None] * len(indices)
+    for head in spec.heads:
+        if head.type != "token_classification":
+            values, mapper = batch[head.label_column], mappers[head.name]
+            labels[head.name] = [
+                mapper(values[position[index]], _where(split, index, lines[position[index]], "line"))
+                for index in examples
+            ]
+    encoded["labels"] = [{head.name: labels[head.name][row] for head in spec.heads}
+                         for row in range(len(examples))]
+    return encoded
+
+
+def reading_spec(spec: TaskSpec) -> TaskSpec:
+    """The spec whose input a task reads: an entry's first tagging head (its words), else its first
+    head (its texts); a task of one head reads its own."""
+    if spec.heads is None:
+        return spec
+    tagging = [head for head in spec.heads if head.type == "token_classification"]
+    return (tagging or list(spec.heads))[0]
+
+
 def input_columns(spec: TaskSpec) -> list[str]:
     """The columns a task reads its inputs from (words, or one or two texts)."""
     if spec.type == "token_classification":
@@ -145,7 +189,8 @@ def _is_present(spec: TaskSpec, example: dict[str, Any]) -> bool:
 
 def check_columns(spec: TaskSpec, split: str, columns: list[str]) -> None:
     """Raise a DataError naming any column the task needs that is not among `columns`."""
-    for column in (*input_columns(spec), label_column(spec)):
+    wanted = [*input_columns(reading_spec(spec)), *(label_column(head) for head in spec.head_specs)]
+    for column in wanted:
         if column not in columns:
             raise DataError(
                 f"task {spec.name!r}, split {split}: column {column!r} not found; "
@@ -172,34 +217,39 @@ def encode_splits(
     Tagging examples longer than max_length are truncated in train and become overlapping windows
     sharing about `stride` tokens (default: max_length // 4) in the other splits, which are scored.
     `eval_mapper` maps the labels of the scored splits (by default `mapper`): it also knows the
-    labels that occur only there (see pipeline.unseen_labels), which count as errors.
+    labels that occur only there (see pipeline.unseen_labels), which count as errors. For an entry
+    of several heads both are {head: its mapper}, and `labels` holds {head: labels} per row.
     """
-    tagging = spec.type == "token_classification"
+    reader = reading_spec(spec)
+    tagging = reader.type == "token_classification"
     encoded = {}
     for split, dataset in splits.items():
         if isinstance(dataset, IterableDataset):
             encoded[split] = _encode_stream(spec, split, dataset, tokenizer, mapper, max_length)
             continue
         check_columns(spec, split, dataset.column_names)
-        present = dataset.filter(Versioned(_is_present, spec), desc=f"{spec.name}/{split}")
+        present = dataset.filter(Versioned(_is_present, reader), desc=f"{spec.name}/{split}")
         if len(present) == 0:
             raise DataError(f"task {spec.name!r}, split {split}: all {len(dataset)} examples have empty "
-                            f"or missing text in {', '.join(input_columns(spec))}")
+                            f"or missing text in {', '.join(input_columns(reader))}")
         if len(present) < len(dataset):
             logger.warning(
                 "task %s, split %s: dropped %d of %d examples with empty or missing text",
                 spec.name, split, len(dataset) - len(present), len(dataset),
             )
-        if tagging:
-            windows = None if split == "train" else (default_stride(max_length) if stride is None else stride)
-            function = functools.partial(_encode_tagging, stride=windows)
-        else:
-            function = _encode_sentences
+        windows = None
+        if tagging and split != "train":
+            windows = default_stride(max_length) if stride is None else stride
         split_mapper = mapper if split == "train" or eval_mapper is None else eval_mapper
-        function = Versioned(
-            function, tokenizer=tokenizer, spec=spec, mapper=split_mapper, max_length=max_length,
-            split=split,
-        )
+        if spec.heads is not None:  # split_mapper: {head: its mapper}
+            function = Versioned(_encode_entry, tokenizer=tokenizer, spec=spec, mappers=split_mapper,
+                                 max_length=max_length, split=split, stride=windows)
+        else:
+            function = functools.partial(_encode_tagging, stride=windows) if tagging else _encode_sentences
+            function = Versioned(
+                function, tokenizer=tokenizer, spec=spec, mapper=split_mapper, max_length=max_length,
+                split=split,
+            )
         features = present.map(
             function, batched=True, with_indices=True, remove_columns=present.column_names,
             desc=f"tokenize {spec.name}/{split}",
@@ -208,7 +258,7 @@ def encode_splits(
         if "example_index" in features.column_names:
             _log_windows(spec, split, features, max_length)
         else:
-            _log_truncation(spec, split, features, max_length)
+            _log_truncation(reader, split, features, max_length)
         encoded[split] = features
     return DatasetDict(encoded)
 

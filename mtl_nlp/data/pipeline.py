@@ -6,7 +6,9 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import torch
 from datasets import DatasetDict, IterableDataset
 from transformers import (
     DataCollatorForTokenClassification,
@@ -24,7 +26,7 @@ from mtl_nlp.data.labels import (
     split_labels,
 )
 from mtl_nlp.data.loading import DataError, load_task_splits
-from mtl_nlp.registry import TaskSpec
+from mtl_nlp.registry import MULTI_HEAD, TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,19 @@ class TaskData:
     # labels of the scored splits never seen in training: {split: {label: occurrences}}; they are
     # scored as errors (the head cannot predict them)
     unseen: dict[str, dict[str, int]] = field(default_factory=dict)
+    # an entry of several heads: {head: its TaskData (head spec, labels, unseen), sharing `splits`};
+    # the entry's own `labels` are empty
+    heads: dict[str, TaskData] = field(default_factory=dict)
+
+    @property
+    def head_data(self) -> dict[str, TaskData]:
+        """{head name: its data}: an entry's heads, or this task alone (one head of its name)."""
+        return self.heads or {self.spec.name: self}
+
+    @property
+    def main_metrics(self) -> dict[str, str]:
+        """{head name: its main metric}, the scores that select checkpoints."""
+        return {name: data.spec.main_metric for name, data in self.head_data.items()}
 
     @property
     def eval_labels(self) -> list[str]:
@@ -61,6 +76,11 @@ class TaskData:
         return "test" if "test" in self.splits else "validation"
 
 
+def head_main_metrics(tasks: dict[str, TaskData]) -> dict[str, str]:
+    """{head: its main metric} over every head of `tasks`: what model selection averages."""
+    return {name: metric for data in tasks.values() for name, metric in data.main_metrics.items()}
+
+
 def prepare_task_data(
     specs: list[TaskSpec], tokenizer: PreTrainedTokenizerBase, max_length: int,
     data_dir: str | None = None, cache_dir: str | None = None, seed: int = 42,
@@ -75,10 +95,11 @@ def prepare_task_data(
         raw = load_task_splits(spec, data_dir=data_dir, cache_dir=cache_dir, seed=seed)
         limits = [n for n in (max_train_examples, spec.max_train_examples) if n is not None]
         raw = limit_examples(raw, min(limits, default=None), max_eval_examples, seed)
+        if spec.heads is not None:
+            prepared[spec.name] = _prepare_entry(spec, raw, tokenizer, max_length, stride)
+            continue
         labels, size = labels_and_size(spec, raw["train"], min(limits, default=None))
-        if spec.type == "classification" and spec.metric == "f1" and len(labels) != 2:
-            raise DataError(f"task {spec.name!r}: metric f1 is the second label's F1 of a two-label task, "
-                            f"and this task has {len(labels)} labels; use macro_f1")
+        _check_f1(spec, labels)
         mapper = build_label_mapper(spec, raw["train"], labels)
         unseen = unseen_labels(spec, raw, labels, mapper)
         data = TaskData(spec=spec, labels=labels, splits=raw, stream_size=size, unseen=unseen)
@@ -86,6 +107,34 @@ def prepare_task_data(
         data.splits = encode_splits(spec, raw, tokenizer, mapper, max_length, stride, eval_mapper)
         prepared[spec.name] = data
     return prepared
+
+
+def _prepare_entry(
+    spec: TaskSpec, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int,
+    stride: int | None,
+) -> TaskData:
+    """An entry of several heads: each head's labels, mapper and unseen labels as for a task of
+    its own, then one tokenized dataset whose `labels` hold every head's labels."""
+    heads, mappers, eval_mappers = {}, {}, {}
+    for head in spec.heads:
+        labels = resolve_labels(head, raw["train"])
+        _check_f1(head, labels)
+        mappers[head.name] = build_label_mapper(head, raw["train"], labels)
+        data = TaskData(spec=head, labels=labels, splits=raw,
+                        unseen=unseen_labels(head, raw, labels, mappers[head.name]))
+        eval_mappers[head.name] = (build_label_mapper(head, raw["train"], data.eval_labels)
+                                   if data.unseen else mappers[head.name])
+        heads[head.name] = data
+    splits = encode_splits(spec, raw, tokenizer, mappers, max_length, stride, eval_mappers)
+    for data in heads.values():
+        data.splits = splits
+    return TaskData(spec=spec, labels=[], splits=splits, heads=heads)
+
+
+def _check_f1(spec: TaskSpec, labels: list[str]) -> None:
+    if spec.type == "classification" and spec.metric == "f1" and len(labels) != 2:
+        raise DataError(f"task {spec.name!r}: metric f1 is the second label's F1 of a two-label task, "
+                        f"and this task has {len(labels)} labels; use macro_f1")
 
 
 def unseen_labels(
@@ -188,4 +237,31 @@ def build_collator(task_type: str, tokenizer: PreTrainedTokenizerBase):
     """
     if task_type == "token_classification":
         return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+    if task_type == MULTI_HEAD:
+        return HeadLabelsCollator(tokenizer)
     return DataCollatorWithPadding(tokenizer)
+
+
+class HeadLabelsCollator:
+    """Pads a batch of an entry of several heads: the inputs as DataCollatorWithPadding does, and
+    `labels` becomes {head: tensor}: tag rows padded with IGNORE_INDEX to the padded length, one
+    class id (int64), value or multi-hot row (float32) per text stacked."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = [feature["labels"] for feature in features]
+        batch = self.pad([{k: v for k, v in feature.items() if k != "labels"} for feature in features])
+        length = batch["input_ids"].shape[1]
+        batch["labels"] = {head: _head_labels([row[head] for row in rows], length) for head in rows[0]}
+        return batch
+
+
+def _head_labels(values: list[Any], length: int) -> torch.Tensor:
+    # Tag rows are integer lists, one per token; multi-hot rows are float lists, one per label.
+    first = values[0]
+    if isinstance(first, list) and all(isinstance(value, int) for value in first):
+        return torch.tensor([row + [IGNORE_INDEX] * (length - len(row)) for row in values])
+    dtype = torch.long if isinstance(first, int) else torch.float32
+    return torch.tensor(values, dtype=dtype)

@@ -39,6 +39,11 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head_configs = {config.name: config for config in heads}
+        # {entry: its heads}: a batch of an entry trains all of its heads at once
+        self.entries: dict[str, list[str]] = {}
+        for config in heads:
+            if config.entry is not None:
+                self.entries.setdefault(config.entry, []).append(config.name)
         hidden_size = encoder.config.hidden_size
         self.heads = nn.ModuleDict({c.name: build_head(hidden_size, c) for c in heads})
         if pretrained:
@@ -58,7 +63,19 @@ class MultiTaskModel(nn.Module):
 
     @property
     def task_names(self) -> list[str]:
+        """Every head's name: the tasks the model answers."""
         return list(self.head_configs)
+
+    @property
+    def batch_tasks(self) -> list[str]:
+        """The tasks a training batch belongs to: each entry of several heads once, and each head
+        of its own."""
+        names: list[str] = []
+        for config in self.head_configs.values():
+            name = config.entry or config.name
+            if name not in names:
+                names.append(name)
+        return names
 
     @property
     def _no_split_modules(self) -> list[str]:
@@ -87,17 +104,31 @@ class MultiTaskModel(nn.Module):
 
     def forward(
         self, task: str, input_ids: Tensor, attention_mask: Tensor,
-        token_type_ids: Tensor | None = None, labels: Tensor | None = None,
-    ) -> dict[str, Tensor]:
+        token_type_ids: Tensor | None = None, labels: Tensor | dict[str, Tensor] | None = None,
+    ) -> dict[str, Any]:
         """Output of one task's head ("logits"; regression values for a regression head), and the
-        head's own loss when labels are given."""
-        if task not in self.heads:
-            raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
-        hidden = self.task_states(input_ids, attention_mask, token_type_ids, [task])[task]
-        logits = self.heads[task](hidden, attention_mask)
-        output = {"logits": logits}
-        if labels is not None:
-            output["loss"] = self.heads[task].loss(logits, labels)
+        head's own loss when labels are given. For an entry of several heads, "logits" is {head:
+        logits} from one encoder pass and the loss is the sum of the heads' weighted losses
+        (`labels`: {head: labels})."""
+        if task in self.entries:
+            heads = self.entries[task]
+        elif task in self.heads:
+            heads = [task]
+        else:
+            known = ", ".join([*self.heads, *self.entries])
+            raise KeyError(f"unknown task {task!r}; this model has: {known}")
+        states = self.task_states(input_ids, attention_mask, token_type_ids, heads)
+        logits = {head: self.heads[head](states[head], attention_mask) for head in heads}
+        if task not in self.entries:
+            output = {"logits": logits[task]}
+            if labels is not None:
+                output["loss"] = self.heads[task].loss(logits[task], labels)
+        else:
+            output = {"logits": logits}
+            if labels is not None:
+                weights = {head: self.head_configs[head].loss_weight for head in heads}
+                losses = [weights[head] * self.heads[head].loss(logits[head], labels[head]) for head in heads]
+                output["loss"] = torch.stack(losses).sum()
         penalty = self.sharing.penalty() if labels is not None and self.training else None
         if penalty is not None:  # soft sharing: every training batch pulls the private copies together
             output["loss"] = output["loss"] + penalty

@@ -13,7 +13,9 @@ from mtl_nlp.data.batching import SortedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS, IGNORE_INDEX, WINDOW_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
 from mtl_nlp.training.metrics import (
+    EXACT_MATCH,
     classification_metrics,
+    exact_match,
     multilabel_metrics,
     regression_metrics,
     tagging_metrics,
@@ -137,6 +139,12 @@ def evaluate_with_reports(
     # once per batch (the prepared model's own per-forward autocast nests inside).
     with accelerator.autocast():
         for task, loader in loaders.items():
+            if tasks[task].heads:  # an entry of several heads: scores per head and joint ones
+                scores, head_reports = _evaluate_entry(accelerator, model, task, loader, tasks[task],
+                                                       with_reports)
+                results.update(scores)
+                reports.update(head_reports)
+                continue
             results[task], reports[task] = _evaluate_task(
                 accelerator, model, task, loader, tasks[task], with_reports)
     model.train(was_training)
@@ -160,11 +168,106 @@ def _evaluate_task(
         all_labels.extend(labels.tolist())
         if windows:
             all_windows.extend(zip(windows[0].tolist(), windows[1].tolist()))
-    names = task_data.eval_labels
-    if task_type == "multilabel" and len(names) > len(task_data.labels):
-        # gold rows also mark the labels never seen in training, which the head never predicts
-        missing = [0] * (len(names) - len(task_data.labels))
-        all_predictions = [row + missing for row in all_predictions]
+    return _score(task_data, all_predictions, all_labels, with_reports, all_windows or None)
+
+
+def _score(
+    task_data: TaskData, predictions: list, labels: list, with_reports: bool,
+    windows: list[tuple[int, int]] | None,
+) -> tuple[dict[str, float], ClassReport]:
+    """One head's scores and report from its gathered predictions and gold labels."""
+    task_type = task_data.spec.type
     positive = task_data.labels[1] if task_type == "classification" and len(task_data.labels) == 2 else None
-    return task_scores(task_type, all_predictions, all_labels, names, with_reports, all_windows or None,
-                       positive)
+    return task_scores(task_type, _widened(task_data, predictions), labels, task_data.eval_labels,
+                       with_reports, windows, positive)
+
+
+def _widened(task_data: TaskData, predictions: list) -> list:
+    """Multilabel prediction rows as wide as the gold rows, which also mark the labels never seen
+    in training (the head never predicts them); other predictions as they are."""
+    missing = len(task_data.eval_labels) - len(task_data.labels)
+    if task_data.spec.type != "multilabel" or missing == 0:
+        return predictions
+    return [row + [0] * missing for row in predictions]
+
+
+def _evaluate_entry(
+    accelerator: Accelerator, model: nn.Module, entry: str, loader: DataLoader, data: TaskData,
+    with_reports: bool,
+) -> tuple[dict[str, dict[str, float]], dict[str, ClassReport]]:
+    """Each head's scores and report (one forward per batch for all heads) and, for an entry of two
+    or more heads with labels, {entry: {"exact_match": ...}}: the share of examples every head gets
+    entirely right. A sentence head is scored on each example's first window (its start, as a
+    truncated text would be read); a tagging head on every word."""
+    predictions: dict[str, list] = {name: [] for name in data.heads}
+    gold: dict[str, list] = {name: [] for name in data.heads}
+    windows: list[tuple[int, int]] = []
+    for batch in loader:
+        rows = _predict_entry_batch(accelerator, model, entry, batch, data)
+        for name in data.heads:
+            predictions[name].extend(rows[0][name])
+            gold[name].extend(rows[1][name])
+        windows.extend(rows[2])
+    first = _first_windows(windows) if windows else None
+    results, reports = {}, {}
+    joint_gold, joint_predicted = {}, {}
+    for name, head in data.heads.items():
+        tagging = head.spec.type == "token_classification"
+        head_predictions, head_gold = predictions[name], gold[name]
+        if first is not None and not tagging:  # the sentence label repeats on every window
+            head_predictions = [head_predictions[row] for row in first]
+            head_gold = [head_gold[row] for row in first]
+        head_windows = (windows or None) if tagging else None
+        results[name], reports[name] = _score(head, head_predictions, head_gold, with_reports, head_windows)
+        answers = _example_answers(head, head_predictions, head_gold, head_windows)
+        if answers is not None:
+            joint_gold[name], joint_predicted[name] = answers
+    if len(joint_gold) > 1:
+        results[entry] = {EXACT_MATCH: exact_match(joint_gold, joint_predicted)}
+    return results, reports
+
+
+def _predict_entry_batch(
+    accelerator: Accelerator, model: nn.Module, entry: str, batch: dict, data: TaskData
+) -> tuple[dict[str, list], dict[str, list], list[tuple[int, int]]]:
+    """({head: predictions}, {head: gold labels}, windows) of one batch of an entry, gathered from
+    every process in one call, so every head's rows stay in step."""
+    labels = batch.pop("labels")
+    windows = [batch.pop(column) for column in WINDOW_COLUMNS if column in batch]
+    logits = model(task=entry, **batch)["logits"]
+    heads = accelerator.unwrap_model(model).heads
+    parts = []
+    for name, head in data.heads.items():
+        decoded, head_labels = heads[name].decode(logits[name]), labels[name]
+        if head.spec.type == "token_classification":  # processes pad to different lengths
+            decoded = accelerator.pad_across_processes(decoded, dim=1, pad_index=IGNORE_INDEX)
+            head_labels = accelerator.pad_across_processes(head_labels, dim=1, pad_index=IGNORE_INDEX)
+        parts += [decoded, head_labels]
+    gathered = [part.tolist() for part in accelerator.gather_for_metrics((*parts, *windows))]
+    predictions = {name: gathered[2 * index] for index, name in enumerate(data.heads)}
+    gold = {name: gathered[2 * index + 1] for index, name in enumerate(data.heads)}
+    return predictions, gold, list(zip(*gathered[2 * len(data.heads):]))
+
+
+def _first_windows(windows: list[tuple[int, int]]) -> list[int]:
+    """The row of each example's first window, in example order (as tagged_sequences orders)."""
+    first: dict[int, int] = {}
+    for row, (example, word_start) in enumerate(windows):
+        if example not in first or word_start < windows[first[example]][1]:
+            first[example] = row
+    return [first[example] for example in sorted(first)]
+
+
+def _example_answers(
+    head: TaskData, predictions: list, labels: list, windows: list[tuple[int, int]] | None
+) -> tuple[list, list] | None:
+    """(gold, predicted) per example for the exact match: label names, word-level tag sequences or
+    0/1 label rows; None for a regression head (a value is never exactly right)."""
+    names = head.eval_labels
+    if head.spec.type == "token_classification":
+        return tagged_sequences(predictions, labels, names, windows)
+    if head.spec.type == "regression":
+        return None
+    if head.spec.type == "multilabel":
+        return [[int(g) for g in row] for row in labels], _widened(head, predictions)
+    return [names[g] for g in labels], [names[p] for p in predictions]

@@ -27,7 +27,8 @@ def finetune_tasks(
     directory: str | Path, tasks: list[str] | None = None, overrides: list[str] | None = None
 ) -> dict[str, Any]:
     """Train each of `tasks` (default: all of the checkpoint's) alone from checkpoint `directory`,
-    with the checkpoint's run config and `overrides` (key=value), into DIR/finetuned/<task>/; each
+    with the checkpoint's run config and `overrides` (key=value), into DIR/finetuned/<task>/ (the
+    heads of an entry of several heads together, into DIR/finetuned/<entry>/); each
     run selects its best checkpoint on validation, the starting point included. Returns (and
     writes to DIR/finetuned/finetune.json) each task's test score before and after."""
     from mtl_nlp.training.run import train_from_config  # the whole training stack, only when run
@@ -37,7 +38,10 @@ def finetune_tasks(
     run_config = saved.get("run_config")
     if run_config is None:
         raise ConfigError(f"{directory} holds no run config, so its tasks' data is unknown")
-    names = _chosen_tasks([task["name"] for task in saved["tasks"]], tasks)
+    # the heads of an entry of several heads train together: one run of the entry answers for each
+    entry_of = {task["name"]: task.get("entry") or task["name"] for task in saved["tasks"]}
+    names = _chosen_tasks(list(entry_of), tasks)
+    runs = list(dict.fromkeys(entry_of[name] for name in names))
     for override in overrides or []:
         if override.partition("=")[0].strip() in FIXED_KEYS:
             raise ConfigError(f"finetune sets {override.partition('=')[0].strip()} itself "
@@ -45,18 +49,19 @@ def finetune_tasks(
     before_metrics = _read_metrics(directory)
     mains = main_metrics_of(before_metrics)
     rows = []
-    for name in names:
-        output = directory / FINETUNED_DIR / name
-        base = {**run_config, "tasks": [_task_entry(run_config["tasks"], name)], "resume_from": None,
+    for run in runs:
+        output = directory / FINETUNED_DIR / run
+        base = {**run_config, "tasks": [_task_entry(run_config["tasks"], run)], "resume_from": None,
                 "init_from": str(directory), "output_dir": str(output)}
         config = load_config(None, overrides, base=base, base_source=f"{directory}/mtl_nlp.json run_config")
         after = train_from_config(config)
-        metric = mains.get(name) or after["main_metrics"][name]
-        before = before_metrics.get(name, {}).get(metric)
-        rows.append({"task": name, "metric": metric, "multi_task": before,
-                     "finetuned": after[name][metric], "output_dir": str(output)})
+        for name in (name for name in names if entry_of[name] == run):
+            metric = mains.get(name) or after["main_metrics"][name]
+            before = before_metrics.get(name, {}).get(metric)
+            rows.append({"task": name, "metric": metric, "multi_task": before,
+                         "finetuned": after[name][metric], "output_dir": str(output)})
     summary = {"checkpoint": str(directory), "tasks": rows,
-               "encoder_passes": {"multi_task": 1, "finetuned": len(names)}}
+               "encoder_passes": {"multi_task": 1, "finetuned": len(runs)}}
     (directory / FINETUNED_DIR / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -22,11 +22,12 @@ from torch.utils.data import DataLoader
 from mtl_nlp.config import ConfigError, RunConfig
 from mtl_nlp.data import TaskData, prepare_task_data
 from mtl_nlp.data.features import windowed_examples
+from mtl_nlp.data.pipeline import head_main_metrics
 from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
 from mtl_nlp.registry import resolve_tasks
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate_with_reports
-from mtl_nlp.training.metrics import glue_average, overall_score
+from mtl_nlp.training.metrics import glue_average, overall_score, recorded_main_metrics
 from mtl_nlp.training.optim import build_optimizer, build_scheduler
 from mtl_nlp.training.reports import format_reports
 from mtl_nlp.training.setup import (
@@ -89,7 +90,7 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
         config.output_dir, tokenizer,
         checkpoint_extra={
             "max_length": config.max_length, "stride": config.stride, "run_config": config.to_dict(),
-            "data_sources": {spec.name: spec.source for spec in specs},
+            "data_sources": {head.name: spec.source for spec in specs for head in (spec, *spec.head_specs)},
         },
         weighting=weighting, conflict_every=config.diagnostics.conflict_every,
     )
@@ -130,7 +131,7 @@ def evaluate_checkpoint(directory: str | Path, config: RunConfig) -> dict[str, A
     model = MultiTaskModel.from_pretrained(directory)
     tokenizer = load_tokenizer(str(directory))
     specs = resolve_tasks(config.tasks)
-    unknown = [spec.name for spec in specs if spec.name not in model.head_configs]
+    unknown = [head.name for spec in specs for head in spec.head_specs if head.name not in model.head_configs]
     if unknown:
         raise ConfigError(f"task(s) {', '.join(unknown)} not in checkpoint {directory}, whose tasks are: "
                           f"{', '.join(model.task_names)}")
@@ -138,7 +139,7 @@ def evaluate_checkpoint(directory: str | Path, config: RunConfig) -> dict[str, A
         tasks = prepare_task_data(specs, tokenizer, config.max_length, config.data_dir, config.cache_dir,
                                   config.seed, max_eval_examples=config.max_eval_examples,
                                   stride=config.stride)
-    for name, data in tasks.items():
+    for name, data in ((name, head) for entry in tasks.values() for name, head in entry.head_data.items()):
         saved = model.head_configs[name].labels
         if saved and data.labels != saved:
             raise ConfigError(f"task {name!r}: the data's labels {data.labels} differ from the "
@@ -152,7 +153,9 @@ def final_metrics(
     accelerator: Accelerator, model: torch.nn.Module, loaders: dict[str, DataLoader],
     tasks: dict[str, TaskData],
 ) -> dict[str, Any]:
-    """metrics.json's content: {task: metrics}, "overall" ({"score": the mean main metric}, with
+    """metrics.json's content: {task: metrics} (each head of an entry of several heads as a task, and
+    the entry's {"exact_match"} under its name), "overall" ({"score": the mean main metric over
+    heads}, with
     "glue_average", "glue_tasks" and "glue_scores" when two or more tasks are GLUE's), "main_metrics"
     ({task: its main metric}), "reports"
     ({task: per-class precision, recall, F1 and support}) and, for tagging tasks, "windows"
@@ -160,9 +163,10 @@ def final_metrics(
     and scored as overlapping windows) and, where the scored split holds labels never seen in
     training, "unseen_labels" ({task: {label: occurrences}}, scored as errors)."""
     metrics, reports = evaluate_with_reports(accelerator, model, loaders, tasks)
-    main_metrics = {name: data.spec.main_metric for name, data in tasks.items()}
+    main_metrics = head_main_metrics(tasks)
     overall = {"score": overall_score(metrics, main_metrics), **(glue_average(metrics) or {})}
-    summary = {**metrics, "overall": overall, "main_metrics": main_metrics, "reports": reports}
+    summary = {**metrics, "overall": overall, "main_metrics": recorded_main_metrics(metrics, main_metrics),
+               "reports": reports}
     windows = {}
     for name, data in tasks.items():
         split = data.splits[data.eval_split]
@@ -171,8 +175,8 @@ def final_metrics(
             windows[name] = {"examples": examples, "windowed_examples": windowed_examples(split)}
     if windows:
         summary["windows"] = windows
-    unseen = {name: data.unseen[data.eval_split]
-              for name, data in tasks.items() if data.eval_split in data.unseen}
+    unseen = {name: head.unseen[head.eval_split] for data in tasks.values()
+              for name, head in data.head_data.items() if head.eval_split in head.unseen}
     if unseen:  # gold labels the training data lacks, scored as errors: {task: {label: occurrences}}
         summary["unseen_labels"] = unseen
     return summary

@@ -124,8 +124,10 @@ def check_output_dir(config: RunConfig) -> None:
 
 
 def head_configs(tasks: dict[str, TaskData]) -> list[HeadConfig]:
-    """One head per task, from its entry (type, pooling, threshold, pairs, layer) and label set."""
-    return [HeadConfig.from_task(data.spec, data.labels) for data in tasks.values()]
+    """One head per task, from its entry (type, pooling, threshold, pairs, layer) and label set;
+    an entry of several heads gives each of its heads, marked as the entry's."""
+    return [HeadConfig.from_task(head.spec, head.labels, data.spec.name if data.heads else None)
+            for data in tasks.values() for head in data.head_data.values()]
 
 
 def sharing_shape(config: RunConfig) -> SharingShape:

@@ -61,7 +61,7 @@ class StepRunner:
         # DDP runs without searching for unused parameters: see unused_parameters.py. FSDP
         # reduces only the gradients a step produced, on every process alike, and needs no zero.
         ddp = accelerator.num_processes > 1 and not is_fully_sharded(accelerator)
-        self.unused = parameters_unused_by(unwrapped, list(unwrapped.task_names)) if ddp else {}
+        self.unused = parameters_unused_by(unwrapped, unwrapped.batch_tasks) if ddp else {}
         self.unused_ids = {task: {id(p) for p in parameters} for task, parameters in self.unused.items()}
 
     def _measures_conflicts(self, step: int) -> bool:

@@ -20,13 +20,13 @@ from tqdm.auto import tqdm
 from mtl_nlp import diagnostics
 from mtl_nlp.config import STATE_RUN_CONFIG, TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
-from mtl_nlp.data.pipeline import TaskData
+from mtl_nlp.data.pipeline import TaskData, head_main_metrics
 from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling.checkpoint_files import finish_interrupted_save
 from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint, read_checkpoint_config
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.interrupts import StopRequests, TrainingInterrupted
-from mtl_nlp.training.metrics import overall_score
+from mtl_nlp.training.metrics import overall_score, recorded_main_metrics
 from mtl_nlp.training.progress import RunningLoss, TrainingProgress, peak_memory_mb
 from mtl_nlp.training.setup import count_optimizer_steps
 from mtl_nlp.training.sharded import (
@@ -66,7 +66,8 @@ class MultiTaskTrainer:
         self.tokenizer = tokenizer
         self.checkpoint_extra = checkpoint_extra or {}
         self.progress = TrainingProgress()
-        self.main_metrics = {name: data.spec.main_metric for name, data in tasks.items()}
+        # {head: main metric}: an entry of several heads is scored by each of its heads
+        self.main_metrics = head_main_metrics(tasks)
         loss_weights = {name: data.spec.loss_weight for name, data in tasks.items()}
         self.weighting = weighting or EqualWeighting(list(tasks), loss_weights)
         self.conflict_every = conflict_every
@@ -214,8 +215,9 @@ class MultiTaskTrainer:
         seconds = time.perf_counter() - started
         examples = sum(len(data.splits["validation"]) for data in self.tasks.values())
         score = overall_score(metrics, self.main_metrics)
+        recorded = recorded_main_metrics(metrics, self.main_metrics)
         self.progress.history.append({
-            "step": self.progress.step, "overall": score, **metrics, "main_metrics": self.main_metrics,
+            "step": self.progress.step, "overall": score, **metrics, "main_metrics": recorded,
             "eval_seconds": round(seconds, 2), "eval_examples_per_second": round(examples / seconds, 1),
         })
         scores = {f"validation/{task}/{name}": value
@@ -224,7 +226,8 @@ class MultiTaskTrainer:
         if score > self.progress.best_score:
             self.progress.best_score, self.progress.best_step = score, self.progress.step
             selection = {"step": self.progress.step, "validation_overall": score}
-            self.save_model(self.output_dir, metrics, selection)
+            # the model card reads each task's main metric (an entry's exact match) from main_metrics
+            self.save_model(self.output_dir, {**metrics, "main_metrics": recorded}, selection)
         self.accelerator.print(
             f"step {self.progress.step}: validation overall {score:.4f} "
             f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}) "

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 
 def parameters_unused_by(model: nn.Module, tasks: list[str]) -> dict[str, list[nn.Parameter]]:
-    """{task: the trainable parameters a batch of that task gives no gradient}, from one
+    """{task: the trainable parameters a batch of that task (or entry of several heads) gives no
+    gradient}, from one
     two-token forward per task in eval mode (no dropout: the RNG stream is left as it was)."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     device = parameters[0].device if parameters else torch.device("cpu")
@@ -29,7 +30,10 @@ def parameters_unused_by(model: nn.Module, tasks: list[str]) -> dict[str, list[n
         with torch.enable_grad():
             for task in tasks:
                 logits = model(task=task, input_ids=input_ids, attention_mask=attention_mask)["logits"]
-                gradients = torch.autograd.grad(logits.float().sum(), parameters, allow_unused=True)
+                # an entry of several heads answers {head: logits}: it uses every head
+                outputs = logits.values() if isinstance(logits, dict) else [logits]
+                total = torch.stack([output.float().sum() for output in outputs]).sum()
+                gradients = torch.autograd.grad(total, parameters, allow_unused=True)
                 unused[task] = [p for p, g in zip(parameters, gradients) if g is None]
     finally:
         model.train(was_training)
