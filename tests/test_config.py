@@ -95,8 +95,13 @@ def test_every_recipe_config_loads(path):
     import mtl_nlp
 
     config = load_config(path)
+    # A config whose command passes data_dir reads its relative files from that folder (the
+    # benchmark data), which the tests do not need; every other file ships with the repository.
+    reads_data_dir = "data_dir=" in path.read_text().splitlines()[0]
     for spec in mtl_nlp.resolve_tasks(config.tasks):  # named entries exist, inline ones are valid
         for file in (spec.data_files or {}).values():
+            if reads_data_dir and not Path(file).is_absolute():
+                continue
             assert (ROOT / file).is_file(), f"{path.name}: task {spec.name}: {file} does not exist"
     assert path.read_text().startswith("# accelerate launch recipes/")
 
