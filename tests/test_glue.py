@@ -156,3 +156,33 @@ def test_local_glue_files_read_names_and_integer_labels(tmp_path, tiny_tokenizer
     assert list(data["rte"].splits["test"]["labels"]) == [0, 1]
     assert data["cola"].labels == ["unacceptable", "acceptable"]
     assert list(data["cola"].splits["test"]["labels"]) == [1, 0]
+
+
+def test_glue_table_tunes_single_task_lr_on_validation_and_averages_seeds():
+    from mtl_nlp.benchmark.glue_tables import glue_summary
+
+    def single(task, lr, seed, validation, metrics, wall=10.0):
+        return {"task": task, "lr": lr, "seed": seed, "validation": validation, "metrics": {task: metrics},
+                "wall_seconds": wall}
+
+    results = {
+        # rte: lr 1e-4 has the better mean validation (0.70 against 0.65) although its test is lower
+        "single/rte/lr5e-05/seed1": single("rte", 5e-5, 1, 0.66, {"accuracy": 0.70}),
+        "single/rte/lr5e-05/seed2": single("rte", 5e-5, 2, 0.64, {"accuracy": 0.72}),
+        "single/rte/lr0.0001/seed1": single("rte", 1e-4, 1, 0.70, {"accuracy": 0.60}),
+        "single/rte/lr0.0001/seed2": single("rte", 1e-4, 2, 0.70, {"accuracy": 0.64}),
+        "single/mrpc/lr5e-05/seed1": single("mrpc", 5e-5, 1, 0.8, {"accuracy": 0.80, "f1": 0.90}),
+        "single/mrpc/lr5e-05/seed2": single("mrpc", 5e-5, 2, 0.8, {"accuracy": 0.82, "f1": 0.88}),
+        "multi/seed1": {"seed": 1, "wall_seconds": 30.0,
+                        "metrics": {"rte": {"accuracy": 0.66}, "mrpc": {"accuracy": 0.84, "f1": 0.90}}},
+        "multi/seed2": {"seed": 2, "wall_seconds": 34.0,
+                        "metrics": {"rte": {"accuracy": 0.70}, "mrpc": {"accuracy": 0.86, "f1": 0.90}}},
+    }
+    lines = glue_summary(results, ["rte", "mrpc"]).splitlines()
+    assert lines[0] == "| | rte | mrpc | GLUE avg | wall s | encoder passes |"
+    # rte 0.60/0.64 -> 62.0 ± 2.8; mrpc 0.85/0.85 -> 85.0 ± 0.0; averages 0.725, 0.745 -> 73.5 ± 1.4
+    assert lines[2] == ("| single-task (lr tuned on validation) | 62.0 ± 2.8 | 85.0 ± 0.0 | 73.5 ± 1.4 "
+                        "| 20 | 2 |")
+    # rte 0.66/0.70; mrpc 0.87/0.88; averages 0.765, 0.79
+    assert lines[3] == "| multi-task (one model) | 68.0 ± 2.8 | 87.5 ± 0.7 | 77.8 ± 1.8 | 32 | 1 |"
+    assert lines[-1] == "single-task learning rates chosen: rte 0.0001, mrpc 5e-05"

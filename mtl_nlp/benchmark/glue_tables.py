@@ -1,0 +1,106 @@
+"""The GLUE benchmark's table, shaped like MT-DNN's: each task's GLUE score as mean ± std over
+seeds, the GLUE average, wall time and the encoder passes serving takes, for tuned single-task
+training, the one multi-task model, multi-task + finetune and the affinity grouping.
+
+Single-task runs are tuned fairly: each task takes the learning rate whose runs score best on
+validation (mean over seeds), and reports that learning rate's test scores.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from mtl_nlp.training.metrics import GLUE_METRICS
+
+
+def glue_score(task: str, metrics: dict[str, float]) -> float:
+    """A task's GLUE score: its GLUE metric, or the mean of its two (MRPC, STS-B)."""
+    names = GLUE_METRICS[task]
+    return sum(metrics[name] for name in names) / len(names)
+
+
+def tuned_single_task(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{task: {"lr", "scores": {seed: GLUE score}, "wall": {seed: seconds}}} for the learning rate
+    with the best mean validation score of each task. `runs` hold "task", "lr", "seed",
+    "validation" (the selected checkpoint's validation score), "metrics" and "wall_seconds"."""
+    by_task: dict[str, dict[float, list[dict]]] = {}
+    for run in runs:
+        by_task.setdefault(run["task"], {}).setdefault(run["lr"], []).append(run)
+    tuned = {}
+    for task, by_lr in by_task.items():
+        lr = max(by_lr, key=lambda value: (statistics.mean(r["validation"] for r in by_lr[value]), -value))
+        chosen = by_lr[lr]
+        tuned[task] = {"lr": lr, "scores": {r["seed"]: glue_score(task, r["metrics"][task]) for r in chosen},
+                       "wall": {r["seed"]: r["wall_seconds"] for r in chosen}}
+    return tuned
+
+
+def model_scores(runs: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[int, float]]:
+    """{task: {seed: GLUE score}} of multi-task runs ("seed", "metrics": {task: metrics}); a
+    grouping arm's runs each cover some of the tasks."""
+    scores: dict[str, dict[int, float]] = {task: {} for task in tasks}
+    for run in runs:
+        for task in tasks:
+            if task in run["metrics"]:
+                scores[task][run["seed"]] = glue_score(task, run["metrics"][task])
+    return scores
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
+
+
+def glue_row(label: str, scores: dict[str, dict[int, float]], tasks: list[str], wall: float | None,
+             passes: int) -> str:
+    """One markdown row: scores in points (mean ± std), the GLUE average of the per-seed
+    averages over seeds with every task, mean wall seconds, encoder passes per text."""
+    seeds = sorted(set.intersection(*(set(scores[task]) for task in tasks))) if tasks else []
+    averages = [statistics.mean(scores[task][seed] for task in tasks) for seed in seeds]
+    cells = [_cell(list(scores[task].values())) for task in tasks]
+    shown_wall = "-" if wall is None else f"{wall:.0f}"
+    return f"| {label} | " + " | ".join(cells) + f" | {_cell(averages)} | {shown_wall} | {passes} |"
+
+
+def glue_table(rows: list[tuple[str, dict[str, dict[int, float]], float | None, int]],
+               tasks: list[str]) -> str:
+    """The whole table: `rows` of (label, {task: {seed: score}}, wall seconds, encoder passes)."""
+    header = "| | " + " | ".join(tasks) + " | GLUE avg | wall s | encoder passes |"
+    rule = "|---" * (len(tasks) + 4) + "|"
+    return "\n".join([header, rule, *(glue_row(label, scores, tasks, wall, passes)
+                                        for label, scores, wall, passes in rows)])
+
+
+def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
+    """The table of every arm with results, keyed as recipes/glue_benchmark.py keys them:
+    "single/<task>/lr<lr>/seed<n>", "multi/seed<n>", "finetune/seed<n>", "groups/seed<n>"; the
+    multi-task + finetune row's wall time is the two stages' together."""
+    def arm(prefix: str) -> list[dict[str, Any]]:
+        return [run for key, run in results.items() if key.startswith(prefix)]
+
+    def mean_wall(prefix: str) -> float | None:
+        walls = [run["wall_seconds"] for run in arm(prefix)]
+        return sum(walls) / len(walls) if walls else None
+
+    tuned = tuned_single_task(arm("single/"))
+    rows = []
+    if tuned:
+        seeds = sorted(set.intersection(*(set(info["wall"]) for info in tuned.values())))
+        walls = [sum(info["wall"][seed] for info in tuned.values()) for seed in seeds]
+        rows.append(("single-task (lr tuned on validation)", {t: info["scores"] for t, info in tuned.items()},
+                     sum(walls) / len(walls) if walls else None, len(tuned)))
+    if arm("multi/"):
+        rows.append(("multi-task (one model)", model_scores(arm("multi/"), tasks), mean_wall("multi/"), 1))
+    if arm("finetune/"):
+        total = (mean_wall("multi/") or 0.0) + (mean_wall("finetune/") or 0.0)
+        rows.append(("multi-task + finetune", model_scores(arm("finetune/"), tasks), total, len(tasks)))
+    if arm("groups/"):
+        count = len(arm("groups/")[0]["groups"])
+        rows.append((f"affinity grouping ({count} models)", model_scores(arm("groups/"), tasks),
+                     mean_wall("groups/"), count))
+    shown = [task for task in tasks if any(scores.get(task) for _, scores, _, _ in rows)]
+    chosen = ", ".join(f"{task} {info['lr']:g}" for task, info in tuned.items())
+    return glue_table(rows, shown) + (f"\n\nsingle-task learning rates chosen: {chosen}" if chosen else "")

@@ -1,0 +1,151 @@
+"""GLUE with the default encoder, shaped like MT-DNN's table: tuned single-task training, the one
+multi-task model, multi-task + `mtl-nlp finetune`, and the grouping `mtl-nlp affinity` advises.
+
+    python recipes/glue_benchmark.py --subset 2000 --seeds 1 2 3     # sweep-sized runs
+    python recipes/glue_benchmark.py --seeds 1 2 3                   # whole training sets
+    python recipes/glue_benchmark.py --summary                       # the table from what has run
+
+Stages (`--stages`, in this order by default): single (each task alone at every `--lrs` learning
+rate; the table keeps, per task, the one with the best mean validation score), multi
+(recipes/configs/glue.yaml), finetune (each multi-task run's second stage), affinity (one probe,
+seed 1) and groups (the recommended grouping, one model per group). Every run is a fresh process
+of the installed CLI; results accumulate in OUT/results.json, so an interrupted benchmark goes on
+where it stopped, and while OUT/PAUSE exists no new run starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mtl_nlp.benchmark.glue_tables import glue_summary
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "recipes" / "configs" / "glue.yaml"
+TASKS = ["cola", "mrpc", "rte", "stsb", "sst2", "qnli", "mnli"]
+STAGES = ["single", "multi", "finetune", "affinity", "groups"]
+
+
+def run_cli(arguments: list[str], run_dir: Path, fresh: bool = True) -> dict:
+    """One `mtl-nlp` command in its own process; its wall time and the run's files."""
+    if fresh:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts over
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "mtl_nlp.cli", *arguments], cwd=ROOT,
+                            capture_output=True, text=True)
+    wall = round(time.perf_counter() - started, 1)
+    if result.returncode != 0:
+        raise RuntimeError(f"mtl-nlp {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
+    return {"wall_seconds": wall}
+
+
+def trained(run_dir: Path, wall: dict) -> dict:
+    """A training run's test metrics, selected validation score and wall time."""
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    return {"metrics": json.loads((run_dir / "metrics.json").read_text()),
+            "validation": state["best_validation_overall"], "steps": state["step"], **wall}
+
+
+def common(args: argparse.Namespace, seed: int, output: Path) -> list[str]:
+    limit = [f"max_train_examples={args.subset}"] if args.subset else []
+    return [f"data_dir={args.data_dir}", f"seed={seed}", f"output_dir={output}", *limit]
+
+
+def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, Callable[[], dict]]]:
+    """(result key, run) of every run the chosen stages still need, in order."""
+    runs = []
+    for seed in args.seeds:
+        if "single" in args.stages:
+            for task in TASKS:
+                for lr in args.lrs:
+                    key = f"single/{task}/lr{lr}/seed{seed}"
+                    folder = out / "runs" / key.replace("/", "-")
+                    arguments = ["train", "--config", str(CONFIG), *common(args, seed, folder),
+                                 f"tasks=[{task}]", f"train.lr={lr}", f"train.epochs={args.single_epochs}"]
+                    runs.append((key, lambda a=arguments, f=folder, t=task, r=lr, s=seed: {
+                        "task": t, "lr": r, "seed": s, **trained(f, run_cli(a, f))}))
+        multi = out / "runs" / f"multi-seed{seed}"
+        if "multi" in args.stages:
+            arguments = ["train", "--config", str(CONFIG), *common(args, seed, multi)]
+            runs.append((f"multi/seed{seed}", lambda a=arguments, f=multi, s=seed: {
+                "seed": s, **trained(f, run_cli(a, f))}))
+        if "finetune" in args.stages:
+            runs.append((f"finetune/seed{seed}", lambda f=multi, s=seed: finetuned(f, s)))
+    if "affinity" in args.stages:
+        folder = out / "runs" / "affinity"
+        arguments = ["affinity", "--config", str(CONFIG), *common(args, 1, folder),
+                     f"--steps={args.probe_steps}"]
+        runs.append(("affinity", lambda a=arguments, f=folder: probed(a, f)))
+    if "groups" in args.stages:
+        for seed in args.seeds:
+            runs.append((f"groups/seed{seed}", lambda s=seed: grouped(args, out, results, s)))
+    return [(key, run) for key, run in runs if key not in results]
+
+
+def probed(arguments: list[str], folder: Path) -> dict:
+    """The affinity probe's matrix, groupings and recommendation, with its wall time."""
+    wall = run_cli(arguments, folder)
+    return {**json.loads((folder / "affinity.json").read_text()), **wall}
+
+
+def finetuned(multi: Path, seed: int) -> dict:
+    """The second stage of one multi-task run: every task's fine-tuned test metrics."""
+    shutil.rmtree(multi / "finetuned", ignore_errors=True)
+    wall = run_cli(["finetune", str(multi)], multi, fresh=False)
+    metrics = {task: json.loads((multi / "finetuned" / task / "metrics.json").read_text())[task]
+               for task in TASKS}
+    return {"seed": seed, "metrics": metrics, **wall}
+
+
+def grouped(args: argparse.Namespace, out: Path, results: dict, seed: int) -> dict:
+    """One model per group of the affinity probe's recommended grouping."""
+    groups = results["affinity"]["recommended"]["groups"]
+    metrics, wall = {}, 0.0
+    for index, group in enumerate(groups):
+        folder = out / "runs" / f"group{index}-seed{seed}"
+        arguments = ["train", "--config", str(CONFIG), *common(args, seed, folder),
+                     f"tasks=[{', '.join(group)}]"]
+        run = trained(folder, run_cli(arguments, folder))
+        metrics.update({task: run["metrics"][task] for task in group})
+        wall += run["wall_seconds"]
+    return {"seed": seed, "groups": groups, "metrics": metrics, "wall_seconds": round(wall, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stages", nargs="*", choices=STAGES, default=STAGES)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3])
+    parser.add_argument("--lrs", nargs="*", type=float, default=[5e-5, 1e-4, 2e-4])
+    parser.add_argument("--subset", type=int, help="train on a seeded subset of each task "
+                        "(max_train_examples)")
+    parser.add_argument("--single-epochs", type=float, default=3.0, help="epochs of each single-task run")
+    parser.add_argument("--probe-steps", type=int, default=300, help="steps of the affinity probe")
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--out", default=str(ROOT / "outputs" / "glue_benchmark"))
+    parser.add_argument("--summary", action="store_true", help="print the table, run nothing")
+    args = parser.parse_args()
+    if not (Path(args.data_dir) / "glue").is_dir():
+        print(f"benchmark skipped: no GLUE data at {args.data_dir}/glue (see ../shared/data/README.md)")
+        return
+    out = Path(args.out) / (f"subset{args.subset}" if args.subset else "full")
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if not args.summary:
+        for key, run in plan(args, out, results):
+            while (Path(args.out) / "PAUSE").exists():
+                time.sleep(5)
+            print(f"running {key}", flush=True)
+            results[key] = run()
+            results_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(glue_summary(results, TASKS))
+
+
+if __name__ == "__main__":
+    main()
