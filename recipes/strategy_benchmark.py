@@ -28,6 +28,7 @@ import yaml
 from mtl_nlp.benchmark.strategy_tables import strategy_tables
 
 ROOT = Path(__file__).resolve().parent.parent
+ATIS_FILES = {"train": "atis/train.jsonl", "validation": "atis/valid.jsonl", "test": "atis/test.jsonl"}
 CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 # Inline entries equal to the built-in tasks, reading data_dir, so each may take its own
 # max_train_examples and layer (under their own names: an entry may not redefine a built-in).
@@ -46,12 +47,16 @@ LOCAL = {
     "banking77": {"type": "classification", "format": "tsv",
                   "data_files": {"train": "banking77/train.tsv", "test": "banking77/test.tsv"}},
     "atis_intent": {"type": "classification", "format": "json", "label_column": "intent",
-                    "data_files": {"train": "atis/train.jsonl", "validation": "atis/valid.jsonl",
-                                   "test": "atis/test.jsonl"}},
+                    "data_files": ATIS_FILES},
+    "atis_slots": {"type": "token_classification", "format": "json", "data_files": ATIS_FILES},
+    # One entry, two heads named as the two single tasks, so the tables line them up.
+    "atis_joint": {"format": "json", "data_files": ATIS_FILES, "heads": [
+        {"name": "atis_intent", "type": "classification", "label_column": "intent"},
+        {"name": "atis_slots", "type": "token_classification"}]},
 }
 
 NAMES = {"conll2003": "conll", "sst2": "sst", "ag_news": "agnews", "banking77": "banking77",
-         "atis_intent": "atis_intent"}
+         "atis_intent": "atis_intent", "atis_slots": "atis_slots", "atis_joint": "atis"}
 
 # Mixes: {task: training examples (None = all)}. "scaled" keeps the full mix's proportions at a
 # fifth of its size; "small_ner" is a small NER task beside two larger classification tasks,
@@ -63,7 +68,11 @@ MIXES = {
     # A small NER task beside two many-class intent tasks: the shape of mix where the recipe's
     # defaults cost the intent tasks accuracy (1 epoch).
     "intent": {"conll2003": 3000, "banking77": None, "atis_intent": None},
+    # ATIS intents and slots as two entries, or as one entry with two heads (entries=atis_joint).
+    "atis": {"atis_intent": None, "atis_slots": None},
+    "atis_joint": {"atis_joint": None},
 }
+EPOCHS_BY_GRID = {"atis": 3}
 EPOCHS = {"small_ner": 2}
 # Every sweep arm (single-task runs included) starts from this baseline and changes one lever,
 # so a change of the library's defaults does not change what an arm measured.
@@ -101,6 +110,12 @@ GRIDS = {
     # far from trained after one epoch at the encoder's rate.
     "intent_head_lr": {
         "intent_head_lr_1e-3": ("intent", []),
+    },
+    # Joint NLU: one entry with an intent and a slot head (one encoder pass) against two entries
+    # and against the two single-task models, 3 epochs each.
+    "atis": {
+        "atis_two_entries": ("atis", []),
+        "atis_one_entry": ("atis", ["entries=atis_joint"]),
     },
     "final": {
         "recipe_config": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml"]),
@@ -166,13 +181,16 @@ def task_entries(mix: str, data_dir: Path, fields: dict[str, dict]) -> list[dict
     return entries
 
 
-def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, dict], list[str]]:
-    """(config overrides, per-task fields from `tasks.NAME.FIELD=VALUE`, extra CLI args)."""
-    plain, fields, extra = [], {}, []
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, dict], list[str], str | None]:
+    """(config overrides, per-task fields from `tasks.NAME.FIELD=VALUE`, extra CLI args, the mix
+    whose entries the arm trains instead of its own mix's, from `entries=MIX`)."""
+    plain, fields, extra, entries = [], {}, [], None
     items = iter(overrides)
     for item in items:
         if item == "--config":
             extra += [item, next(items)]
+        elif item.startswith("entries="):
+            entries = item.partition("=")[2]
         elif item.startswith("tasks.") and item.count(".") == 2:
             _, task, rest = item.split(".")
             key, value = rest.split("=")
@@ -181,14 +199,14 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, dict], l
             fields.setdefault(task, {})[key] = TASK_FIELDS[key](value)  # task: a MIXES key
         else:
             plain.append(item)
-    return plain, fields, extra
+    return plain, fields, extra, entries
 
 
 def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[str] | None,
             args: argparse.Namespace, out: Path) -> dict:
     """One recipe run in a fresh process; returns its test metrics, wall time and steps."""
-    plain, fields, extra = split_overrides(overrides)
-    entries = [e for e in task_entries(mix, Path(args.data_dir).resolve(), fields)
+    plain, fields, extra, entries_mix = split_overrides(overrides)
+    entries = [e for e in task_entries(entries_mix or mix, Path(args.data_dir).resolve(), fields)
                if tasks is None or e["name"] in {NAMES[task] for task in tasks}]
     run_dir = out / "runs" / f"{name}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts over
@@ -200,7 +218,8 @@ def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[st
     if "--config" in extra:  # a committed config, as it is: its tasks read the same local files
         arguments = [*extra, *common, f"data_dir={args.data_dir}", *plain]
     else:
-        arguments = ["--config", str(config), *common, f"train.epochs={EPOCHS.get(mix, 1)}",
+        epochs = EPOCHS_BY_GRID.get(args.grid, EPOCHS.get(mix, 1))
+        arguments = ["--config", str(config), *common, f"train.epochs={epochs}",
                      "train.eval_every=0", *plain]
     # --config comes first: the recipe takes every key=value override as one positional list.
     command = [sys.executable, str(ROOT / "recipes" / "cls_ner.py"), *arguments]
