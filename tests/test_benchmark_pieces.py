@@ -107,3 +107,19 @@ def test_answer_scores_count_entities_by_label_and_character_span():
     labels = [{"label": "positive"}, {"label": "negative"}, {"label": "negative"}]
     gold_labels = ["positive", "positive", "negative"]
     assert score_answers("classification", labels, gold_labels) == pytest.approx(2 / 3)
+
+
+def test_joint_exact_match_needs_the_intent_and_exactly_the_gold_spans():
+    from mtl_nlp.benchmark.joint_scores import joint_exact_match
+
+    gold_intents = ["flight", "flight", "fare", "fare"]
+    gold_spans = [{("city", 10, 16)}, {("city", 10, 16)}, set(), {("city", 0, 4)}]
+    intents = [{"label": "flight"}, {"label": "flight"}, {"label": "fare"}, {"label": "flight"}]
+    entities = [
+        [{"label": "city", "start": 10, "end": 16, "score": 0.9}],  # right
+        [{"label": "city", "start": 10, "end": 16}, {"label": "date", "start": 0, "end": 3}],  # one extra
+        [],  # right: no slots, none answered
+        [{"label": "city", "start": 0, "end": 4}],  # wrong intent
+    ]
+    assert joint_exact_match(intents, entities, gold_intents, gold_spans) == 0.5
+    assert joint_exact_match([], [], [], []) == 0.0
