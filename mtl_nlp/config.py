@@ -30,6 +30,9 @@ class ConfigError(MtlNlpError, ValueError):
 @dataclass
 class TrainConfig:
     epochs: float = 3.0  # passes over the mixed training data; ignored when max_steps is set
+    # what one epoch is: `total`, as many batches as all tasks have together; `each_task`, long
+    # enough that the sampler gives every task as many batches as its training set has
+    epoch: str = "total"
     max_steps: int | None = None  # optimizer steps; overrides epochs when set
     batch_size: int = 32  # examples per batch (one task per batch)
     max_tokens: int | None = None  # token budget per batch (padded length x rows); overrides batch_size
@@ -183,6 +186,7 @@ CHOICES = {
     "sampling.strategy": ("proportional", "temperature", "uniform", "annealed", "round_robin"),
     "sampling.anneal": ("up", "down"),
     "train.step_mode": ("one_task", "all_tasks"),
+    "train.epoch": ("total", "each_task"),
     "weighting.method": ("equal", "log_size", "uncertainty", "dwa", "rlw", "pcgrad", "cagrad"),
 }
 GRADIENT_METHODS = ("pcgrad", "cagrad")  # need train.step_mode=all_tasks

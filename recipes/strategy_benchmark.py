@@ -105,6 +105,9 @@ GRIDS = {
         # Each task drawn as often as its size says: the large intent task gets the batches it
         # gets alone (temperature sampling gives it fewer in the same run length).
         "intent_proportional": ("intent", ["sampling.strategy=proportional"]),
+        # Temperature sampling with a run long enough that every task gets the batches it gets
+        # alone (train.epoch=each_task: 668 steps here against 531).
+        "intent_each_task": ("intent", ["train.epoch=each_task"]),
     },
     # Ten times the learning rate for the heads, single-task runs alike: a fresh 77-way head is
     # far from trained after one epoch at the encoder's rate.

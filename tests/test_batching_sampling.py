@@ -1,4 +1,5 @@
 import itertools
+import math
 import random
 from collections import Counter
 
@@ -132,3 +133,31 @@ def test_two_ranks_draw_the_same_task_sequence_over_their_own_batches(tiny_token
         seen = [{i for batch in rank.batch_samplers[task].epoch_batches(0) for i in batch} for rank in ranks]
         assert seen[0] | seen[1] == set(range(len(data.splits["train"])))
         assert len(seen[0] & seen[1]) <= 8  # only the batch repeated to even out the ranks
+
+
+def test_each_task_epoch_lasts_until_every_task_expects_its_whole_set(tiny_tokenizer, tmp_path):
+    from mtl_nlp.config import TrainConfig
+    from mtl_nlp.training.setup import count_optimizer_steps
+
+    tasks = prepare_task_data([get_task("demo_ner"), get_task("demo_sentiment")], tiny_tokenizer,
+                              max_length=32, cache_dir=str(tmp_path), max_train_examples=100)
+    larger = prepare_task_data([get_task("demo_sentiment")], tiny_tokenizer, max_length=32,
+                               cache_dir=str(tmp_path), max_train_examples=400)
+    tasks["demo_sentiment"] = larger["demo_sentiment"]
+
+    def loader(strategy, **options):
+        return MultiTaskLoader(tasks, tiny_tokenizer, batch_size=8, strategy=strategy, **options)
+
+    assert loader("proportional").sizes == {"demo_ner": 13, "demo_sentiment": 50}
+    assert loader("proportional").batches_per_task_epoch == 63  # = batches_per_epoch
+    # T=2: p = sqrt(13), sqrt(50) normalised; the large task needs 50 / p = 50 + sqrt(650) draws
+    assert loader("temperature").batches_per_task_epoch == math.ceil(50 + math.sqrt(50 * 13))  # 76
+    assert loader("uniform").batches_per_task_epoch == 100
+    assert loader("temperature", step_mode="all_tasks").batches_per_task_epoch == 100
+    # annealed up: the mean of p over 11 points of the schedule from exponent 1 to 1/2
+    schedule = [task_probabilities({"a": 13, "b": 50}, "annealed", 2.0, point / 10)["b"] for point in range(11)]
+    mean = sum(schedule) / 11
+    assert loader("annealed").batches_per_task_epoch == math.ceil(50 / mean - 1e-9)
+    each = TrainConfig(epochs=2, epoch="each_task")
+    assert count_optimizer_steps(each, loader("temperature")) == 2 * 76
+    assert count_optimizer_steps(TrainConfig(epochs=2), loader("temperature")) == 2 * 63

@@ -3,6 +3,7 @@ in `all_tasks` step mode, one batch of every task per step)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from torch.utils.data import DataLoader
 from mtl_nlp.data.batching import LengthGroupedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
-from mtl_nlp.data.sampling import TaskSampler, sampling_sizes
+from mtl_nlp.data.sampling import TaskSampler, sampling_sizes, task_probabilities
 from mtl_nlp.data.streaming import StreamingBatches
 
 STEP_MODES = ("one_task", "all_tasks")
@@ -87,6 +88,24 @@ class MultiTaskLoader:
     def batches_per_epoch(self) -> int:
         """Batches this process sees in one epoch: every task's training batches added up."""
         return sum(self.sizes.values())
+
+    @property
+    def batches_per_task_epoch(self) -> int:
+        """Batches after which every task expects to have drawn its whole training set (its
+        sampling size, see `cap`) at least once: max_i size_i / p_i, with p_i the task's mean
+        sampling probability over the run. Proportional sampling makes it batches_per_epoch;
+        temperature sampling, which draws a large task less often than its size, makes it longer."""
+        if self.step_mode == "all_tasks" or self.task_sampler.strategy == "round_robin":
+            return math.ceil(max(self.sampling_sizes.values())) * len(self.sizes)
+        sampler = self.task_sampler
+        points = 11 if sampler.strategy == "annealed" else 1  # the annealed schedule's mean, sampled
+        mean = dict.fromkeys(self.sizes, 0.0)
+        for point in range(points):
+            probabilities = task_probabilities(self.sampling_sizes, sampler.strategy, sampler.temperature,
+                                               point / max(points - 1, 1), sampler.anneal)
+            for task, probability in probabilities.items():
+                mean[task] += probability / points
+        return math.ceil(max(self.sampling_sizes[task] / mean[task] for task in self.sizes) - 1e-9)
 
     @property
     def batches_per_step(self) -> int:

@@ -155,9 +155,11 @@ def build_train_loader(
 
 
 def count_optimizer_steps(train: TrainConfig, loader: MultiTaskLoader) -> int:
-    """train.max_steps when set, else train.epochs epochs of batches (see MultiTaskLoader); a
-    step takes grad_accum x batches_per_step batches."""
+    """train.max_steps when set, else train.epochs epochs of batches (see MultiTaskLoader; an
+    epoch of `train.epoch: each_task` is batches_per_task_epoch); a step takes grad_accum x
+    batches_per_step batches."""
     if train.max_steps is not None:
         return train.max_steps
     per_step = train.grad_accum * loader.batches_per_step
-    return max(1, math.ceil(train.epochs * loader.batches_per_epoch / per_step))
+    per_epoch = loader.batches_per_task_epoch if train.epoch == "each_task" else loader.batches_per_epoch
+    return max(1, math.ceil(train.epochs * per_epoch / per_step))
