@@ -155,8 +155,8 @@ def test_each_task_epoch_lasts_until_every_task_expects_its_whole_set(tiny_token
     assert loader("uniform").batches_per_task_epoch == 100
     assert loader("temperature", step_mode="all_tasks").batches_per_task_epoch == 100
     # annealed up: the mean of p over 11 points of the schedule from exponent 1 to 1/2
-    schedule = [task_probabilities({"a": 13, "b": 50}, "annealed", 2.0, point / 10)["b"] for point in range(11)]
-    mean = sum(schedule) / 11
+    sizes = {"a": 13, "b": 50}
+    mean = sum(task_probabilities(sizes, "annealed", 2.0, point / 10)["b"] for point in range(11)) / 11
     assert loader("annealed").batches_per_task_epoch == math.ceil(50 / mean - 1e-9)
     each = TrainConfig(epochs=2, epoch="each_task")
     assert count_optimizer_steps(each, loader("temperature")) == 2 * 76
