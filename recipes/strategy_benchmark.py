@@ -109,11 +109,6 @@ GRIDS = {
         # alone (train.epoch=each_task: 668 steps here against 531).
         "intent_each_task": ("intent", ["train.epoch=each_task"]),
     },
-    # Ten times the learning rate for the heads, single-task runs alike: a fresh 77-way head is
-    # far from trained after one epoch at the encoder's rate.
-    "intent_head_lr": {
-        "intent_head_lr_1e-3": ("intent", []),
-    },
     # Joint NLU: one entry with an intent and a slot head (one encoder pass) against two entries
     # and against the two single-task models, 3 epochs each.
     "atis": {
@@ -164,7 +159,7 @@ GRIDS = {
     },
 }
 SINGLE_TASK = "single"  # the arm name prefix of single-task runs
-GRID_BASE = {"sweep": BASELINE, "intent": [], "intent_head_lr": ["train.head_lr=1e-3"]}  # every run's start
+GRID_BASE = {"sweep": BASELINE, "intent": []}  # what every run of a grid starts from
 
 
 TASK_FIELDS = {"layer": int, "pooling": str}  # what `tasks.NAME.FIELD=VALUE` may set
