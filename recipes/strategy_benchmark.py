@@ -72,7 +72,7 @@ MIXES = {
     "atis": {"atis_intent": None, "atis_slots": None},
     "atis_joint": {"atis_joint": None},
 }
-EPOCHS_BY_GRID = {"atis": 3}
+EPOCHS_BY_GRID = {"atis": 3, "intent_3_epochs": 3}
 EPOCHS = {"small_ner": 2}
 # Every sweep arm (single-task runs included) starts from this baseline and changes one lever,
 # so a change of the library's defaults does not change what an arm measured.
@@ -108,6 +108,10 @@ GRIDS = {
         # Temperature sampling with a run long enough that every task gets the batches it gets
         # alone (train.epoch=each_task: 668 steps here against 531).
         "intent_each_task": ("intent", ["train.epoch=each_task"]),
+    },
+    # The intent mix at the library's own length (RunConfig: 3 epochs), single-task runs alike.
+    "intent_3_epochs": {
+        "intent_defaults_3_epochs": ("intent", []),
     },
     # Joint NLU: one entry with an intent and a slot head (one encoder pass) against two entries
     # and against the two single-task models, 3 epochs each.
@@ -159,7 +163,7 @@ GRIDS = {
     },
 }
 SINGLE_TASK = "single"  # the arm name prefix of single-task runs
-GRID_BASE = {"sweep": BASELINE, "intent": []}  # what every run of a grid starts from
+GRID_BASE = {"sweep": BASELINE, "intent": [], "intent_3_epochs": []}  # what every run starts from
 
 
 TASK_FIELDS = {"layer": int, "pooling": str}  # what `tasks.NAME.FIELD=VALUE` may set
