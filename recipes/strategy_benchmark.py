@@ -121,6 +121,10 @@ GRIDS = {
         # The same compute as the two single-task models together (840 steps): one entry trains
         # both heads on each batch, so at 3 epochs it takes half their optimizer steps.
         "atis_one_entry_6_epochs": ("atis", ["entries=atis_joint", "train.epochs=6"]),
+        # Private top layers per task: the intent head loses beside the slot tagger with the whole
+        # encoder shared, in one entry or in two.
+        "atis_two_entries_private_2": ("atis", ["sharing.private_layers=2"]),
+        "atis_one_entry_private_2": ("atis", ["entries=atis_joint", "sharing.private_layers=2"]),
     },
     "final": {
         "recipe_config": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml"]),
