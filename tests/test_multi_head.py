@@ -160,6 +160,30 @@ def test_one_batch_runs_the_encoder_once_and_sums_the_weighted_losses(
     assert output["loss"].item() == pytest.approx((intent["loss"] + 2.0 * slots["loss"]).item(), rel=1e-6)
 
 
+def test_an_entry_with_private_layers_gives_each_head_its_copy_and_reloads(
+    tmp_path, tiny_tokenizer, tiny_model_dir
+):
+    from mtl_nlp.modeling.sharing import SharingShape
+
+    (spec,) = resolve_tasks([atis_entry(tmp_path)])
+    tasks = prepare_task_data([spec], tiny_tokenizer, max_length=16)
+    model = MultiTaskModel.from_encoder(str(tiny_model_dir), head_configs(tasks),
+                                        SharingShape(private_layers=1)).eval()
+    assert set(model.sharing.private) == {"intent", "slots"}
+    inputs = tiny_tokenizer(["anna visited york"], return_tensors="pt")
+    with torch.no_grad():
+        joint = model(task="atis", **inputs)["logits"]
+        alone = {head: model(task=head, **inputs)["logits"] for head in ("intent", "slots")}
+    for head in ("intent", "slots"):
+        assert torch.equal(joint[head], alone[head])
+    model.save_pretrained(tmp_path / "ckpt", tokenizer=tiny_tokenizer)
+    loaded = MultiTaskModel.from_pretrained(tmp_path / "ckpt").eval()
+    with torch.no_grad():
+        reloaded = loaded(task="atis", **inputs)["logits"]
+    for head in ("intent", "slots"):
+        assert torch.equal(joint[head], reloaded[head])
+
+
 def test_save_and_reload_keep_the_entry(tmp_path, tiny_tokenizer, tiny_model_dir):
     (spec,) = resolve_tasks([atis_entry(tmp_path)])
     tasks = prepare_task_data([spec], tiny_tokenizer, max_length=16)
