@@ -80,7 +80,7 @@ def test_finetune_writes_a_checkpoint_per_task_and_reports_scores(multi_task_run
         history = json.loads((folder / "trainer_state.json").read_text())["history"]
         assert history[0]["step"] == 0  # the starting point was a candidate
         assert f"| {row['task']} | {row['metric']} | {row['multi_task']:.4f} |" in table
-    assert "2 fine-tuned checkpoints take one pass each" in table
+    assert "with the fine-tuned checkpoints, each taking its own pass, it takes 2." in table
 
 
 def test_finetune_refuses_unknown_tasks_and_keys_it_sets(multi_task_run):

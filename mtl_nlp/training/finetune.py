@@ -60,8 +60,11 @@ def finetune_tasks(
             before = before_metrics.get(name, {}).get(metric)
             rows.append({"task": name, "metric": metric, "multi_task": before,
                          "finetuned": after[name][metric], "output_dir": str(output)})
+    # Serving every task after the second stage: one pass per fine-tuned checkpoint, plus the
+    # multi-task checkpoint's for the tasks left as they were.
+    left = len(set(entry_of.values()) - set(runs))
     summary = {"checkpoint": str(directory), "tasks": rows,
-               "encoder_passes": {"multi_task": 1, "finetuned": len(runs)}}
+               "encoder_passes": {"multi_task": 1, "finetuned": len(runs) + (1 if left else 0)}}
     (directory / FINETUNED_DIR / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -100,8 +103,7 @@ def format_finetune(summary: dict[str, Any]) -> str:
         difference = "-" if before is None else f"{after - before:+.4f}"
         shown = "-" if before is None else f"{before:.4f}"
         lines.append(f"| {row['task']} | {row['metric']} | {shown} | {after:.4f} | {difference} |")
-    passes = summary["encoder_passes"]
-    lines += ["", f"serving: the multi-task checkpoint answers every task from {passes['multi_task']} "
-              f"encoder pass per text; the {passes['finetuned']} fine-tuned checkpoints take one pass each "
-              f"({passes['finetuned']} per text for all of them)."]
+    passes = summary["encoder_passes"]["finetuned"]
+    lines += ["", "serving every task: the multi-task checkpoint takes 1 encoder pass per text; with the "
+              f"fine-tuned checkpoints, each taking its own pass, it takes {passes}."]
     return "\n".join(lines)
