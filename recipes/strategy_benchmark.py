@@ -68,6 +68,7 @@ MIXES = {
     # A small NER task beside two many-class intent tasks: the shape of mix where the recipe's
     # defaults cost the intent tasks accuracy (1 epoch).
     "intent": {"conll2003": 3000, "banking77": None, "atis_intent": None},
+    "banking77_only": {"banking77": None},
     # ATIS intents and slots as two entries, or as one entry with two heads (entries=atis_joint).
     "atis": {"atis_intent": None, "atis_slots": None},
     "atis_joint": {"atis_joint": None},
@@ -112,6 +113,11 @@ GRIDS = {
     # The intent mix at the library's own length (RunConfig: 3 epochs), single-task runs alike.
     "intent_3_epochs": {
         "intent_defaults_3_epochs": ("intent", []),
+    },
+    # banking77 alone for 6 epochs: about the banking77 batches of the 3-epoch multi-task run and
+    # its finetune stage together (730 + 891), the compute-matched single-task baseline.
+    "intent_6_epochs_banking77": {
+        "banking77_6_epochs": ("intent", ["entries=banking77_only", "train.epochs=6"]),
     },
     # Joint NLU: one entry with an intent and a slot head (one encoder pass) against two entries
     # and against the two single-task models, 3 epochs each.
