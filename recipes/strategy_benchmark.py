@@ -117,7 +117,7 @@ GRIDS = {
     # banking77 alone for 6 epochs: about the banking77 batches of the 3-epoch multi-task run and
     # its finetune stage together (730 + 891), the compute-matched single-task baseline.
     "intent_6_epochs_banking77": {
-        "banking77_6_epochs": ("intent", ["entries=banking77_only", "train.epochs=6"]),
+        "banking77_6_epochs": ("banking77_only", ["train.epochs=6"]),
     },
     # Joint NLU: one entry with an intent and a slot head (one encoder pass) against two entries
     # and against the two single-task models, 3 epochs each.
