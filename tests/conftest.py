@@ -86,6 +86,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer) -> 
     return directory
 
 
+@pytest.fixture
+def recipe():
+    """recipes/cls_ner.py as a module, with Accelerate's shared state reset before and after (a run
+    in this process leaves its precision and device settings behind)."""
+    from accelerate.state import AcceleratorState
+    from recipe_module import load_recipe
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield load_recipe()
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.fixture(autouse=True)
 def restore_registry():
     """Each test sees the built-in registry and leaves it as it found it."""

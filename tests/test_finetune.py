@@ -1,9 +1,7 @@
 """Two-stage fine-tuning: `init_from` copies a checkpoint's weights, and `mtl-nlp finetune` trains
 each task alone from a multi-task checkpoint into loadable checkpoints whose scores it reports."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,18 +13,6 @@ from mtl_nlp.inference import Predictor
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel
 from mtl_nlp.training.finetune import finetune_tasks
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def recipe():
-    spec = importlib.util.spec_from_file_location("cls_ner", ROOT / "recipes" / "cls_ner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield module
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture

@@ -2,13 +2,13 @@
 validation, one tokenized input with every head's labels, one encoder pass per batch with the
 heads' losses summed, exact match, a run, reload, prediction and export of each head."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate.state import AcceleratorState
+from recipe_module import load_recipe
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 from mtl_nlp import Predictor, TaskSpec, registry
@@ -197,14 +197,6 @@ def test_save_and_reload_keep_the_entry(tmp_path, tiny_tokenizer, tiny_model_dir
         before, after = model(task="atis", **inputs)["logits"], loaded(task="atis", **inputs)["logits"]
     for head in ("intent", "slots"):
         assert torch.equal(before[head], after[head])
-
-
-def load_recipe():
-    root = Path(__file__).resolve().parent.parent
-    module_spec = importlib.util.spec_from_file_location("cls_ner", root / "recipes" / "cls_ner.py")
-    recipe = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(recipe)
-    return recipe
 
 
 @pytest.fixture(scope="module")

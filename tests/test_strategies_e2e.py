@@ -1,6 +1,5 @@
 """The recipe end to end with the multi-task strategies, in this process (tiny encoder, CPU)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,6 @@ from safetensors.torch import load_file
 from mtl_nlp.inference import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def recipe():
-    spec = importlib.util.spec_from_file_location("cls_ner", ROOT / "recipes" / "cls_ner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def run(recipe, model_dir, output, cache, *overrides, precision="no"):

@@ -68,16 +68,7 @@ def test_multilabel_unseen_labels_are_missed_labels():
     assert metrics["micro_f1"] == pytest.approx(2 * 2 / (2 * 2 + 0 + 1))
 
 
-def test_a_run_reports_unseen_labels_and_main_metrics(tiny_model_dir, tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    from accelerate.state import AcceleratorState
-
-    root = Path(__file__).resolve().parent.parent
-    module_spec = importlib.util.spec_from_file_location("cls_ner", root / "recipes" / "cls_ner.py")
-    recipe = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(recipe)
+def test_a_run_reports_unseen_labels_and_main_metrics(recipe, tiny_model_dir, tmp_path):
     train = write(tmp_path / "train.tsv", "text\tlabel\n" + "anna visited\ta\nyork corp\tb\n" * 8)
     test = write(tmp_path / "test.tsv", "text\tlabel\nanna visited\ta\nyork corp\tc\n")
     config = tmp_path / "run.yaml"
@@ -85,12 +76,8 @@ def test_a_run_reports_unseen_labels_and_main_metrics(tiny_model_dir, tmp_path):
         "name": "cls", "type": "classification", "format": "tsv", "metric": "macro_f1",
         "data_files": {"train": train, "validation": train, "test": test}}]}))
     output = tmp_path / "run"
-    AcceleratorState._reset_state(reset_partial_state=True)
-    try:
-        recipe.main(["--config", str(config), f"model={tiny_model_dir}", f"output_dir={output}",
-                     f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no", "train.max_steps=2"])
-    finally:
-        AcceleratorState._reset_state(reset_partial_state=True)
+    recipe.main(["--config", str(config), f"model={tiny_model_dir}", f"output_dir={output}",
+                 f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no", "train.max_steps=2"])
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["unseen_labels"] == {"cls": {"c": 1}}
     assert metrics["main_metrics"] == {"cls": "macro_f1"}
