@@ -6,7 +6,8 @@ multi-task model, multi-task + `mtl-nlp finetune`, and the grouping `mtl-nlp aff
     python recipes/glue_benchmark.py --summary                       # the table from what has run
 
 Stages (`--stages`, in this order by default): single (each task alone at every `--lrs` learning
-rate; the table keeps, per task, the one with the best mean validation score), multi
+rate on the first `--sweep-seeds` seeds, and at the rate with the best mean validation score of
+that sweep on the other seeds), multi
 (recipes/configs/glue.yaml), finetune (each multi-task run's second stage), affinity (one probe,
 seed 1) and groups (the recommended grouping, one model per group). Every run is a fresh process
 of the installed CLI; results accumulate in OUT/results.json, so an interrupted benchmark goes on
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mtl_nlp.benchmark.glue_tables import glue_summary
+from mtl_nlp.benchmark.glue_tables import best_learning_rate, glue_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "glue.yaml"
@@ -57,13 +58,28 @@ def common(args: argparse.Namespace, seed: int, output: Path) -> list[str]:
     return [f"data_dir={args.data_dir}", f"seed={seed}", f"output_dir={output}", *limit]
 
 
+def swept_learning_rate(args: argparse.Namespace, results: dict, task: str) -> float | None:
+    """The learning rate the sweep seeds chose for `task`, or None while the sweep is unfinished."""
+    by_lr: dict[float, list[dict]] = {}
+    for lr in args.lrs:
+        for seed in args.seeds[:args.sweep_seeds]:
+            run = results.get(f"single/{task}/lr{lr}/seed{seed}")
+            if run is None:
+                return None
+            by_lr.setdefault(lr, []).append(run)
+    return best_learning_rate(by_lr)
+
+
 def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, Callable[[], dict]]]:
-    """(result key, run) of every run the chosen stages still need, in order."""
+    """(result key, run) of every run the chosen stages still need and can start, in order: a
+    single-task run past the sweep seeds waits for the sweep to choose its learning rate."""
     runs = []
-    for seed in args.seeds:
+    for position, seed in enumerate(args.seeds):
         if "single" in args.stages:
             for task in TASKS:
-                for lr in args.lrs:
+                chosen = swept_learning_rate(args, results, task)
+                rates = args.lrs if position < args.sweep_seeds else [chosen] if chosen else []
+                for lr in rates:
                     key = f"single/{task}/lr{lr}/seed{seed}"
                     folder = out / "runs" / key.replace("/", "-")
                     arguments = ["train", "--config", str(CONFIG), *common(args, seed, folder),
@@ -122,6 +138,8 @@ def main() -> None:
     parser.add_argument("--stages", nargs="*", choices=STAGES, default=STAGES)
     parser.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3])
     parser.add_argument("--lrs", nargs="*", type=float, default=[5e-5, 1e-4, 2e-4])
+    parser.add_argument("--sweep-seeds", type=int, default=1, help="how many of the seeds, from the "
+                        "first, run every learning rate; the others run the rate they chose")
     parser.add_argument("--subset", type=int, help="train on a seeded subset of each task "
                         "(max_train_examples)")
     parser.add_argument("--single-epochs", type=float, default=3.0, help="epochs of each single-task run")
@@ -137,13 +155,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if not args.summary:
-        for key, run in plan(args, out, results):
-            while (Path(args.out) / "PAUSE").exists():
-                time.sleep(5)
-            print(f"running {key}", flush=True)
-            results[key] = run()
-            results_path.write_text(json.dumps(results, indent=2) + "\n")
+    # planned again after every run: a finished sweep decides the learning rate of later seeds
+    while not args.summary and (pending := plan(args, out, results)):
+        key, run = pending[0]
+        while (Path(args.out) / "PAUSE").exists():
+            time.sleep(5)
+        print(f"running {key}", flush=True)
+        results[key] = run()
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
     print(glue_summary(results, TASKS))
 
 

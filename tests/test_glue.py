@@ -186,3 +186,19 @@ def test_glue_table_tunes_single_task_lr_on_validation_and_averages_seeds():
     # rte 0.66/0.70; mrpc 0.87/0.88; averages 0.765, 0.79
     assert lines[3] == "| multi-task (one model) | 68.0 ± 2.8 | 87.5 ± 0.7 | 77.8 ± 1.8 | 32 | 1 |"
     assert lines[-1] == "single-task learning rates chosen: rte 0.0001, mrpc 5e-05"
+
+
+def test_glue_table_chooses_lr_on_the_sweep_seeds_only():
+    from mtl_nlp.benchmark.glue_tables import tuned_single_task
+
+    def single(lr, seed, validation, accuracy):
+        return {"task": "rte", "lr": lr, "seed": seed, "validation": validation,
+                "metrics": {"rte": {"accuracy": accuracy}}, "wall_seconds": 1.0}
+
+    # seed 1 swept both rates and chose 1e-4 (0.70 against 0.66); seeds 2 and 3 ran 1e-4 alone and
+    # scored lower on validation, which must not hand the choice to 5e-5's single seed
+    runs = [single(5e-5, 1, 0.66, 0.60), single(1e-4, 1, 0.70, 0.62),
+            single(1e-4, 2, 0.50, 0.64), single(1e-4, 3, 0.52, 0.66)]
+    tuned = tuned_single_task(runs)["rte"]
+    assert tuned["lr"] == 1e-4
+    assert tuned["scores"] == {1: 0.62, 2: 0.64, 3: 0.66}

@@ -3,7 +3,9 @@ seeds, the GLUE average, wall time and the encoder passes serving takes, for tun
 training, the one multi-task model, multi-task + finetune and the affinity grouping.
 
 Single-task runs are tuned fairly: each task takes the learning rate whose runs score best on
-validation (mean over seeds), and reports that learning rate's test scores.
+validation (mean over the seeds that ran at every learning rate, so a sweep on one seed followed by
+more seeds at the chosen rate selects on the sweep alone), and reports that learning rate's test
+scores over all its seeds.
 """
 
 from __future__ import annotations
@@ -20,16 +22,29 @@ def glue_score(task: str, metrics: dict[str, float]) -> float:
     return sum(metrics[name] for name in names) / len(names)
 
 
+def best_learning_rate(by_lr: dict[float, list[dict[str, Any]]]) -> float:
+    """The learning rate with the best mean validation score over the seeds every rate ran
+    (all seeds when none ran at every rate); ties go to the smaller rate."""
+    seed_sets = [{run["seed"] for run in runs} for runs in by_lr.values()]
+    swept = set.intersection(*seed_sets) or set.union(*seed_sets)
+
+    def mean_validation(lr: float) -> float:
+        scored = [run["validation"] for run in by_lr[lr] if run["seed"] in swept]
+        return statistics.mean(scored) if scored else float("-inf")
+
+    return max(by_lr, key=lambda lr: (mean_validation(lr), -lr))
+
+
 def tuned_single_task(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """{task: {"lr", "scores": {seed: GLUE score}, "wall": {seed: seconds}}} for the learning rate
-    with the best mean validation score of each task. `runs` hold "task", "lr", "seed",
-    "validation" (the selected checkpoint's validation score), "metrics" and "wall_seconds"."""
+    `best_learning_rate` picks for each task. `runs` hold "task", "lr", "seed", "validation" (the
+    selected checkpoint's validation score), "metrics" and "wall_seconds"."""
     by_task: dict[str, dict[float, list[dict]]] = {}
     for run in runs:
         by_task.setdefault(run["task"], {}).setdefault(run["lr"], []).append(run)
     tuned = {}
     for task, by_lr in by_task.items():
-        lr = max(by_lr, key=lambda value: (statistics.mean(r["validation"] for r in by_lr[value]), -value))
+        lr = best_learning_rate(by_lr)
         chosen = by_lr[lr]
         tuned[task] = {"lr": lr, "scores": {r["seed"]: glue_score(task, r["metrics"][task]) for r in chosen},
                        "wall": {r["seed"]: r["wall_seconds"] for r in chosen}}
