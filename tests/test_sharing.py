@@ -160,6 +160,11 @@ def test_shapes_the_encoder_cannot_take(tiny_model_dir):
         build(tiny_model_dir, ner_layer=5)
     with pytest.raises(SharingError, match="freeze_layers=2 exceeds the 1 shared layers"):
         build(tiny_model_dir, SharingShape(private_layers=1, freeze_layers=2))
+    with pytest.raises(SharingError, match="freeze_layers=100 exceeds the 2 shared layers"):
+        build(tiny_model_dir, SharingShape(freeze_layers=100))  # hard sharing is checked too
+    frozen = build(tiny_model_dir, SharingShape(freeze_layers=2))  # every layer: a linear probe
+    trainable = {name.split(".")[0] for name, p in frozen.encoder.named_parameters() if p.requires_grad}
+    assert trainable == {"pooler"}  # the pooler feeds the sentence heads and keeps learning
     distil = DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=32))
     with pytest.raises(SharingError, match="DistilBertModel is built another way"):
         LayerSharing(distil, SharingShape(private_layers=1), {"a": None})

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from mtl_nlp.config import DEFAULT_MODEL
+from mtl_nlp.config import DEFAULT_MODEL, ConfigError
 from mtl_nlp.errors import MtlNlpError
 
 
@@ -53,6 +60,38 @@ def load_encoder(name: str) -> PreTrainedModel:
         return AutoModel.from_pretrained(location)
     except OSError as exc:
         raise ModelLoadError(_missing_message("encoder", name, exc)) from exc
+
+
+# Families whose position ids start after the padding index (RoBERTa's scheme): of 514 position
+# embeddings, 512 hold tokens.
+POSITION_OFFSET_FAMILIES = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet",
+                                      "longformer", "data2vec-text"})
+
+
+def position_limit(model_config: PretrainedConfig) -> int | None:
+    """How many tokens one sequence may hold in this encoder's absolute position embeddings, or
+    None when it has none to run out of (DeBERTa-v3's relative positions)."""
+    if getattr(model_config, "position_biased_input", True) is False:
+        return None
+    total = getattr(model_config, "max_position_embeddings", None)
+    if total is None:
+        return None
+    if model_config.model_type in POSITION_OFFSET_FAMILIES:
+        total -= (model_config.pad_token_id or 0) + 1
+    return total
+
+
+def check_max_length(name: str, max_length: int) -> None:
+    """ConfigError, before any data is read, when `max_length` exceeds what encoder `name` can
+    take (it would fail deep inside the embeddings at the first long batch)."""
+    try:
+        model_config = AutoConfig.from_pretrained(resolve_model_path(name))
+    except OSError as exc:
+        raise ModelLoadError(_missing_message("encoder", name, exc)) from exc
+    limit = position_limit(model_config)
+    if limit is not None and max_length > limit:
+        raise ConfigError(f"max_length={max_length}, but encoder {name!r} ({model_config.model_type}) "
+                          f"takes at most {limit} tokens per sequence: set max_length to {limit} or less")
 
 
 def _missing_message(what: str, name: str, exc: Exception) -> str:

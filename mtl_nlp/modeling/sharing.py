@@ -72,7 +72,10 @@ class LayerSharing(nn.Module):
         pretrained: bool = True,
     ) -> None:
         super().__init__()
-        stack = layer_stack(encoder) if shape.private_layers or any(task_layers.values()) else None
+        # every shape that names layers is checked against the encoder's depth, so that
+        # freeze_layers=100 is an error and not a silently frozen encoder
+        names_layers = shape.private_layers or shape.freeze_layers or any(task_layers.values())
+        stack = layer_stack(encoder) if names_layers else None
         total = shape.num_layers or (len(stack.layer) if stack is not None else None)
         self.shape = SharingShape(**{**shape.to_dict(), "num_layers": total})
         self.task_layers = dict(task_layers)

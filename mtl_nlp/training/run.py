@@ -25,6 +25,7 @@ from mtl_nlp.data.features import windowed_examples
 from mtl_nlp.data.pipeline import head_main_metrics
 from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
+from mtl_nlp.modeling.encoder import check_max_length
 from mtl_nlp.registry import resolve_tasks
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate_with_reports
 from mtl_nlp.training.metrics import glue_average, overall_score, recorded_main_metrics
@@ -54,6 +55,7 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     start_trackers(accelerator, config)
 
     # Data: registry entries -> tokenized, cached features (the main process fills the cache).
+    check_max_length(config.model, config.max_length)
     specs = resolve_tasks(config.tasks)
     tokenizer = load_tokenizer(config.model)
     with accelerator.main_process_first():
