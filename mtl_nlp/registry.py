@@ -110,6 +110,7 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise TaskError(f"task name must be a non-empty string, got {self.name!r}")
+        self._check_value_types()
         if self.type == MULTI_HEAD or self.heads is not None:
             self._check_heads()
         elif self.type not in TASK_TYPES:
@@ -163,6 +164,39 @@ class TaskSpec:
             object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
             if len(set(self.labels)) != len(self.labels):
                 raise TaskError(f"task {self.name!r}: labels contain duplicates: {self.labels}")
+
+    def _check_value_types(self) -> None:
+        """TaskError naming the key, the value and the expected kind for a value of the wrong
+        type (a YAML entry is not type-checked by YAML: `5e-1` is a string, `labels: pos` is not
+        a list), before any check reads the value."""
+        for key in TEXT_KEYS:
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise TaskError(f"task {self.name!r}: {key} must be text, got {value!r}")
+        for key in MAPPING_KEYS:
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, Mapping)
+                                          and all(isinstance(v, str) for v in value.values())):
+                raise TaskError(f"task {self.name!r}: {key} must map split names to {MAPPING_KEYS[key]}, "
+                                f"e.g. {{train: train.csv, test: test.csv}}; got {value!r}")
+        for key in NUMBER_KEYS:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                number = _as_number(value)
+                hint = f" (YAML reads {value} as text; write {number})" if number is not None else ""
+                raise TaskError(f"task {self.name!r}: {key} must be a number, got {value!r}{hint}")
+        for key in WHOLE_NUMBER_KEYS:
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TaskError(f"task {self.name!r}: {key} must be a whole number, got {value!r}")
+        if not isinstance(self.streaming, bool):
+            raise TaskError(f"task {self.name!r}: streaming must be true or false, got {self.streaming!r}")
+        labels = self.labels
+        if labels is not None and (isinstance(labels, str | Mapping) or not isinstance(labels, list | tuple)
+                                   or not all(isinstance(label, str | int) and not isinstance(label, bool)
+                                              for label in labels)):
+            raise TaskError(f"task {self.name!r}: labels must be a list of label names, e.g. [negative, "
+                            f"positive]; got {labels!r}")
 
     def _check_heads(self) -> None:
         """An entry of several heads: heads of the known types, named apart, reading one input."""
@@ -233,7 +267,24 @@ class TaskSpec:
 
 
 TASK_KEYS = frozenset(f.name for f in dataclasses.fields(TaskSpec)) - {"heads"}
+# The value kind of each key, checked before anything reads the values (see _check_value_types).
+TEXT_KEYS = ("type", "dataset", "dataset_config", "format", "local_format", "text_column", "text_pair_column",
+             "label_column", "tokens_column", "tags_column", "metric", "pooling", "label_separator",
+             "description")
+MAPPING_KEYS = {"data_files": "file paths", "local_files": "file paths", "splits": "source split names"}
+NUMBER_KEYS = ("threshold",)  # loss_weight has its own check: a positive number
+WHOLE_NUMBER_KEYS = ("layer", "max_train_examples", "size")
 ENTRY_KEYS = TASK_KEYS - set(HEAD_ONLY_KEYS) | {"heads"}  # the keys of an entry with heads
+
+
+def _as_number(value: object) -> float | None:
+    """The number a YAML string such as "5e-1" spells (YAML 1.1 wants a dot in it), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _check_keys(data: Mapping[str, Any], valid: frozenset[str] = TASK_KEYS, what: str = "") -> None:

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from datasets import DatasetDict
 
@@ -103,3 +105,22 @@ def test_a_mapping_naming_a_registered_task_changes_fields_for_the_run_only():
         resolve_tasks([{"name": "conll2003", "layers": 3}])
     with pytest.raises(TaskError, match="layer must be an encoder layer number from 1, got 0"):
         resolve_tasks([{"name": "conll2003", "layer": 0}])
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"threshold": "5e-1"}, "threshold must be a number, got '5e-1' (YAML reads 5e-1 as text; write 0.5)"),
+    ({"threshold": "half"}, "threshold must be a number, got 'half'"),
+    ({"labels": "pos"}, "labels must be a list of label names, e.g. [negative, positive]; got 'pos'"),
+    ({"labels": [["a"], "b"]}, "labels must be a list of label names"),
+    ({"data_files": "train.csv", "format": "csv"},
+     "data_files must map split names to file paths, e.g. {train: train.csv, test: test.csv}; "
+     "got 'train.csv'"),
+    ({"splits": {"train": 1}}, "splits must map split names to source split names"),
+    ({"text_column": 3}, "text_column must be text, got 3"),
+    ({"layer": "2"}, "layer must be a whole number, got '2'"),
+    ({"max_train_examples": 1.5}, "max_train_examples must be a whole number, got 1.5"),
+    ({"streaming": "yes"}, "streaming must be true or false, got 'yes'"),
+])
+def test_entry_values_of_the_wrong_kind_name_key_and_value(changes, message):
+    with pytest.raises(TaskError, match=re.escape(message)):
+        TaskSpec.from_dict({"name": "my_task", "type": "classification", "dataset": "x", **changes})
