@@ -71,6 +71,21 @@ def test_a_stream_shorter_than_its_declared_size_repeats_batches(collate, caplog
     assert "the stream gave 3 batches where its size (40 examples) promised 10" in caplog.text
 
 
+def test_a_stream_longer_than_its_declared_size_says_so_once(collate, caplog):
+    stream = StreamingBatches(feature_stream(40), 12, 4, collate, ["input_ids", "attention_mask", "labels"],
+                              task="big")
+    first, second = batches(stream), batches(stream, epoch=1)
+    assert len(first) == len(second) == 3  # the size decides the epoch: ceil(12 / 4)
+    assert len(set(labels_of(first))) == 12  # 12 of the 40 examples
+    message = ("task big: its training file holds more examples than its size (12) declares; each epoch "
+               "trains on 3 batches of the shuffled stream and never reaches the rest of the file")
+    assert caplog.text.count(message) == 1
+    caplog.clear()
+    exact = StreamingBatches(feature_stream(12), 12, 4, collate, ["input_ids", "attention_mask", "labels"])
+    batches(exact)
+    assert "holds more examples" not in caplog.text
+
+
 def write_lines(path, rows):
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path

@@ -46,6 +46,7 @@ class StreamingBatches:
         self.seed, self.num_replicas, self.rank, self.task = seed, num_replicas, rank, task
         self.batches_per_epoch = max(1, math.ceil(examples / (batch_size * num_replicas)))
         self.epoch, self.start = 0, 0
+        self.warned_longer = False
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
@@ -64,6 +65,7 @@ class StreamingBatches:
         made = 0
         for rows in self._stream_batches():
             if made == self.batches_per_epoch:
+                self._warn_longer_than_declared()
                 return
             if len(kept) < REPEATED_BATCHES:
                 kept.append(rows)
@@ -79,6 +81,20 @@ class StreamingBatches:
             )
         for extra in range(self.batches_per_epoch - made):
             yield kept[extra % len(kept)]
+
+    def _warn_longer_than_declared(self) -> None:
+        """Say once that the file holds more than the task's size: epochs (and so the schedule,
+        the sampler and every process's batch count) follow the size, so the rest of each
+        shuffled pass is never trained on."""
+        if self.warned_longer:
+            return
+        self.warned_longer = True
+        logger.warning(
+            "task %s: its training file holds more examples than its size (%d) declares; each epoch "
+            "trains on %d batches of the shuffled stream and never reaches the rest of the file: set "
+            "size to the file's number of examples, or remove it to have them counted",
+            self.task, self.examples, self.batches_per_epoch,
+        )
 
     def _stream_batches(self) -> Iterator[list[dict[str, Any]]]:
         stream = self.dataset.shuffle(seed=self.seed, buffer_size=SHUFFLE_BUFFER)
