@@ -93,7 +93,9 @@ def read_lines(source: TextIO) -> Iterator[str]:
 
 
 def run_predict(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.inference import Predictor, input_from_line, to_json_line
+    from mtl_nlp.inference import Predictor, check_known_tasks, input_from_line, to_json_line
+    from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
+    from mtl_nlp.modeling.model import read_checkpoint_config
 
     options = {"batch_size": args.batch_size, "device": args.device, "mixed_precision": args.precision,
                "backend": args.backend}
@@ -103,15 +105,19 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
         options["stride"] = args.stride
     if args.input != "-" and not Path(args.input).is_file():
         raise FileNotFoundError(f"input file not found: {args.input}")
-    predictor = Predictor.from_pretrained(args.checkpoint, **options)
     tasks = split_names(args.tasks)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    saved_tasks = [head["name"] for head in read_checkpoint_config(checkpoint)["tasks"]]
+    check_known_tasks(tasks, saved_tasks)  # before the weights load
+    predictor = Predictor.from_pretrained(checkpoint, **options)
+    pairs = any(task in predictor.pair_tasks for task in tasks or predictor.tasks)
     source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
     target = open(args.output, "w", encoding="utf-8") if args.output else out  # noqa: SIM115
     # A person typing at a terminal gets each answer at once; files and pipes go in chunks of
     # 8 batches, length-sorted for little padding.
     chunk = 1 if source.isatty() else None
     try:
-        inputs = (input_from_line(line) for line in read_lines(source))
+        inputs = (input_from_line(line, pairs) for line in read_lines(source))
         for result in predictor.predict_stream(inputs, tasks=tasks, chunk_size=chunk):
             target.write(to_json_line(result) + "\n")
             target.flush()

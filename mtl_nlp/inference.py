@@ -48,6 +48,20 @@ class UnknownTaskError(MtlNlpError, KeyError):
         return str(self.args[0])
 
 
+def task_list(tasks: str | Iterable[str] | None) -> list[str] | None:
+    """The requested tasks as a list: one name given as a string is one task (not its letters)."""
+    if tasks is None:
+        return None
+    return [tasks] if isinstance(tasks, str) else list(tasks)
+
+
+def check_known_tasks(tasks: list[str] | None, known: list[str]) -> None:
+    """UnknownTaskError naming the requested tasks a checkpoint with tasks `known` lacks."""
+    unknown = sorted(set(tasks or []) - set(known))
+    if unknown:
+        raise UnknownTaskError(f"unknown task(s) {unknown}; this model has: {', '.join(known)}")
+
+
 class Predictor:
     """Answers every task of a trained checkpoint for raw strings and string pairs.
 
@@ -129,13 +143,13 @@ class Predictor:
         return [task for task in self.tasks if self.model.head_configs[task].text_pair]
 
     def predict(
-        self, inputs: TextInput | list[TextInput], tasks: list[str] | None = None
+        self, inputs: TextInput | list[TextInput], tasks: str | list[str] | None = None
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Predictions for one input (a dict) or a list of inputs (a list of dicts, in order).
 
         An input is a str or a (text, text_pair) tuple; a tuple given alone is one pair (pass a
         list for a batch). Each input is answered by the tasks that take its kind of input (all
-        of them, or those of `tasks`).
+        of them, or those of `tasks`: a list of names, or one name).
         """
         single = isinstance(inputs, (str, tuple))
         unordered = (bytes, bytearray, Mapping, AbstractSet)  # not a sequence of inputs
@@ -144,15 +158,17 @@ class Predictor:
                 f"input 0 is {type(inputs).__name__}; predict takes a str, a (text, text_pair) "
                 "tuple, or a list of them"
             )
-        results = self._answer([inputs] if single else list(inputs), tasks)
+        results = self._answer([inputs] if single else list(inputs), task_list(tasks))
         return results[0] if single else results
 
     def predict_stream(
-        self, inputs: Iterable[TextInput], tasks: list[str] | None = None, chunk_size: int | None = None
+        self, inputs: Iterable[TextInput], tasks: str | list[str] | None = None,
+        chunk_size: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Predictions for an iterable of any length (a file of millions of lines), yielded in
         input order; at most `chunk_size` inputs (default: 8 batches) are held at a time, and
         each chunk is length-sorted into batches as `predict` does."""
+        tasks = task_list(tasks)
         self._check_known(tasks)  # now, not when the first chunk has been read
         return self._stream(iter(inputs), tasks, chunk_size or self.batch_size * STREAM_CHUNK_BATCHES)
 
@@ -165,9 +181,7 @@ class Predictor:
             offset += len(chunk)
 
     def _check_known(self, tasks: list[str] | None) -> None:
-        unknown = sorted(set(tasks or []) - set(self.tasks))
-        if unknown:
-            raise UnknownTaskError(f"unknown task(s) {unknown}; this model has: {', '.join(self.tasks)}")
+        check_known_tasks(tasks, self.tasks)
 
     def _answer(
         self, items: list[object], tasks: list[str] | None, offset: int = 0
@@ -487,12 +501,13 @@ def entities_from_words(text: str, words: list[tuple[int, int, str, float]]) -> 
     return found
 
 
-def input_from_line(line: str) -> TextInput:
+def input_from_line(line: str, pairs: bool = True) -> TextInput:
     """One input line of `mtl-nlp predict`: `text<TAB>text_pair` is a pair (split at the first
-    TAB, for the sentence-pair tasks), a line without a TAB a single text."""
+    TAB, for the sentence-pair tasks), a line without a TAB a single text. With `pairs` False
+    (no requested task reads pairs) every line is a single text, TABs included."""
     line = line.rstrip("\r\n")
     text, tab, text_pair = line.partition("\t")
-    return (text, text_pair) if tab else line
+    return (text, text_pair) if tab and pairs else line
 
 
 def to_json_line(result: dict[str, Any]) -> str:

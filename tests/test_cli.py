@@ -82,6 +82,28 @@ def test_predict_streams_one_json_line_per_input_line(trained, tmp_path):
     assert [line["demo_topic"]["label"] for line in lines] == [e["demo_topic"]["label"] for e in expected]
 
 
+def test_predict_reads_a_tab_as_text_when_no_task_takes_pairs(trained, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("Anna Schmidt\tvisited Berlin .\n")
+    target = tmp_path / "out.jsonl"
+    assert cli_main(["predict", str(trained), str(source), "--output", str(target), "--max-length", "8",
+                     "--tasks", "demo_topic", "--precision", "no"]) == 0
+    predictor = Predictor.from_pretrained(trained, mixed_precision="no", max_length=8)
+    expected = predictor.predict("Anna Schmidt\tvisited Berlin .", tasks="demo_topic")  # one name
+    assert json.loads(target.read_text()) == json.loads(json.dumps(expected))
+
+
+def test_predict_names_an_unknown_task_before_loading_weights(trained, monkeypatch, capsys):
+    from mtl_nlp.modeling.model import MultiTaskModel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the weights were loaded")
+
+    monkeypatch.setattr(MultiTaskModel, "load_checked", refuse)
+    assert cli_main(["predict", str(trained), "--tasks", "nope"]) == 2
+    assert "unknown task(s) ['nope']; this model has: demo_ner" in capsys.readouterr().err
+
+
 def test_export_writes_a_model_the_pipeline_loads(trained, tmp_path, capsys):
     assert cli_main(["export", str(trained), "--task", "demo_topic", str(tmp_path / "topic")]) == 0
     assert "exported task 'demo_topic'" in capsys.readouterr().out

@@ -117,6 +117,7 @@ def test_input_lines_with_a_tab_are_pairs():
     assert input_from_line("a man eats\ta person eats\n") == ("a man eats", "a person eats")
     assert input_from_line("one\ttwo\tthree") == ("one", "two\tthree")  # split at the first TAB
     assert input_from_line("just a text\n") == "just a text"
+    assert input_from_line("one\ttwo\n", pairs=False) == "one\ttwo"  # no requested task reads pairs
 
 
 def test_cli_predict_reads_tab_separated_pairs(predictor, pair_tokenizer, tmp_path, capsys):
