@@ -112,6 +112,8 @@ def _task_config(checkpoint: Path, model: MultiTaskModel, head: HeadConfig):
         config.problem_type = PROBLEM_TYPES[head.type]
     config.classifier_dropout = head.dropout
     config.architectures = None  # set by save_pretrained from the class that writes it
+    if hasattr(config, "mtl_nlp_encoder"):  # the export holds the task's whole encoder
+        del config.mtl_nlp_encoder
     return config
 
 

@@ -144,6 +144,25 @@ def test_each_shape_saves_and_reloads_with_equal_predictions(tiny_model_dir, tin
     assert Predictor.from_pretrained(tmp_path, mixed_precision="no").predict(texts) == before
 
 
+def test_automodel_of_a_checkpoint_with_private_layers_is_the_shared_stack_and_says_so(
+        tiny_model_dir, tiny_tokenizer, tmp_path, batch):
+    from transformers import AutoModel
+
+    model = build(tiny_model_dir, SharingShape(private_layers=1))
+    model.save_pretrained(tmp_path / "ckpt", tiny_tokenizer)
+    encoder = AutoModel.from_pretrained(tmp_path / "ckpt").eval()
+    assert encoder.config.num_hidden_layers == 1
+    assert encoder.config.mtl_nlp_encoder == (
+        "the 1 shared bottom layers of a 2-layer encoder: each task's top 1 layer(s) are in "
+        "private_layers.safetensors; `mtl-nlp export DIR --task NAME` writes a task's whole model")
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(**batch).last_hidden_state,
+                                   model.encoder(**batch).last_hidden_state)
+    reloaded = MultiTaskModel.from_pretrained(tmp_path / "ckpt").eval()  # the note does not get in the way
+    for task, logits in model.forward_all(**batch).items():
+        torch.testing.assert_close(reloaded.forward_all(**batch)[task], logits)
+
+
 def test_predictor_runs_private_layers_only_for_the_tasks_asked(tiny_model_dir, tiny_tokenizer):
     model = build(tiny_model_dir, SharingShape(private_layers=1))
     calls = {task: 0 for task in model.sharing.private}

@@ -126,6 +126,13 @@ class LayerSharing(nn.Module):
                 self.private[task] = copy.deepcopy(stack)
         stack.layer = nn.ModuleList(bottom)
         encoder.config.num_hidden_layers = len(bottom)
+        # The saved config.json is what AutoModel.from_pretrained(DIR) reads: it says that it
+        # holds the shared layers only, and where each task's whole encoder comes from.
+        encoder.config.mtl_nlp_encoder = (
+            f"the {len(bottom)} shared bottom layers of a {self.shape.num_layers}-layer encoder: each "
+            f"task's top {k} layer(s) are in private_layers.safetensors; `mtl-nlp export DIR --task NAME` "
+            "writes a task's whole model"
+        )
 
     def _freeze(self, encoder: PreTrainedModel) -> None:
         shape = self.shape
