@@ -17,10 +17,13 @@ from mtl_nlp.errors import run_reporting_user_errors
 RAW = argparse.RawDescriptionHelpFormatter
 BACKENDS = ("torch", "torch-compile", "onnx", "onnx-int8")  # = mtl_nlp.inference.BACKENDS (no torch import)
 CHECKPOINT_HELP = "a checkpoint directory (a run's output_dir), or the Hub repository id it was pushed to"
-# `--debug` is accepted before and after the command name.
+# `--debug` and `--verbose` are accepted before and after the command name.
 DEBUG = argparse.ArgumentParser(add_help=False)
 DEBUG.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks of user errors too")
+DEBUG.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show the progress bars and INFO lines of datasets, transformers and accelerate "
+                   "(also MTL_NLP_VERBOSE=1)")
 
 TRAIN_EXAMPLE = """\
 examples:
@@ -114,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtl-nlp", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"mtl-nlp {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
+    parser.add_argument("--verbose", action="store_true", help="show the progress bars and INFO lines of "
+                        "datasets, transformers and accelerate (also MTL_NLP_VERBOSE=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(commands)
     add_finetune_parser(commands)

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from mtl_nlp.console import setup_logging
 from mtl_nlp.registry import get_task, list_tasks
 
 EVALUATION_FILE = "evaluation.json"  # `mtl-nlp evaluate` never overwrites the run's metrics.json
 LISTED_LABELS = 6
-
-
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
 def run_train(args: argparse.Namespace, out: TextIO) -> int:
@@ -29,7 +25,7 @@ def run_train(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.training.run import train_from_config
 
     config = load_run_config(args.config, args.overrides)
-    setup_logging()
+    setup_logging(args.verbose)
     train_from_config(config)
     return 0
 
@@ -44,7 +40,7 @@ def split_names(text: str | None) -> list[str] | None:
 def run_finetune(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.training.finetune import finetune_tasks, format_finetune
 
-    setup_logging()
+    setup_logging(args.verbose)
     summary = finetune_tasks(args.checkpoint, split_names(args.tasks), args.overrides)
     out.write(format_finetune(summary) + "\n")
     return 0
@@ -56,7 +52,7 @@ def run_affinity(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.training.affinity import AFFINITY_FILE, AFFINITY_PLOT, measure_affinity
 
     config = load_config(args.config, args.overrides)
-    setup_logging()
+    setup_logging(args.verbose)
     result = measure_affinity(config, steps=args.steps, every=args.every)
     out.write(format_affinity(result) + "\n")
     output = Path(config.output_dir)
@@ -75,7 +71,7 @@ def run_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     base = None if args.config else saved["run_config"]
     config = load_config(args.config, args.overrides, base=base,
                          base_source=f"{args.checkpoint}/mtl_nlp.json run_config")
-    setup_logging()
+    setup_logging(args.verbose)
     metrics = evaluate_checkpoint(args.checkpoint, config)
     from accelerate import PartialState
 
@@ -109,6 +105,7 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
     checkpoint = resolve_checkpoint(args.checkpoint)
     saved_tasks = [head["name"] for head in read_checkpoint_config(checkpoint)["tasks"]]
     check_known_tasks(tasks, saved_tasks)  # before the weights load
+    setup_logging(args.verbose)
     predictor = Predictor.from_pretrained(checkpoint, **options)
     pairs = any(task in predictor.pair_tasks for task in tasks or predictor.tasks)
     source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
@@ -132,6 +129,7 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
 def run_export(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.export import export_task
 
+    setup_logging(args.verbose)
     written = export_task(args.checkpoint, args.task, args.output)
     out.write(f"exported task {args.task!r} to {written}\n")
     return 0

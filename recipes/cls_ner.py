@@ -11,10 +11,10 @@ evaluation on each task's test split.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from mtl_nlp.config import load_run_config
+from mtl_nlp.console import setup_logging
 from mtl_nlp.errors import run_reporting_user_errors
 from mtl_nlp.training import train_from_config
 
@@ -24,13 +24,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", help="YAML config file (see recipes/configs/)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-5")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of configuration errors too")
+    parser.add_argument("--verbose", action="store_true", help="show the progress bars and INFO lines of "
+                        "datasets, transformers and accelerate (also MTL_NLP_VERBOSE=1)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return train_from_config(load_run_config(args.config, args.overrides))
+    config = load_run_config(args.config, args.overrides)
+    setup_logging(args.verbose)
+    return train_from_config(config)
 
 
 if __name__ == "__main__":

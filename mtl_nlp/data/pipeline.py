@@ -97,6 +97,7 @@ def prepare_task_data(
         raw = limit_examples(raw, min(limits, default=None), max_eval_examples, seed)
         if spec.heads is not None:
             prepared[spec.name] = _prepare_entry(spec, raw, tokenizer, max_length, stride)
+            logger.info(describe_task_data(prepared[spec.name]))
             continue
         labels, size = labels_and_size(spec, raw["train"], min(limits, default=None))
         _check_f1(spec, labels)
@@ -106,7 +107,18 @@ def prepare_task_data(
         eval_mapper = build_label_mapper(spec, raw["train"], data.eval_labels) if unseen else None
         data.splits = encode_splits(spec, raw, tokenizer, mapper, max_length, stride, eval_mapper)
         prepared[spec.name] = data
+        logger.info(describe_task_data(data))
     return prepared
+
+
+def describe_task_data(data: TaskData) -> str:
+    """One line for a prepared task: its examples per split and its labels."""
+    sizes = [f"{data.train_size} train{' (streamed)' if data.spec.streaming else ''}"]
+    sizes += [f"{len(split)} {name}" for name, split in data.splits.items() if name != "train"]
+    heads = data.head_data
+    labels = ", ".join(f"{len(head.labels)} {name + ' ' if len(heads) > 1 else ''}labels"
+                       for name, head in heads.items() if head.labels)
+    return f"task {data.spec.name}: {', '.join(sizes)} examples" + (f"; {labels}" if labels else "")
 
 
 def _prepare_entry(

@@ -16,6 +16,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mtl_nlp import diagnostics
 from mtl_nlp.config import STATE_RUN_CONFIG, TrainConfig
@@ -127,7 +128,8 @@ class MultiTaskTrainer:
         self.model.train()
         started = time.perf_counter()
         batches = iter(self.loader)
-        with StopRequests() as stops:
+        # log lines during the loop go above the bar instead of through it
+        with StopRequests() as stops, logging_redirect_tqdm():
             self._loop(total, batches, bar, running, started, stops)
         return self.progress
 
@@ -247,6 +249,7 @@ class MultiTaskTrainer:
         if is_fully_sharded(self.accelerator):
             fill_missing_optimizer_state(self.optimizer)
         save_state(self.accelerator, self.output_dir, self.progress.step, self.config.save_total_limit, extra)
+        logger.info("step %d: resumable state saved in %s", self.progress.step, self.output_dir / STATE_DIR)
 
     def write_reports(self) -> None:
         """trainer_state.json, curves.png and (when measured) conflicts.json/png (main process)."""
