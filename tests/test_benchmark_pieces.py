@@ -37,7 +37,8 @@ def test_time_call_warms_up_then_times_each_repeat():
 def test_profile_breakdown_puts_samples_into_training_phases():
     loop = ("<module> (cls_ner.py:97);main (cls_ner.py:82);"
             "MultiTaskTrainer.train (mtl_nlp/training/trainer.py:118)")
-    step = f"{loop};MultiTaskTrainer._train_batch (mtl_nlp/training/trainer.py:142)"
+    step = (f"{loop};MultiTaskTrainer._loop (mtl_nlp/training/trainer.py:141);"
+            "StepRunner.run (mtl_nlp/training/step.py:80)")
     lines = [
         "<module> (cls_ner.py:97);main (cls_ner.py:60);prepare_task_data (mtl_nlp/data/pipeline.py:43) 50",
         f"{step};Module._call_impl (torch/nn/modules/module.py:1789);MultiTaskModel.forward (m.py:61) 40",
@@ -45,22 +46,25 @@ def test_profile_breakdown_puts_samples_into_training_phases():
         f"{step};AcceleratedOptimizer.step (accelerate/optimizer.py:186);adamw (torch/optim/adam.py:248) 10",
         f"{step};Accelerator.clip_grad_norm_ (accelerate/accelerator.py:3048) 2",
         f"{step};send_to_device (accelerate/utils/operations.py:150) 1",
-        f"{loop};_BaseDataLoaderIter.__next__ (torch/utils/data/dataloader.py:725);"
+        f"{step};_BaseDataLoaderIter.__next__ (torch/utils/data/dataloader.py:725);"
         "DataCollatorForTokenClassification.torch_call (transformers/data/data_collator.py:330) 1",
-        f"{loop};MultiTaskBatches.__iter__ (mtl_nlp/data/multitask.py:40);"
+        f"{step};MultiTaskBatches.__iter__ (mtl_nlp/data/multitask.py:40);"
         "TaskSampler.next_task (mtl_nlp/data/sampling.py:70) 1",
+        # padding inside the model's forward is model work, not collation
+        f"{step};Module._call_impl (torch/nn/modules/module.py:1789);pad (torch/nn/functional.py:5000) 4",
+        f"{loop};tqdm.update (tqdm/std.py:1240) 2",
         f"{loop};MultiTaskTrainer.evaluate_and_checkpoint (mtl_nlp/training/trainer.py:170);"
         "Module._call_impl (torch/nn/modules/module.py:1789) 30",
         "",
     ]
     result = breakdown(parse_raw(lines))
     assert result["samples"] == {
-        "outside the training loop": 50, "backward": 45, "forward": 40, "evaluation and checkpoints": 30,
-        "optimizer": 10, "gradient clipping": 2, "device transfer": 1, "collation": 1,
+        "outside the training loop": 50, "backward": 45, "forward": 44, "evaluation and checkpoints": 30,
+        "optimizer": 10, "gradient clipping": 2, "logging": 2, "device transfer": 1, "collation": 1,
         "sampling and batching": 1,
     }
-    assert result["share_of_step_time"]["forward"] == 0.4
-    assert result["toolkit_overhead"] == 0.03
+    assert result["share_of_step_time"]["forward"] == 44 / 106
+    assert result["toolkit_overhead"] == 5 / 106  # device transfer, collation, sampling, logging
 
 
 def test_profile_breakdown_refuses_a_profile_without_training_steps():

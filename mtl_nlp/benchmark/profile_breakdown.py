@@ -4,7 +4,9 @@
     python -m mtl_nlp.benchmark.profile_breakdown prof.txt
 
 py-spy's raw format is one collapsed stack per line ("outer;...;inner COUNT", frames written as
-"function (file:line)"). Samples under `MultiTaskTrainer.train` are put into the phases below;
+"function (file:line)"). Samples under `MultiTaskTrainer.train` are put into the phases below:
+fetching batches (in `StepRunner.run`, which draws each step's batches, or between steps), the
+model's work inside a step, evaluation, and logging;
 the toolkit's overhead is everything in a step that is not the model's forward, backward and
 optimizer work (data loading, sampling, collation, logging, bookkeeping).
 """
@@ -16,11 +18,22 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-TRAIN_LOOP = ".train (mtl_nlp/training/trainer.py"
-EVALUATION = ".evaluate_and_checkpoint ("
+# (function, file) of the frames that open the training loop, one optimizer step (which also
+# fetches the step's batches) and an evaluation. py-spy writes a frame as "function (file:line)",
+# with the class in front ("StepRunner.run") where Python gives the qualified name.
+TRAIN_LOOP = ("train", "mtl_nlp/training/trainer.py")
+OPTIMIZER_STEP = ("run", "mtl_nlp/training/step.py")
+EVALUATION = ("evaluate_and_checkpoint", "mtl_nlp/training/trainer.py")
 MODEL_WORK = ("forward", "backward", "optimizer", "gradient clipping", "scheduler")
 
-# Inside one training step: the first rule whose marker appears in the stack names the phase.
+# A stack that fetches batches (inside a step, which draws its own, or between steps) holds one of
+# these; the first rule whose marker appears then names the kind of work, else "data loading".
+FETCHING = ("mtl_nlp/data/", "torch/utils/data/", "__next__ (")
+DATA_RULES: list[tuple[str, tuple[str, ...]]] = [
+    ("collation", ("collat", "pad (")),
+    ("sampling and batching", ("mtl_nlp/data/sampling.py", "mtl_nlp/data/batching.py")),
+]
+# The rest of a training step.
 STEP_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("backward", ("backward (",)),
     ("gradient clipping", ("clip_grad_norm_ (",)),
@@ -29,13 +42,19 @@ STEP_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("forward", ("forward (", "_call_impl (")),
     ("device transfer", ("send_to_device (",)),
 ]
-# Between steps: fetching the next batch, and the progress bar.
-LOOP_RULES: list[tuple[str, tuple[str, ...]]] = [
-    ("collation", ("collat", "pad (")),
-    ("sampling and batching", ("mtl_nlp/data/sampling.py", "mtl_nlp/data/batching.py")),
-    ("data loading", ("__next__ (", "__iter__ (")),
-    ("logging", ("tqdm/", "postfix (")),
-]
+# Between steps: the progress bar and the loop's own logging.
+LOOP_RULES: list[tuple[str, tuple[str, ...]]] = [("logging", ("tqdm/", "postfix (", "_log_losses ("))]
+
+
+def is_frame(frame: str, function: str, file: str) -> bool:
+    """Whether a py-spy frame is `function` (plain or qualified) of `file`."""
+    name, _, location = frame.partition(" (")
+    return name.rpartition(".")[2] == function and file in location
+
+
+def first_match(inner: tuple[str, ...], rules: list[tuple[str, tuple[str, ...]]]) -> str | None:
+    return next((phase for phase, markers in rules
+                 if any(marker in frame for frame in inner for marker in markers)), None)
 
 
 def parse_raw(lines: Iterable[str]) -> Counter[tuple[str, ...]]:
@@ -52,17 +71,17 @@ def parse_raw(lines: Iterable[str]) -> Counter[tuple[str, ...]]:
 
 def phase_of(stack: tuple[str, ...]) -> str | None:
     """The training phase of one stack, or None when it is outside the training loop."""
-    start = next((i for i, frame in enumerate(stack) if TRAIN_LOOP in frame), None)
+    start = next((i for i, frame in enumerate(stack) if is_frame(frame, *TRAIN_LOOP)), None)
     if start is None:
         return None
     inner = stack[start + 1 :]
-    if any(EVALUATION in frame for frame in inner):
+    if any(is_frame(frame, *EVALUATION) for frame in inner):
         return "evaluation and checkpoints"
-    in_step = any("._train_batch (" in frame for frame in inner)
-    for phase, markers in STEP_RULES if in_step else LOOP_RULES:
-        if any(marker in frame for frame in inner for marker in markers):
-            return phase
-    return "step bookkeeping" if in_step else "loop bookkeeping"
+    if any(marker in frame for frame in inner for marker in FETCHING):
+        return first_match(inner, DATA_RULES) or "data loading"
+    if any(is_frame(frame, *OPTIMIZER_STEP) for frame in inner):
+        return first_match(inner, STEP_RULES) or "step bookkeeping"
+    return first_match(inner, LOOP_RULES) or "loop bookkeeping"
 
 
 def breakdown(stacks: Counter[tuple[str, ...]]) -> dict[str, object]:
@@ -74,7 +93,7 @@ def breakdown(stacks: Counter[tuple[str, ...]]) -> dict[str, object]:
                    if p not in ("outside the training loop", "evaluation and checkpoints")}
     step_total = sum(step_phases.values())
     if not step_total:
-        raise ValueError(f"no samples of training steps (under {TRAIN_LOOP.strip('.')}...); "
+        raise ValueError(f"no samples of training steps (under {TRAIN_LOOP[0]} in {TRAIN_LOOP[1]}); "
                          "record the whole run with py-spy -f raw")
     overhead = sum(n for p, n in step_phases.items() if p not in MODEL_WORK)
     return {
