@@ -127,3 +127,12 @@ def test_joint_exact_match_needs_the_intent_and_exactly_the_gold_spans():
     ]
     assert joint_exact_match(intents, entities, gold_intents, gold_spans) == 0.5
     assert joint_exact_match([], [], [], []) == 0.0
+
+
+def test_machine_description_reads_the_cpu_model_and_its_bf16_flags():
+    from mtl_nlp.benchmark.machine import cpu_model_and_flags
+
+    cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse avx512f avx512_bf16\n\n"
+               "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n")
+    assert cpu_model_and_flags(cpuinfo) == ("AMD EPYC 9R14", {"fpu", "sse", "avx512f", "avx512_bf16"})
+    assert cpu_model_and_flags("") == ("", set())

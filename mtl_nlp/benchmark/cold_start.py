@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from mtl_nlp.benchmark.machine import describe_machine
+
 TEXT = "Angela Merkel visited Paris."
 BARE = (
     "import torch; from transformers import AutoModel, AutoTokenizer; "
@@ -61,6 +63,7 @@ def main() -> None:
         for name, case in cases.items():
             seconds[name].append(run_once(*case))
     bare = statistics.median(seconds["bare encoder (transformers)"])
+    print(describe_machine())
     print(f"| case | median seconds ({args.repeats} runs) | ratio to the bare encoder |")
     print("|---|---|---|")
     for name, values in seconds.items():

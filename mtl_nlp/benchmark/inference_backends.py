@@ -36,6 +36,7 @@ from transformers import AutoModel, AutoTokenizer, pipeline
 
 from mtl_nlp.benchmark.answer_scores import gold_examples, score_answers
 from mtl_nlp.benchmark.inference_timing import benchmark_texts
+from mtl_nlp.benchmark.machine import describe_machine
 from mtl_nlp.export import export_task
 from mtl_nlp.inference import Predictor
 from mtl_nlp.registry import get_task
@@ -187,6 +188,7 @@ def main() -> None:
     scores = {}
     if args.scores and args.data_dir:
         scores = engine_scores(predictors, args.data_dir, args.score_limit)
+    print(describe_machine())
     print(f"{len(texts)} texts, batch {BATCH} (pipelines {PIPELINE_BATCH}), max_length {max_length}, "
           f"{args.rounds} rounds, median")
     print(format_table(seconds, answers, scores, len(texts)))

@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 
 from mtl_nlp import MultiTaskModel, load_tokenizer, prepare_task_data, resolve_tasks
+from mtl_nlp.benchmark.machine import describe_machine
 from mtl_nlp.config import DEFAULT_MODEL, WeightingConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.precision import resolve_mixed_precision
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--mixed-precision", default="auto")
-    print(json.dumps(time_steps(parser.parse_args()), indent=2))
+    print(json.dumps({"machine": describe_machine(), **time_steps(parser.parse_args())}, indent=2))
 
 
 if __name__ == "__main__":

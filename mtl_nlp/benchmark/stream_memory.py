@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mtl_nlp.benchmark.machine import describe_machine
+
 WORDS = ("the film was good bad long dull bright quiet story actor scene music plot ending "
          "slow fast funny sad brilliant boring").split()
 
@@ -73,6 +75,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         validation = work / "validation.jsonl"
         write_rows(validation, 200, seed=1)
+        print(describe_machine())
         print("| rows in train file | file MB | streamed: peak MB | streamed: rows/s | in memory: peak MB "
               "| in memory: rows/s |")
         print("|---:|---:|---:|---:|---:|---:|")

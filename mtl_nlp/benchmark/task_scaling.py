@@ -16,6 +16,8 @@ import json
 import subprocess
 import sys
 
+from mtl_nlp.benchmark.machine import describe_machine
+
 CHILD = """
 import json, random, resource, sys, tempfile, time
 from pathlib import Path
@@ -88,6 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = [measure(args.encoder, count, args.steps) for count in args.tasks]
     base = rows[0]
+    print(describe_machine())
     print("| tasks | s/step | peak MB | checkpoint MB | Predictor ms/text (all tasks) |")
     print("|---:|---:|---:|---:|---:|")
     for row in rows:
