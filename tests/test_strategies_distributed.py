@@ -62,3 +62,27 @@ def test_a_one_batch_task_trains_on_four_processes(tiny_model_dir, tmp_path):
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(4)]
     for name, value in ranks[0]["state"].items():
         assert all(torch.equal(value, other["state"][name]) for other in ranks[1:]), name
+
+
+@pytest.mark.parametrize("shape", ["hard", "private", "soft_l2", "layer", "frozen"])
+def test_two_processes_train_the_weights_one_process_trains(tiny_model_dir, tmp_path, shape):
+    """Two DDP ranks with a batch each per step against one plain process accumulating both
+    batches: equal updates, including the soft L2 pull on the private layers of the task a step
+    does not train. torchrun with one process (a DDP wrapper around one rank) trains them too."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    worker = str(ROOT / "tests" / "workers" / "ddp_equals_one.py")
+    launchers = {"plain": [sys.executable],
+                 "ddp-2": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]}
+    if shape == "hard":
+        launchers["ddp-1"] = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1"]
+    weights = {}
+    for name, launcher in launchers.items():
+        out = tmp_path / f"{name}.pt"
+        command = [*launcher, worker, str(tiny_model_dir), str(out), shape]
+        result = run_process_group(command, env=env, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        weights[name] = torch.load(out)
+    for name in launchers:
+        assert weights[name].keys() == weights["plain"].keys()
+        for key, value in weights["plain"].items():
+            torch.testing.assert_close(weights[name][key], value, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")

@@ -12,7 +12,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import send_to_device
 
-from mtl_nlp.training.sharded import is_fully_sharded
 from mtl_nlp.training.unused_parameters import parameters_unused_by, zero_touching
 from mtl_nlp.training.weighting import LossWeighting, TaskGradients, cosine_matrix
 
@@ -60,8 +59,9 @@ class StepRunner:
         ]
         # DDP runs without searching for unused parameters: see unused_parameters.py. FSDP
         # reduces only the gradients a step produced, on every process alike, and needs no zero.
-        ddp = accelerator.num_processes > 1 and not is_fully_sharded(accelerator)
-        self.unused = parameters_unused_by(unwrapped, unwrapped.batch_tasks) if ddp else {}
+        # (a DDP wrapper, also of a single process under torchrun, not the process count)
+        self.ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        self.unused = parameters_unused_by(unwrapped, unwrapped.batch_tasks) if self.ddp else {}
         self.unused_ids = {task: {id(p) for p in parameters} for task, parameters in self.unused.items()}
 
     def _measures_conflicts(self, step: int) -> bool:
@@ -77,7 +77,7 @@ class StepRunner:
         for index in range(count):
             task, batch = next(batches)
             sync = index == count - 1 and not separate
-            context = contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model)
+            context = contextlib.nullcontext() if sync else self._no_sync()
             with context:
                 loss = self._forward_backward(task, batch, result, sync)
             result.losses.append((task, loss))
@@ -101,6 +101,12 @@ class StepRunner:
             self.task_gradients.end_step()
         self.weighting.end_step(step, self._sum_over_processes)
         return result
+
+    def _no_sync(self) -> contextlib.AbstractContextManager:
+        """Skip the all-reduce of this backward. A DDP wrapper is asked itself: Accelerate's
+        no_sync does nothing for one process, yet torchrun with one process wraps the model in
+        DDP, whose next forward would then find the unused parameters of a synced backward."""
+        return self.model.no_sync() if self.ddp else self.accelerator.no_sync(self.model)
 
     def _forward_backward(self, task: str, batch: dict, result: StepResult, sync: bool) -> torch.Tensor:
         mask = batch["attention_mask"]  # counted on the host, before the batch moves to the device

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 def parameters_unused_by(model: nn.Module, tasks: list[str]) -> dict[str, list[nn.Parameter]]:
     """{task: the trainable parameters a batch of that task (or entry of several heads) gives no
-    gradient}, from one
-    two-token forward per task in eval mode (no dropout: the RNG stream is left as it was)."""
+    gradient}, from one two-token forward per task in eval mode (no dropout: the RNG stream is left
+    as it was) plus the loss terms every training batch adds (the soft-sharing penalty)."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     device = parameters[0].device if parameters else torch.device("cpu")
     input_ids = torch.zeros(1, 2, dtype=torch.long, device=device)
@@ -33,6 +33,11 @@ def parameters_unused_by(model: nn.Module, tasks: list[str]) -> dict[str, list[n
                 # an entry of several heads answers {head: logits}: it uses every head
                 outputs = logits.values() if isinstance(logits, dict) else [logits]
                 total = torch.stack([output.float().sum() for output in outputs]).sum()
+                # every training batch adds the soft-sharing penalty, which reaches every task's
+                # private layers: they are used by each task's batches, not idle
+                penalty = model.sharing.penalty() if hasattr(model, "sharing") else None
+                if penalty is not None:
+                    total = total + penalty
                 gradients = torch.autograd.grad(total, parameters, allow_unused=True)
                 unused[task] = [p for p, g in zip(parameters, gradients) if g is None]
     finally:

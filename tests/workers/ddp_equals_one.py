@@ -1,0 +1,80 @@
+"""Train the same fixed batches with one process (gradient accumulation over the batches) or with
+two DDP processes (one batch each per step), and save the final weights.
+
+    python tests/workers/ddp_equals_one.py MODEL_DIR OUT_FILE SHAPE          # one process
+    torchrun --nproc_per_node N tests/workers/ddp_equals_one.py MODEL_DIR OUT_FILE SHAPE
+
+Each step trains one task, as the default step mode does: its two batches are the two ranks'
+batches under DDP and the two accumulated micro-batches in one process, so the updates must be
+equal. Dropout is off and the optimizer is plain SGD, so the weights differ only by float
+rounding, and a gradient dropped in one setting shows as a weight left behind.
+"""
+
+import sys
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from transformers import AutoTokenizer
+
+from mtl_nlp import HeadConfig, MultiTaskModel
+from mtl_nlp.modeling.sharing import SharingShape
+from mtl_nlp.training.step import StepRunner
+from mtl_nlp.training.weighting import EqualWeighting
+
+SHAPES = {
+    "hard": (SharingShape(), None),
+    "private": (SharingShape(private_layers=1), None),
+    "soft_l2": (SharingShape(private_layers=1, soft_l2=0.5), None),
+    "layer": (SharingShape(), 1),
+    "frozen": (SharingShape(freeze_layers=1), None),
+}
+TEXTS = ["the film is dull", "a great and moving story", "anna visited new york .", "the plot is thin",
+         "what a lovely day", "the team won the final ."]
+TASKS = ["sentiment", "topic", "sentiment", "topic"]  # the task of each step
+
+
+def batches(tokenizer, task: str, step: int) -> list[dict]:
+    """The step's two batches of `task` (3 texts each, labels fixed by position)."""
+    classes = 2 if task == "sentiment" else 3
+    made = []
+    for part in range(2):
+        texts = [TEXTS[(step + part * 3 + i) % len(TEXTS)] for i in range(3)]
+        batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+        batch.pop("token_type_ids", None)
+        batch["labels"] = torch.tensor([(step + part + i) % classes for i in range(3)])
+        made.append(batch)
+    return made
+
+
+def main() -> None:
+    model_dir, out, shape_name = sys.argv[1:4]
+    shape, topic_layer = SHAPES[shape_name]
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=False)  # as mtl_nlp's runs set it
+    accelerator = Accelerator(cpu=True, kwargs_handlers=[ddp])
+    torch.manual_seed(0)
+    heads = [HeadConfig(name="sentiment", type="classification", labels=["neg", "pos"], dropout=0.0),
+             HeadConfig(name="topic", type="classification", labels=["a", "b", "c"], dropout=0.0,
+                        layer=topic_layer)]
+    model = MultiTaskModel.from_encoder(model_dir, heads, shape)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model.train()
+    ranks = accelerator.num_processes
+    runner = StepRunner(accelerator, model, optimizer, scheduler, EqualWeighting(["sentiment", "topic"]),
+                        grad_accum=2 // ranks, batches_per_step=1, max_grad_norm=0.0)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    for step, task in enumerate(TASKS):
+        step_batches = batches(tokenizer, task, step)
+        mine = step_batches if ranks == 1 else [step_batches[accelerator.process_index]]
+        runner.run(iter((task, batch) for batch in mine), step + 1)
+    if accelerator.is_main_process:
+        torch.save(accelerator.unwrap_model(model).state_dict(), out)
+    accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main()
