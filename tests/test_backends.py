@@ -9,7 +9,7 @@ import torch
 
 from mtl_nlp import HeadConfig, MultiTaskModel, cli
 from mtl_nlp.inference import BACKENDS, BackendError, Predictor
-from mtl_nlp.onnx_backend import onnx_runner
+from mtl_nlp.inference.onnx_engine import onnx_runner
 
 needs_onnx = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnxscript")),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from mtl_nlp.data.features import align_word_labels
 from mtl_nlp.data.loading import DataError
 from mtl_nlp.encoding import IGNORE_INDEX
-from mtl_nlp.spans import bio_spans
+from mtl_nlp.inference.entities import bio_spans
 
 FUZZ = dict(derandomize=True, database=None, deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

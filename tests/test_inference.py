@@ -8,7 +8,7 @@ import torch
 from mtl_nlp import HeadConfig, MultiTaskModel
 from mtl_nlp.cli import main as cli_main
 from mtl_nlp.inference import Predictor, entities
-from mtl_nlp.spans import bio_spans
+from mtl_nlp.inference.entities import bio_spans
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTENCE = "Anna Schmidt visited New Yorkers, in the U.S. today."
@@ -124,7 +124,7 @@ def test_bf16_predictor_stores_linear_weights_once_with_the_answers_of_autocast(
     assert dtypes["Linear"] == {torch.bfloat16}
     assert dtypes["LayerNorm"] == dtypes["Embedding"] == {torch.float32}
     answers = predictor.predict(texts)
-    monkeypatch.setattr("mtl_nlp.inference.store_linear_weights", lambda model, dtype: None)
+    monkeypatch.setattr("mtl_nlp.inference.engines.store_linear_weights", lambda model, dtype: None)
     autocast_only = Predictor.from_pretrained(checkpoint, batch_size=2, mixed_precision="bf16")
     assert {p.dtype for p in autocast_only.model.parameters()} == {torch.float32}
     assert autocast_only.predict(texts) == answers
@@ -160,7 +160,7 @@ def test_predictor_batches_by_token_count_not_characters(checkpoint, tiny_tokeni
 
 
 def test_long_lists_are_tokenized_in_groups_with_answers_in_order(checkpoint, monkeypatch):
-    import mtl_nlp.inference as inference
+    import mtl_nlp.inference.predictor as inference
 
     texts = ["the film is dull .", SENTENCE, "anna", "1,234.5678:90", "", "new york", "the story is fine"]
     predictor = Predictor.from_pretrained(checkpoint, batch_size=2, mixed_precision="no")

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from mtl_nlp.data.loading import load_task_splits
+from mtl_nlp.inference.entities import bio_spans
 from mtl_nlp.registry import TaskSpec
-from mtl_nlp.spans import bio_spans
 
 Span = tuple[str, int, int]  # (label, start, end) character offsets
 

@@ -1,9 +1,11 @@
-"""Predictor: raw texts (and text pairs) in, every task's answer out, one encoder pass per batch."""
+"""Predictor: raw texts (and text pairs) in, every task's answer out, one encoder pass per batch.
+
+Inputs are routed by kind (texts to the single-text tasks, pairs to the pair tasks), tokenized in
+groups, batched by token count and run through the backend's engine (engines.py); tagging answers
+are decoded into entity spans (entities.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from itertools import islice
@@ -15,51 +17,19 @@ from torch import Tensor
 from transformers import AutoTokenizer
 
 from mtl_nlp.encoding import encode_texts
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.inference.engines import build_engine
+from mtl_nlp.inference.entities import entities_from_tags, windowed_text_entities
+from mtl_nlp.inference.errors import PredictorInputError
+from mtl_nlp.inference.inputs import TextInput, as_input, check_known_tasks, task_list
 from mtl_nlp.modeling.checkpoint_files import consistent_view
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 from mtl_nlp.precision import resolve_mixed_precision
-from mtl_nlp.spans import bio_spans
-from mtl_nlp.windows import default_stride, edge_context, merge_windows
+from mtl_nlp.windows import default_stride
 
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 SORT_GROUP_BATCHES = 64  # inputs tokenized and sorted by token count together, in batches
-TextInput = str | tuple[str, str]  # a text, or a (text, text_pair) pair for sentence-pair tasks
-
-
-BACKENDS = ("torch", "torch-compile", "onnx", "onnx-int8")  # the engines a Predictor can run on
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class BackendError(MtlNlpError, ValueError):
-    """An unknown backend, or one whose packages are not installed."""
-
-
-class PredictorInputError(MtlNlpError, ValueError, TypeError):
-    """An input the Predictor cannot answer (not a str or pair, or no task takes its kind)."""
-
-
-class UnknownTaskError(MtlNlpError, KeyError):
-    """A task name the checkpoint does not have."""
-
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0])
-
-
-def task_list(tasks: str | Iterable[str] | None) -> list[str] | None:
-    """The requested tasks as a list: one name given as a string is one task (not its letters)."""
-    if tasks is None:
-        return None
-    return [tasks] if isinstance(tasks, str) else list(tasks)
-
-
-def check_known_tasks(tasks: list[str] | None, known: list[str]) -> None:
-    """UnknownTaskError naming the requested tasks a checkpoint with tasks `known` lacks."""
-    unknown = sorted(set(tasks or []) - set(known))
-    if unknown:
-        raise UnknownTaskError(f"unknown task(s) {unknown}; this model has: {', '.join(known)}")
 
 
 class Predictor:
@@ -97,23 +67,8 @@ class Predictor:
                 f"stride must be in [0, max_length // 2 = {self.max_length // 2}), got {self.stride}"
             )
         self.precision = resolve_mixed_precision(mixed_precision, self.device.type == "cpu")
-        # "torch" runs the model itself; "torch-compile" its forward compiled by torch.compile
-        # (dynamic shapes: compiled once on the first batches); "onnx"/"onnx-int8" an ONNX
-        # Runtime export of it (fp32 or int8 weights; `mixed_precision` then has no effect),
-        # cached in `checkpoint`.
-        if backend not in BACKENDS:
-            raise BackendError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
         self.backend = backend
-        self._engine = None
-        if backend in ("torch", "torch-compile") and self.precision in ("bf16", "fp16"):
-            store_linear_weights(self.model, AUTOCAST_DTYPES[self.precision])
-        self._forward_all = self.model.forward_all
-        if backend == "torch-compile":
-            self._forward_all = torch.compile(self.model.forward_all, dynamic=True)
-        elif backend != "torch":
-            from mtl_nlp.onnx_backend import onnx_runner
-
-            self._engine = onnx_runner(self.model, tokenizer, backend, self.device, checkpoint)
+        self._engine = build_engine(self.model, tokenizer, backend, self.device, self.precision, checkpoint)
 
     @classmethod
     def from_pretrained(
@@ -192,7 +147,7 @@ class Predictor:
         a group, and batched by token count: sorting by characters mixes texts whose token counts
         differ widely (numbers and names split into many pieces), and padded tokens cost encoder
         time like real ones."""
-        batch = [_as_input(offset + i, item) for i, item in enumerate(items)]
+        batch = [as_input(offset + i, item) for i, item in enumerate(items)]
         tasks_by_kind = self._tasks_by_kind(batch, tasks, offset)
         results: list[dict[str, Any] | None] = [None] * len(batch)
         group = self.batch_size * SORT_GROUP_BATCHES
@@ -257,16 +212,8 @@ class Predictor:
         return "pairs" if self.model.head_configs[task].text_pair else "texts"
 
     def _logits(self, inputs: dict[str, Tensor], tasks: list[str]) -> dict[str, Tensor]:
-        """{task: logits} of one encoder pass over a batch, from the model or its ONNX export."""
-        if self._engine is not None:
-            return self._engine(inputs, tasks)
-        with self._autocast():
-            return self._forward_all(**inputs, tasks=tasks)
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision in AUTOCAST_DTYPES:
-            return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
-        return contextlib.nullcontext()
+        """{task: logits} of one encoder pass over a batch, from the backend's engine."""
+        return self._engine(inputs, tasks)
 
     @torch.no_grad()
     def _predict_batch(
@@ -297,7 +244,7 @@ class Predictor:
             scores, tags = top_scores.tolist(), top_tags.tolist()
             answers[task] = [
                 long_entities[row][task] if row in long_entities else
-                _entities_from_tags(text, offsets[row], word_ids[row], scores[row], tags[row], config.labels)
+                entities_from_tags(text, offsets[row], word_ids[row], scores[row], tags[row], config.labels)
                 for row, text in enumerate(texts)
             ]
         return [{task: answers[task][row] for task in tasks} for row in range(len(texts))]
@@ -351,49 +298,6 @@ class Predictor:
         return answers
 
 
-def store_linear_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Keep every linear layer's weight and bias in `dtype`, the precision autocast runs them in.
-
-    Autocast casts float32 weights to bf16/fp16 on every use and caches the casts only until its
-    context closes, so a Predictor entering it once per batch re-cast all 22M weights of the
-    default encoder each batch (about a fifth of a bf16 pass over short texts). Cast once, the
-    answers are the same: autocast's cast of a weight already in `dtype` is a no-op. Layer norms
-    and embeddings stay float32, as autocast leaves them.
-    """
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            module.to(dtype)
-
-
-def _as_input(index: int, item: object) -> TextInput:
-    """A str, or a (text, text_pair) pair as a tuple; a 2-item list of str counts as a pair."""
-    if isinstance(item, str):
-        return _checked_text(index, item)
-    if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
-        return (_checked_text(index, item[0]), _checked_text(index, item[1]))
-    if isinstance(item, tuple):
-        raise PredictorInputError(
-            f"input {index} is a tuple of {len(item)} item(s); a tuple input is one "
-            "(text, text_pair) pair of two str (pass a list of inputs for a batch)"
-        )
-    raise PredictorInputError(
-        f"input {index} is {type(item).__name__}, expected a str or a (text, text_pair) tuple"
-    )
-
-
-def _checked_text(index: int, text: str) -> str:
-    """`text`, unless it holds a lone surrogate (from `json.loads('"\\ud800"')` or a file read with
-    errors="surrogateescape"), which no tokenizer can encode."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise PredictorInputError(
-            f"input {index} is not valid unicode: a lone surrogate {text[error.start]!r} at character "
-            f"{error.start}"
-        ) from None
-    return text
-
-
 def sentence_answers(config: HeadConfig, scores: Tensor, decoded: Tensor) -> list[dict[str, Any]]:
     """One sentence-level task's answers for a batch, from its head's scores and decoding."""
     if config.type == "regression":
@@ -407,109 +311,3 @@ def sentence_answers(config: HeadConfig, scores: Tensor, decoded: Tensor) -> lis
     chosen = scores.gather(1, decoded.long().unsqueeze(1)).squeeze(1)
     return [{"label": config.labels[index], "score": score}
             for index, score in zip(decoded.tolist(), chosen.tolist())]
-
-
-def _word_tokens(offsets: list[list[int]], word_ids: list[int | None]) -> dict[int, list[int]]:
-    """{word: [start, end, first token]} of the words with tokens in one encoded row."""
-    words: dict[int, list[int]] = {}
-    for token, (word, (start, end)) in enumerate(zip(word_ids, offsets)):
-        if word is None or end <= start:
-            continue
-        if word not in words:
-            words[word] = [start, end, token]
-        else:
-            words[word][0] = min(words[word][0], start)
-            words[word][1] = max(words[word][1], end)
-    return words
-
-
-def tokenizer_words(
-    offsets: list[list[int]], word_ids: list[int | None]
-) -> list[tuple[int, int, int]]:
-    """(start, end, first token) of each word of a text, in order, as the tokenizer's own
-    normalizer and pre-tokenizer split it (the words transformers' pipelines use): whitespace and
-    punctuation for BERT, each CJK ideograph a word of its own, accents kept in the offsets.
-
-    Special and padding tokens belong to no word; words cut off by truncation are absent.
-    """
-    words = _word_tokens(offsets, word_ids)
-    return [tuple(words[word]) for word in sorted(words)]
-
-
-def entities(
-    text: str, offsets: list[list[int]], word_ids: list[int | None], probabilities: Tensor,
-    labels: list[str],
-) -> list[dict[str, Any]]:
-    """Entities of one text from its per-token tag probabilities, each word tagged by its first
-    subword token (as in training, and as the pipelines' `aggregation_strategy="first"`)."""
-    scores, tags = probabilities.float().max(dim=-1)
-    return _entities_from_tags(text, offsets, word_ids, scores.tolist(), tags.tolist(), labels)
-
-
-def _entities_from_tags(
-    text: str, offsets: list[list[int]], word_ids: list[int | None], scores: list[float],
-    tags: list[int], labels: list[str],
-) -> list[dict[str, Any]]:
-    """`entities` from each token's most probable tag and its probability."""
-    tagged = [(start, end, labels[tags[first]], scores[first])
-              for start, end, first in tokenizer_words(offsets, word_ids)]
-    return entities_from_words(text, tagged)
-
-
-def windowed_text_entities(
-    text: str, offsets: list[list[list[int]]], word_ids: list[list[int | None]],
-    probabilities: list[Tensor], labels: list[str],
-) -> list[dict[str, Any]]:
-    """Entities of one text read as overlapping windows (the rows of one text in a tokenizer's
-    overflow output). A word is tagged by a window holding its first subword token, the one where
-    that token has the most context; a window that starts inside a word tags nothing for it."""
-    windows = [_word_tokens(window_offsets, window_words)
-               for window_offsets, window_words in zip(offsets, word_ids)]
-    spans: dict[int, list[int]] = {}
-    for window in windows:
-        for word, (start, end, _) in window.items():
-            span = spans.setdefault(word, [start, end])
-            span[0], span[1] = min(span[0], start), max(span[1], end)
-    candidates = []
-    for index, (window, window_words, window_probabilities) in enumerate(
-        zip(windows, word_ids, probabilities)
-    ):
-        content = [token for token, word in enumerate(window_words) if word is not None]
-        scores, tags = window_probabilities.max(dim=-1)
-        candidates.append({
-            word: (
-                edge_context(first - content[0], len(content), index == 0, index == len(windows) - 1),
-                (labels[int(tags[first])], float(scores[first])),
-            )
-            for word, (start, _, first) in window.items() if start == spans[word][0]
-        })
-    merged = merge_windows(candidates)
-    tagged = [(*spans[word], tag, score) for word, (tag, score) in merged.items()]
-    return entities_from_words(text, tagged)
-
-
-def entities_from_words(text: str, words: list[tuple[int, int, str, float]]) -> list[dict[str, Any]]:
-    """Entities from the (start, end, tag, score) of a text's words in order: BIO spans, each
-    scored by the mean of its words' tag probabilities."""
-    found = []
-    for label, begin, end in bio_spans([tag for _, _, tag, _ in words]):
-        start, stop = words[begin][0], words[end - 1][1]
-        found.append({
-            "label": label, "text": text[start:stop], "start": start, "end": stop,
-            "score": sum(score for _, _, _, score in words[begin:end]) / (end - begin),
-        })
-    return found
-
-
-def input_from_line(line: str, pairs: bool = True) -> TextInput:
-    """One input line of `mtl-nlp predict`: `text<TAB>text_pair` is a pair (split at the first
-    TAB, for the sentence-pair tasks), a line without a TAB a single text. With `pairs` False
-    (no requested task reads pairs) every line is a single text, TABs included."""
-    line = line.rstrip("\r\n")
-    text, tab, text_pair = line.partition("\t")
-    return (text, text_pair) if tab and pairs else line
-
-
-def to_json_line(result: dict[str, Any]) -> str:
-    """One prediction as a JSON line (used by `mtl-nlp predict`)."""
-    return json.dumps(result, ensure_ascii=False)

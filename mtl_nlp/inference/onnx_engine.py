@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl_nlp.config import CHECKPOINT_CONFIG
-from mtl_nlp.inference import BackendError
+from mtl_nlp.inference.errors import BackendError
 
 logger = logging.getLogger(__name__)
 
