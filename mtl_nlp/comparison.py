@@ -10,9 +10,8 @@ from typing import Any
 
 from mtl_nlp.diagnostics import SUMMARY_KEYS, task_main_metric
 from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.run_files import METRICS_FILE
 from mtl_nlp.training.metrics import glue_average
-
-METRICS_FILE = "metrics.json"
 
 
 class ComparisonError(MtlNlpError, ValueError):

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.run_files import CHECKPOINT_CONFIG, STATE_RUN_CONFIG, newest_state
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_TASKS = ("demo_ner", "demo_sentiment", "demo_topic")
@@ -147,10 +148,6 @@ def load_config(
 PATH_KEYS = ("output_dir", "data_dir", "cache_dir", "resume_from", "init_from")
 
 
-CHECKPOINT_CONFIG = "mtl_nlp.json"  # a checkpoint's self-description, holding its run config
-STATE_RUN_CONFIG = "run_config.json"  # in a resumable state folder: the config of the run that wrote it
-
-
 def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """The config of a run launched from the command line: `load_config`, except that
     `resume_from=DIR` with no config file starts from the run config saved in DIR's checkpoint,
@@ -165,8 +162,6 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
     folder = Path(resume)
     if not folder.exists():
         raise ConfigError(f"resume_from: {folder} does not exist")
-    from mtl_nlp.training.state_files import newest_state
-
     # The newest state's own record first (the run that wrote it), then the checkpoint's (the
     # run that saved the best model); DIR is a run's output_dir or one of its state folders.
     state = newest_state(folder)
@@ -181,15 +176,20 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
                       "with --config")
 
 
+# The names of the strategies and methods a config chooses from; the modules that implement them
+# (data.sampling, data.multitask, training.weighting) take their names from here.
+SAMPLING_STRATEGIES = ("proportional", "temperature", "uniform", "annealed", "round_robin")
+STEP_MODES = ("one_task", "all_tasks")
+WEIGHTING_METHODS = ("equal", "log_size", "uncertainty", "dwa", "rlw", "pcgrad", "cagrad")
+GRADIENT_METHODS = ("pcgrad", "cagrad")  # combine task gradients: need train.step_mode=all_tasks
 CHOICES = {
     "mixed_precision": ("auto", "no", "bf16", "fp16"),
-    "sampling.strategy": ("proportional", "temperature", "uniform", "annealed", "round_robin"),
+    "sampling.strategy": SAMPLING_STRATEGIES,
     "sampling.anneal": ("up", "down"),
-    "train.step_mode": ("one_task", "all_tasks"),
+    "train.step_mode": STEP_MODES,
     "train.epoch": ("total", "each_task"),
-    "weighting.method": ("equal", "log_size", "uncertainty", "dwa", "rlw", "pcgrad", "cagrad"),
+    "weighting.method": WEIGHTING_METHODS,
 }
-GRADIENT_METHODS = ("pcgrad", "cagrad")  # need train.step_mode=all_tasks
 
 
 def validate(config: RunConfig) -> None:

@@ -15,17 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from mtl_nlp.task_groups import every_steps, matrix_rows, off_diagonal, value_format
+from mtl_nlp.task_types import MAIN_METRIC, REPORTED_METRICS
 
-# The metric keys each task type reports (mtl_nlp.training.metrics) and the main one, the one
-# model selection and the overall score use. Matched on the key set because the result files
-# carry metrics, not task types; tests keep this table in step with training.metrics.
-METRIC_SETS: dict[frozenset[str], str] = {
-    frozenset({"precision", "recall", "f1"}): "f1",  # tagging (entity level)
-    frozenset({"accuracy", "macro_f1"}): "accuracy",  # classification
-    frozenset({"pearson", "spearman", "mse"}): "pearson",  # regression
-    frozenset({"micro_f1", "macro_f1"}): "micro_f1",  # multilabel
-}
-
+# The key set each task type reports and its default main metric, the one model selection and
+# the overall score use, for result files that do not record their main metrics.
+METRIC_SETS: dict[frozenset[str], str] = {keys: MAIN_METRIC[task_type]
+                                          for task_type, keys in REPORTED_METRICS.items()}
 
 
 def main_metric(metrics: dict[str, float]) -> str:

@@ -15,6 +15,10 @@ class MtlNlpError(Exception):
     """Base of ConfigError, TaskError, DataError, ModelLoadError, ExportError, SharingError, ..."""
 
 
+class DataError(MtlNlpError, ValueError):
+    """Task data that is missing or malformed; the message names the task and the file."""
+
+
 # What a user can cause and fix: the toolkit's own errors, and a path that does not exist.
 USER_ERRORS = (MtlNlpError, FileNotFoundError)
 

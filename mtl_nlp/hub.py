@@ -17,7 +17,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mtl_nlp.config import CHECKPOINT_CONFIG
 from mtl_nlp.errors import MtlNlpError
 from mtl_nlp.modeling.checkpoint_files import (
     MANIFEST,
@@ -28,6 +27,7 @@ from mtl_nlp.modeling.checkpoint_files import (
 )
 from mtl_nlp.modeling.encoder import ModelLoadError
 from mtl_nlp.modeling.hub_checkpoint import first_line, resolve_checkpoint
+from mtl_nlp.run_files import CHECKPOINT_CONFIG
 
 __all__ = ["PushError", "push_to_hub", "resolve_checkpoint", "snapshot_for_upload"]
 

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCardData
 
-from mtl_nlp.config import CHECKPOINT_CONFIG
 from mtl_nlp.diagnostics import main_metrics_of, task_entries
+from mtl_nlp.run_files import CHECKPOINT_CONFIG, METRICS_FILE
 
 CARD = "README.md"
 TASK_TAGS = {
@@ -42,8 +42,8 @@ def write_checkpoint_card(
     (per-task scores on `split`; read from metrics.json in the directory when not given)."""
     directory = Path(directory)
     config = json.loads((directory / CHECKPOINT_CONFIG).read_text())
-    if metrics is None and (directory / "metrics.json").is_file():
-        metrics = json.loads((directory / "metrics.json").read_text())
+    if metrics is None and (directory / METRICS_FILE).is_file():
+        metrics = json.loads((directory / METRICS_FILE).read_text())
     mains, glue = main_metrics_of(metrics or {}), (metrics or {}).get("overall", {}).get("glue_average")
     metrics = task_entries(metrics or {})
     tasks = config["tasks"]
@@ -86,8 +86,8 @@ def write_export_card(
     directory, checkpoint = Path(directory), Path(checkpoint)
     task = head.to_dict()
     metrics, mains = {}, {}
-    if (checkpoint / "metrics.json").is_file():
-        saved = json.loads((checkpoint / "metrics.json").read_text())
+    if (checkpoint / METRICS_FILE).is_file():
+        saved = json.loads((checkpoint / METRICS_FILE).read_text())
         metrics, mains = task_entries(saved), main_metrics_of(saved)
     metrics = {name: value for name, value in metrics.items() if name == head.name}
     base_model = config.get("run_config", {}).get("model")

@@ -9,25 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.task_types import POOLINGS, SENTENCE_TYPES, TASK_METRICS, TASK_TYPES
 
-TASK_TYPES = ("classification", "token_classification", "regression", "multilabel")
-SENTENCE_TYPES = ("classification", "regression", "multilabel")  # one prediction per input text
 # tsv: tab-separated, quote characters are plain text (SST-2); tsv_quoted: tab-separated with
 # CSV-style quoting, a field holding `"` is wrapped in quotes with inner quotes doubled (STS-B).
 FORMATS = ("conll", "csv", "tsv", "tsv_quoted", "json")
 TEXT_TABLE_FORMATS = ("csv", "tsv", "tsv_quoted")  # one plain-text cell per column
-# Sentence representations of the sentence-level heads: mean of token states, first token,
-# first token through a dense + tanh pooler (the standard transformers classifiers' computation).
-POOLINGS = ("mean", "cls", "pooler")
-# The metrics a task may choose as its main one (`metric:`, model selection and the overall
-# score), by task type; the first is the default. Classification `f1` is the second label's F1
-# of a two-label task (GLUE's MRPC F1); mse is left out, as higher must be better.
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "macro_f1", "matthews_correlation", "f1"),
-    "token_classification": ("f1", "precision", "recall"),
-    "regression": ("pearson", "spearman"),
-    "multilabel": ("micro_f1", "macro_f1"),
-}
 # The type of an entry that lists several heads over one dataset (joint NLU: intent + slots). The
 # config gives no type for it; each head has its own.
 MULTI_HEAD = "multi_head"

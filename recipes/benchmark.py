@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from mtl_nlp.benchmark.inference_timing import benchmark_texts, compare_inference
+from mtl_nlp.registry import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ["conll2003", "sst2", "ag_news"]
-MAIN_METRIC = {"conll2003": "f1", "sst2": "accuracy", "ag_news": "accuracy"}
 SHARED = {"epochs": 1, "batch_size": 32, "lr": 5e-5, "seed": 42}
 
 
@@ -78,7 +78,7 @@ def compare_with_trainer(args: argparse.Namespace, out: Path) -> dict:
     """
     comparison = {}
     for task in TASKS:
-        metric, runs = MAIN_METRIC[task], []
+        metric, runs = get_task(task).main_metric, []
         for index in range(args.repeats if task == "conll2003" else 1):
             hf = hf_trainer_arm(task, args, out / f"hf_trainer_{task}_{index}.json")
             ours = mtl_arm([task], args, out / f"stl_{task}_{index}")
@@ -108,7 +108,7 @@ def compare_mtl_stl(args: argparse.Namespace, out: Path, single: dict[str, dict]
     joint = mtl_arm(TASKS, args, out / "mtl_all")
     per_task = {}
     for task in TASKS:
-        metric = MAIN_METRIC[task]
+        metric = get_task(task).main_metric
         mtl_score, stl_score = joint["test"][task][metric], single[task]["test"][task][metric]
         per_task[task] = {"metric": metric, "mtl": mtl_score, "stl": stl_score,
                           "mtl_minus_stl": mtl_score - stl_score}

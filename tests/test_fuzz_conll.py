@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from mtl_nlp import TaskSpec
 from mtl_nlp.data.conll import ConllFormatError, iter_conll_sentences
-from mtl_nlp.data.loading import DataError, load_task_splits
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.data.loading import load_task_splits
+from mtl_nlp.errors import DataError, MtlNlpError
 
 # Deterministic for CI, no example database written into the checkout, no per-example deadline
 # (a shared 2-core machine makes timings noisy).

@@ -14,6 +14,7 @@ from mtl_nlp.modeling.heads import MultiLabelHead, RegressionHead, build_head
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate
 from mtl_nlp.training.metrics import multilabel_metrics, regression_metrics
 from mtl_nlp.training.optim import build_optimizer
+from mtl_nlp.training.setup import head_config
 
 ASPECTS = ["acting", "cast", "script"]
 HEADS = [
@@ -64,10 +65,10 @@ def test_forward_shapes_and_losses(model, pair_tokenizer):
     assert out["logits"].shape == (2, 3) and torch.isfinite(out["loss"])
 
 
-def test_head_config_from_task_records_what_loading_needs():
+def test_head_config_of_a_task_records_what_loading_needs():
     spec = TaskSpec(name="nli", type="multilabel", dataset="x", text_pair_column="b", threshold=0.3,
                     pooling="cls")
-    assert HeadConfig.from_task(spec, ["a", "b"]) == HeadConfig(
+    assert head_config(spec, ["a", "b"]) == HeadConfig(
         name="nli", type="multilabel", labels=["a", "b"], pooling="cls", threshold=0.3, text_pair=True
     )
 
@@ -128,7 +129,7 @@ def test_evaluate_scores_regression_and_multilabel_tasks(tiny_model_dir, pair_to
     ]
     tasks = prepare_task_data(specs, pair_tokenizer, 32, cache_dir=str(tmp_path / "cache"))
     torch.manual_seed(0)
-    heads = [HeadConfig.from_task(data.spec, data.labels) for data in tasks.values()]
+    heads = [head_config(data.spec, data.labels) for data in tasks.values()]
     model = MultiTaskModel.from_encoder(str(tiny_model_dir), heads)
     accelerator = Accelerator(cpu=True)
     loaders = build_eval_loaders(tasks, "validation", pair_tokenizer, 2, accelerator)

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
+from mtl_nlp.task_types import MAIN_METRIC
 from mtl_nlp.training.metrics import (
-    MAIN_METRIC,
     average_ranks,
     multilabel_metrics,
     overall_score,

@@ -8,7 +8,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from mtl_nlp.training.state_files import COMPLETE, newest_state, save_state, state_step
+from mtl_nlp.run_files import COMPLETE, newest_state, state_step
+from mtl_nlp.training.state_files import save_state
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,9 @@ from mtl_nlp.benchmark.answer_scores import gold_examples, score_answers
 from mtl_nlp.inference import Predictor
 from mtl_nlp.modeling.model import read_checkpoint_config
 from mtl_nlp.registry import resolve_tasks
+from mtl_nlp.task_types import MAIN_METRIC
 
-MAIN_METRIC = {"token_classification": "f1", "classification": "accuracy"}
+SERVED_TYPES = ("token_classification", "classification")  # the answers score_answers reads
 
 
 def served_scores(directory: Path, data_dir: str, tasks: list[str] | None) -> dict[str, tuple[float, float]]:
@@ -30,7 +31,7 @@ def served_scores(directory: Path, data_dir: str, tasks: list[str] | None) -> di
     if not metrics.is_file():
         raise SystemExit(f"{metrics} not found: served_scores compares a finished run's test metrics")
     predictor = Predictor.from_pretrained(directory)
-    scored = [task for task in predictor.tasks if predictor.model.head_configs[task].type in MAIN_METRIC]
+    scored = [task for task in predictor.tasks if predictor.model.head_configs[task].type in SERVED_TYPES]
     unknown = sorted(set(tasks or []) - set(scored))
     if unknown:
         raise SystemExit(f"{directory}: cannot score task(s) {unknown}; scorable tasks: {', '.join(scored)}")

@@ -12,9 +12,9 @@ from transformers import PreTrainedTokenizerBase
 
 from mtl_nlp.data.code_version import Versioned
 from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
-from mtl_nlp.data.loading import DataError
 from mtl_nlp.data.word_pieces import align_piece_labels, continuation_ids, piece_starts
 from mtl_nlp.encoding import IGNORE_INDEX, encode_texts
+from mtl_nlp.errors import DataError
 from mtl_nlp.registry import TaskSpec
 from mtl_nlp.windows import default_stride, plan_word_windows
 

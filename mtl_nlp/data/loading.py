@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict, IterableDataset
 from datasets.exceptions import DatasetGenerationError
 
 from mtl_nlp.data.conll import ConllFormatError, read_conll
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.errors import DataError, MtlNlpError
 from mtl_nlp.registry import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -26,10 +26,6 @@ HELD_OUT_FRACTION = 0.05  # of train, used for validation when a task has no val
 HELD_OUT_MAX = 1000
 SMALL_VALIDATION = 50  # held-out sets smaller than this get a warning, not an INFO line
 CONLL_READER_VERSION = 2  # bump when read_conll's output changes, to invalidate cached files
-
-
-class DataError(MtlNlpError, ValueError):
-    """Task data that is missing or malformed; the message names the task and the file."""
 
 
 def load_task_splits(

@@ -11,13 +11,12 @@ import torch
 from datasets import IterableDataset
 from torch.utils.data import DataLoader
 
+from mtl_nlp.config import STEP_MODES
 from mtl_nlp.data.batching import LengthGroupedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
 from mtl_nlp.data.sampling import TaskSampler, sampling_sizes, task_probabilities
 from mtl_nlp.data.streaming import StreamingBatches
-
-STEP_MODES = ("one_task", "all_tasks")
 
 
 class MultiTaskLoader:

@@ -25,7 +25,8 @@ from mtl_nlp.data.labels import (
     resolve_labels,
     split_labels,
 )
-from mtl_nlp.data.loading import DataError, load_task_splits
+from mtl_nlp.data.loading import load_task_splits
+from mtl_nlp.errors import DataError
 from mtl_nlp.registry import MULTI_HEAD, TaskSpec
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-STRATEGIES = ("proportional", "temperature", "uniform", "annealed", "round_robin")
+from mtl_nlp.config import SAMPLING_STRATEGIES
+
 ANNEAL_DIRECTIONS = ("up", "down")
 
 
@@ -44,8 +45,8 @@ def task_probabilities(
 
     round_robin visits the tasks in turn, which over a round is the uniform distribution.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"sampling strategy {strategy!r} is not one of: {', '.join(STRATEGIES)}")
+    if strategy not in SAMPLING_STRATEGIES:
+        raise ValueError(f"sampling strategy {strategy!r} is not one of: {', '.join(SAMPLING_STRATEGIES)}")
     if not sizes or any(size <= 0 for size in sizes.values()):
         raise ValueError(f"every task needs at least one batch, got sizes {sizes}")
     if temperature <= 0:

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtl_nlp.config import CHECKPOINT_CONFIG
 from mtl_nlp.inference.errors import BackendError
+from mtl_nlp.run_files import CHECKPOINT_CONFIG
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_nlp.encoding import IGNORE_INDEX
-from mtl_nlp.registry import POOLINGS, TaskSpec
+from mtl_nlp.task_types import POOLINGS
 
 LABEL_FREE_TYPES = ("regression",)  # head types that predict a value, not one of a label set
 
@@ -38,16 +38,6 @@ class HeadConfig:
     layer: int | None = None  # the encoder layer whose hidden states the head reads (None: the last)
     entry: str | None = None  # the task entry whose batches train this head with its siblings
     loss_weight: float = 1.0  # multiplies the head's loss in its entry's sum (entry heads only)
-
-    @classmethod
-    def from_task(cls, spec: TaskSpec, labels: list[str], entry: str | None = None) -> HeadConfig:
-        """The head of task `spec` with its resolved label set; `entry`: the entry of several
-        heads it belongs to (a task of its own is weighed by the run's loss weighting instead)."""
-        return cls(
-            name=spec.name, type=spec.type, labels=list(labels), pooling=spec.pooling,
-            threshold=spec.threshold, text_pair=spec.text_pair_column is not None,
-            layer=spec.layer, entry=entry, loss_weight=spec.loss_weight if entry else 1.0,
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

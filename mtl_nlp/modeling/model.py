@@ -12,12 +12,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
-from mtl_nlp.config import CHECKPOINT_CONFIG
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
 from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
+from mtl_nlp.run_files import CHECKPOINT_CONFIG
 
 HEADS_WEIGHTS = "heads.safetensors"
 PRIVATE_WEIGHTS = "private_layers.safetensors"  # tasks' private encoder layers, when any

@@ -15,6 +15,7 @@ from typing import Any
 from mtl_nlp.config import ConfigError, load_config
 from mtl_nlp.diagnostics import main_metrics_of
 from mtl_nlp.modeling.model import read_checkpoint_config
+from mtl_nlp.run_files import METRICS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def _task_entry(entries: list[Any], name: str) -> Any:
 
 
 def _read_metrics(directory: Path) -> dict[str, Any]:
-    path = directory / "metrics.json"
+    path = directory / METRICS_FILE
     if not path.is_file():
         raise ConfigError(f"{directory} has no metrics.json: finetune compares each task with the "
                           "multi-task run's test scores, so finetune a finished run")

@@ -8,11 +8,6 @@ import math
 
 from seqeval.metrics import f1_score, precision_score, recall_score
 
-from mtl_nlp.registry import TASK_METRICS
-
-# Each task type's default main metric (a task entry may choose another: `metric:`).
-MAIN_METRIC = {task_type: choices[0] for task_type, choices in TASK_METRICS.items()}
-
 
 def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0

@@ -27,6 +27,7 @@ from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
 from mtl_nlp.modeling.encoder import check_max_length
 from mtl_nlp.registry import resolve_tasks
+from mtl_nlp.run_files import METRICS_FILE
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate_with_reports
 from mtl_nlp.training.metrics import glue_average, overall_score, recorded_main_metrics
 from mtl_nlp.training.optim import build_optimizer, build_scheduler
@@ -108,7 +109,7 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     trainer.load_best()
     final = build_eval_loaders(tasks, None, tokenizer, config.train.eval_batch_size, accelerator)
     metrics = final_metrics(accelerator, model, final, tasks)
-    trainer.write_json("metrics.json", metrics)
+    trainer.write_json(METRICS_FILE, metrics)
     trainer.write_reports()
     if accelerator.is_main_process:
         write_checkpoint_card(config.output_dir, metrics, split="test")

@@ -17,6 +17,7 @@ from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import is_checkpoint
 from mtl_nlp.modeling.sharing import SharingShape
 from mtl_nlp.precision import describe_precision, resolve_mixed_precision
+from mtl_nlp.registry import TaskSpec
 from mtl_nlp.training.sharded import check_distributed_type
 
 logger = logging.getLogger(__name__)
@@ -126,8 +127,18 @@ def check_output_dir(config: RunConfig) -> None:
 def head_configs(tasks: dict[str, TaskData]) -> list[HeadConfig]:
     """One head per task, from its entry (type, pooling, threshold, pairs, layer) and label set;
     an entry of several heads gives each of its heads, marked as the entry's."""
-    return [HeadConfig.from_task(head.spec, head.labels, data.spec.name if data.heads else None)
+    return [head_config(head.spec, head.labels, data.spec.name if data.heads else None)
             for data in tasks.values() for head in data.head_data.values()]
+
+
+def head_config(spec: TaskSpec, labels: list[str], entry: str | None = None) -> HeadConfig:
+    """The head of task `spec` with its resolved label set; `entry`: the entry of several heads it
+    belongs to (a task of its own is weighed by the run's loss weighting instead)."""
+    return HeadConfig(
+        name=spec.name, type=spec.type, labels=list(labels), pooling=spec.pooling,
+        threshold=spec.threshold, text_pair=spec.text_pair_column is not None,
+        layer=spec.layer, entry=entry, loss_weight=spec.loss_weight if entry else 1.0,
+    )
 
 
 def sharing_shape(config: RunConfig) -> SharingShape:

@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch import nn
 
-from mtl_nlp.config import ConfigError, RunConfig
+from mtl_nlp.config import GRADIENT_METHODS, ConfigError, RunConfig
 
 FSDP_CONFIG = "recipes/accelerate/fsdp.yaml"  # the Accelerate config the README shows
 UNSHARDABLE = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
@@ -33,7 +33,7 @@ def sharded_conflicts(config: RunConfig) -> list[str]:
     """The run's settings that cannot train under FSDP, each with the reason."""
     conflicts = []
     method = config.weighting.method
-    if method in ("pcgrad", "cagrad"):
+    if method in GRADIENT_METHODS:
         conflicts.append(f"weighting.method={method} (combines each task's whole gradient, which "
                          "no process holds under FSDP)")
     if method == "uncertainty":

@@ -14,34 +14,12 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # this module is read by config loading too, which stays free of accelerate
+from mtl_nlp.run_files import COMPLETE, STATE_DIR, WRITING, state_step
+
+if TYPE_CHECKING:
     from accelerate import Accelerator
 
-STATE_DIR = "state"  # the newest complete state, inside output_dir
-WRITING = "state.new"  # the state being written
-COMPLETE = "complete.json"  # written last into a state folder: {"step": N}
 TRAINER_JSON = "trainer_progress.json"  # the toolkit's own state: progress and loader positions
-
-
-def state_step(folder: Path) -> int | None:
-    """The step of a complete state folder, None when it is incomplete or not a state."""
-    marker = folder / COMPLETE
-    try:
-        return int(json.loads(marker.read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def newest_state(path: Path) -> Path | None:
-    """The newest complete state of a run: `path` itself when it is a complete state folder,
-    else the complete state folder inside output_dir `path` with the highest step."""
-    if state_step(path) is not None:
-        return path
-    if not path.is_dir():
-        return None
-    candidates = [folder for folder in path.iterdir()
-                  if folder.is_dir() and folder.name.startswith(STATE_DIR) and state_step(folder) is not None]
-    return max(candidates, key=state_step, default=None)
 
 
 def save_state(

@@ -19,12 +19,13 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mtl_nlp import diagnostics
-from mtl_nlp.config import STATE_RUN_CONFIG, TrainConfig
+from mtl_nlp.config import TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData, head_main_metrics
 from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling.checkpoint_files import finish_interrupted_save
 from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint, read_checkpoint_config
+from mtl_nlp.run_files import STATE_DIR, STATE_RUN_CONFIG, TRAINER_STATE, newest_state
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.interrupts import StopRequests, TrainingInterrupted
 from mtl_nlp.training.metrics import overall_score, recorded_main_metrics
@@ -36,13 +37,12 @@ from mtl_nlp.training.sharded import (
     is_fully_sharded,
     load_checkpoint_weights,
 )
-from mtl_nlp.training.state_files import STATE_DIR, TRAINER_JSON, newest_state, save_state
+from mtl_nlp.training.state_files import TRAINER_JSON, save_state
 from mtl_nlp.training.step import StepResult, StepRunner
 from mtl_nlp.training.weighting import EqualWeighting, LossWeighting
 
 logger = logging.getLogger(__name__)
 
-TRAINER_STATE = "trainer_state.json"
 CURVES = "curves.png"
 CONFLICTS = "conflicts.json"
 CONFLICTS_PLOT = "conflicts.png"

@@ -6,7 +6,7 @@ never branches on the method's name.
 
 from __future__ import annotations
 
-from mtl_nlp.config import WeightingConfig
+from mtl_nlp.config import WEIGHTING_METHODS, WeightingConfig
 from mtl_nlp.training.weighting.base import LossWeighting
 from mtl_nlp.training.weighting.gradient_methods import (
     CAGrad,
@@ -24,8 +24,6 @@ from mtl_nlp.training.weighting.loss_methods import (
     dwa_weights,
 )
 
-METHODS = ("equal", "log_size", "uncertainty", "dwa", "rlw", "pcgrad", "cagrad")
-
 
 def build_weighting(
     config: WeightingConfig, sizes: dict[str, int], loss_weights: dict[str, float], seed: int = 0
@@ -42,7 +40,7 @@ def build_weighting(
         "cagrad": lambda: CAGrad(tasks, config.cagrad_c, loss_weights),
     }
     if config.method not in builders:
-        raise ValueError(f"weighting method {config.method!r} is not one of: {', '.join(METHODS)}")
+        raise ValueError(f"weighting method {config.method!r} is not one of: {', '.join(WEIGHTING_METHODS)}")
     return builders[config.method]()
 
 
@@ -52,7 +50,6 @@ __all__ = [
     "EqualWeighting",
     "LogSizeWeighting",
     "LossWeighting",
-    "METHODS",
     "PCGrad",
     "RandomLossWeighting",
     "TaskGradients",

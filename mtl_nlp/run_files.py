@@ -1,0 +1,39 @@
+"""The names of the files and folders a run writes into its output_dir, in one place, and how to
+find its newest resumable state (read by config loading as well as by training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# The checkpoint (output_dir): see the README's "The checkpoint".
+CHECKPOINT_CONFIG = "mtl_nlp.json"  # a checkpoint's self-description, holding its run config
+METRICS_FILE = "metrics.json"  # test scores of the best checkpoint
+TRAINER_STATE = "trainer_state.json"  # steps, validation history, losses, tokens/s
+
+# Resumable training states (training/state_files.py writes them).
+STATE_DIR = "state"  # the newest complete state, inside output_dir
+WRITING = "state.new"  # the state being written
+COMPLETE = "complete.json"  # written last into a state folder: {"step": N}
+STATE_RUN_CONFIG = "run_config.json"  # in a state folder: the config of the run that wrote it
+
+
+def state_step(folder: Path) -> int | None:
+    """The step of a complete state folder, None when it is incomplete or not a state."""
+    marker = folder / COMPLETE
+    try:
+        return int(json.loads(marker.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def newest_state(path: Path) -> Path | None:
+    """The newest complete state of a run: `path` itself when it is a complete state folder,
+    else the complete state folder inside output_dir `path` with the highest step."""
+    if state_step(path) is not None:
+        return path
+    if not path.is_dir():
+        return None
+    candidates = [folder for folder in path.iterdir()
+                  if folder.is_dir() and folder.name.startswith(STATE_DIR) and state_step(folder) is not None]
+    return max(candidates, key=state_step, default=None)
