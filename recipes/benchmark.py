@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from mtl_nlp.benchmark.inference_timing import benchmark_texts, compare_inference
+from benchmarks.inference_timing import benchmark_texts, compare_inference
+
 from mtl_nlp.registry import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +42,7 @@ def run(command: list[str]) -> float:
 
 
 def hf_trainer_arm(task: str, args: argparse.Namespace, out: Path) -> dict:
-    command = [sys.executable, "-m", "mtl_nlp.benchmark.hf_baseline", "--task", task,
+    command = [sys.executable, "-m", "recipes.benchmarks.hf_baseline", "--task", task,
                "--data-dir", args.data_dir, "--out", str(out), "--epochs", str(SHARED["epochs"]),
                "--batch-size", str(SHARED["batch_size"]), "--lr", str(SHARED["lr"])]
     command += limit_flags(args, style="flags")

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mtl_nlp.benchmark.glue_tables import best_learning_rate, glue_summary
+from benchmarks.glue_tables import best_learning_rate, glue_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "glue.yaml"

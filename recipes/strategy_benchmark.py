@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 import yaml
-
-from mtl_nlp.benchmark.strategy_tables import strategy_tables
+from benchmarks.strategy_tables import strategy_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 ATIS_FILES = {"train": "atis/train.jsonl", "validation": "atis/valid.jsonl", "test": "atis/test.jsonl"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokeniz
 
 from mtl_nlp import registry
 from mtl_nlp.tasks.demo_corpus import DEMO_DIR
+
+# The benchmark pieces live beside the recipes, outside the installed package: `benchmarks.*`.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Words split into several subwords on purpose, to exercise first-subword label alignment.

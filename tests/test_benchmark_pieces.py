@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
+from benchmarks.answer_scores import score_answers, word_spans
+from benchmarks.hf_baseline import CountingCollator, score
+from benchmarks.inference_timing import time_call
+from benchmarks.profile_breakdown import breakdown, parse_raw
 
 from mtl_nlp import TaskSpec
-from mtl_nlp.benchmark.answer_scores import score_answers, word_spans
-from mtl_nlp.benchmark.hf_baseline import CountingCollator, score
-from mtl_nlp.benchmark.inference_timing import time_call
-from mtl_nlp.benchmark.profile_breakdown import breakdown, parse_raw
 from mtl_nlp.data.pipeline import TaskData, build_collator
 
 
@@ -73,7 +73,7 @@ def test_profile_breakdown_refuses_a_profile_without_training_steps():
 
 
 def test_strategy_tables_mean_std_and_gain_over_single_task():
-    from mtl_nlp.benchmark.strategy_tables import strategy_tables
+    from benchmarks.strategy_tables import strategy_tables
 
     def run(ner=None, cls=None, wall=10.0, steps=10, train=5.0):
         metrics = {}
@@ -114,7 +114,7 @@ def test_answer_scores_count_entities_by_label_and_character_span():
 
 
 def test_joint_exact_match_needs_the_intent_and_exactly_the_gold_spans():
-    from mtl_nlp.benchmark.joint_scores import joint_exact_match
+    from benchmarks.joint_scores import joint_exact_match
 
     gold_intents = ["flight", "flight", "fare", "fare"]
     gold_spans = [{("city", 10, 16)}, {("city", 10, 16)}, set(), {("city", 0, 4)}]
@@ -130,7 +130,7 @@ def test_joint_exact_match_needs_the_intent_and_exactly_the_gold_spans():
 
 
 def test_machine_description_reads_the_cpu_model_and_its_bf16_flags():
-    from mtl_nlp.benchmark.machine import cpu_model_and_flags
+    from benchmarks.machine import cpu_model_and_flags
 
     cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse avx512f avx512_bf16\n\n"
                "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n")

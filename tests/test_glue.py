@@ -159,7 +159,7 @@ def test_local_glue_files_read_names_and_integer_labels(tmp_path, tiny_tokenizer
 
 
 def test_glue_table_tunes_single_task_lr_on_validation_and_averages_seeds():
-    from mtl_nlp.benchmark.glue_tables import glue_summary
+    from benchmarks.glue_tables import glue_summary
 
     def single(task, lr, seed, validation, metrics, wall=10.0):
         return {"task": task, "lr": lr, "seed": seed, "validation": validation, "metrics": {task: metrics},
@@ -189,7 +189,7 @@ def test_glue_table_tunes_single_task_lr_on_validation_and_averages_seeds():
 
 
 def test_glue_table_chooses_lr_on_the_sweep_seeds_only():
-    from mtl_nlp.benchmark.glue_tables import tuned_single_task
+    from benchmarks.glue_tables import tuned_single_task
 
     def single(lr, seed, validation, accuracy):
         return {"task": "rte", "lr": lr, "seed": seed, "validation": validation,

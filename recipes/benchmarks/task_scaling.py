@@ -1,6 +1,6 @@
 """Cost as the number of tasks grows: 3, 10 and 30 tasks on one encoder.
 
-    python -m mtl_nlp.benchmark.task_scaling ENCODER_DIR [--tasks 3 10 30] [--steps 20]
+    python -m recipes.benchmarks.task_scaling ENCODER_DIR [--tasks 3 10 30] [--steps 20]
 
 Generated tasks alternate classification (4 labels) and BIO tagging (9 tags); each count runs in a
 fresh process, which trains `--steps` one-task steps (batch 32 x 64 tokens, AdamW over the whole
@@ -16,7 +16,7 @@ import json
 import subprocess
 import sys
 
-from mtl_nlp.benchmark.machine import describe_machine
+from .machine import describe_machine
 
 CHILD = """
 import json, random, resource, sys, tempfile, time

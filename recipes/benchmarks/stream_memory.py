@@ -1,6 +1,6 @@
 """Peak memory of a streamed training task against the same task in memory, as the file grows.
 
-    python -m mtl_nlp.benchmark.stream_memory TOKENIZER_DIR [--rows 20000 200000] [--workdir DIR]
+    python -m recipes.benchmarks.stream_memory TOKENIZER_DIR [--rows 20000 200000] [--workdir DIR]
 
 For each size, a JSON-lines classification file of that many rows is written, and a fresh process
 prepares the task (counting pass, label pass, tokenization) and draws one epoch of its training
@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mtl_nlp.benchmark.machine import describe_machine
+from .machine import describe_machine
 
 WORDS = ("the film was good bad long dull bright quiet story actor scene music plot ending "
          "slow fast funny sad brilliant boring").split()

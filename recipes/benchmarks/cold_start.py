@@ -1,7 +1,7 @@
 """Cold start: from a fresh `python` to the first answer, for the Predictor, `mtl-nlp predict` on
 one line, and the bare encoder loaded with transformers (import + from_pretrained + one call).
 
-    python -m mtl_nlp.benchmark.cold_start CHECKPOINT [--repeats 5] [--before PATH]
+    python -m recipes.benchmarks.cold_start CHECKPOINT [--repeats 5] [--before PATH]
 
 Each case runs in a fresh process, the cases taking turns, `--repeats` times; the table gives the
 median wall seconds and the ratio to the bare encoder. `--before PATH` adds the same Predictor
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from mtl_nlp.benchmark.machine import describe_machine
+from .machine import describe_machine
 
 TEXT = "Angela Merkel visited Paris."
 BARE = (

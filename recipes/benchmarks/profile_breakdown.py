@@ -1,7 +1,7 @@
 """Where the training loop spends its time, from a py-spy profile of a recipe run.
 
     py-spy record -r 40 -f raw -o prof.txt -- python recipes/cls_ner.py ...
-    python -m mtl_nlp.benchmark.profile_breakdown prof.txt
+    python -m recipes.benchmarks.profile_breakdown prof.txt
 
 py-spy's raw format is one collapsed stack per line ("outer;...;inner COUNT", frames written as
 "function (file:line)"). Samples under `MultiTaskTrainer.train` are put into the phases below:

@@ -1,9 +1,9 @@
 """Predictor throughput by engine against three transformers pipelines and the bare encoder, on
 the same texts, and (with --scores) each engine's test scores.
 
-    python -m mtl_nlp.benchmark.inference_backends CHECKPOINT --data-dir ../shared/data \\
+    python -m recipes.benchmarks.inference_backends CHECKPOINT --data-dir ../shared/data \\
         [--single DIR DIR DIR] [--scores] [--limit 2000] [--rounds 3]
-    python -m mtl_nlp.benchmark.inference_backends CHECKPOINT --texts TEXTS.tsv
+    python -m recipes.benchmarks.inference_backends CHECKPOINT --texts TEXTS.tsv
 
 The texts are the first `--limit` test sentences of CoNLL-2003 and SST-2 in equal shares
 (`--data-dir`), or the first column of a TSV file with a header (`--texts`). Each round runs, in
@@ -34,12 +34,13 @@ from typing import Any
 import torch
 from transformers import AutoModel, AutoTokenizer, pipeline
 
-from mtl_nlp.benchmark.answer_scores import gold_examples, score_answers
-from mtl_nlp.benchmark.inference_timing import benchmark_texts
-from mtl_nlp.benchmark.machine import describe_machine
 from mtl_nlp.export import export_task
 from mtl_nlp.inference import Predictor
 from mtl_nlp.registry import get_task
+
+from .answer_scores import gold_examples, score_answers
+from .inference_timing import benchmark_texts
+from .machine import describe_machine
 
 BATCH = 64
 PIPELINE_BATCH = 32

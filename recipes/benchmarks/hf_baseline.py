@@ -4,7 +4,7 @@ It trains on the very features mtl_nlp builds (same tokenization and label align
 comparison isolates batching and the training loop. Run as a module so each arm gets a fresh
 process:
 
-    python -m mtl_nlp.benchmark.hf_baseline --task conll2003 --data-dir ../shared/data --out r.json
+    python -m recipes.benchmarks.hf_baseline --task conll2003 --data-dir ../shared/data --out r.json
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Evaluated against served scores: what metrics.json reports for a checkpoint's test split, and
 what its Predictor's answers score on the same test set, read as raw text.
 
-    python -m mtl_nlp.benchmark.served_scores DIR [DIR ...] --data-dir ../shared/data [--tasks conll2003]
+    python -m recipes.benchmarks.served_scores DIR [DIR ...] --data-dir ../shared/data [--tasks conll2003]
 
 Evaluation scores a tagging task on the dataset's own words; the Predictor reads the words joined
 by spaces and splits them as the tokenizer does, so a gap between the two columns is what a user
@@ -14,11 +14,12 @@ import argparse
 import json
 from pathlib import Path
 
-from mtl_nlp.benchmark.answer_scores import gold_examples, score_answers
 from mtl_nlp.inference import Predictor
 from mtl_nlp.modeling.model import read_checkpoint_config
 from mtl_nlp.registry import resolve_tasks
 from mtl_nlp.task_types import MAIN_METRIC
+
+from .answer_scores import gold_examples, score_answers
 
 SERVED_TYPES = ("token_classification", "classification")  # the answers score_answers reads
 

@@ -2,7 +2,7 @@
 (the intent right and every slot right, JointBERT's sentence accuracy), for one checkpoint that
 answers both tasks from one encoder pass, or for two single-task checkpoints (two passes).
 
-    python -m mtl_nlp.benchmark.joint_scores --data-dir ../shared/data \\
+    python -m recipes.benchmarks.joint_scores --data-dir ../shared/data \\
         --intent outputs/intent_run:atis_intent --slots outputs/slots_run:atis_slots
 
 Two single-task models have no exact match of their own in metrics.json: this scores both kinds
@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mtl_nlp.benchmark.answer_scores import Span, gold_examples, score_answers
 from mtl_nlp.inference import Predictor
 from mtl_nlp.registry import TaskSpec
+
+from .answer_scores import Span, gold_examples, score_answers
 
 ATIS_FILES = {"train": "atis/train.jsonl", "validation": "atis/valid.jsonl", "test": "atis/test.jsonl"}
 

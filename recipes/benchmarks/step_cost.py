@@ -1,6 +1,6 @@
 """What gradient surgery costs: seconds per `all_tasks` step with equal weights, PCGrad and CAGrad.
 
-    python -m mtl_nlp.benchmark.step_cost --data-dir ../shared/data
+    python -m recipes.benchmarks.step_cost --data-dir ../shared/data
 
 Same model, same batches (one of each task per step) and same process for every method; the
 methods take turns step by step, so a slow phase of a noisy machine hits all of them alike. Prints
@@ -19,7 +19,6 @@ import torch
 from accelerate import Accelerator
 
 from mtl_nlp import MultiTaskModel, load_tokenizer, prepare_task_data, resolve_tasks
-from mtl_nlp.benchmark.machine import describe_machine
 from mtl_nlp.config import DEFAULT_MODEL, WeightingConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.precision import resolve_mixed_precision
@@ -27,6 +26,8 @@ from mtl_nlp.training.optim import build_optimizer, build_scheduler
 from mtl_nlp.training.setup import head_configs
 from mtl_nlp.training.step import StepRunner
 from mtl_nlp.training.weighting import build_weighting
+
+from .machine import describe_machine
 
 METHODS = ("equal", "pcgrad", "cagrad")
 
