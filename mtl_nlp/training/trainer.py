@@ -1,12 +1,10 @@
-"""The Accelerate training loop: task-sampled batches, periodic evaluation, best checkpoint,
-resumable state."""
+"""The Accelerate training loop: task-sampled batches, periodic evaluation, early stopping and
+stop signals; the checkpoints it keeps are checkpointing.py's, its reports run_reports.py's."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -14,39 +12,23 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from mtl_nlp import diagnostics
 from mtl_nlp.config import TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData, head_main_metrics
-from mtl_nlp.model_card import write_checkpoint_card
-from mtl_nlp.modeling.checkpoint_files import finish_interrupted_save
-from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint, read_checkpoint_config
-from mtl_nlp.run_files import STATE_DIR, STATE_RUN_CONFIG, TRAINER_STATE, newest_state
+from mtl_nlp.training.checkpointing import RunCheckpoints
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.interrupts import StopRequests, TrainingInterrupted
 from mtl_nlp.training.metrics import overall_score, recorded_main_metrics
-from mtl_nlp.training.progress import RunningLoss, TrainingProgress, peak_memory_mb
+from mtl_nlp.training.progress import RunningLoss, TrainingProgress
+from mtl_nlp.training.run_reports import trainer_summary, write_json, write_run_reports
 from mtl_nlp.training.setup import count_optimizer_steps
-from mtl_nlp.training.sharded import (
-    fill_missing_optimizer_state,
-    gather_full_weights,
-    is_fully_sharded,
-    load_checkpoint_weights,
-)
-from mtl_nlp.training.state_files import TRAINER_JSON, save_state
 from mtl_nlp.training.step import StepResult, StepRunner
 from mtl_nlp.training.weighting import EqualWeighting, LossWeighting
 
 logger = logging.getLogger(__name__)
-
-CURVES = "curves.png"
-CONFLICTS = "conflicts.json"
-CONFLICTS_PLOT = "conflicts.png"
-
 
 class MultiTaskTrainer:
     """Trains a prepared MultiTaskModel on a MultiTaskLoader and keeps the best checkpoint in
@@ -64,8 +46,6 @@ class MultiTaskTrainer:
         self.loader, self.eval_loaders, self.tasks = loader, eval_loaders, tasks
         self.config = config
         self.output_dir = Path(output_dir)
-        self.tokenizer = tokenizer
-        self.checkpoint_extra = checkpoint_extra or {}
         self.progress = TrainingProgress()
         # {head: main metric}: an entry of several heads is scored by each of its heads
         self.main_metrics = head_main_metrics(tasks)
@@ -76,48 +56,14 @@ class MultiTaskTrainer:
             accelerator, model, optimizer, scheduler, self.weighting, config.grad_accum,
             loader.batches_per_step, config.max_grad_norm, conflict_every,
         )
-        # Progress and loader positions go into the state as JSON (TRAINER_JSON), not as pickles;
-        # the weighting's state is tensors only.
+        self.checkpoints = RunCheckpoints(accelerator, model, optimizer, self.output_dir, tokenizer,
+                                          self.progress, loader, config.save_total_limit, checkpoint_extra)
+        # The weighting's state (tensors only) goes into Accelerate's state with the optimizer's.
         accelerator.register_for_checkpointing(self.weighting)
 
     def resume(self, path: str | Path) -> None:
-        """Restore model, optimizer, scheduler, RNG, loader and progress from the newest complete
-        state of `path` (a run's output_dir, or one of its state folders)."""
-        state = newest_state(Path(path))
-        if state is None:
-            raise FileNotFoundError(f"resume_from: no complete training state in {path}")
-        self.accelerator.load_state(str(state))
-        saved = json.loads((state / TRAINER_JSON).read_text())
-        self.progress.load_state_dict(saved["progress"])
-        self.loader.load_state_dict(saved["loader"])
-        logger.info("resumed from %s at step %d", state, self.progress.step)
-        self._carry_best_checkpoint(state.parent)
-
-    def _carry_best_checkpoint(self, run_dir: Path) -> None:
-        """Resuming into another output_dir: bring the resumed run's best checkpoint along, so
-        output_dir always holds the best model seen; with none to bring, the next evaluation saves.
-
-        The best score to beat is the one of the checkpoint on disk (recorded in its
-        mtl_nlp.json), not the state's: a crash between saving the model and saving the state
-        leaves them at different steps, and a resumed run must never overwrite a better model.
-        The main process looks at the files and tells the others, so every process (on any node)
-        takes the same decision."""
-        found: list[Any] = [None]
-        if self.accelerator.is_main_process:
-            # A save killed while moving its files: finish it before reading or copying.
-            finish_interrupted_save(run_dir)
-            finish_interrupted_save(self.output_dir)
-            if not is_checkpoint(self.output_dir) and is_checkpoint(run_dir):
-                shutil.copytree(run_dir, self.output_dir, ignore=shutil.ignore_patterns(f"{STATE_DIR}*"),
-                                dirs_exist_ok=True)
-            if is_checkpoint(self.output_dir):
-                found[0] = read_checkpoint_config(self.output_dir).get("selection", {})
-        broadcast_object_list(found)
-        if found[0] is None:
-            self.progress.best_score, self.progress.best_step = -math.inf, -1
-        elif found[0]:
-            self.progress.best_score = found[0]["validation_overall"]
-            self.progress.best_step = found[0]["step"]
+        """Continue from the newest complete state of `path` (see RunCheckpoints.resume)."""
+        self.checkpoints.resume(path)
 
     def train(self) -> TrainingProgress:
         """Run until total_steps, evaluating every train.eval_every steps and at the end."""
@@ -175,7 +121,7 @@ class MultiTaskTrainer:
         """Save a resumable state at this step (no evaluation: pre-emption leaves little time)
         and exit with 128 + the signal number."""
         self.progress.train_seconds += time.perf_counter() - started
-        self._save_state()
+        self.checkpoints.save_state()
         name = signal.Signals(received).name
         logger.warning("%s: stopped at step %d with a resumable state saved; continue with "
                        "resume_from=%s", name, self.progress.step, self.output_dir)
@@ -229,88 +175,32 @@ class MultiTaskTrainer:
             self.progress.best_score, self.progress.best_step = score, self.progress.step
             selection = {"step": self.progress.step, "validation_overall": score}
             # the model card reads each task's main metric (an entry's exact match) from main_metrics
-            self.save_model(self.output_dir, {**metrics, "main_metrics": recorded}, selection)
+            self.checkpoints.save_model(self.output_dir, {**metrics, "main_metrics": recorded}, selection)
         self.accelerator.print(
             f"step {self.progress.step}: validation overall {score:.4f} "
             f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}) "
             + json.dumps({task: {k: round(v, 4) for k, v in m.items()} for task, m in metrics.items()})
         )
-        self._save_state()
+        self.checkpoints.save_state()
         self.write_reports()
         return metrics
 
-    def _save_state(self) -> None:
-        """The resumable state, with the toolkit's progress as JSON and the run's config, so
-        resume_from=DIR alone restores this run."""
-        run_config = self.checkpoint_extra.get("run_config")
-        extra = {TRAINER_JSON: {"progress": self.progress.state_dict(), "loader": self.loader.state_dict()}}
-        if run_config is not None:
-            extra[STATE_RUN_CONFIG] = run_config
-        if is_fully_sharded(self.accelerator):
-            fill_missing_optimizer_state(self.optimizer)
-        save_state(self.accelerator, self.output_dir, self.progress.step, self.config.save_total_limit, extra)
-        logger.info("step %d: resumable state saved in %s", self.progress.step, self.output_dir / STATE_DIR)
-
     def write_reports(self) -> None:
         """trainer_state.json, curves.png and (when measured) conflicts.json/png (main process)."""
-        summary = self.trainer_summary()
-        self.write_json(TRAINER_STATE, summary)
-        if not self.accelerator.is_main_process:
-            return
-        diagnostics.plot_curves(summary, self.output_dir / CURVES)
+        conflicts = None
         if self.progress.conflicts:
-            conflicts = {
-                "tasks": list(self.tasks), "every": self.conflict_every,
-                "step_mode": self.loader.step_mode, "records": self.progress.conflicts,
-            }
-            self.write_json(CONFLICTS, conflicts)
-            diagnostics.plot_conflicts(conflicts, self.output_dir / CONFLICTS_PLOT)
-
-    def save_model(
-        self, directory: Path, metrics: dict[str, dict[str, float]] | None = None,
-        selection: dict[str, Any] | None = None,
-    ) -> None:
-        """Write the unwrapped model, tokenizer, head configs (with `selection`: the step and
-        validation score it was chosen at) and a model card with the validation `metrics` it was
-        chosen by (main process only)."""
-        self.accelerator.wait_for_everyone()
-        # Under FSDP every process takes part in gathering the whole weights.
-        gathered = gather_full_weights(self.accelerator, self.model)
-        if self.accelerator.is_main_process:
-            model: MultiTaskModel = self.accelerator.unwrap_model(self.model)
-            extra = {**self.checkpoint_extra, **({"selection": selection} if selection else {})}
-            model.save_pretrained(directory, tokenizer=self.tokenizer, extra=extra, state_dict=gathered)
-            write_checkpoint_card(directory, metrics, split="validation")
-        self.accelerator.wait_for_everyone()
+            conflicts = {"tasks": list(self.tasks), "every": self.conflict_every,
+                         "step_mode": self.loader.step_mode, "records": self.progress.conflicts}
+        write_run_reports(self.accelerator, self.output_dir, self.trainer_summary(), conflicts)
 
     def load_best(self) -> None:
         """Put the best checkpoint's weights back into the model (every process)."""
-        self.accelerator.wait_for_everyone()
-        load_checkpoint_weights(self.accelerator, self.model, self.output_dir)
+        self.checkpoints.load_best()
 
     def trainer_summary(self) -> dict[str, Any]:
         """Throughput, padding and validation history, for trainer_state.json."""
-        p = self.progress
-        processes = self.accelerator.num_processes
-        return {
-            "step": p.step,
-            "best_step": p.best_step,
-            "best_validation_overall": p.best_score,
-            "stopped_early_at": p.stopped_early,
-            "train_seconds": round(p.train_seconds, 2),
-            "real_tokens_per_second": round(p.real_tokens * processes / max(p.train_seconds, 1e-9), 1),
-            "padding_fraction": round(1 - p.real_tokens / max(p.padded_tokens, 1), 4),
-            "num_processes": processes,
-            "peak_memory_mb": round(peak_memory_mb(), 1),
-            "task_batches": dict(self.loader.drawn),  # the realised mix, this process's batches
-            "weighting": {"method": type(self.weighting).__name__,
-                          "weights": self.weighting.current_weights()},
-            "history": p.history,
-            "loss_history": p.loss_history,
-        }
+        return trainer_summary(self.progress, self.accelerator.num_processes, self.loader, self.weighting)
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         """Write `data` as JSON into output_dir (main process only)."""
-        if self.accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / name).write_text(json.dumps(data, indent=2) + "\n")
+        write_json(self.accelerator, self.output_dir, name, data)
