@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,6 +13,15 @@ from datasets import Dataset, DatasetDict, IterableDataset
 from datasets.exceptions import DatasetGenerationError
 
 from mtl_nlp.data.conll import ConllFormatError, read_conll
+from mtl_nlp.data.file_problems import (
+    file_problem,
+    first_bad_byte,
+    is_utf8,
+    json_lines,
+    ragged_problem,
+    streamed_file_problem,
+    table_records,
+)
 from mtl_nlp.errors import DataError, MtlNlpError
 from mtl_nlp.registry import TaskSpec
 
@@ -83,7 +90,7 @@ def _load_files(
         loaded = datasets.load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **kwargs)
     except Exception as exc:  # datasets wraps parser errors; surface the file, the line and the cause
         for path in files.values():
-            problem = _file_problem(path, builder, kwargs)
+            problem = file_problem(path, builder, kwargs)
             if problem is not None:
                 raise DataError(f"task {spec.name!r}: {path} {problem}") from exc
         cause = exc.__cause__ or exc
@@ -92,8 +99,8 @@ def _load_files(
         ) from exc
     if builder != "csv":
         for path in files.values():  # the JSON reader keeps bytes that are not UTF-8 as they are
-            if not _is_utf8(path):
-                raise DataError(f"task {spec.name!r}: {path} {_first_bad_byte(path)[1]}")
+            if not is_utf8(path):
+                raise DataError(f"task {spec.name!r}: {path} {first_bad_byte(path)[1]}")
         _check_json_texts(spec, loaded, files)
         return loaded
     return DatasetDict({split: _with_file_lines(spec, data, files[split], kwargs)
@@ -157,27 +164,8 @@ def _stream_rows(task: str, path: str, builder: str, options: dict) -> Iterator[
     except MtlNlpError:
         raise
     except Exception as exc:
-        problem = _streamed_file_problem(Path(path), builder, options)
+        problem = streamed_file_problem(Path(path), builder, options)
         raise DataError(f"task {task!r}: {path} {problem or f'cannot be read: {exc}'}") from exc
-
-
-def _streamed_file_problem(path: Path, builder: str, dialect: dict) -> str | None:
-    """_file_problem for a file too large to hold: the first line at fault, reading line by line."""
-    bad_byte = _first_bad_byte(path)
-    if bad_byte is not None:
-        return bad_byte[1]
-    with path.open(encoding="utf-8-sig") as handle:
-        if not any(line.strip() for line in handle):
-            return "is empty"
-    if builder == "json":
-        with path.open(encoding="utf-8-sig") as handle:
-            for number, line in enumerate(handle, start=1):
-                problem = _json_line_problem(number, line) if line.strip() else None
-                if problem is not None:
-                    return problem[1]
-        return None
-    bad = _first_ragged_row(path, dialect)
-    return None if bad is None else _ragged_problem(*bad)
 
 
 def _text_columns(spec: TaskSpec) -> list[str]:
@@ -185,104 +173,6 @@ def _text_columns(spec: TaskSpec) -> list[str]:
     if spec.type == "token_classification":
         return []
     return [spec.text_column] + ([spec.text_pair_column] if spec.text_pair_column else [])
-
-
-def _file_problem(path: Path, builder: str, dialect: dict) -> str | None:
-    """Why a table or JSON file cannot be read, starting with the first line at fault (`line N:
-    ...`), or None when no cause is found here. Only called once the reader has failed."""
-    problems = [_first_bad_byte(path)]
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
-    if not text.strip():
-        return "is empty"
-    if builder == "json":
-        problems.append(_json_problem(text))
-    else:
-        try:
-            records = list(_records(path, dialect))
-        except csv.Error as exc:
-            return f"cannot be read as a table: {exc}"
-        if len(records) == 1 and problems[0] is None:
-            return f"has only a header (line {records[0][0]}) and no rows"
-        bad = _first_ragged_row(path, dialect)
-        problems.append(None if bad is None else (bad[0], _ragged_problem(*bad)))
-    found = [problem for problem in problems if problem is not None]
-    return min(found)[1] if found else None
-
-
-def _is_utf8(path: Path) -> bool:
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                decoder.decode(chunk)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _first_bad_byte(path: Path) -> tuple[int, str] | None:
-    """(line, message) of the first byte that is not UTF-8. Lines end at \\n, \\r\\n or \\r, as
-    for the table reader; such bytes are read as lone surrogates by `surrogateescape`."""
-    with path.open(encoding="utf-8", errors="surrogateescape") as handle:
-        for number, line in enumerate(handle, start=1):
-            for column, char in enumerate(line, start=1):
-                if "\udc80" <= char <= "\udcff":
-                    return number, (f"line {number}: byte 0x{ord(char) - 0xDC00:02x} at column {column} is "
-                                     "not UTF-8; save the file as UTF-8")
-    return None
-
-
-def _ragged_problem(line: int, found: int, expected: int) -> str:
-    return (f"line {line}: {found} fields where the header has {expected}; quote a cell that holds "
-            "the delimiter")
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _json_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(file line, text) of the non-blank lines of a JSON-lines file."""
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            yield number, line
-
-
-def _json_problem(text: str) -> tuple[int, str] | None:
-    """(line, message) of the first line of a JSON-lines file that is not a JSON object (or where
-    a JSON document is broken); None when every line is a JSON object."""
-    first = next(_json_lines(text))[1]
-    try:
-        json.loads(first, parse_constant=_reject_constant)
-    except ValueError:
-        if not first.strip().startswith("[") and first.strip() != "{":
-            return _json_line_problem(1, first)  # a broken first record of JSON lines
-        # a JSON document (a list of records, or a mapping) spanning lines
-        try:
-            json.loads(text, parse_constant=_reject_constant)
-        except json.JSONDecodeError as exc:
-            return exc.lineno, f"line {exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})"
-        except ValueError as exc:
-            return 1, f"line 1: not valid JSON: {exc}"
-        return None
-    for number, line in _json_lines(text):
-        problem = _json_line_problem(number, line)
-        if problem is not None:
-            return problem
-    return None
-
-
-def _json_line_problem(number: int, line: str) -> tuple[int, str] | None:
-    try:
-        value = json.loads(line, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        return number, f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})"
-    except ValueError as exc:
-        return number, f"line {number}: not valid JSON: {exc}"
-    if not isinstance(value, dict):
-        return number, f"line {number}: expected a JSON object of columns, got {type(value).__name__}"
-    return None
 
 
 def _check_json_texts(spec: TaskSpec, loaded: DatasetDict, files: dict[str, Path]) -> None:
@@ -296,38 +186,12 @@ def _check_json_texts(spec: TaskSpec, loaded: DatasetDict, files: dict[str, Path
             for row, value in enumerate(dataset[column]):  # decoded (a mixed column is stored as JSON)
                 if value is not None and not isinstance(value, str):
                     text = files[split].read_text(encoding="utf-8-sig")
-                    lines = [number for number, _ in _json_lines(text)]
+                    lines = [number for number, _ in json_lines(text)]
                     where = f"line {lines[row]}" if len(lines) == len(dataset) else f"row {row}"
                     raise DataError(
                         f"task {spec.name!r}: {files[split]} {where}: {column!r} is "
                         f"{type(value).__name__} {value!r}, expected a string"
                     )
-
-
-def _records(path: Path, dialect: dict) -> Iterator[tuple[int, list[str]]]:
-    """(first file line, cells) of each non-blank record of a table file, header included."""
-    previous = 0
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle, delimiter=dialect.get("delimiter", ","),
-                            quoting=dialect.get("quoting", csv.QUOTE_MINIMAL))
-        for row in reader:
-            start, previous = previous + 1, reader.line_num
-            if row:
-                yield start, row
-
-
-def _first_ragged_row(path: Path, dialect: dict) -> tuple[int, int, int] | None:
-    """(line, fields, header fields) of the first row with more fields than the header (the table
-    reader fills a row with fewer fields with missing values)."""
-    try:
-        records = _records(path, dialect)
-        _, header = next(records)
-        for line, row in records:
-            if len(row) > len(header):
-                return line, len(row), len(header)
-    except (csv.Error, StopIteration):
-        return None
-    return None
 
 
 def _with_file_lines(spec: TaskSpec, dataset: Dataset, path: Path, dialect: dict) -> Dataset:
@@ -340,7 +204,7 @@ def _with_file_lines(spec: TaskSpec, dataset: Dataset, path: Path, dialect: dict
     for an index and shift the others), and texts the two read differently (a carriage return
     alone at the start of a line)."""
     try:
-        records = list(_records(path, dialect))
+        records = list(table_records(path, dialect))
     except csv.Error:
         return dataset
     if not records:
@@ -348,7 +212,7 @@ def _with_file_lines(spec: TaskSpec, dataset: Dataset, path: Path, dialect: dict
     header, rows = records[0][1], records[1:]
     for line, row in rows:
         if len(row) > len(header):
-            raise DataError(f"task {spec.name!r}: {path} {_ragged_problem(line, len(row), len(header))}")
+            raise DataError(f"task {spec.name!r}: {path} {ragged_problem(line, len(row), len(header))}")
     header = [header[0].removeprefix("\ufeff"), *header[1:]]
     for column in _text_columns(spec):
         if column not in header or column not in dataset.column_names:
