@@ -61,6 +61,8 @@ def export_task(checkpoint: str | Path, task: str, output_dir: str | Path) -> Pa
     layout = _check_exportable(model, head)
     config = _task_config(checkpoint, model, head)
     standard = _auto_class(head).from_config(config)
+    if head.type == "token_classification":
+        _check_token_classifier(standard, head)
     state = {**_encoder_state(model, task, standard), **_head_state(model, head, layout, standard)}
     missing, unexpected = standard.load_state_dict(state, strict=False)
     if missing or unexpected:  # a mapping bug, never a user error: fail before writing anything
@@ -74,13 +76,18 @@ def export_task(checkpoint: str | Path, task: str, output_dir: str | Path) -> Pa
     return output_dir
 
 
-def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> str:
-    """The sequence-head layout of the encoder family; ExportError when there is none."""
+def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> str | None:
+    """The sequence-head layout of the encoder family (None for a tagging head, which any family
+    with a linear token classifier takes, see _check_token_classifier); ExportError when a
+    sentence head's family has none."""
     model_type = model.encoder.config.model_type
+    if head.type == "token_classification":
+        return None
     if model_type not in SEQUENCE_HEAD_LAYOUT:
         raise ExportError(
-            f"task {head.name!r}: export supports the encoder families "
-            f"{', '.join(SEQUENCE_HEAD_LAYOUT)}; this checkpoint's encoder is {model_type!r}"
+            f"task {head.name!r}: sentence heads export for the encoder families "
+            f"{', '.join(SEQUENCE_HEAD_LAYOUT)}; this checkpoint's encoder is {model_type!r} "
+            "(its tagging heads export)"
         )
     if head.type != "token_classification" and head.pooling != "pooler":
         raise ExportError(
@@ -90,6 +97,21 @@ def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> str:
             "to export it"
         )
     return SEQUENCE_HEAD_LAYOUT[model_type]
+
+
+def _check_token_classifier(standard: PreTrainedModel, head: HeadConfig) -> None:
+    """ExportError unless the family's token classifier is what a tagging head is: one linear
+    `classifier` on the encoder's hidden states (so the export computes the head exactly).
+    ModernBERT's, for one, puts a dense + norm prediction head in between."""
+    prefix = standard.base_model_prefix + "."
+    extra = sorted(name for name in standard.state_dict()
+                   if not name.startswith(prefix) and not name.startswith("classifier."))
+    if extra:
+        raise ExportError(
+            f"task {head.name!r}: {type(standard).__name__} puts layers between the encoder and its "
+            f"classifier ({', '.join(extra)}), which the tagging head does not have; it cannot be "
+            "exported as that class"
+        )
 
 
 def _auto_class(head: HeadConfig) -> type:
@@ -133,11 +155,11 @@ def _encoder_state(model: MultiTaskModel, task: str, standard: PreTrainedModel) 
 
 
 def _head_state(
-    model: MultiTaskModel, head: HeadConfig, layout: str, standard: PreTrainedModel
+    model: MultiTaskModel, head: HeadConfig, layout: str | None, standard: PreTrainedModel
 ) -> dict[str, torch.Tensor]:
     """The head's weights under the standard model's names."""
     weights = model.heads[head.name].state_dict()
-    if head.type == "token_classification":  # dropout + `classifier` in both
+    if head.type == "token_classification":  # dropout + `classifier` (_check_token_classifier)
         return dict(weights)
     if layout == "bert":
         names = {"pooler": f"{standard.base_model_prefix}.pooler.dense", "classifier": "classifier"}

@@ -4,6 +4,7 @@ exactly as the Predictor does on the multi-task checkpoint."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -141,14 +142,74 @@ def test_export_names_the_tasks_when_the_task_is_unknown(bert_checkpoint, tmp_pa
         export_task(bert_checkpoint, "nre", tmp_path / "out")
 
 
-def test_export_refuses_an_encoder_family_it_cannot_reproduce(tmp_path, tiny_tokenizer):
-    encoder = DistilBertModel(DistilBertConfig(
-        vocab_size=len(tiny_tokenizer), dim=32, n_layers=1, n_heads=2, hidden_dim=64,
-        max_position_embeddings=128,
-    ))
+def tiny_encoder(family: str, vocab_size: int):
+    """A 2-layer random encoder of `family` (hidden 32) for the tiny WordPiece tokenizer."""
+    from transformers import (
+        AlbertConfig,
+        AlbertModel,
+        DebertaV2Config,
+        DebertaV2Model,
+        ElectraConfig,
+        ElectraModel,
+        ModernBertConfig,
+        ModernBertModel,
+        MPNetConfig,
+        MPNetModel,
+        XLMRobertaConfig,
+        XLMRobertaModel,
+    )
+
+    torch.manual_seed(0)
+    shape = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, max_position_embeddings=130, pad_token_id=0)
+    if family == "distilbert":
+        return DistilBertModel(DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2,
+                                                hidden_dim=64, max_position_embeddings=128, pad_token_id=0))
+    if family == "albert":
+        return AlbertModel(AlbertConfig(embedding_size=16, **shape))
+    if family == "electra":
+        return ElectraModel(ElectraConfig(embedding_size=16, **shape))
+    if family == "deberta-v2":  # DeBERTa-v3's shape: relative positions only
+        return DebertaV2Model(DebertaV2Config(relative_attention=True, position_biased_input=False,
+                                              pos_att_type=["p2c", "c2p"], max_relative_positions=-1,
+                                              position_buckets=16, **shape))
+    if family == "mpnet":
+        return MPNetModel(MPNetConfig(**shape))
+    if family == "xlm-roberta":
+        return XLMRobertaModel(XLMRobertaConfig(**shape))
+    if family == "modernbert":
+        return ModernBertModel(ModernBertConfig(
+            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=128, pad_token_id=0, bos_token_id=2,
+            eos_token_id=3, cls_token_id=2, sep_token_id=3, global_attn_every_n_layers=2,
+            local_attention=16))
+    raise ValueError(family)
+
+
+@pytest.mark.parametrize("family", ["distilbert", "albert", "electra", "deberta-v2", "mpnet", "xlm-roberta"])
+def test_tagging_heads_of_every_family_export_and_answer_like_the_predictor(tmp_path, tiny_tokenizer, family):
+    encoder = tiny_encoder(family, len(tiny_tokenizer))
+    save_checkpoint(tmp_path / "ckpt", sharpen(MultiTaskModel(encoder, heads()[:2])), tiny_tokenizer)
+    exported = export_task(tmp_path / "ckpt", "ner", tmp_path / "ner")
+    assert AutoModelForTokenClassification.from_pretrained(exported).config.model_type == family
+    assert_same_answers(tmp_path / "ckpt", "ner", exported)
+    if family == "xlm-roberta":  # RoBERTa's sentence head layout
+        assert_same_answers(tmp_path / "ckpt", "sentiment", export_task(tmp_path / "ckpt", "sentiment",
+                                                                         tmp_path / "sentiment"))
+        return
+    refusal = (f"sentence heads export for the encoder families bert, roberta, xlm-roberta, camembert; "
+               f"this checkpoint's encoder is '{family}' (its tagging heads export)")
+    with pytest.raises(ExportError, match=re.escape(refusal)):
+        export_task(tmp_path / "ckpt", "sentiment", tmp_path / "sentiment")
+
+
+def test_export_refuses_a_token_classifier_with_layers_the_head_lacks(tmp_path, tiny_tokenizer):
+    encoder = tiny_encoder("modernbert", len(tiny_tokenizer))
     save_checkpoint(tmp_path / "ckpt", MultiTaskModel(encoder, heads()[:1]), tiny_tokenizer)
-    with pytest.raises(ExportError, match="encoder is 'distilbert'"):
+    with pytest.raises(ExportError, match=r"ModernBertForTokenClassification puts layers between the encoder "
+                                          r"and its classifier \(head\.dense\.weight"):
         export_task(tmp_path / "ckpt", "ner", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_sharing_shapes_export_the_layers_the_task_reads(tmp_path, tiny_model_dir, tiny_tokenizer):
