@@ -20,19 +20,23 @@ from transformers import (
 )
 
 from mtl_nlp.errors import MtlNlpError
-from mtl_nlp.modeling.heads import HeadConfig
+from mtl_nlp.modeling.heads import HeadConfig, family_pooler_activation
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 
-# Encoder families whose transformers task models we reproduce, by config.model_type, with the
-# layout of their sequence-classification head: "bert" reads the pooler (dense + tanh on the
-# first token) then `classifier`; "roberta" holds the same dense + tanh as `classifier.dense`
-# and the output layer as `classifier.out_proj`.
+# Where each encoder family's AutoModelForSequenceClassification keeps the two layers of a pooler
+# head (first token -> dense -> the family's activation -> classifier), by config.model_type:
+# (dense, output layer), "{base}" standing for the model's base_model_prefix.
 SEQUENCE_HEAD_LAYOUT = {
-    "bert": "bert",
-    "roberta": "roberta",
-    "xlm-roberta": "roberta",
-    "camembert": "roberta",
+    "bert": ("{base}.pooler.dense", "classifier"),
+    "albert": ("{base}.pooler", "classifier"),
+    "distilbert": ("pre_classifier", "classifier"),
+    "deberta-v2": ("pooler.dense", "classifier"),
+    "electra": ("classifier.dense", "classifier.out_proj"),
+    "mpnet": ("classifier.dense", "classifier.out_proj"),
+    "roberta": ("classifier.dense", "classifier.out_proj"),
+    "xlm-roberta": ("classifier.dense", "classifier.out_proj"),
+    "camembert": ("classifier.dense", "classifier.out_proj"),
 }
 PROBLEM_TYPES = {
     "classification": "single_label_classification",
@@ -76,11 +80,12 @@ def export_task(checkpoint: str | Path, task: str, output_dir: str | Path) -> Pa
     return output_dir
 
 
-def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> str | None:
+def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> tuple[str, str] | None:
     """The sequence-head layout of the encoder family (None for a tagging head, which any family
     with a linear token classifier takes, see _check_token_classifier); ExportError when a
-    sentence head's family has none."""
-    model_type = model.encoder.config.model_type
+    sentence head's family has none, or the head does not compute what the family's does."""
+    encoder_config = model.encoder.config
+    model_type = encoder_config.model_type
     if head.type == "token_classification":
         return None
     if model_type not in SEQUENCE_HEAD_LAYOUT:
@@ -89,11 +94,22 @@ def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> str | None:
             f"{', '.join(SEQUENCE_HEAD_LAYOUT)}; this checkpoint's encoder is {model_type!r} "
             "(its tagging heads export)"
         )
+    expected = family_pooler_activation(encoder_config)
+    if head.pooling == "pooler" and head.pooler_activation != expected:
+        raise ExportError(
+            f"task {head.name!r}: its pooler head applies {head.pooler_activation}, where "
+            f"{model_type}'s sequence classifier applies {expected} (the head was trained before "
+            "heads followed their encoder family); train it again to export it"
+        )
+    hidden = encoder_config.hidden_size
+    if getattr(encoder_config, "pooler_hidden_size", hidden) != hidden:
+        raise ExportError(f"task {head.name!r}: the encoder's pooler_hidden_size differs from its "
+                          "hidden_size, which the pooler head does not reproduce")
     if head.type != "token_classification" and head.pooling != "pooler":
         raise ExportError(
             f"task {head.name!r} reads its text with pooling {head.pooling!r}, which no standard "
             "transformers classifier computes; train the task with `pooling: pooler` in its task "
-            "entry (the first token through dense + tanh, as BertForSequenceClassification does) "
+            "entry (the first token through a dense layer, as the family's sequence classifier does) "
             "to export it"
         )
     return SEQUENCE_HEAD_LAYOUT[model_type]
@@ -155,16 +171,14 @@ def _encoder_state(model: MultiTaskModel, task: str, standard: PreTrainedModel) 
 
 
 def _head_state(
-    model: MultiTaskModel, head: HeadConfig, layout: str | None, standard: PreTrainedModel
+    model: MultiTaskModel, head: HeadConfig, layout: tuple[str, str] | None, standard: PreTrainedModel
 ) -> dict[str, torch.Tensor]:
     """The head's weights under the standard model's names."""
     weights = model.heads[head.name].state_dict()
     if head.type == "token_classification":  # dropout + `classifier` (_check_token_classifier)
         return dict(weights)
-    if layout == "bert":
-        names = {"pooler": f"{standard.base_model_prefix}.pooler.dense", "classifier": "classifier"}
-    else:
-        names = {"pooler": "classifier.dense", "classifier": "classifier.out_proj"}
+    dense, output = (name.format(base=standard.base_model_prefix) for name in layout)
+    names = {"pooler": dense, "classifier": output}
     return {f"{names[module]}.{param}": tensor
             for module_param, tensor in weights.items()
             for module, param in [module_param.split(".", 1)]}

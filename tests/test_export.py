@@ -4,7 +4,6 @@ exactly as the Predictor does on the multi-task checkpoint."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import torch
@@ -186,21 +185,36 @@ def tiny_encoder(family: str, vocab_size: int):
     raise ValueError(family)
 
 
-@pytest.mark.parametrize("family", ["distilbert", "albert", "electra", "deberta-v2", "mpnet", "xlm-roberta"])
-def test_tagging_heads_of_every_family_export_and_answer_like_the_predictor(tmp_path, tiny_tokenizer, family):
-    encoder = tiny_encoder(family, len(tiny_tokenizer))
-    save_checkpoint(tmp_path / "ckpt", sharpen(MultiTaskModel(encoder, heads()[:2])), tiny_tokenizer)
-    exported = export_task(tmp_path / "ckpt", "ner", tmp_path / "ner")
-    assert AutoModelForTokenClassification.from_pretrained(exported).config.model_type == family
-    assert_same_answers(tmp_path / "ckpt", "ner", exported)
-    if family == "xlm-roberta":  # RoBERTa's sentence head layout
-        assert_same_answers(tmp_path / "ckpt", "sentiment", export_task(tmp_path / "ckpt", "sentiment",
-                                                                         tmp_path / "sentiment"))
-        return
-    refusal = (f"sentence heads export for the encoder families bert, roberta, xlm-roberta, camembert; "
-               f"this checkpoint's encoder is '{family}' (its tagging heads export)")
-    with pytest.raises(ExportError, match=re.escape(refusal)):
-        export_task(tmp_path / "ckpt", "sentiment", tmp_path / "sentiment")
+FAMILY_CLASSIFIERS = {  # the family's sequence classifier: its class and activation after the dense layer
+    "distilbert": ("DistilBertForSequenceClassification", "relu"),
+    "albert": ("AlbertForSequenceClassification", "tanh"),
+    "electra": ("ElectraForSequenceClassification", "gelu"),
+    "deberta-v2": ("DebertaV2ForSequenceClassification", "gelu"),
+    "mpnet": ("MPNetForSequenceClassification", "tanh"),
+    "xlm-roberta": ("XLMRobertaForSequenceClassification", "tanh"),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CLASSIFIERS))
+def test_every_head_of_every_family_exports_and_answers_like_the_predictor(tmp_path, tiny_tokenizer, family):
+    model = sharpen(MultiTaskModel(tiny_encoder(family, len(tiny_tokenizer)), heads()))
+    classifier, activation = FAMILY_CLASSIFIERS[family]
+    assert {config.pooler_activation for config in model.head_configs.values()
+            if config.pooling == "pooler"} == {activation}
+    save_checkpoint(tmp_path / "ckpt", model, tiny_tokenizer)
+    for task in ("ner", "sentiment", "similarity", "aspects"):
+        exported = export_task(tmp_path / "ckpt", task, tmp_path / task)
+        architecture = json.loads((exported / "config.json").read_text())["architectures"][0]
+        assert architecture == (classifier if task != "ner" else classifier.replace("Sequence", "Token"))
+        assert_same_answers(tmp_path / "ckpt", task, exported)
+
+
+def test_a_pooler_head_with_another_activation_is_not_exported_as_the_family(tmp_path, tiny_tokenizer):
+    model = MultiTaskModel(tiny_encoder("electra", len(tiny_tokenizer)), heads()[1:2])
+    model.head_configs["sentiment"].pooler_activation = "tanh"  # as saved before heads followed families
+    save_checkpoint(tmp_path / "ckpt", model, tiny_tokenizer)
+    with pytest.raises(ExportError, match="applies tanh, where electra's sequence classifier applies gelu"):
+        export_task(tmp_path / "ckpt", "sentiment", tmp_path / "out")
 
 
 def test_export_refuses_a_token_classifier_with_layers_the_head_lacks(tmp_path, tiny_tokenizer):

@@ -12,11 +12,25 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from transformers import PretrainedConfig
+from transformers.activations import ACT2FN
 
 from mtl_nlp.encoding import IGNORE_INDEX
 from mtl_nlp.task_types import POOLINGS
 
 LABEL_FREE_TYPES = ("regression",)  # head types that predict a value, not one of a label set
+# The activation after the dense layer of each family's sequence classifier (first token ->
+# dense -> activation -> classifier), by config.model_type; tanh for the others (BERT, ALBERT,
+# RoBERTa, XLM-R, MPNet). A `pooler` head computes its family's, so that it exports to the
+# family's own AutoModelForSequenceClassification.
+FAMILY_POOLER_ACTIVATIONS = {"distilbert": "relu", "electra": "gelu", "deberta-v2": "gelu"}
+
+
+def family_pooler_activation(encoder_config: PretrainedConfig) -> str:
+    """The activation of the encoder family's sequence classifier (DeBERTa's from its config)."""
+    if encoder_config.model_type == "deberta-v2":
+        return getattr(encoder_config, "pooler_hidden_act", "gelu")
+    return FAMILY_POOLER_ACTIVATIONS.get(encoder_config.model_type, "tanh")
 
 
 @dataclass
@@ -38,6 +52,9 @@ class HeadConfig:
     layer: int | None = None  # the encoder layer whose hidden states the head reads (None: the last)
     entry: str | None = None  # the task entry whose batches train this head with its siblings
     loss_weight: float = 1.0  # multiplies the head's loss in its entry's sum (entry heads only)
+    # pooling "pooler": the activation after the dense layer (transformers' ACT2FN name), the
+    # encoder family's (family_pooler_activation); checkpoints saved before it was recorded used tanh
+    pooler_activation: str = "tanh"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,9 +71,10 @@ def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
 class PooledHead(nn.Module):
     """Pooled sentence representation -> dropout -> linear with `outputs` units.
 
-    With pooling "pooler" the first token's state goes through the head's own dense + tanh
-    layer first: the computation of transformers' BERT- and RoBERTa-style sequence classifiers,
-    so such a head exports to a standard model (see mtl_nlp.export).
+    With pooling "pooler" the first token's state goes through the head's own dense layer and
+    the activation of the encoder family's sequence classifier first (tanh for BERT and RoBERTa,
+    GELU for ELECTRA and DeBERTa, ReLU for DistilBERT): the computation of transformers' own
+    sequence classifiers, so such a head exports to a standard model (see mtl_nlp.export).
     """
 
     def __init__(self, hidden_size: int, config: HeadConfig, outputs: int) -> None:
@@ -65,21 +83,28 @@ class PooledHead(nn.Module):
             raise ValueError(f"head {config.name!r}: pooling {config.pooling!r} not in {POOLINGS}")
         self.pooling = config.pooling
         self.pooler = nn.Linear(hidden_size, hidden_size) if config.pooling == "pooler" else None
+        self.activation = ACT2FN[config.pooler_activation] if config.pooling == "pooler" else None
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(hidden_size, outputs)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         pooled = pool(hidden, attention_mask, self.pooling)
         if self.pooler is not None:
-            pooled = torch.tanh(self.pooler(pooled))
+            pooled = self.activation(self.pooler(pooled))
         return self.classifier(self.dropout(pooled))
 
-    def init_pooler_from(self, encoder: nn.Module) -> None:
-        """Start the head's pooler from the encoder's pretrained one (BERT has one), as
-        transformers' BERT sequence classifiers do; a fresh layer otherwise."""
-        pretrained = getattr(getattr(encoder, "pooler", None), "dense", None)
-        if self.pooler is not None and isinstance(pretrained, nn.Linear):
+    def init_pooler_from(self, encoder: nn.Module) -> bool:
+        """Start the head's pooler from the encoder's pretrained one (BERT and ALBERT have one,
+        MPNet too), as transformers' BERT sequence classifiers do; True when it did. A fresh
+        layer otherwise, initialised as the encoder initialises its own layers."""
+        if self.pooler is None:
+            return False
+        pretrained = getattr(encoder, "pooler", None)
+        pretrained = getattr(pretrained, "dense", pretrained)  # ALBERT's pooler is the Linear itself
+        if isinstance(pretrained, nn.Linear) and pretrained.weight.shape == self.pooler.weight.shape:
             self.pooler.load_state_dict(pretrained.state_dict())
+            return True
+        return False
 
 
 class SequenceClassificationHead(PooledHead):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,12 @@ from transformers import AutoModel, PreTrainedModel
 
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
 from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder
-from mtl_nlp.modeling.heads import HeadConfig, build_head
+from mtl_nlp.modeling.heads import HeadConfig, build_head, family_pooler_activation
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
 from mtl_nlp.run_files import CHECKPOINT_CONFIG
+
+logger = logging.getLogger(__name__)
 
 HEADS_WEIGHTS = "heads.safetensors"
 PRIVATE_WEIGHTS = "private_layers.safetensors"  # tasks' private encoder layers, when any
@@ -38,6 +42,10 @@ class MultiTaskModel(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        if pretrained:  # a new model: pooler heads compute the encoder family's classifier
+            activation = family_pooler_activation(encoder.config)
+            heads = [dataclasses.replace(config, pooler_activation=activation) if config.pooling == "pooler"
+                     else config for config in heads]
         self.head_configs = {config.name: config for config in heads}
         # {entry: its heads}: a batch of an entry trains all of its heads at once
         self.entries: dict[str, list[str]] = {}
@@ -47,12 +55,28 @@ class MultiTaskModel(nn.Module):
         hidden_size = encoder.config.hidden_size
         self.heads = nn.ModuleDict({c.name: build_head(hidden_size, c) for c in heads})
         if pretrained:
-            for head in self.heads.values():
-                if hasattr(head, "init_pooler_from"):
-                    head.init_pooler_from(encoder)
+            self._init_poolers(encoder)
         self.sharing = LayerSharing(
             encoder, sharing or SharingShape(), {c.name: c.layer for c in heads}, pretrained
         )
+
+    def _init_poolers(self, encoder: PreTrainedModel) -> None:
+        """Pooler heads start from the encoder's pretrained pooler where it has one, else as the
+        encoder initialises its own layers (transformers' `_init_weights`); logged either way."""
+        copied, fresh = [], []
+        for name, head in self.heads.items():
+            if getattr(head, "pooler", None) is None:
+                continue
+            if head.init_pooler_from(encoder):
+                copied.append(name)
+            else:
+                encoder._init_weights(head.pooler)
+                fresh.append(name)
+        if copied:
+            logger.info("pooler heads %s start from the encoder's pretrained pooler", ", ".join(copied))
+        if fresh:
+            logger.info("pooler heads %s start fresh (%s has no pretrained pooler to copy)",
+                        ", ".join(fresh), encoder.config.model_type)
 
     @classmethod
     def from_encoder(
