@@ -50,13 +50,13 @@ logger = logging.getLogger(__name__)
 def train_from_config(config: RunConfig) -> dict[str, Any]:
     """Train, keep the best checkpoint by mean validation score in output_dir, score it on each
     task's test split (validation if none) and return those metrics (also in metrics.json)."""
+    check_max_length(config.model, config.max_length)  # before anything starts
     accelerator = build_accelerator(config)
     set_seed(config.seed)
     check_output_dir(config)
     start_trackers(accelerator, config)
 
     # Data: registry entries -> tokenized, cached features (the main process fills the cache).
-    check_max_length(config.model, config.max_length)
     specs = resolve_tasks(config.tasks)
     tokenizer = load_tokenizer(config.model)
     with accelerator.main_process_first():
