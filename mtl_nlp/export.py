@@ -23,6 +23,7 @@ from mtl_nlp.errors import MtlNlpError
 from mtl_nlp.modeling.heads import HeadConfig, family_pooler_activation
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
+from mtl_nlp.modeling.sharing import layer_stack_name
 
 # Where each encoder family's AutoModelForSequenceClassification keeps the two layers of a pooler
 # head (first token -> dense -> the family's activation -> classifier), by config.model_type:
@@ -163,10 +164,12 @@ def _encoder_state(model: MultiTaskModel, task: str, standard: PreTrainedModel) 
     wanted = set(standard.state_dict())
     state = {f"{prefix}.{name}": tensor for name, tensor in model.encoder.state_dict().items()}
     if task in model.sharing.private:
-        shared = model.sharing.shared_count
+        shared, stack = model.sharing.shared_count, layer_stack_name(model.encoder)
         for name, tensor in model.sharing.private[task].state_dict().items():
+            if not name.startswith("layer."):  # the stack's other modules are the shared model's
+                continue
             _, index, rest = name.split(".", 2)  # layer.{i}.rest
-            state[f"{prefix}.encoder.layer.{shared + int(index)}.{rest}"] = tensor
+            state[f"{prefix}.{stack}.layer.{shared + int(index)}.{rest}"] = tensor
     return {name: tensor for name, tensor in state.items() if name in wanted}
 
 

@@ -1,10 +1,21 @@
-"""The encoder's position limit, checked against max_length before any data is read."""
+"""What the encoder can take, checked before any data is read: text encoders only, and max_length
+within its position embeddings."""
+
+import re
 
 import pytest
-from transformers import BertConfig, DebertaV2Config, ModernBertConfig, RobertaConfig
+from transformers import (
+    AutoModel,
+    BertConfig,
+    DebertaV2Config,
+    GPT2Config,
+    ModernBertConfig,
+    RobertaConfig,
+    T5Config,
+)
 
 from mtl_nlp.config import ConfigError, load_run_config
-from mtl_nlp.modeling.encoder import check_max_length, position_limit
+from mtl_nlp.modeling.encoder import check_encoder, position_limit
 
 
 def test_position_limit_per_family():
@@ -17,11 +28,11 @@ def test_position_limit_per_family():
     assert position_limit(DebertaV2Config(position_biased_input=True, max_position_embeddings=512)) == 512
 
 
-def test_check_max_length_names_the_limit(tiny_model_dir):
-    check_max_length(str(tiny_model_dir), 128)  # the tiny BERT holds 128 positions
+def test_check_encoder_names_the_limit(tiny_model_dir):
+    check_encoder(str(tiny_model_dir), 128)  # the tiny BERT holds 128 positions
     message = r"max_length=129, but encoder .* \(bert\) takes at most 128 tokens"
     with pytest.raises(ConfigError, match=message):
-        check_max_length(str(tiny_model_dir), 129)
+        check_encoder(str(tiny_model_dir), 129)
 
 
 def test_training_refuses_a_max_length_beyond_the_encoder_before_reading_data(tiny_model_dir, tmp_path):
@@ -33,3 +44,22 @@ def test_training_refuses_a_max_length_beyond_the_encoder_before_reading_data(ti
                                         "tasks=[demo_ner]"])
     with pytest.raises(ConfigError, match="takes at most 128 tokens per sequence: set max_length to 128"):
         train_from_config(config)
+
+
+@pytest.mark.parametrize(("config", "kind"), [
+    (GPT2Config(n_layer=1, n_embd=32, n_head=2), "gpt2) is a decoder-only language model"),
+    (T5Config(d_model=32, num_layers=1, num_heads=2, d_ff=64), "t5) is an encoder-decoder model"),
+])
+def test_models_that_are_not_text_encoders_are_refused_at_start(tmp_path, config, kind):
+    from mtl_nlp import HeadConfig, MultiTaskModel
+    from mtl_nlp.training.run import train_from_config
+
+    directory = tmp_path / "model"
+    config.save_pretrained(directory)
+    run = load_run_config(overrides=[f"model={directory}", f"output_dir={tmp_path}/run",
+                                     "tasks=[demo_sentiment]"])
+    with pytest.raises(ConfigError, match=re.escape(kind) + ".*shares a text encoder"):
+        train_from_config(run)
+    model = AutoModel.from_config(config)
+    with pytest.raises(ConfigError, match=re.escape(kind)):
+        MultiTaskModel(model, [HeadConfig(name="s", type="classification", labels=["a", "b"])])

@@ -81,13 +81,32 @@ def position_limit(model_config: PretrainedConfig) -> int | None:
     return total
 
 
-def check_max_length(name: str, max_length: int) -> None:
-    """ConfigError, before any data is read, when `max_length` exceeds what encoder `name` can
-    take (it would fail deep inside the embeddings at the first long batch)."""
+def check_encoder_kind(model_config: PretrainedConfig, name: str) -> None:
+    """ConfigError for a model that is not a text encoder: an encoder-decoder (T5, BART) or a
+    decoder-only language model (GPT-2, Llama), which would fail or mislead at the first batch."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as CAUSAL_LM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES as MASKED_LM
+
+    model_type = model_config.model_type
+    if getattr(model_config, "is_encoder_decoder", False):
+        kind = "an encoder-decoder model"
+    elif model_type in CAUSAL_LM and model_type not in MASKED_LM:
+        kind = "a decoder-only language model"
+    else:
+        return
+    raise ConfigError(f"model {name!r} ({model_type}) is {kind}; mtl_nlp shares a text encoder "
+                      "(BERT, RoBERTa, DeBERTa, ELECTRA, ModernBERT, ...) between its task heads")
+
+
+def check_encoder(name: str, max_length: int) -> None:
+    """ConfigError, before any data is read, for a model that is not a text encoder or a
+    `max_length` beyond what encoder `name` can take (it would fail deep inside the embeddings at
+    the first long batch)."""
     try:
         model_config = AutoConfig.from_pretrained(resolve_model_path(name))
     except OSError as exc:
         raise ModelLoadError(_missing_message("encoder", name, exc)) from exc
+    check_encoder_kind(model_config, name)
     limit = position_limit(model_config)
     if limit is not None and max_length > limit:
         raise ConfigError(f"max_length={max_length}, but encoder {name!r} ({model_config.model_type}) "

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
-from mtl_nlp.modeling.encoder import ModelLoadError, load_encoder
+from mtl_nlp.modeling.encoder import ModelLoadError, check_encoder_kind, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head, family_pooler_activation
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
@@ -43,6 +43,7 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         if pretrained:  # a new model: pooler heads compute the encoder family's classifier
+            check_encoder_kind(encoder.config, type(encoder).__name__)
             activation = family_pooler_activation(encoder.config)
             heads = [dataclasses.replace(config, pooler_activation=activation) if config.pooling == "pooler"
                      else config for config in heads]
@@ -225,7 +226,9 @@ class MultiTaskModel(nn.Module):
         """Rebuild a model from a folder of `consistent_view` (checked already)."""
         config = json.loads((folder / CHECKPOINT_CONFIG).read_text())
         encoder = AutoModel.from_pretrained(str(folder))
-        sharing = SharingShape(**config["sharing"]) if "sharing" in config else None
+        sharing = None
+        if "sharing" in config:  # saved before share_stack_modules existed: each copy had its own
+            sharing = SharingShape(**{"share_stack_modules": False, **config["sharing"]})
         model = cls(encoder, [HeadConfig(**task) for task in config["tasks"]], sharing, pretrained=False)
         model.heads.load_state_dict(load_file(folder / HEADS_WEIGHTS))
         if len(model.sharing.private):

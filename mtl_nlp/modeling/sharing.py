@@ -11,6 +11,7 @@ exactly what the model prepared. Heads never know how the encoder is shared.
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,22 +35,39 @@ class SharingShape:
     freeze_layers: int = 0  # embeddings and the bottom n layers get no updates
     freeze_embeddings: bool = False
     num_layers: int | None = None  # the pretrained encoder's layer count (shared + private)
+    # The layer stack's modules other than its layers (DeBERTa's relative position embeddings,
+    # MPNet's relative attention bias) are the shared stack's in every private copy, so a task's
+    # export is exactly its model. Checkpoints saved before gave each copy its own (False).
+    share_stack_modules: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+# Where encoders keep the module that runs their transformer layers as `.layer`: BERT, RoBERTa,
+# ELECTRA, DeBERTa, MPNet, XLM-R, MiniLM in `encoder`, DistilBERT in `transformer`.
+LAYER_STACKS = ("encoder", "transformer")
+
+
 def layer_stack(encoder: PreTrainedModel) -> nn.Module:
-    """The module holding the encoder's transformer layers as `.layer` (BERT, RoBERTa, ELECTRA,
-    DeBERTa, XLM-R, MiniLM, ...); a clear error for encoders built another way."""
-    stack = getattr(encoder, "encoder", None)
-    if stack is None or not isinstance(getattr(stack, "layer", None), nn.ModuleList):
-        raise SharingError(
-            f"private layers and per-task `layer` need an encoder whose layers sit in "
-            f"`encoder.layer` (BERT, RoBERTa, ELECTRA, DeBERTa, ...); {type(encoder).__name__} "
-            "is built another way: use hard sharing (sharing.private_layers=0, no task `layer`)"
-        )
-    return stack
+    """The module holding the encoder's transformer layers as `.layer`; a clear error for
+    encoders built another way (ALBERT shares one layer's weights across its depth, ModernBERT
+    runs its layers from the model itself)."""
+    return getattr(encoder, layer_stack_name(encoder))
+
+
+def layer_stack_name(encoder: PreTrainedModel) -> str:
+    """The encoder's attribute that holds its layer stack (see layer_stack)."""
+    for name in LAYER_STACKS:
+        stack = getattr(encoder, name, None)
+        if stack is not None and isinstance(getattr(stack, "layer", None), nn.ModuleList):
+            return name
+    raise SharingError(
+        f"private layers, per-task `layer` and frozen layers need an encoder whose layers sit in "
+        f"`encoder.layer` or `transformer.layer` (BERT, RoBERTa, ELECTRA, DeBERTa, MPNet, XLM-R, "
+        f"DistilBERT); {type(encoder).__name__} is built another way: use hard sharing "
+        "(sharing.private_layers=0, no task `layer`, sharing.freeze_layers=0)"
+    )
 
 
 class _StopForward(Exception):
@@ -58,6 +76,33 @@ class _StopForward(Exception):
 
 def _tensor(output: Any) -> Tensor:
     return output[0] if isinstance(output, tuple) else output
+
+
+def _use_shared_modules(private: nn.Module, stack: nn.Module) -> None:
+    """Make the private copy's modules other than `layer` the shared stack's own: they are looked
+    up as plain attributes, not registered as the copy's children, so their parameters train and
+    save once (under the shared encoder) and every copy reads the current ones."""
+    for name in [name for name in private._modules if name != "layer"]:
+        del private._modules[name]
+        object.__setattr__(private, name, getattr(stack, name))
+
+
+def _hidden_name(stack: nn.Module) -> str:
+    """The name of the stack's first forward parameter: the hidden states it runs its layers on."""
+    return next(iter(inspect.signature(stack.forward).parameters))
+
+
+def _call_hidden(stack: nn.Module, call: dict[str, Any]) -> Tensor:
+    """The hidden states a recorded stack call was given, by position or by name (DistilBERT's
+    Transformer is called with `hidden_states=`)."""
+    return call["args"][0] if call["args"] else call["kwargs"][_hidden_name(stack)]
+
+
+def _replay(stack: nn.Module, call: dict[str, Any], hidden: Tensor) -> Any:
+    """Call `stack` (a private copy) as the shared stack was called, on `hidden` instead."""
+    if call["args"]:
+        return stack(hidden, *call["args"][1:], **call["kwargs"])
+    return stack(**{**call["kwargs"], _hidden_name(stack): hidden})
 
 
 class LayerSharing(nn.Module):
@@ -124,6 +169,8 @@ class LayerSharing(nn.Module):
         for task in self.task_layers:
             if self.depth(task) > self.shared_count:
                 self.private[task] = copy.deepcopy(stack)
+                if self.shape.share_stack_modules:
+                    _use_shared_modules(self.private[task], stack)
         stack.layer = nn.ModuleList(bottom)
         encoder.config.num_hidden_layers = len(bottom)
         # The saved config.json is what AutoModel.from_pretrained(DIR) reads: it says that it
@@ -169,7 +216,7 @@ class LayerSharing(nn.Module):
         def record_call(module, args, kwargs):
             call.update(args=args, kwargs=kwargs)
             if deepest == 0:  # every layer is private: the shared part ends at the embeddings
-                captured[0] = args[0]
+                captured[0] = _call_hidden(module, call)
                 raise _StopForward
 
         def keep(depth: int):
@@ -203,7 +250,7 @@ class LayerSharing(nn.Module):
         private = self.private[task]
         depth = self.depth(task) - self.shared_count
         if depth == len(private.layer):
-            output = private(shared, *call["args"][1:], **call["kwargs"])
+            output = _replay(private, call, shared)
             return output.last_hidden_state if hasattr(output, "last_hidden_state") else _tensor(output)
         captured: dict[str, Tensor] = {}
 
@@ -213,7 +260,7 @@ class LayerSharing(nn.Module):
 
         handle = private.layer[depth - 1].register_forward_hook(hook)
         try:
-            private(shared, *call["args"][1:], **call["kwargs"])
+            _replay(private, call, shared)
         except _StopForward:
             pass
         finally:

@@ -25,7 +25,7 @@ from mtl_nlp.data.features import windowed_examples
 from mtl_nlp.data.pipeline import head_main_metrics
 from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
-from mtl_nlp.modeling.encoder import check_max_length
+from mtl_nlp.modeling.encoder import check_encoder
 from mtl_nlp.registry import resolve_tasks
 from mtl_nlp.run_files import METRICS_FILE
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate_with_reports
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 def train_from_config(config: RunConfig) -> dict[str, Any]:
     """Train, keep the best checkpoint by mean validation score in output_dir, score it on each
     task's test split (validation if none) and return those metrics (also in metrics.json)."""
-    check_max_length(config.model, config.max_length)  # before anything starts
+    check_encoder(config.model, config.max_length)  # before anything starts
     accelerator = build_accelerator(config)
     set_seed(config.seed)
     check_output_dir(config)
