@@ -116,9 +116,19 @@ def entities_from_words(text: str, words: list[tuple[int, int, str, float]]) -> 
     scored by the mean of its words' tag probabilities."""
     found = []
     for label, begin, end in bio_spans([tag for _, _, tag, _ in words]):
-        start, stop = words[begin][0], words[end - 1][1]
+        start, stop = _without_spaces(text, words[begin][0], words[end - 1][1])
         found.append({
             "label": label, "text": text[start:stop], "start": start, "end": stop,
             "score": sum(score for _, _, _, score in words[begin:end]) / (end - begin),
         })
     return found
+
+
+def _without_spaces(text: str, start: int, stop: int) -> tuple[int, int]:
+    """A span without the whitespace at its ends: SentencePiece tokenizers (DeBERTa-v3, XLM-R)
+    give a word's first piece the offsets of the space before it."""
+    while start < stop and text[start].isspace():
+        start += 1
+    while stop > start and text[stop - 1].isspace():
+        stop -= 1
+    return start, stop
