@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_compare_parser(commands)
     add_affinity_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 
@@ -209,6 +210,49 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
                          help="the engine: torch; torch-compile (tens of seconds to compile on the first "
                          "batches, then faster: for large inputs); or ONNX Runtime with fp32 or int8 "
                          "weights (exported once into DIR/onnx/; needs the onnx extra)")
+
+
+SERVE_EXAMPLE = """\
+examples:
+  mtl-nlp serve outputs/cls_ner                    # http://127.0.0.1:8000, docs at /docs
+  mtl-nlp serve outputs/cls_ner --backend onnx-int8 --max-batch-tokens 4096 --max-wait-ms 10
+  MTL_NLP_API_KEY=... mtl-nlp serve user/model --host 0.0.0.0 --workers 2
+
+POST /predict {"inputs": ["text", ["text", "text_pair"]], "tasks": [...]} answers every task from
+one encoder pass; POST /tasks/NAME {"inputs": ...} answers as transformers.pipeline does for that
+task's export; GET /tasks, /health, /ready, /metrics (Prometheus). Concurrent requests are merged
+into batches; a full queue answers 503 at once. Binds 127.0.0.1 unless --host says otherwise.
+Needs the serve extra: pip install "mtl-nlp[serve]"."""
+
+
+def add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve", parents=[DEBUG], formatter_class=RAW, epilog=SERVE_EXAMPLE,
+        help="serve a checkpoint over HTTP, every task from one encoder pass, with dynamic batching",
+        description="Serve a checkpoint's tasks over HTTP (FastAPI on uvicorn) until SIGTERM or Ctrl-C, "
+        "which stop accepting and answer every request already accepted.",
+    )
+    serve.add_argument("checkpoint", metavar="DIR", help=CHECKPOINT_HELP)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--backend", choices=BACKENDS, default="torch", help="the Predictor's engine")
+    serve.add_argument("--precision", choices=("auto", "no", "bf16", "fp16"), default="auto")
+    serve.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    serve.add_argument("--max-batch-tokens", type=int, default=8192,
+                       help="a batch of merged requests closes at this many tokens (default 8192)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0,
+                       help="... or once its first request has waited this long (default 5)")
+    serve.add_argument("--max-queue", type=int, default=512,
+                       help="requests waiting for the model; more are answered 503 (default 512)")
+    serve.add_argument("--max-inputs", type=int, default=256, help="inputs per request (default 256)")
+    serve.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes, each with the model (one per core or GPU; default 1)")
+    serve.add_argument("--api-key", help="require this key on every endpoint but /health (or set "
+                       "MTL_NLP_API_KEY, which keeps it out of the process list)")
+    serve.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                       help="allow browser pages from this origin (repeatable; default: CORS off)")
 
 
 def add_export_parser(commands: argparse._SubParsersAction) -> None:

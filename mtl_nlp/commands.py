@@ -167,3 +167,21 @@ def run_compare(args: argparse.Namespace, out: TextIO) -> int:
     comparison = compare_runs(args.runs)
     out.write((json.dumps(comparison, indent=2) if args.json else format_comparison(comparison)) + "\n")
     return 0
+
+
+def run_serve(args: argparse.Namespace, out: TextIO) -> int:
+    import os
+
+    from mtl_nlp.serving.app import ServeSettings
+    from mtl_nlp.serving.launch import API_KEY_VARIABLE, serve
+
+    setup_logging(args.verbose)
+    settings = ServeSettings(
+        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        max_inputs=args.max_inputs, timeout_s=args.timeout,
+        api_key=args.api_key or os.environ.get(API_KEY_VARIABLE),
+        cors_origins=tuple(args.cors_origin or ()),
+    )
+    options = {"backend": args.backend, "mixed_precision": args.precision, "device": args.device}
+    serve(args.checkpoint, args.host, args.port, args.workers, options, settings)
+    return 0

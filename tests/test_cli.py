@@ -19,7 +19,8 @@ from mtl_nlp.cli import main as cli_main
 from mtl_nlp.inference import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["train", "finetune", "evaluate", "predict", "export", "push", "tasks", "compare", "affinity"]
+COMMANDS = ["train", "finetune", "evaluate", "predict", "export", "push", "serve", "tasks", "compare",
+            "affinity"]
 
 
 @pytest.fixture(scope="module")

@@ -135,6 +135,14 @@ class Predictor:
             yield from self._answer(chunk, tasks, offset)
             offset += len(chunk)
 
+    def check_inputs(self, inputs: list[object], tasks: str | list[str] | None = None) -> list[TextInput]:
+        """`inputs` as the Predictor reads them (texts and (text, text_pair) tuples), checked
+        against `tasks` without running the model: PredictorInputError or UnknownTaskError with
+        the same message `predict` would give."""
+        checked = [as_input(index, item) for index, item in enumerate(inputs)]
+        self._tasks_by_kind(checked, task_list(tasks))
+        return checked
+
     def _check_known(self, tasks: list[str] | None) -> None:
         check_known_tasks(tasks, self.tasks)
 

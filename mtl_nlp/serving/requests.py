@@ -1,0 +1,119 @@
+"""What the server reads and writes: request bodies checked into the Predictor's inputs, with a
+4xx error naming the cause for every user mistake, and answers in the shape of the Hugging Face
+inference API (`transformers.pipeline`) for the per-task endpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class ApiError(Exception):
+    """A request the server refuses: HTTP `status`, a short `kind` and a message naming the cause;
+    the body is {"error": {"type": kind, "message": message}}."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"type": self.kind, "message": self.message}}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one request: its body's bytes and its number of inputs."""
+
+    max_request_bytes: int = 1 << 20
+    max_inputs: int = 256
+
+
+def read_json(body: bytes, limits: Limits) -> dict[str, Any]:
+    """The request's JSON object; 413 when too large, 400 when not a JSON object."""
+    if len(body) > limits.max_request_bytes:
+        raise ApiError(413, "request_too_large",
+                       f"the request body has {len(body)} bytes; the limit is {limits.max_request_bytes}")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request",
+                       f"the request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def predict_request(data: dict[str, Any], limits: Limits) -> tuple[list[Any], list[str] | None]:
+    """(inputs, tasks) of a /predict body {"inputs": [text | [text, text_pair], ...], "tasks": [...]}."""
+    unknown = sorted(set(data) - {"inputs", "tasks"})
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown field(s) {', '.join(unknown)}; a request has "
+                       "inputs and, optionally, tasks")
+    inputs = data.get("inputs")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs:
+        raise ApiError(422, "invalid_inputs", "inputs must be a non-empty list of texts or [text, text_pair] "
+                       f"pairs, got {json.dumps(inputs)[:80]}")
+    _check_count(inputs, limits)
+    tasks = data.get("tasks")
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if tasks is not None and (not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks)):
+        raise ApiError(422, "invalid_tasks",
+                       f"tasks must be a list of task names, got {json.dumps(tasks)[:80]}")
+    return inputs, tasks
+
+
+def pipeline_request(data: dict[str, Any], limits: Limits) -> tuple[list[Any], bool]:
+    """(inputs, one) of a per-task body in the inference API's shape: {"inputs": text, [texts] or
+    {"text", "text_pair"}}; `one` when a single input came (answered without the outer list)."""
+    inputs = data.get("inputs")
+    one = isinstance(inputs, str | dict)
+    items = [inputs] if one else inputs
+    if not isinstance(items, list) or not items:
+        raise ApiError(422, "invalid_inputs", "inputs must be a text, a list of texts or "
+                       f'{{"text": ..., "text_pair": ...}}, got {json.dumps(inputs)[:80]}')
+    _check_count(items, limits)
+    return [_pipeline_input(index, item) for index, item in enumerate(items)], one
+
+
+def _pipeline_input(index: int, item: Any) -> Any:
+    if isinstance(item, dict):
+        if set(item) != {"text", "text_pair"}:
+            raise ApiError(422, "invalid_inputs", f'input {index}: a pair is {{"text": ..., '
+                           f'"text_pair": ...}}, got keys {", ".join(sorted(item))}')
+        return [item["text"], item["text_pair"]]
+    return item
+
+
+def _check_count(inputs: list[Any], limits: Limits) -> None:
+    if len(inputs) > limits.max_inputs:
+        raise ApiError(413, "too_many_inputs",
+                       f"the request has {len(inputs)} inputs; the limit is {limits.max_inputs} per request")
+
+
+def pipeline_answer(task_type: str, answer: Any, tokenizer: Any, text: str) -> Any:
+    """One Predictor answer as `transformers.pipeline` gives it for the task's export:
+    text-classification [{"label", "score"}]-style dicts, token-classification with aggregation
+    [{"entity_group", "score", "word", "start", "end"}], `word` being the entity's tokens as the
+    tokenizer writes them back (lower-cased by an uncased tokenizer, as the pipeline does)."""
+    if task_type == "token_classification":
+        encoding = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False) if answer else None
+        return [{"entity_group": entity["label"], "score": entity["score"],
+                 "word": entity_word(tokenizer, encoding, entity["start"], entity["end"]),
+                 "start": entity["start"], "end": entity["end"]} for entity in answer]
+    if task_type == "regression":  # the export read with function_to_apply="none"
+        return {"label": "value", "score": answer["value"]}
+    if task_type == "multilabel":  # the pipeline's top label (top_k=None gives them all)
+        label = max(answer["scores"], key=answer["scores"].get)
+        return {"label": label, "score": answer["scores"][label]}
+    return {"label": answer["label"], "score": answer["score"]}
+
+
+def entity_word(tokenizer: Any, encoding: Any, start: int, end: int) -> str:
+    """The tokens of the text's characters [start, end), written back by the tokenizer."""
+    tokens = [token for token, (first, last) in zip(encoding.tokens(), encoding["offset_mapping"])
+              if first < end and last > start and first != last]
+    return tokenizer.convert_tokens_to_string(tokens)

@@ -1,0 +1,240 @@
+"""`mtl-nlp serve`'s API: answers equal to the Predictor's, the per-task endpoints equal to the
+exported pipeline, dynamic batching, bounds and errors, the API key."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("fastapi")
+import httpx  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from test_export import sharpen  # noqa: E402
+from transformers import BertModel, pipeline  # noqa: E402
+
+from mtl_nlp import HeadConfig, MultiTaskModel, Predictor  # noqa: E402
+from mtl_nlp.export import export_task  # noqa: E402
+from mtl_nlp.serving.app import ServeSettings, create_app  # noqa: E402
+from mtl_nlp.serving.batching import DynamicBatcher, Overloaded  # noqa: E402
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+TEXTS = ["anna schmidt lives in new york .", "the film was great", "peter went to paris"]
+PAIR = ["the film was great", "the film was bad"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
+    directory = tmp_path_factory.mktemp("serve-checkpoint")
+    heads = [HeadConfig(name="ner", type="token_classification", labels=TAGS),
+             HeadConfig(name="sentiment", type="classification", labels=["negative", "positive"],
+                        pooling="pooler"),
+             HeadConfig(name="similarity", type="regression", pooling="pooler", text_pair=True)]
+    model = sharpen(MultiTaskModel(BertModel.from_pretrained(tiny_model_dir), heads))
+    model.save_pretrained(directory, tokenizer=tiny_tokenizer, extra={"max_length": 64})
+    return directory
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    return Predictor.from_pretrained(checkpoint, mixed_precision="no")
+
+
+def client_for(predictor, **settings) -> TestClient:
+    return TestClient(create_app(predictor, ServeSettings(**settings)))
+
+
+def test_predict_answers_as_the_predictor(predictor):
+    with client_for(predictor) as client:
+        assert client.get("/ready").json() == {"status": "ready"}
+        response = client.post("/predict", json={"inputs": [*TEXTS, PAIR]})
+        assert response.status_code == 200
+        assert response.json() == predictor.predict([*TEXTS, tuple(PAIR)])  # JSON floats round-trip
+        chosen = client.post("/predict", json={"inputs": TEXTS, "tasks": ["sentiment"]}).json()
+        assert chosen == predictor.predict(TEXTS, tasks=["sentiment"])
+        assert client.get("/tasks").json()["tasks"] == [
+            {"name": "ner", "type": "token_classification", "labels": TAGS, "input": "text"},
+            {"name": "sentiment", "type": "classification", "labels": ["negative", "positive"],
+             "input": "text"},
+            {"name": "similarity", "type": "regression", "labels": [], "input": "pair"}]
+
+
+def test_task_endpoints_answer_as_the_exported_pipeline(predictor, checkpoint, tmp_path):
+    tagger = pipeline("token-classification", model=str(export_task(checkpoint, "ner", tmp_path / "ner")),
+                      aggregation_strategy="first")
+    sentiment = export_task(checkpoint, "sentiment", tmp_path / "sentiment")
+    classifier = pipeline("text-classification", model=str(sentiment))
+    with client_for(predictor) as client:
+        for inputs in (TEXTS[0], TEXTS):
+            served = client.post("/tasks/ner", json={"inputs": inputs}).json()
+            expected = tagger(inputs)
+            assert_close(served, _plain(expected))
+            served = client.post("/tasks/sentiment", json={"inputs": inputs}).json()
+            assert_close(served, _plain(classifier(inputs)))
+
+
+def assert_close(served, expected, tolerance=1e-4):
+    """Equal JSON values, floats within `tolerance`."""
+    if isinstance(expected, list):
+        assert isinstance(served, list) and len(served) == len(expected)
+        for mine, theirs in zip(served, expected):
+            assert_close(mine, theirs, tolerance)
+    elif isinstance(expected, dict):
+        assert isinstance(served, dict) and served.keys() == expected.keys()
+        for key in expected:
+            assert_close(served[key], expected[key], tolerance)
+    elif isinstance(expected, float):
+        assert served == pytest.approx(expected, abs=tolerance)
+    else:
+        assert served == expected
+
+
+def _plain(value):
+    """Pipeline output as JSON values (numpy floats to float)."""
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value.item() if hasattr(value, "item") else value
+
+
+@pytest.mark.parametrize(("path", "body", "status", "kind", "message"), [
+    ("/predict", b"{not json", 400, "invalid_json", "not valid JSON"),
+    ("/predict", b"[1, 2]", 400, "invalid_request", "must be a JSON object, got list"),
+    ("/predict", b'{"inputs": ["a"], "task": ["ner"]}', 400, "invalid_request", "unknown field(s) task"),
+    ("/predict", b'{"inputs": []}', 422, "invalid_inputs", "non-empty list"),
+    ("/predict", b'{"inputs": [3]}', 422, "invalid_inputs", "input 0 is int"),
+    ("/predict", b'{"inputs": ["a"], "tasks": ["nope"]}', 422, "unknown_task", "unknown task(s) ['nope']"),
+    ("/predict", b'{"inputs": [["a", "b"]], "tasks": ["sentiment"]}', 422, "invalid_inputs",
+     "task 'sentiment' takes single texts; input 0 is a (text, text_pair) pair"),
+    ("/predict", b'{"inputs": ["a", "b", "c"]}', 413, "too_many_inputs", "3 inputs; the limit is 2"),
+    ("/predict", b'{"inputs": ["' + b"a" * 300 + b'"]}', 413, "request_too_large", "the limit is 256"),
+    ("/tasks/nope", b'{"inputs": "a"}', 404, "unknown_task", "no task 'nope'"),
+    ("/elsewhere", b"{}", 404, "not_found", "POST /elsewhere"),
+])
+def test_user_mistakes_get_a_4xx_naming_the_cause(predictor, path, body, status, kind, message):
+    with client_for(predictor, max_inputs=2, max_request_bytes=256) as client:
+        response = client.post(path, content=body)
+        assert response.status_code == status
+        error = response.json()["error"]
+        assert error["type"] == kind and message in error["message"]
+
+
+def test_an_api_key_guards_every_endpoint_but_health(predictor):
+    with client_for(predictor, api_key="s3cret") as client:
+        assert client.get("/health").status_code == 200
+        assert client.post("/predict", json={"inputs": ["a"]}).status_code == 401
+        assert client.get("/tasks", headers={"X-API-Key": "wrong"}).json()["error"]["type"] == "unauthorized"
+        assert client.get("/tasks", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        keyed = client.post("/predict", json={"inputs": ["a"]}, headers={"X-API-Key": "s3cret"})
+        assert keyed.status_code == 200
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_metrics_count_it(predictor, monkeypatch):
+    with client_for(predictor) as client:
+        async def full(inputs, tasks):
+            raise Overloaded("the server's queue is full (512 requests)")
+
+        monkeypatch.setattr(client.app.state.serving["batcher"], "submit", full)
+        response = client.post("/predict", json={"inputs": ["a"]})
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert response.json()["error"]["type"] == "overloaded"
+        metrics = client.get("/metrics").text
+        assert 'mtl_nlp_requests_total{endpoint="/predict",status="503"} 1.0' in metrics
+        assert "mtl_nlp_queue_depth 0.0" in metrics
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_requests_share_a_batch_until_the_token_bound():
+    calls = []
+
+    def predict(inputs, tasks):
+        calls.append((list(inputs), tasks))
+        return [{"echo": item} for item in inputs]
+
+    async def scenario(max_batch_tokens):
+        batcher = DynamicBatcher(predict, len, max_batch_tokens, max_wait_ms=200, max_queue=16)
+        batcher.start()
+        answers = await asyncio.gather(*(batcher.submit([f"t{i}", f"u{i}"], None) for i in range(4)),
+                                       batcher.submit(["v"], ["ner"]))
+        await batcher.drain()
+        return batcher.batches, answers
+
+    batches, answers = run(scenario(max_batch_tokens=100))
+    # one batch: the four requests asking for every task in one call, the one asking for ner in another
+    assert batches == 2 and calls[0] == (["t0", "u0", "t1", "u1", "t2", "u2", "t3", "u3"], None)
+    assert calls[1] == (["v"], ["ner"])
+    assert answers[2] == [{"echo": "t2"}, {"echo": "u2"}] and answers[4] == [{"echo": "v"}]
+    calls.clear()
+    batches, _ = run(scenario(max_batch_tokens=4))  # 2 tokens a request: a batch closes at 2 requests
+    assert [len(inputs) for inputs, _ in calls] == [4, 4, 1]
+
+
+def test_a_full_queue_refuses_at_once():
+    release = threading.Event()
+
+    def predict(inputs, tasks):
+        release.wait(5)
+        return [{} for _ in inputs]
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, len, 1, max_wait_ms=0, max_queue=2)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(["a"], None))
+        await asyncio.sleep(0.05)  # the first is in the model; two more fill the queue
+        waiting = [asyncio.ensure_future(batcher.submit([x], None)) for x in ("b", "c")]
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded, match="queue is full"):
+            await batcher.submit(["d"], None)
+        release.set()
+        answered = await asyncio.gather(running, *waiting)
+        await batcher.drain()
+        return answered
+
+    assert run(scenario()) == [[{}], [{}], [{}]]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_sigterm_stops_accepting_answers_what_was_accepted_and_exits_0(checkpoint, predictor):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mtl_nlp.cli", "serve", str(checkpoint), "--port", str(port),
+         "--precision", "no", "--max-wait-ms", "400"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        with ThreadPoolExecutor(len(TEXTS)) as pool:
+            pending = [pool.submit(httpx.post, f"{url}/predict", json={"inputs": [text]}, timeout=30)
+                       for text in TEXTS]
+            time.sleep(0.15)  # accepted: waiting in the 400 ms batching window
+            server.send_signal(signal.SIGTERM)
+            responses = [future.result() for future in pending]
+        assert [response.status_code for response in responses] == [200] * len(TEXTS)
+        assert [response.json()[0] for response in responses] == predictor.predict(TEXTS)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate()
