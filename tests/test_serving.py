@@ -127,6 +127,14 @@ def test_user_mistakes_get_a_4xx_naming_the_cause(predictor, path, body, status,
         assert error["type"] == kind and message in error["message"]
 
 
+def test_the_page_is_served_whole_with_nothing_from_elsewhere(predictor):
+    with client_for(predictor) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert 'fetch("predict"' in page.text and 'fetch("tasks")' in page.text
+        assert "http://" not in page.text and "https://" not in page.text and "<script src" not in page.text
+
+
 def test_an_api_key_guards_every_endpoint_but_health(predictor):
     with client_for(predictor, api_key="s3cret") as client:
         assert client.get("/health").status_code == 200

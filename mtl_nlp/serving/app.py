@@ -11,10 +11,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -38,6 +39,7 @@ from mtl_nlp.serving.requests import (
 
 logger = logging.getLogger(__name__)
 
+PAGE = Path(__file__).with_name("page.html")  # a page to try the model: no build step, no CDN
 OPEN_PATHS = ("/health",)  # answered without the API key: load balancers probe them
 NOT_READY = "the model is still loading or the server is stopping"
 
@@ -191,6 +193,10 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         return {"tasks": [{"name": name, "type": config.type, "labels": list(config.labels),
                            "input": "pair" if config.text_pair else "text"}
                           for name, config in predictor.model.head_configs.items()]}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
     @app.get("/health", summary="The server is alive")
     async def health() -> dict[str, str]:
