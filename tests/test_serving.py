@@ -4,6 +4,7 @@ exported pipeline, dynamic batching, bounds and errors, the API key."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -218,21 +219,27 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_sigterm_stops_accepting_answers_what_was_accepted_and_exits_0(checkpoint, predictor):
+def start_server(checkpoint, *options: str) -> tuple[subprocess.Popen, str]:
+    """`mtl-nlp serve` on a free loopback port, once /ready answers; (process, base URL)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "mtl_nlp.cli", "serve", str(checkpoint), "--port", str(port),
-         "--precision", "no", "--max-wait-ms", "400"],
+        [sys.executable, "-m", "mtl_nlp.cli", "serve", str(checkpoint), "--port", str(port), *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    raise AssertionError(f"the server did not get ready: {server.communicate()[1][-2000:]}")
+
+
+def test_sigterm_stops_accepting_answers_what_was_accepted_and_exits_0(checkpoint, predictor):
+    server, url = start_server(checkpoint, "--precision", "no", "--max-wait-ms", "400")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         with ThreadPoolExecutor(len(TEXTS)) as pool:
             pending = [pool.submit(httpx.post, f"{url}/predict", json={"inputs": [text]}, timeout=30)
                        for text in TEXTS]
@@ -246,3 +253,40 @@ def test_sigterm_stops_accepting_answers_what_was_accepted_and_exits_0(checkpoin
         if server.poll() is None:
             server.kill()
         server.communicate()
+
+
+@pytest.mark.browser
+def test_the_page_in_a_real_browser_shows_labels_and_highlighted_entities(checkpoint, predictor, tmp_path):
+    """Headless Chromium types a sentence, presses Predict and reads what a person would see."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, url = start_server(checkpoint, "--precision", "no")
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,800"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options)
+    try:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, "#tasks input"))
+        box = browser.find_element(By.ID, "text")
+        box.clear()
+        box.send_keys(TEXTS[0])
+        browser.find_element(By.ID, "run").click()
+        wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, '.answer[data-task="sentiment"]'))
+        expected = predictor.predict(TEXTS[0])
+        marks = browser.find_elements(By.CSS_SELECTOR, '.answer[data-task="ner"] mark')
+        first_text = "return arguments[0].firstChild.textContent"  # the entity, before its tag
+        shown = [(mark.get_attribute("data-label"), browser.execute_script(first_text, mark))
+                 for mark in marks]
+        assert shown == [(entity["label"], entity["text"]) for entity in expected["ner"]]
+        sentiment = browser.find_element(By.CSS_SELECTOR, '.answer[data-task="sentiment"] p').text
+        assert sentiment.startswith(expected["sentiment"]["label"])
+        # MTL_NLP_SCREENSHOT=FILE keeps the picture (the README's is taken so)
+        browser.save_screenshot(os.environ.get("MTL_NLP_SCREENSHOT", str(tmp_path / "serve-page.png")))
+    finally:
+        browser.quit()
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
