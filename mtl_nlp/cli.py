@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     add_predict_parser(commands)
     add_export_parser(commands)
+    add_export_onnx_parser(commands)
     add_push_parser(commands)
     commands.add_parser(
         "tasks", parents=[DEBUG], help="list the registered tasks", formatter_class=RAW, epilog=TASKS_EXAMPLE,
@@ -210,6 +211,29 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
                          help="the engine: torch; torch-compile (tens of seconds to compile on the first "
                          "batches, then faster: for large inputs); or ONNX Runtime with fp32 or int8 "
                          "weights (exported once into DIR/onnx/; needs the onnx extra)")
+
+
+EXPORT_ONNX_EXAMPLE = """\
+examples:
+  mtl-nlp export-onnx outputs/cls_ner onnx/cls_ner            # fp32 weights
+  mtl-nlp export-onnx outputs/cls_ner onnx/cls_ner_int8 --int8
+
+OUT/model.onnx takes the tokenizer's input_ids and attention_mask (and token_type_ids where the
+tokenizer makes them), batch and length dynamic, and has one logits output per task, named after
+the task; OUT/manifest.json lists the inputs, each task's output, type and label map, and the max
+length; the tokenizer is saved beside it. For Triton or any ONNX Runtime server."""
+
+
+def add_export_onnx_parser(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export-onnx", parents=[DEBUG], formatter_class=RAW, epilog=EXPORT_ONNX_EXAMPLE,
+        help="write every task as one ONNX graph with a manifest, for ONNX Runtime servers",
+        description="Write the all-tasks ONNX graph of a checkpoint (one encoder pass, every task's "
+        "logits) as a standalone folder with its manifest and tokenizer. Needs the onnx extra.",
+    )
+    export.add_argument("checkpoint", metavar="DIR", help=CHECKPOINT_HELP)
+    export.add_argument("output", metavar="OUT", help="folder to write")
+    export.add_argument("--int8", action="store_true", help="dynamic int8 quantization of the weights")
 
 
 SERVE_EXAMPLE = """\
@@ -328,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from mtl_nlp import commands
 
-    handler = getattr(commands, f"run_{args.command}")
+    handler = getattr(commands, f"run_{args.command.replace('-', '_')}")
     return run_reporting_user_errors(lambda: handler(args, sys.stdout), "mtl-nlp", args.debug)
 
 

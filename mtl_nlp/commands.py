@@ -135,6 +135,17 @@ def run_export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def run_export_onnx(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.inference.onnx_engine import export_onnx_artifact
+    from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
+
+    setup_logging(args.verbose)
+    written = export_onnx_artifact(resolve_checkpoint(args.checkpoint), args.output, int8=args.int8)
+    out.write(f"wrote every task's ONNX graph to {written / 'model.onnx'}, "
+              "with manifest.json and the tokenizer\n")
+    return 0
+
+
 def run_push(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.hub import push_to_hub
 

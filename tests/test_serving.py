@@ -4,6 +4,7 @@ exported pipeline, dynamic batching, bounds and errors, the API key."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 import httpx  # noqa: E402
+import torch  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from test_export import sharpen  # noqa: E402
 from transformers import BertModel, pipeline  # noqa: E402
@@ -290,3 +292,31 @@ def test_the_page_in_a_real_browser_shows_labels_and_highlighted_entities(checkp
         browser.quit()
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
+
+
+def test_export_onnx_writes_a_standalone_graph_whose_logits_are_the_models(checkpoint, tmp_path, capsys):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from transformers import AutoTokenizer
+
+    from mtl_nlp.cli import main as cli_main
+
+    assert cli_main(["export-onnx", str(checkpoint), str(tmp_path / "onnx")]) == 0
+    assert "manifest.json" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    assert manifest["inputs"] == ["input_ids", "attention_mask"] and manifest["max_length"] == 64
+    assert [(o["task"], o["type"], o["labels"]) for o in manifest["outputs"]] == [
+        ("ner", "token_classification", TAGS), ("sentiment", "classification", ["negative", "positive"]),
+        ("similarity", "regression", [])]
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "onnx")  # saved beside the graph
+    encoded = tokenizer(TEXTS, padding=True, return_tensors="np")
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / manifest["model"]))
+    outputs = dict(zip([o.name for o in session.get_outputs()],
+                       session.run(None, {name: encoded[name] for name in manifest["inputs"]})))
+    model = MultiTaskModel.from_pretrained(checkpoint).eval()
+    with torch.no_grad():
+        expected = model.forward_all(**tokenizer(TEXTS, padding=True, return_tensors="pt"))
+    for output in manifest["outputs"]:
+        if output["text_pair"]:
+            continue
+        torch.testing.assert_close(torch.from_numpy(outputs[output["output"]]), expected[output["task"]],
+                                   atol=1e-4, rtol=0)

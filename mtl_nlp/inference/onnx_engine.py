@@ -10,6 +10,7 @@ Needs the `onnx` extra: `pip install "mtl-nlp[onnx]"`.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -124,3 +125,49 @@ def _cache_folder(checkpoint: str | Path | None) -> Path:
             except OSError:
                 logger.info("checkpoint %s is read-only: exporting ONNX to a temporary folder", checkpoint)
     return Path(tempfile.mkdtemp(prefix="mtl-nlp-onnx-"))
+
+
+MANIFEST_FILE = "manifest.json"
+
+
+def export_onnx_artifact(checkpoint: str | Path, output_dir: str | Path, int8: bool = False) -> Path:
+    """Write every task of `checkpoint` as one standalone ONNX graph for Triton or any ONNX
+    Runtime server: OUT/model.onnx (inputs: the tokenizer's ids and masks, batch and length
+    dynamic; one output of logits per task), the tokenizer, and OUT/manifest.json naming the
+    inputs, each task's output, type and label map, and the max length."""
+    from transformers import AutoTokenizer
+
+    from mtl_nlp.inference.errors import BackendError
+    from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
+
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise BackendError('export-onnx needs onnx and onnxscript: pip install "mtl-nlp[onnx]"') from None
+    output_dir = Path(output_dir)
+    model = MultiTaskModel.from_pretrained(checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    graph = export_onnx(model, tokenizer, output_dir / "model.onnx")
+    if int8:
+        quantize_int8(graph, output_dir / "model.int8.onnx")
+        graph.unlink()
+        graph = (output_dir / "model.int8.onnx").rename(output_dir / "model.onnx")
+    tokenizer.save_pretrained(output_dir)
+    sample = tokenizer(["a text"], return_tensors="pt")
+    manifest = {
+        "format": "mtl-nlp all-tasks onnx, version 1",
+        "model": "model.onnx",
+        "weights": "int8" if int8 else "fp32",
+        "inputs": [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample],
+        "max_length": read_checkpoint_config(checkpoint).get("max_length", tokenizer.model_max_length),
+        "outputs": [
+            {"task": name, "output": name, "type": head.type, "labels": list(head.labels),
+             "id2label": dict(enumerate(head.labels)), "text_pair": head.text_pair,
+             "threshold": head.threshold if head.type == "multilabel" else None,
+             "logits": "[batch, length, labels]" if head.type == "token_classification" else
+                       "[batch]" if head.type == "regression" else "[batch, labels]"}
+            for name, head in model.head_configs.items()
+        ],
+    }
+    (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return output_dir
