@@ -136,3 +136,16 @@ def test_machine_description_reads_the_cpu_model_and_its_bf16_flags():
                "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n")
     assert cpu_model_and_flags(cpuinfo) == ("AMD EPYC 9R14", {"fpu", "sse", "avx512f", "avx512_bf16"})
     assert cpu_model_and_flags("") == ("", set())
+
+
+def test_serve_load_statistics_and_loopback_only():
+    from benchmarks.serve_load import check_loopback, percentile, summarize
+
+    latencies = [0.010 * step for step in range(1, 101)]  # 10 ms .. 1000 ms
+    assert percentile(latencies, 0.50) == pytest.approx(0.50)
+    assert percentile(latencies, 0.99) == pytest.approx(0.99)
+    summary = summarize(latencies, seconds=4.0)
+    assert summary["texts_per_second"] == 25.0 and summary["p99_ms"] == pytest.approx(990.0)
+    check_loopback("http://127.0.0.1:8000/predict")
+    with pytest.raises(SystemExit, match="only sends to loopback"):
+        check_loopback("http://example.org/predict")
