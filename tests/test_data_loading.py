@@ -210,3 +210,14 @@ def test_a_row_with_an_unquoted_delimiter_names_the_file_and_line(tmp_path):
     expected = rf"task 'cls': {tmp_path}/train.csv line 7: 3 fields where the header has 2; quote a cell"
     with pytest.raises(DataError, match=expected):
         load_task_splits(spec)
+
+
+def test_a_json_text_that_is_nan_names_its_line(tmp_path):
+    from mtl_nlp.data.loading import load_task_splits
+
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b'{"text": "", "label": "pos"}\n{"text": NaN, "label": "x"}\n')
+    spec = TaskSpec(name="cls", type="classification", format="json",
+                    data_files={"train": str(path), "validation": str(path)})
+    with pytest.raises(DataError, match=r"t.jsonl line 2: not valid JSON: NaN is not valid JSON"):
+        load_task_splits(spec, cache_dir=str(tmp_path / "cache"))

@@ -39,7 +39,7 @@ def file_problem(path: Path, builder: str, dialect: dict) -> str | None:
     if not text.strip():
         return "is empty"
     if builder == "json":
-        problems.append(_json_problem(text))
+        problems.append(json_problem(text))
     else:
         try:
             records = list(table_records(path, dialect))
@@ -93,7 +93,7 @@ def json_lines(text: str) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-def _json_problem(text: str) -> tuple[int, str] | None:
+def json_problem(text: str) -> tuple[int, str] | None:
     """(line, message) of the first line of a JSON-lines file that is not a JSON object (or where
     a JSON document is broken); None when every line is a JSON object."""
     first = next(json_lines(text))[1]

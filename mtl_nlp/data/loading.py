@@ -18,6 +18,7 @@ from mtl_nlp.data.file_problems import (
     first_bad_byte,
     is_utf8,
     json_lines,
+    json_problem,
     ragged_problem,
     streamed_file_problem,
     table_records,
@@ -176,12 +177,19 @@ def _text_columns(spec: TaskSpec) -> list[str]:
 
 
 def _check_json_texts(spec: TaskSpec, loaded: DatasetDict, files: dict[str, Path]) -> None:
-    """A DataError naming the line of the first text that is not a string (a number, a list), which
-    would otherwise be dropped as a missing text."""
+    """A DataError naming the line of the first text that is not a string (a number, a list, NaN),
+    which would otherwise be dropped as a missing text."""
     for split, dataset in loaded.items():
         for column in _text_columns(spec):
             feature = dataset.features.get(column)
-            if feature is None or getattr(feature, "dtype", None) in ("string", "large_string"):
+            if feature is None:
+                continue
+            if None in dataset[column]:
+                # the JSON reader takes NaN and Infinity (not JSON) for a missing text: name the line
+                problem = json_problem(files[split].read_text(encoding="utf-8-sig"))
+                if problem is not None:
+                    raise DataError(f"task {spec.name!r}: {files[split]} {problem[1]}")
+            if getattr(feature, "dtype", None) in ("string", "large_string"):
                 continue
             for row, value in enumerate(dataset[column]):  # decoded (a mixed column is stored as JSON)
                 if value is not None and not isinstance(value, str):
