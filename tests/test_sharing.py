@@ -3,7 +3,7 @@ checkpoints."""
 
 import pytest
 import torch
-from transformers import DistilBertConfig, DistilBertModel
+from transformers import AlbertConfig, AlbertModel
 
 from mtl_nlp import HeadConfig, MultiTaskModel
 from mtl_nlp.inference import Predictor
@@ -184,7 +184,8 @@ def test_shapes_the_encoder_cannot_take(tiny_model_dir):
     frozen = build(tiny_model_dir, SharingShape(freeze_layers=2))  # every layer: a linear probe
     trainable = {name.split(".")[0] for name, p in frozen.encoder.named_parameters() if p.requires_grad}
     assert trainable == {"pooler"}  # the pooler feeds the sentence heads and keeps learning
-    distil = DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=32))
-    with pytest.raises(SharingError, match="DistilBertModel is built another way"):
-        LayerSharing(distil, SharingShape(private_layers=1), {"a": None})
-    LayerSharing(distil, SharingShape(), {"a": None})  # hard sharing works with any encoder
+    albert = AlbertModel(AlbertConfig(vocab_size=50, embedding_size=16, hidden_size=16, num_hidden_layers=2,
+                                      num_attention_heads=2, intermediate_size=32))
+    with pytest.raises(SharingError, match="AlbertModel is built another way: use hard sharing"):
+        LayerSharing(albert, SharingShape(private_layers=1), {"a": None})
+    LayerSharing(albert, SharingShape(), {"a": None})  # hard sharing works with any encoder

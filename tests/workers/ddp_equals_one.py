@@ -74,6 +74,10 @@ def main() -> None:
     if accelerator.is_main_process:
         torch.save(accelerator.unwrap_model(model).state_dict(), out)
     accelerator.wait_for_everyone()
+    # every rank leaves gloo together: a rank exiting with the group alive can abort in its teardown
+    del runner, model, optimizer
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
