@@ -38,7 +38,8 @@ def test_profile_breakdown_puts_samples_into_training_phases():
     loop = ("<module> (cls_ner.py:97);main (cls_ner.py:82);"
             "MultiTaskTrainer.train (mtl_nlp/training/trainer.py:118)")
     step = (f"{loop};MultiTaskTrainer._loop (mtl_nlp/training/trainer.py:141);"
-            "StepRunner.run (mtl_nlp/training/step.py:80)")
+            "StepRunner.run (mtl_nlp/training/step.py:80);"
+            "StepRunner._forward_backward (mtl_nlp/training/step.py:110)")  # forward and backward both
     lines = [
         "<module> (cls_ner.py:97);main (cls_ner.py:60);prepare_task_data (mtl_nlp/data/pipeline.py:43) 50",
         f"{step};Module._call_impl (torch/nn/modules/module.py:1789);MultiTaskModel.forward (m.py:61) 40",

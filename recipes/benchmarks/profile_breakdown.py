@@ -34,8 +34,10 @@ DATA_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("sampling and batching", ("mtl_nlp/data/sampling.py", "mtl_nlp/data/batching.py")),
 ]
 # The rest of a training step.
+# A marker "name()" matches a frame of that function (plain or qualified): "backward()" is
+# autograd's backward, not StepRunner._forward_backward; other markers match as substrings.
 STEP_RULES: list[tuple[str, tuple[str, ...]]] = [
-    ("backward", ("backward (",)),
+    ("backward", ("backward()",)),
     ("gradient clipping", ("clip_grad_norm_ (",)),
     ("optimizer", ("torch/optim/", "accelerate/optimizer.py", "zero_grad (")),
     ("scheduler", ("lr_scheduler.py", "accelerate/scheduler.py")),
@@ -52,9 +54,15 @@ def is_frame(frame: str, function: str, file: str) -> bool:
     return name.rpartition(".")[2] == function and file in location
 
 
+def matches(frame: str, marker: str) -> bool:
+    if marker.endswith("()"):
+        return frame.partition(" (")[0].rpartition(".")[2] == marker[:-2]
+    return marker in frame
+
+
 def first_match(inner: tuple[str, ...], rules: list[tuple[str, tuple[str, ...]]]) -> str | None:
     return next((phase for phase, markers in rules
-                 if any(marker in frame for frame in inner for marker in markers)), None)
+                 if any(matches(frame, marker) for frame in inner for marker in markers)), None)
 
 
 def parse_raw(lines: Iterable[str]) -> Counter[tuple[str, ...]]:
