@@ -264,7 +264,7 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--precision", choices=("auto", "no", "bf16", "fp16"), default="auto")
     serve.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     serve.add_argument("--max-batch-tokens", type=int, default=8192,
-                       help="a batch of merged requests closes at this many tokens (default 8192)")
+                       help="a batch of merged requests closes at about this many tokens (default 8192)")
     serve.add_argument("--max-wait-ms", type=float, default=5.0,
                        help="... or once its first request has waited this long (default 5)")
     serve.add_argument("--max-queue", type=int, default=512,
