@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from encoder_families import tiny_encoder
+from transformers import AutoModel
+from encoder_families import FAMILIES, tiny_encoder
 from test_export import TEXTS, assert_same_answers, heads, save_checkpoint, sharpen
 
 from mtl_nlp import MultiTaskModel, Predictor
@@ -89,3 +90,25 @@ def test_families_without_a_layer_stack_take_hard_sharing_and_say_so(family, tin
     for shape in (SharingShape(private_layers=1), SharingShape(freeze_layers=1)):
         with pytest.raises(SharingError, match="is built another way: use hard sharing"):
             build(family, len(tiny_tokenizer), shape)
+
+
+@pytest.mark.parametrize("family", ["bert", *FAMILIES])
+def test_fsdp_wraps_every_transformer_layer_of_each_family(family, tiny_tokenizer, tiny_model_dir):
+    """Accelerate's transformer-based wrap policy, built from the model as `accelerate launch
+    --config_file recipes/accelerate/fsdp.yaml` builds it, makes each layer (private copies
+    included) its own shard unit, also for families that declare no `_no_split_modules`."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    shape = SharingShape(private_layers=1) if family in ["bert", *LAYERED] else None
+    encoder = (AutoModel.from_pretrained(str(tiny_model_dir)) if family == "bert"
+               else tiny_encoder(family, len(tiny_tokenizer)))
+    model = MultiTaskModel(encoder, heads(None), shape)
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+    wrapped = [name for name, module in model.named_modules() if policy(module)]
+    layers = [name for name in wrapped if not name.endswith("embeddings")]
+    if shape:  # the shared bottom layer, and the top layer's copy of each of the 4 tasks
+        assert len(layers) == 5 and sum(".private." in name for name in layers) == 4, wrapped
+    else:  # ALBERT: its one layer group, shared by its depth; ModernBERT: its 2 layers
+        assert len(layers) == {"albert": 1, "modernbert": 2}[family], wrapped

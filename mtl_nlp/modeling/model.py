@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
+from mtl_nlp.modeling.blocks import block_class_names
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
 from mtl_nlp.modeling.encoder import ModelLoadError, check_encoder_kind, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head, family_pooler_activation
@@ -104,9 +105,10 @@ class MultiTaskModel(nn.Module):
 
     @property
     def _no_split_modules(self) -> list[str]:
-        """The encoder's own unsplittable blocks (e.g. BertEmbeddings, BertLayer): the units FSDP's
-        transformer-based wrapping shards, private layer copies included."""
-        return list(getattr(self.encoder, "_no_split_modules", None) or [])
+        """The encoder's unsplittable blocks (e.g. BertEmbeddings, BertLayer; the layer stack's
+        class where the family declares none): the units FSDP's transformer-based wrapping
+        shards, private layer copies included."""
+        return block_class_names(self.encoder)
 
     def encode(
         self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
