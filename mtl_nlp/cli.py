@@ -265,8 +265,9 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     serve.add_argument("--max-batch-tokens", type=int, default=8192,
                        help="a batch of merged requests closes at about this many tokens (default 8192)")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0,
-                       help="... or once its first request has waited this long (default 5)")
+    serve.add_argument("--max-wait-ms", type=float, default=0.0,
+                       help="how long an idle model waits for more requests to join a batch; what "
+                       "queued while the last batch ran joins at once (default 0)")
     serve.add_argument("--max-queue", type=int, default=512,
                        help="requests waiting for the model; more are answered 503 (default 512)")
     serve.add_argument("--max-inputs", type=int, default=256, help="inputs per request (default 256)")

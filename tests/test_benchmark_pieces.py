@@ -140,7 +140,7 @@ def test_machine_description_reads_the_cpu_model_and_its_bf16_flags():
 
 
 def test_serve_load_statistics_and_loopback_only():
-    from benchmarks.serve_load import check_loopback, percentile, summarize
+    from benchmarks.serve_load import check_loopback, parse_cores, percentile, summarize
 
     latencies = [0.010 * step for step in range(1, 101)]  # 10 ms .. 1000 ms
     assert percentile(latencies, 0.50) == pytest.approx(0.50)
@@ -150,3 +150,4 @@ def test_serve_load_statistics_and_loopback_only():
     check_loopback("http://127.0.0.1:8000/predict")
     with pytest.raises(SystemExit, match="only sends to loopback"):
         check_loopback("http://example.org/predict")
+    assert parse_cores("0") == {0} and parse_cores("0,2-4") == {0, 2, 3, 4}  # taskset's lists

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModel
 from encoder_families import FAMILIES, tiny_encoder
 from test_export import TEXTS, assert_same_answers, heads, save_checkpoint, sharpen
+from transformers import AutoModel
 
 from mtl_nlp import MultiTaskModel, Predictor
 from mtl_nlp.export import export_task

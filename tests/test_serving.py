@@ -191,6 +191,30 @@ def test_concurrent_requests_share_a_batch_until_the_token_bound():
     assert [len(inputs) for inputs, _ in calls] == [4, 4, 1]
 
 
+def test_requests_that_queue_while_the_model_runs_form_the_next_batch_without_waiting():
+    release = threading.Event()
+    calls = []
+
+    def predict(inputs, tasks):
+        calls.append(list(inputs))
+        release.wait(5)
+        return [{} for _ in inputs]
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, len, 100, max_wait_ms=0, max_queue=16)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a"], None))
+        await asyncio.sleep(0.05)  # "a" alone in the model: nothing else had come
+        queued = [asyncio.ensure_future(batcher.submit([x], None)) for x in ("b", "c", "d")]
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(first, *queued)
+        await batcher.drain()
+
+    run(scenario())
+    assert calls == [["a"], ["b", "c", "d"]]
+
+
 def test_a_full_queue_refuses_at_once():
     release = threading.Event()
 

@@ -50,7 +50,8 @@ class ServeSettings:
     """How the server batches, bounds and guards its work (the `mtl-nlp serve` options)."""
 
     max_batch_tokens: int = 8192  # a batch closes once its inputs hold about this many tokens ...
-    max_wait_ms: float = 5.0  # ... or once its first request has waited this long
+    max_wait_ms: float = 0.0  # ... or once its first request has waited this long (what queued
+    # while the last batch ran joins at once: under load batches form without waiting)
     max_queue: int = 512  # requests waiting for the model; more are answered 503 at once
     max_inputs: int = 256  # inputs per request
     max_request_bytes: int = 1 << 20

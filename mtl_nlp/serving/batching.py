@@ -1,6 +1,8 @@
 """Dynamic batching for the server: the inputs of concurrent requests wait in a bounded queue and
-are merged into one Predictor call, closed when the batch holds `max_batch_tokens` tokens or the
-first request has waited `max_wait_ms`. The model runs in a worker thread, off the event loop."""
+are merged into one Predictor call. A batch takes every request that queued while the last one
+ran, up to `max_batch_tokens` tokens, and waits at most `max_wait_ms` for more (0: none, so a lone
+request pays no wait and batches still grow with the load). The model runs in a worker thread,
+off the event loop."""
 
 from __future__ import annotations
 
@@ -76,13 +78,16 @@ class DynamicBatcher:
             batch = [await self.queue.get()]
             tokens, deadline = batch[0].tokens, loop.time() + self.max_wait
             while tokens < self.max_batch_tokens:
-                wait = deadline - loop.time()
-                if wait <= 0:
-                    break
-                try:
-                    job = await asyncio.wait_for(self.queue.get(), wait)
-                except TimeoutError:
-                    break
+                if self.queue.empty():  # what queued while the last batch ran is taken at once
+                    wait = deadline - loop.time()
+                    if wait <= 0:
+                        break
+                    try:
+                        job = await asyncio.wait_for(self.queue.get(), wait)
+                    except TimeoutError:
+                        break
+                else:
+                    job = self.queue.get_nowait()
                 batch.append(job)
                 tokens += job.tokens
             await self._run_batch([job for job in batch if not job.future.done()])  # done: timed out
