@@ -162,6 +162,19 @@ def test_a_full_queue_answers_503_with_retry_after_and_metrics_count_it(predicto
         assert "mtl_nlp_queue_depth 0.0" in metrics
 
 
+def test_a_full_queue_sheds_model_requests_before_reading_them(predictor, monkeypatch):
+    with client_for(predictor) as client:
+        monkeypatch.setattr(client.app.state.serving["batcher"].queue, "full", lambda: True)
+        for path in ("/predict", "/tasks/demo_ner"):
+            response = client.post(path, content=b"not even JSON")  # refused before the body is read
+            assert response.status_code == 503 and response.headers["retry-after"] == "1"
+            assert response.json()["error"]["type"] == "overloaded"
+        assert client.get("/tasks").status_code == 200 and client.get("/health").status_code == 200
+        metrics = client.get("/metrics").text
+        assert 'mtl_nlp_requests_total{endpoint="/predict",status="503"} 1.0' in metrics
+        assert 'mtl_nlp_requests_total{endpoint="/tasks/{name}",status="503"} 1.0' in metrics
+
+
 def run(coroutine):
     return asyncio.run(coroutine)
 

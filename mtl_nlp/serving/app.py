@@ -5,9 +5,7 @@ per-task endpoints in the Hugging Face inference API's shape, /tasks, /health, /
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtl_nlp.inference import Predictor, PredictorInputError, UnknownTaskError
 from mtl_nlp.serving.batching import DynamicBatcher, Overloaded
+from mtl_nlp.serving.guard import GuardAndMeasure, error_response
 from mtl_nlp.serving.requests import (
     ApiError,
     Limits,
@@ -40,7 +39,6 @@ from mtl_nlp.serving.requests import (
 logger = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("page.html")  # a page to try the model: no build step, no CDN
-OPEN_PATHS = ("/health",)  # answered without the API key: load balancers probe them
 CHARACTERS_PER_TOKEN = 4  # for sizing batches; English subword tokenizers average about this
 NOT_READY = "the model is still loading or the server is stopping"
 
@@ -122,19 +120,15 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                            allow_headers=["*"])
 
-    @app.middleware("http")
-    async def guard_and_measure(request: Request, call_next):
-        started = time.perf_counter()
-        guarded = settings.api_key and request.url.path not in OPEN_PATHS
-        if guarded and not _has_key(request, settings.api_key):
-            response = error_response(ApiError(401, "unauthorized", "this server needs its API key: send "
-                                               "`Authorization: Bearer KEY` or `X-API-Key: KEY`"))
-        else:
-            response = await call_next(request)
-        endpoint = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    def observe(endpoint: str, status: int, seconds: float) -> None:
+        metrics.requests.labels(endpoint, str(status)).inc()
+        metrics.latency.labels(endpoint).observe(seconds)
+
+    def queue_full() -> bool:
+        batcher = state.get("batcher")
+        return batcher is not None and batcher.queue.full()
+
+    app.add_middleware(GuardAndMeasure, api_key=settings.api_key, queue_full=queue_full, observe=observe)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -216,19 +210,6 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def error_response(error: ApiError) -> JSONResponse:
-    headers = {"Retry-After": "1"} if error.status == 503 else None
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
-
-
-def _has_key(request: Request, key: str) -> bool:
-    given = request.headers.get("x-api-key") or ""
-    authorization = request.headers.get("authorization", "")
-    if authorization.lower().startswith("bearer "):
-        given = authorization[7:]
-    return hmac.compare_digest(given.encode(), key.encode())
 
 
 TEXT_OR_PAIR = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},

@@ -1,0 +1,82 @@
+"""The server's front door, as plain ASGI middleware: the API key, shedding load before any work
+once the model's queue is full, and the request metrics. Plain ASGI rather than an
+`@app.middleware("http")` function, which runs every request through extra tasks and streams:
+under overload the front door must refuse far faster than the model answers."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mtl_nlp.serving.requests import ApiError
+
+OPEN_PATHS = ("/health",)  # answered without the API key: load balancers probe them
+MODEL_PATHS = ("/predict", "/tasks/")  # POSTs to these wait for the model
+UNAUTHORIZED = "this server needs its API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    """The JSON error body; a 503 says when to retry."""
+    headers = {"Retry-After": "1"} if error.status == 503 else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def has_key(headers: Headers, key: str) -> bool:
+    """Whether the request carries `key` as `X-API-Key` or `Authorization: Bearer` (compared in
+    constant time)."""
+    given = headers.get("x-api-key") or ""
+    authorization = headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        given = authorization[7:]
+    return hmac.compare_digest(given.encode(), key.encode())
+
+
+def endpoint_label(scope: Scope) -> str:
+    """The route's path template for the metrics (`/tasks/{name}`), whether or not it ran."""
+    route = getattr(scope.get("route"), "path", None)
+    if route:
+        return route
+    path = scope["path"]
+    return "/tasks/{name}" if path.startswith("/tasks/") else path if path == "/predict" else "unmatched"
+
+
+class GuardAndMeasure:
+    """Refuses a request without the API key (401) and, while `queue_full()`, a model request
+    (503) before its body is read; counts every answer by endpoint and status, with latency."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, queue_full: Callable[[], bool],
+                 observe: Callable[[str, int, float], Any]) -> None:
+        self.app, self.api_key, self.queue_full, self.observe = app, api_key, queue_full, observe
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        path = scope["path"]
+        refusal = None
+        if self.api_key and path not in OPEN_PATHS and not has_key(Headers(scope=scope), self.api_key):
+            refusal = ApiError(401, "unauthorized", UNAUTHORIZED)
+        elif scope["method"] == "POST" and path.startswith(MODEL_PATHS) and self.queue_full():
+            refusal = ApiError(503, "overloaded", "the server's queue is full; retry later")
+        try:
+            if refusal is None:
+                await self.app(scope, receive, send_noting_status)
+            else:
+                await error_response(refusal)(scope, receive, send_noting_status)
+        finally:
+            self.observe(endpoint_label(scope), status, time.perf_counter() - started)
