@@ -47,6 +47,19 @@ def test_start_from_checkpoint_refuses_another_sharing_shape(multi_task_run, tin
         model.start_from_checkpoint(multi_task_run)
 
 
+def test_a_hard_sharing_checkpoint_saved_before_share_stack_modules_is_a_start(multi_task_run, tiny_model_dir):
+    """Checkpoints saved before `share_stack_modules` existed lack the key; with no private copies
+    it changes nothing, so such a checkpoint is still a start for `init_from` and `finetune`."""
+    config_path = multi_task_run / "mtl_nlp.json"
+    config = json.loads(config_path.read_text())
+    del config["sharing"]["share_stack_modules"]
+    config_path.write_text(json.dumps(config))
+    saved = MultiTaskModel.from_pretrained(multi_task_run)
+    assert saved.sharing.shape.share_stack_modules
+    model = MultiTaskModel.from_encoder(str(tiny_model_dir), list(saved.head_configs.values()))
+    assert model.start_from_checkpoint(multi_task_run) == ["demo_ner", "demo_sentiment"]
+
+
 def test_finetune_writes_a_checkpoint_per_task_and_reports_scores(multi_task_run, capsys):
     AcceleratorState._reset_state(reset_partial_state=True)
     assert cli_main(["finetune", str(multi_task_run), "--tasks", "demo_sentiment, demo_ner",

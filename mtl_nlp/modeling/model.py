@@ -230,7 +230,9 @@ class MultiTaskModel(nn.Module):
         encoder = AutoModel.from_pretrained(str(folder))
         sharing = None
         if "sharing" in config:  # saved before share_stack_modules existed: each copy had its own
-            sharing = SharingShape(**{"share_stack_modules": False, **config["sharing"]})
+            # (without private copies there is nothing to share, and such a model is today's)
+            old_copies = config["sharing"].get("private_layers", 0) > 0
+            sharing = SharingShape(**{"share_stack_modules": not old_copies, **config["sharing"]})
         model = cls(encoder, [HeadConfig(**task) for task in config["tasks"]], sharing, pretrained=False)
         model.heads.load_state_dict(load_file(folder / HEADS_WEIGHTS))
         if len(model.sharing.private):
