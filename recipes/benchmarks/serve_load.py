@@ -188,7 +188,8 @@ async def overload(url: str, texts: list[str], rate: float, seconds: float, pid:
         latency_by_status[status] = (len(values), 1000 * percentile(values, 0.5),
                                      1000 * percentile(values, 0.99))
     return {"offered_per_second": len(outcomes) / offered_seconds, "alive": alive, "accepted": accepted,
-            "memory_mib": (memory[0], max(memory), resident_mib(pid)), "by_status": latency_by_status}
+            "memory_mib": (memory[0], max(memory), resident_mib(pid)), "by_status": latency_by_status,
+            "memory_every_10_s": memory[::10]}
 
 
 def report_overload(result: dict[str, Any], texts: list[str], reference: list[dict[str, Any]]) -> None:
@@ -197,6 +198,8 @@ def report_overload(result: dict[str, Any], texts: list[str], reference: list[di
     print(f"offered {result['offered_per_second']:.1f} requests/s; server alive afterwards: "
           f"{result['alive']}; resident memory {before:.0f} MiB before, {most:.0f} MiB at most, "
           f"{after:.0f} MiB after")
+    trace = ", ".join(f"{mib:.0f}" for mib in result["memory_every_10_s"])
+    print(f"resident memory every 10 s (MiB): {trace}")
     for status, (count, p50, p99) in result["by_status"].items():
         print(f"| {status} | {count} | {p50:.1f} | {p99:.1f} |")
     indexes = sorted(result["accepted"])
