@@ -47,7 +47,8 @@ def test_start_from_checkpoint_refuses_another_sharing_shape(multi_task_run, tin
         model.start_from_checkpoint(multi_task_run)
 
 
-def test_a_hard_sharing_checkpoint_saved_before_share_stack_modules_is_a_start(multi_task_run, tiny_model_dir):
+def test_a_hard_sharing_checkpoint_saved_before_share_stack_modules_is_a_start(multi_task_run,
+                                                                               tiny_model_dir):
     """Checkpoints saved before `share_stack_modules` existed lack the key; with no private copies
     it changes nothing, so such a checkpoint is still a start for `init_from` and `finetune`."""
     config_path = multi_task_run / "mtl_nlp.json"
