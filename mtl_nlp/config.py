@@ -44,6 +44,11 @@ class TrainConfig:
     warmup_ratio: float = 0.1  # fraction of the optimizer steps spent warming up linearly
     grad_accum: int = 1  # batches accumulated per optimizer step
     max_grad_norm: float = 1.0  # gradient clipping norm; 0 disables clipping
+    # clip: a step's gradient above max_grad_norm is scaled down to it; normalize: every step's
+    # gradient on the shared encoder is scaled to it (the rest clipped), so tasks whose encoder
+    # gradients differ in size move Adam's shared moments alike (a task with small gradients
+    # otherwise takes small steps beside one with large ones)
+    grad_norm_mode: str = "clip"
     eval_every: int = 0  # evaluate every N optimizer steps; 0 evaluates only at the end
     log_every: int = 10  # refresh the progress bar's running losses (and record them) every N steps
     step_mode: str = "one_task"  # one_task: one sampled task per step; all_tasks: a batch of every task
@@ -188,6 +193,7 @@ CHOICES = {
     "sampling.anneal": ("up", "down"),
     "train.step_mode": STEP_MODES,
     "train.epoch": ("total", "each_task"),
+    "train.grad_norm_mode": ("clip", "normalize"),
     "weighting.method": WEIGHTING_METHODS,
 }
 
@@ -256,6 +262,9 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("train.early_stopping_patience counts evaluations: set train.eval_every too")
     if config.sharing.soft_l2 and not config.sharing.private_layers:
         raise ConfigError("sharing.soft_l2 pulls private layers together: set sharing.private_layers too")
+    if train.grad_norm_mode == "normalize" and train.max_grad_norm == 0:
+        raise ConfigError("train.grad_norm_mode=normalize scales each step's encoder gradient to "
+                          "train.max_grad_norm, which is 0: set it to a positive norm (1.0 by default)")
 
 
 # What reading YAML text can raise: syntax errors, and values its constructors refuse (a date

@@ -109,6 +109,12 @@ GRIDS = {
         # alone (train.epoch=each_task: 668 steps here against 531).
         "intent_each_task": ("intent", ["train.epoch=each_task"]),
     },
+    # The intent mix with each step's encoder gradient scaled to one norm (single-task runs alike):
+    # at the start banking77's encoder gradient is 15x smaller than CoNLL-2003's, so beside it the
+    # 77-way task takes small steps through Adam's shared moments.
+    "intent_normalized": {
+        "intent_normalized": ("intent", []),
+    },
     # The intent mix at the library's own length (RunConfig: 3 epochs), single-task runs alike.
     "intent_3_epochs": {
         "intent_defaults_3_epochs": ("intent", []),
@@ -175,7 +181,8 @@ GRIDS = {
     },
 }
 SINGLE_TASK = "single"  # the arm name prefix of single-task runs
-GRID_BASE = {"sweep": BASELINE, "intent": [], "intent_3_epochs": []}  # what every run starts from
+GRID_BASE = {"sweep": BASELINE, "intent": [], "intent_3_epochs": [],
+             "intent_normalized": ["train.grad_norm_mode=normalize"]}  # what every run starts from
 
 
 TASK_FIELDS = {"layer": int, "pooling": str}  # what `tasks.NAME.FIELD=VALUE` may set

@@ -211,7 +211,7 @@ def _build_probe(config: RunConfig, accelerator: Any) -> tuple[MultiTaskLoader, 
     scheduler = build_scheduler(optimizer, train.max_steps, train.warmup_ratio)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     runner = StepRunner(accelerator, model, optimizer, scheduler, weighting, train.grad_accum,
-                        loader.batches_per_step, train.max_grad_norm)
+                        loader.batches_per_step, train.max_grad_norm, grad_norm_mode=train.grad_norm_mode)
     return loader, model, optimizer, runner
 
 

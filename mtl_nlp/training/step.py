@@ -40,13 +40,13 @@ class StepRunner:
     def __init__(
         self, accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any,
         weighting: LossWeighting, grad_accum: int, batches_per_step: int, max_grad_norm: float,
-        conflict_every: int = 0,
+        conflict_every: int = 0, grad_norm_mode: str = "clip",
     ) -> None:
         self.accelerator, self.model = accelerator, model
         self.optimizer, self.scheduler = optimizer, scheduler
         self.weighting = weighting
         self.grad_accum, self.batches_per_step = grad_accum, batches_per_step
-        self.max_grad_norm = max_grad_norm
+        self.max_grad_norm, self.grad_norm_mode = max_grad_norm, grad_norm_mode
         self.conflict_every = conflict_every
         unwrapped = accelerator.unwrap_model(model)
         shared = list(unwrapped.shared_parameters())
@@ -93,7 +93,7 @@ class StepRunner:
                 result.cosines = cosine_matrix(self.task_gradients.gram())
         self._average_by_hand(self.weighting.parameters())
         if self.max_grad_norm > 0:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            self._bound_gradient()
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad()
@@ -101,6 +101,23 @@ class StepRunner:
             self.task_gradients.end_step()
         self.weighting.end_step(step, self._sum_over_processes)
         return result
+
+    def _bound_gradient(self) -> None:
+        """Clip the step's gradient to max_grad_norm; or (normalize) scale the shared encoder's
+        gradient to that norm and clip the rest (heads, private layers) to it."""
+        if self.grad_norm_mode == "clip":
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            return
+        shared, own = [], []
+        for parameter in self.model.parameters():
+            if parameter.grad is not None:
+                (shared if id(parameter) in self.shared_ids else own).append(parameter)
+        # the norm over every process's shards; an infinite bound changes nothing
+        norm = self.accelerator.clip_grad_norm_(shared, float("inf")) if shared else None
+        if norm is not None and torch.isfinite(norm) and norm > 0:
+            torch._foreach_mul_([p.grad for p in shared], float(self.max_grad_norm / norm))
+        if own:
+            self.accelerator.clip_grad_norm_(own, self.max_grad_norm)
 
     def _no_sync(self) -> contextlib.AbstractContextManager:
         """Skip the all-reduce of this backward. A DDP wrapper is asked itself: Accelerate's

@@ -54,7 +54,7 @@ class MultiTaskTrainer:
         self.conflict_every = conflict_every
         self.steps = StepRunner(
             accelerator, model, optimizer, scheduler, self.weighting, config.grad_accum,
-            loader.batches_per_step, config.max_grad_norm, conflict_every,
+            loader.batches_per_step, config.max_grad_norm, conflict_every, config.grad_norm_mode,
         )
         self.checkpoints = RunCheckpoints(accelerator, model, optimizer, self.output_dir, tokenizer,
                                           self.progress, loader, config.save_total_limit, checkpoint_extra)
