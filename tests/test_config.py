@@ -66,6 +66,14 @@ def test_out_of_range_values_name_the_key(override, message):
         load_config(overrides=[override])
 
 
+def test_gradient_normalizing_needs_a_norm():
+    with pytest.raises(ConfigError, match="train.grad_norm_mode='scale' is not one of: clip, normalize"):
+        load_config(overrides=["train.grad_norm_mode=scale"])
+    with pytest.raises(ConfigError, match="which is 0: set it to a positive norm"):
+        load_config(overrides=["train.grad_norm_mode=normalize", "train.max_grad_norm=0"])
+    assert load_config(overrides=["train.grad_norm_mode=normalize"]).train.grad_norm_mode == "normalize"
+
+
 def test_override_without_equals_sign():
     with pytest.raises(ConfigError, match="not of the form key=value"):
         parse_override("train.lr")

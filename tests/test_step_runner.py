@@ -1,5 +1,6 @@
 """One optimizer step in both step modes: the update equals the hand-combined task gradients."""
 
+import pytest
 import torch
 from accelerate import Accelerator
 
@@ -36,12 +37,14 @@ def batches(tokenizer):
     return [("a", {**a, "labels": torch.tensor([0, 1])}), ("b", {**b, "labels": torch.tensor([2, 0])})]
 
 
-def run_one_step(model, weighting, tokenizer, grad_accum=1, conflict_every=0):
+def run_one_step(model, weighting, tokenizer, grad_accum=1, conflict_every=0, max_grad_norm=0.0,
+                 grad_norm_mode="clip"):
     accelerator = Accelerator(cpu=True)
     optimizer = torch.optim.SGD(list(model.parameters()) + list(weighting.parameters()), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     runner = StepRunner(accelerator, model, optimizer, scheduler, weighting, grad_accum=grad_accum,
-                        batches_per_step=2, max_grad_norm=0.0, conflict_every=conflict_every)
+                        batches_per_step=2, max_grad_norm=max_grad_norm, conflict_every=conflict_every,
+                        grad_norm_mode=grad_norm_mode)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     stream = iter(batches(tokenizer) * grad_accum)
     result = runner.run(stream, step=1)
@@ -94,3 +97,24 @@ def test_conflict_cosines_from_the_step_s_task_gradients(tiny_model_dir, tiny_to
     expected = float(torch.nn.functional.cosine_similarity(flat_a, flat_b, dim=0))
     assert result.cosines[0][1] == result.cosines[1][0]
     assert abs(result.cosines[0][1] - expected) < 1e-4 and abs(result.cosines[0][0] - 1) < 1e-6
+
+
+def norm_of(update, names):
+    return float(torch.sqrt(sum((update[name].double() ** 2).sum() for name in names)))
+
+
+def test_normalize_scales_the_encoder_gradient_to_the_norm_and_clips_heads(tiny_model_dir, tiny_tokenizer):
+    ga, gb = (task_gradient(tiny_model_dir, tiny_tokenizer, t) for t in ("a", "b"))
+    whole = {name: ga[name] + gb[name] for name in ga}
+    encoder = [name for name in whole if name.startswith("encoder.")]
+    heads = [name for name in whole if not name.startswith("encoder.")]
+    for bound in (1e-3, 100.0):  # below and above the gradient's own norm: scaled down and up
+        update, _ = run_one_step(make_model(tiny_model_dir), EqualWeighting(["a", "b"]), tiny_tokenizer,
+                                 max_grad_norm=bound, grad_norm_mode="normalize")
+        assert norm_of(update, encoder) == pytest.approx(bound, rel=1e-4)
+        scale = bound / norm_of(whole, encoder)
+        for name in encoder:  # the encoder's direction is kept
+            expected = scale * whole[name]
+            torch.testing.assert_close(update[name], expected, atol=1e-6 * max(scale, 1), rtol=1e-4)
+        head_norm = norm_of(whole, heads)
+        assert norm_of(update, heads) == pytest.approx(min(head_norm, bound), rel=1e-4)  # clipped only
