@@ -108,6 +108,9 @@ GRIDS = {
         # Temperature sampling with a run long enough that every task gets the batches it gets
         # alone (train.epoch=each_task: 668 steps here against 531).
         "intent_each_task": ("intent", ["train.epoch=each_task"]),
+        # Each task's own top 2 layers: banking77 still loses with its batches and its gradients'
+        # size matched (each_task; the intent_normalized grid), so give it layers of its own.
+        "intent_private_2": ("intent", ["sharing.private_layers=2"]),
     },
     # The intent mix with each step's encoder gradient scaled to one norm (single-task runs alike):
     # at the start banking77's encoder gradient is 15x smaller than CoNLL-2003's, so beside it the
