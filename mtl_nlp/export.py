@@ -20,7 +20,7 @@ from transformers import (
 )
 
 from mtl_nlp.errors import MtlNlpError
-from mtl_nlp.modeling.heads import HeadConfig, family_pooler_activation
+from mtl_nlp.modeling.heads import PREDICTION_HEAD_FAMILIES, HeadConfig, family_pooler_activation
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 from mtl_nlp.modeling.sharing import layer_stack_name
@@ -38,6 +38,8 @@ SEQUENCE_HEAD_LAYOUT = {
     "roberta": ("classifier.dense", "classifier.out_proj"),
     "xlm-roberta": ("classifier.dense", "classifier.out_proj"),
     "camembert": ("classifier.dense", "classifier.out_proj"),
+    # ModernBERT: the first token -> its prediction head (dense, activation, norm) -> classifier
+    "modernbert": ("head", "classifier"),
 }
 PROBLEM_TYPES = {
     "classification": "single_label_classification",
@@ -89,6 +91,10 @@ def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> tuple[str, str
     model_type = encoder_config.model_type
     if head.type == "token_classification":
         return None
+    if model_type in PREDICTION_HEAD_FAMILIES and head.pooling == "pooler" and not head.prediction_head:
+        raise ExportError(f"task {head.name!r}: {model_type}'s sequence classifier has a prediction head "
+                          "(dense, activation, norm) that this head, trained before heads had it, lacks; "
+                          "train it again to export it")
     if model_type not in SEQUENCE_HEAD_LAYOUT:
         raise ExportError(
             f"task {head.name!r}: sentence heads export for the encoder families "
@@ -118,11 +124,11 @@ def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> tuple[str, str
 
 def _check_token_classifier(standard: PreTrainedModel, head: HeadConfig) -> None:
     """ExportError unless the family's token classifier is what a tagging head is: one linear
-    `classifier` on the encoder's hidden states (so the export computes the head exactly).
-    ModernBERT's, for one, puts a dense + norm prediction head in between."""
+    `classifier` on the encoder's hidden states, after the family's prediction head where the
+    head has one (ModernBERT), so the export computes the head exactly."""
     prefix = standard.base_model_prefix + "."
-    extra = sorted(name for name in standard.state_dict()
-                   if not name.startswith(prefix) and not name.startswith("classifier."))
+    own = ("classifier.", "head.") if head.prediction_head else ("classifier.",)
+    extra = sorted(name for name in standard.state_dict() if not name.startswith((prefix, *own)))
     if extra:
         raise ExportError(
             f"task {head.name!r}: {type(standard).__name__} puts layers between the encoder and its "
@@ -150,6 +156,8 @@ def _task_config(checkpoint: Path, model: MultiTaskModel, head: HeadConfig):
     if head.type in PROBLEM_TYPES:
         config.problem_type = PROBLEM_TYPES[head.type]
     config.classifier_dropout = head.dropout
+    if head.prediction_head and head.type != "token_classification":
+        config.classifier_pooling = "cls"  # a pooler head reads the first token
     config.architectures = None  # set by save_pretrained from the class that writes it
     if hasattr(config, "mtl_nlp_encoder"):  # the export holds the task's whole encoder
         del config.mtl_nlp_encoder
@@ -178,7 +186,7 @@ def _head_state(
 ) -> dict[str, torch.Tensor]:
     """The head's weights under the standard model's names."""
     weights = model.heads[head.name].state_dict()
-    if head.type == "token_classification":  # dropout + `classifier` (_check_token_classifier)
+    if head.type == "token_classification":  # (`head`) + dropout + `classifier`: the same names
         return dict(weights)
     dense, output = (name.format(base=standard.base_model_prefix) for name in layout)
     names = {"pooler": dense, "classifier": output}

@@ -147,6 +147,7 @@ FAMILY_CLASSIFIERS = {  # the family's sequence classifier: its class and activa
     "deberta-v2": ("DebertaV2ForSequenceClassification", "gelu"),
     "mpnet": ("MPNetForSequenceClassification", "tanh"),
     "xlm-roberta": ("XLMRobertaForSequenceClassification", "tanh"),
+    "modernbert": ("ModernBertForSequenceClassification", "gelu"),  # + norm, in its prediction head
 }
 
 
@@ -174,7 +175,9 @@ def test_a_pooler_head_with_another_activation_is_not_exported_as_the_family(tmp
 
 def test_export_refuses_a_token_classifier_with_layers_the_head_lacks(tmp_path, tiny_tokenizer):
     encoder = tiny_encoder("modernbert", len(tiny_tokenizer))
-    save_checkpoint(tmp_path / "ckpt", MultiTaskModel(encoder, heads()[:1]), tiny_tokenizer)
+    plain = MultiTaskModel(encoder, heads()[:1], pretrained=False)  # as saved before heads had the family's
+    assert plain.heads["ner"].head is None
+    save_checkpoint(tmp_path / "ckpt", plain, tiny_tokenizer)
     with pytest.raises(ExportError, match=r"ModernBertForTokenClassification puts layers between the encoder "
                                           r"and its classifier \(head\.dense\.weight"):
         export_task(tmp_path / "ckpt", "ner", tmp_path / "out")

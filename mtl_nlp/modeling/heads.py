@@ -6,6 +6,7 @@ with the gold labels) and its prediction scores (`scores`: what the Predictor re
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,13 +25,43 @@ LABEL_FREE_TYPES = ("regression",)  # head types that predict a value, not one o
 # RoBERTa, XLM-R, MPNet). A `pooler` head computes its family's, so that it exports to the
 # family's own AutoModelForSequenceClassification.
 FAMILY_POOLER_ACTIVATIONS = {"distilbert": "relu", "electra": "gelu", "deberta-v2": "gelu"}
+# Families whose classifiers (sequence and token alike) put a prediction head, dense ->
+# activation -> norm, between the encoder and the output layer; a head of such an encoder is built
+# from transformers' own module (see family_prediction_head), so its export cannot drift.
+PREDICTION_HEAD_FAMILIES = ("modernbert",)
+EncoderConfig = PretrainedConfig | None  # what a family prediction head is built from
 
 
 def family_pooler_activation(encoder_config: PretrainedConfig) -> str:
-    """The activation of the encoder family's sequence classifier (DeBERTa's from its config)."""
+    """The activation of the encoder family's sequence classifier (DeBERTa's and ModernBERT's
+    from their config)."""
     if encoder_config.model_type == "deberta-v2":
         return getattr(encoder_config, "pooler_hidden_act", "gelu")
+    if encoder_config.model_type == "modernbert":
+        return encoder_config.classifier_activation
     return FAMILY_POOLER_ACTIVATIONS.get(encoder_config.model_type, "tanh")
+
+
+def family_head_config(config: HeadConfig, encoder_config: PretrainedConfig) -> HeadConfig:
+    """`config` for a new head on this encoder: a `pooler` head takes the family's activation,
+    and a pooler or tagging head of a PREDICTION_HEAD_FAMILIES encoder its prediction head."""
+    changes: dict[str, Any] = {}
+    if config.pooling == "pooler" and config.type != "token_classification":
+        changes["pooler_activation"] = family_pooler_activation(encoder_config)
+    reads_through_head = config.type == "token_classification" or config.pooling == "pooler"
+    if encoder_config.model_type in PREDICTION_HEAD_FAMILIES and reads_through_head:
+        changes["prediction_head"] = True
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def family_prediction_head(encoder_config: PretrainedConfig) -> nn.Module:
+    """The family's own prediction head module (ModernBERT's dense -> activation -> norm)."""
+    if encoder_config.model_type != "modernbert":
+        raise ValueError(f"{encoder_config.model_type} classifiers have no prediction head; "
+                         f"these do: {', '.join(PREDICTION_HEAD_FAMILIES)}")
+    from transformers.models.modernbert.modeling_modernbert import ModernBertPredictionHead
+
+    return ModernBertPredictionHead(encoder_config)
 
 
 @dataclass
@@ -55,6 +86,9 @@ class HeadConfig:
     # pooling "pooler": the activation after the dense layer (transformers' ACT2FN name), the
     # encoder family's (family_pooler_activation); checkpoints saved before it was recorded used tanh
     pooler_activation: str = "tanh"
+    # the encoder family's prediction head (dense -> activation -> norm, PREDICTION_HEAD_FAMILIES)
+    # as the pooler of a `pooler` head and before a tagging head's classifier
+    prediction_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,20 +111,27 @@ class PooledHead(nn.Module):
     sequence classifiers, so such a head exports to a standard model (see mtl_nlp.export).
     """
 
-    def __init__(self, hidden_size: int, config: HeadConfig, outputs: int) -> None:
+    def __init__(self, hidden_size: int, config: HeadConfig, outputs: int,
+                 encoder_config: EncoderConfig = None) -> None:
         super().__init__()
         if config.pooling not in POOLINGS:
             raise ValueError(f"head {config.name!r}: pooling {config.pooling!r} not in {POOLINGS}")
         self.pooling = config.pooling
-        self.pooler = nn.Linear(hidden_size, hidden_size) if config.pooling == "pooler" else None
-        self.activation = ACT2FN[config.pooler_activation] if config.pooling == "pooler" else None
+        self.pooler, self.activation = None, None
+        if config.pooling == "pooler" and config.prediction_head:  # its activation is inside
+            self.pooler = family_prediction_head(_needed(encoder_config, config))
+        elif config.pooling == "pooler":
+            self.pooler = nn.Linear(hidden_size, hidden_size)
+            self.activation = ACT2FN[config.pooler_activation]
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(hidden_size, outputs)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         pooled = pool(hidden, attention_mask, self.pooling)
         if self.pooler is not None:
-            pooled = self.activation(self.pooler(pooled))
+            pooled = self.pooler(pooled)
+        if self.activation is not None:
+            pooled = self.activation(pooled)
         return self.classifier(self.dropout(pooled))
 
     def init_pooler_from(self, encoder: nn.Module) -> bool:
@@ -110,8 +151,8 @@ class PooledHead(nn.Module):
 class SequenceClassificationHead(PooledHead):
     """One label per text: logits [batch, labels], cross-entropy, argmax."""
 
-    def __init__(self, hidden_size: int, config: HeadConfig) -> None:
-        super().__init__(hidden_size, config, len(config.labels))
+    def __init__(self, hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> None:
+        super().__init__(hidden_size, config, len(config.labels), encoder_config)
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Cross-entropy in float32 (logits may be bf16 under autocast)."""
@@ -127,14 +168,20 @@ class SequenceClassificationHead(PooledHead):
 
 
 class TokenClassificationHead(nn.Module):
-    """Per-token hidden state -> dropout -> linear; cross-entropy over scored positions."""
+    """Per-token hidden state -> (the family's prediction head) -> dropout -> linear;
+    cross-entropy over scored positions."""
 
-    def __init__(self, hidden_size: int, config: HeadConfig) -> None:
+    def __init__(self, hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> None:
         super().__init__()
+        self.head = None
+        if config.prediction_head:
+            self.head = family_prediction_head(_needed(encoder_config, config))
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(hidden_size, len(config.labels))
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        if self.head is not None:
+            hidden = self.head(hidden)
         return self.classifier(self.dropout(hidden))
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -159,8 +206,8 @@ class TokenClassificationHead(nn.Module):
 class RegressionHead(PooledHead):
     """One float per text: output [batch], mean squared error."""
 
-    def __init__(self, hidden_size: int, config: HeadConfig) -> None:
-        super().__init__(hidden_size, config, 1)
+    def __init__(self, hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> None:
+        super().__init__(hidden_size, config, 1, encoder_config)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         return super().forward(hidden, attention_mask).squeeze(-1)
@@ -182,8 +229,8 @@ class MultiLabelHead(PooledHead):
     """Zero or more labels per text: logits [batch, labels], sigmoid + binary cross-entropy;
     a label is predicted when its probability reaches the task's threshold."""
 
-    def __init__(self, hidden_size: int, config: HeadConfig) -> None:
-        super().__init__(hidden_size, config, len(config.labels))
+    def __init__(self, hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> None:
+        super().__init__(hidden_size, config, len(config.labels), encoder_config)
         self.threshold = config.threshold
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -207,8 +254,16 @@ HEAD_TYPES: dict[str, type[nn.Module]] = {
 }
 
 
-def build_head(hidden_size: int, config: HeadConfig) -> nn.Module:
-    """The head module for `config.type`."""
+def _needed(encoder_config: PretrainedConfig | None, config: HeadConfig) -> PretrainedConfig:
+    if encoder_config is None:
+        raise ValueError(f"head {config.name!r} has the family's prediction head: build it with the "
+                         "encoder's config")
+    return encoder_config
+
+
+def build_head(hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> nn.Module:
+    """The head module for `config.type` (`encoder_config`: the encoder's, which a head with the
+    family's prediction head is built from)."""
     if config.type not in HEAD_TYPES:
         raise ValueError(
             f"head {config.name!r}: type {config.type!r} is not one of: {', '.join(HEAD_TYPES)}"
@@ -218,7 +273,7 @@ def build_head(hidden_size: int, config: HeadConfig) -> nn.Module:
             raise ValueError(f"head {config.name!r}: a {config.type} head takes no labels")
     elif not config.labels:
         raise ValueError(f"head {config.name!r} has no labels")
-    return HEAD_TYPES[config.type](hidden_size, config)
+    return HEAD_TYPES[config.type](hidden_size, config, encoder_config)
 
 
 def logits_to_probabilities(logits: Tensor) -> Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from transformers import AutoModel, PreTrainedModel
 from mtl_nlp.modeling.blocks import block_class_names
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
 from mtl_nlp.modeling.encoder import ModelLoadError, check_encoder_kind, load_encoder
-from mtl_nlp.modeling.heads import HeadConfig, build_head, family_pooler_activation
+from mtl_nlp.modeling.heads import HeadConfig, build_head, family_head_config
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
 from mtl_nlp.run_files import CHECKPOINT_CONFIG
@@ -43,11 +42,9 @@ class MultiTaskModel(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        if pretrained:  # a new model: pooler heads compute the encoder family's classifier
+        if pretrained:  # a new model: its heads compute the encoder family's classifiers
             check_encoder_kind(encoder.config, type(encoder).__name__)
-            activation = family_pooler_activation(encoder.config)
-            heads = [dataclasses.replace(config, pooler_activation=activation) if config.pooling == "pooler"
-                     else config for config in heads]
+            heads = [family_head_config(config, encoder.config) for config in heads]
         self.head_configs = {config.name: config for config in heads}
         # {entry: its heads}: a batch of an entry trains all of its heads at once
         self.entries: dict[str, list[str]] = {}
@@ -55,7 +52,7 @@ class MultiTaskModel(nn.Module):
             if config.entry is not None:
                 self.entries.setdefault(config.entry, []).append(config.name)
         hidden_size = encoder.config.hidden_size
-        self.heads = nn.ModuleDict({c.name: build_head(hidden_size, c) for c in heads})
+        self.heads = nn.ModuleDict({c.name: build_head(hidden_size, c, encoder.config) for c in heads})
         if pretrained:
             self._init_poolers(encoder)
         self.sharing = LayerSharing(
@@ -67,6 +64,8 @@ class MultiTaskModel(nn.Module):
         encoder initialises its own layers (transformers' `_init_weights`); logged either way."""
         copied, fresh = [], []
         for name, head in self.heads.items():
+            if getattr(head, "head", None) is not None:  # a tagging head's family prediction head
+                encoder._init_weights(head.head)
             if getattr(head, "pooler", None) is None:
                 continue
             if head.init_pooler_from(encoder):
