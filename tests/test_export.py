@@ -184,6 +184,14 @@ def test_export_refuses_a_token_classifier_with_layers_the_head_lacks(tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_head_without_the_family_prediction_head_is_not_a_start_for_one_with_it(tmp_path, tiny_tokenizer):
+    plain = MultiTaskModel(tiny_encoder("modernbert", len(tiny_tokenizer)), heads()[:2], pretrained=False)
+    save_checkpoint(tmp_path / "ckpt", plain, tiny_tokenizer)
+    model = MultiTaskModel(tiny_encoder("modernbert", len(tiny_tokenizer)), heads()[:2])
+    assert all(config.prediction_head for config in model.head_configs.values())
+    assert model.start_from_checkpoint(tmp_path / "ckpt") == []  # other layers: fresh heads
+
+
 def test_sharing_shapes_export_the_layers_the_task_reads(tmp_path, tiny_model_dir, tiny_tokenizer):
     # 2 layers: the top one private per task; NER reads shared layer 1, the others their own top.
     model = MultiTaskModel(BertModel.from_pretrained(tiny_model_dir), heads(ner_layer=1),

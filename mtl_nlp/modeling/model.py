@@ -258,8 +258,8 @@ class MultiTaskModel(nn.Module):
                                  f"{self.sharing.shape}: start from it with the same sharing.* settings")
         same = [task for task, config in self.head_configs.items()
                 if (other := saved.head_configs.get(task)) is not None
-                and (other.type, other.labels, other.pooling, other.layer)
-                == (config.type, config.labels, config.pooling, config.layer)]
+                and (other.type, other.labels, other.pooling, other.layer, other.prediction_head)
+                == (config.type, config.labels, config.pooling, config.layer, config.prediction_head)]
         theirs, ours = saved.state_dict(), self.state_dict()
         copied = {}
         for key, tensor in ours.items():

@@ -6,7 +6,8 @@ too large for one device's memory trains. Loss-level strategies (sampling, `equa
 `dwa`, `rlw` weighting, private layers, heads on lower layers, frozen layers, both step modes,
 gradient accumulation) work as under DDP. What needs a task's whole gradient on every process
 (gradient surgery, conflict diagnostics) or parameters outside the sharded model (learned loss
-weights, the soft-L2 pull between private copies computed from whole weights) is refused at start.
+weights, the soft-L2 pull between private copies computed from whole weights), and the shared
+encoder's gradient norm apart from the heads' (`grad_norm_mode=normalize`) is refused at start.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def sharded_conflicts(config: RunConfig) -> list[str]:
         conflicts.append("diagnostics.conflict_every (needs each task's whole gradient)")
     if config.sharing.soft_l2:
         conflicts.append("sharing.soft_l2 (pulls whole private weights together in every forward)")
+    if config.train.grad_norm_mode == "normalize":
+        conflicts.append("train.grad_norm_mode=normalize (measures the shared encoder's gradient norm "
+                         "apart from the heads', which is not done over shards)")
     return conflicts
 
 

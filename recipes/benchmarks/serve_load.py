@@ -192,7 +192,7 @@ async def overload(url: str, texts: list[str], rate: float, seconds: float, pid:
             "memory_every_10_s": memory[::10]}
 
 
-def report_overload(result: dict[str, Any], texts: list[str], reference: list[dict[str, Any]]) -> None:
+def report_overload(result: dict[str, Any], reference: list[dict[str, Any]]) -> None:
     """Print the overload run and how many accepted answers equal the in-process Predictor's."""
     before, most, after = result["memory_mib"]
     print(f"offered {result['offered_per_second']:.1f} requests/s; server alive afterwards: "
@@ -287,7 +287,7 @@ def main() -> None:
                     print(f"overload: {rate:.1f} requests/s (twice {result['texts_per_second']:.1f}) for "
                           f"{args.overload_seconds:.0f} s", flush=True)
                     report_overload(asyncio.run(overload(urls[0], texts, rate, args.overload_seconds,
-                                                         servers[0].pid)), texts, reference)
+                                                         servers[0].pid)), reference)
             finally:
                 for server in servers:
                     server.terminate()
