@@ -5,13 +5,16 @@ multi-task model, multi-task + `mtl-nlp finetune`, and the grouping `mtl-nlp aff
     python recipes/glue_benchmark.py --seeds 1 2 3                   # whole training sets
     python recipes/glue_benchmark.py --summary                       # the table from what has run
 
-Stages (`--stages`, in this order by default): single (each task alone at every `--lrs` learning
-rate on the first `--sweep-seeds` seeds, and at the rate with the best mean validation score of
-that sweep on the other seeds), multi
-(recipes/configs/glue.yaml), finetune (each multi-task run's second stage), affinity (one probe,
-seed 1) and groups (the recommended grouping, one model per group). Every run is a fresh process
-of the installed CLI; results accumulate in OUT/results.json, so an interrupted benchmark goes on
-where it stopped, and while OUT/PAUSE exists no new run starts.
+Stages (`--stages`, in this order by default):
+- single: each task alone at every `--lrs` learning rate on the first `--sweep-seeds` seeds, and
+  at the rate with the best mean validation score of that sweep on the other seeds;
+- multi: recipes/configs/glue.yaml, all tasks in one model;
+- finetune: each multi-task run's second stage at the run's learning rate;
+- finetune_lrs: the second stage tuned as the single-task runs are (each task fine-tuned at every
+  `--lrs` rate on the sweep seeds, at the rate with the best validation score on the others);
+- affinity: one probe, seed 1; groups: the recommended grouping, one model per group.
+Every run is a fresh process of the installed CLI; results accumulate in OUT/results.json, so an
+interrupted benchmark goes on where it stopped, and while OUT/PAUSE exists no new run starts.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from benchmarks.glue_tables import best_learning_rate, glue_summary
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "glue.yaml"
 TASKS = ["cola", "mrpc", "rte", "stsb", "sst2", "qnli", "mnli"]
-STAGES = ["single", "multi", "finetune", "affinity", "groups"]
+STAGES = ["single", "multi", "finetune", "finetune_lrs", "affinity", "groups"]
 
 
 def run_cli(arguments: list[str], run_dir: Path, fresh: bool = True) -> dict:
@@ -58,12 +61,14 @@ def common(args: argparse.Namespace, seed: int, output: Path) -> list[str]:
     return [f"data_dir={args.data_dir}", f"seed={seed}", f"output_dir={output}", *limit]
 
 
-def swept_learning_rate(args: argparse.Namespace, results: dict, task: str) -> float | None:
-    """The learning rate the sweep seeds chose for `task`, or None while the sweep is unfinished."""
+def swept_learning_rate(args: argparse.Namespace, results: dict, task: str,
+                        arm: str = "single") -> float | None:
+    """The learning rate the sweep seeds chose for `task` in `arm` ("single" or "finetune_lr"), or
+    None while the sweep is unfinished."""
     by_lr: dict[float, list[dict]] = {}
     for lr in args.lrs:
         for seed in args.seeds[:args.sweep_seeds]:
-            run = results.get(f"single/{task}/lr{lr}/seed{seed}")
+            run = results.get(f"{arm}/{task}/lr{lr}/seed{seed}")
             if run is None:
                 return None
             by_lr.setdefault(lr, []).append(run)
@@ -93,6 +98,14 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
                 "seed": s, **trained(f, run_cli(a, f))}))
         if "finetune" in args.stages:
             runs.append((f"finetune/seed{seed}", lambda f=multi, s=seed: finetuned(f, s)))
+        if "finetune_lrs" in args.stages:
+            for task in TASKS:
+                chosen = swept_learning_rate(args, results, task, "finetune_lr")
+                for lr in args.lrs if position < args.sweep_seeds else [chosen] if chosen else []:
+                    key = f"finetune_lr/{task}/lr{lr}/seed{seed}"
+                    folder = out / "runs" / key.replace("/", "-")
+                    runs.append((key, lambda f=multi, k=folder, t=task, r=lr, s=seed: {
+                        "task": t, "lr": r, "seed": s, **finetuned_at(f, k, t, r)}))
     if "affinity" in args.stages:
         folder = out / "runs" / "affinity"
         arguments = ["affinity", "--config", str(CONFIG), *common(args, 1, folder),
@@ -117,6 +130,18 @@ def finetuned(multi: Path, seed: int) -> dict:
     metrics = {task: json.loads((multi / "finetuned" / task / "metrics.json").read_text())[task]
                for task in TASKS}
     return {"seed": seed, "metrics": metrics, **wall}
+
+
+def finetuned_at(multi: Path, folder: Path, task: str, lr: float) -> dict:
+    """The second stage of one task of one multi-task run at learning rate `lr`, kept in `folder`
+    (its test metrics, selected validation score, steps and wall time)."""
+    produced = multi / "finetuned" / task
+    shutil.rmtree(produced, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    wall = run_cli(["finetune", str(multi), "--tasks", task, f"train.lr={lr}"], multi, fresh=False)
+    shutil.rmtree(produced / "state", ignore_errors=True)  # resume state: not needed once finished
+    shutil.move(produced, folder)
+    return trained(folder, wall)
 
 
 def grouped(args: argparse.Namespace, out: Path, results: dict, seed: int) -> dict:

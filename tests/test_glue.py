@@ -188,6 +188,25 @@ def test_glue_table_tunes_single_task_lr_on_validation_and_averages_seeds():
     assert lines[-1] == "single-task learning rates chosen: rte 0.0001, mrpc 5e-05"
 
 
+def test_glue_table_tunes_the_second_stage_lr_on_validation_as_single_task_runs_are():
+    from benchmarks.glue_tables import glue_summary
+
+    def run(arm, lr, seed, validation, accuracy, wall):
+        return {f"{arm}/rte/lr{lr}/seed{seed}": {
+            "task": "rte", "lr": lr, "seed": seed, "validation": validation,
+            "metrics": {"rte": {"accuracy": accuracy}}, "wall_seconds": wall}}
+
+    results = {**run("single", 1e-4, 1, 0.60, 0.61, 10.0),
+               "multi/seed1": {"seed": 1, "wall_seconds": 30.0, "metrics": {"rte": {"accuracy": 0.64}}},
+               # the second stage at 2e-4 validates best (0.68) although 5e-5 tests higher
+               **run("finetune_lr", 5e-5, 1, 0.66, 0.70, 5.0), **run("finetune_lr", 2e-4, 1, 0.68, 0.65, 7.0)}
+    lines = glue_summary(results, ["rte"]).splitlines()
+    # wall: the multi-task run (30 s) and the chosen second stage (7 s)
+    assert lines[4] == "| multi-task + finetune (lr tuned on validation) | 65.0 ± 0.0 | 65.0 ± 0.0 | 37 | 1 |"
+    assert lines[-1] == "finetune learning rates chosen: rte 0.0002"
+    assert lines[-3] == "single-task learning rates chosen: rte 0.0001"
+
+
 def test_glue_table_chooses_lr_on_the_sweep_seeds_only():
     from benchmarks.glue_tables import tuned_single_task
 

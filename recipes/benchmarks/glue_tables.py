@@ -91,8 +91,9 @@ def glue_table(rows: list[tuple[str, dict[str, dict[int, float]], float | None, 
 
 def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
     """The table of every arm with results, keyed as recipes/glue_benchmark.py keys them:
-    "single/<task>/lr<lr>/seed<n>", "multi/seed<n>", "finetune/seed<n>", "groups/seed<n>"; the
-    multi-task + finetune row's wall time is the two stages' together."""
+    "single/<task>/lr<lr>/seed<n>", "multi/seed<n>", "finetune/seed<n>",
+    "finetune_lr/<task>/lr<lr>/seed<n>", "groups/seed<n>"; the multi-task + finetune rows' wall
+    time is the two stages' together."""
     def arm(prefix: str) -> list[dict[str, Any]]:
         return [run for key, run in results.items() if key.startswith(prefix)]
 
@@ -100,22 +101,32 @@ def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
         walls = [run["wall_seconds"] for run in arm(prefix)]
         return sum(walls) / len(walls) if walls else None
 
+    def tuned_wall(tuned: dict[str, dict[str, Any]]) -> float | None:
+        seeds = sorted(set.intersection(*(set(info["wall"]) for info in tuned.values())))
+        walls = [sum(info["wall"][seed] for info in tuned.values()) for seed in seeds]
+        return sum(walls) / len(walls) if walls else None
+
     tuned = tuned_single_task(arm("single/"))
     rows = []
     if tuned:
-        seeds = sorted(set.intersection(*(set(info["wall"]) for info in tuned.values())))
-        walls = [sum(info["wall"][seed] for info in tuned.values()) for seed in seeds]
         rows.append(("single-task (lr tuned on validation)", {t: info["scores"] for t, info in tuned.items()},
-                     sum(walls) / len(walls) if walls else None, len(tuned)))
+                     tuned_wall(tuned), len(tuned)))
     if arm("multi/"):
         rows.append(("multi-task (one model)", model_scores(arm("multi/"), tasks), mean_wall("multi/"), 1))
     if arm("finetune/"):
         total = (mean_wall("multi/") or 0.0) + (mean_wall("finetune/") or 0.0)
         rows.append(("multi-task + finetune", model_scores(arm("finetune/"), tasks), total, len(tasks)))
+    tuned_finetune = tuned_single_task(arm("finetune_lr/"))
+    if tuned_finetune:
+        total = (mean_wall("multi/") or 0.0) + (tuned_wall(tuned_finetune) or 0.0)
+        rows.append(("multi-task + finetune (lr tuned on validation)",
+                     {t: info["scores"] for t, info in tuned_finetune.items()}, total, len(tuned_finetune)))
     if arm("groups/"):
         count = len(arm("groups/")[0]["groups"])
         rows.append((f"affinity grouping ({count} models)", model_scores(arm("groups/"), tasks),
                      mean_wall("groups/"), count))
     shown = [task for task in tasks if any(scores.get(task) for _, scores, _, _ in rows)]
-    chosen = ", ".join(f"{task} {info['lr']:g}" for task, info in tuned.items())
-    return glue_table(rows, shown) + (f"\n\nsingle-task learning rates chosen: {chosen}" if chosen else "")
+    notes = [f"{label} learning rates chosen: "
+             + ", ".join(f"{task} {info['lr']:g}" for task, info in chosen.items())
+             for label, chosen in (("single-task", tuned), ("finetune", tuned_finetune)) if chosen]
+    return glue_table(rows, shown) + "".join(f"\n\n{note}" for note in notes)
