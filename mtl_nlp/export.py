@@ -23,7 +23,6 @@ from mtl_nlp.errors import MtlNlpError
 from mtl_nlp.modeling.heads import PREDICTION_HEAD_FAMILIES, HeadConfig, family_pooler_activation
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
-from mtl_nlp.modeling.sharing import layer_stack_name
 
 # Where each encoder family's AutoModelForSequenceClassification keeps the two layers of a pooler
 # head (first token -> dense -> the family's activation -> classifier), by config.model_type:
@@ -146,7 +145,11 @@ def _auto_class(head: HeadConfig) -> type:
 def _task_config(checkpoint: Path, model: MultiTaskModel, head: HeadConfig):
     """The encoder's config with the task's depth, labels and problem type."""
     config = AutoConfig.from_pretrained(str(checkpoint))
-    config.num_hidden_layers = model.sharing.depth(head.name) or config.num_hidden_layers
+    depth = model.sharing.depth(head.name) or config.num_hidden_layers
+    if model.sharing.layout is not None:  # ModernBERT also cuts its per-layer attention kinds
+        model.sharing.layout.export_config(config, depth, model.sharing.shape.layer_types)
+    else:
+        config.num_hidden_layers = depth
     if head.type == "regression":
         config.num_labels = 1
         config.id2label, config.label2id = {0: "value"}, {"value": 0}
@@ -172,12 +175,12 @@ def _encoder_state(model: MultiTaskModel, task: str, standard: PreTrainedModel) 
     wanted = set(standard.state_dict())
     state = {f"{prefix}.{name}": tensor for name, tensor in model.encoder.state_dict().items()}
     if task in model.sharing.private:
-        shared, stack = model.sharing.shared_count, layer_stack_name(model.encoder)
+        shared, layers = model.sharing.shared_count, model.sharing.layout.path
         for name, tensor in model.sharing.private[task].state_dict().items():
             if not name.startswith("layer."):  # the stack's other modules are the shared model's
                 continue
             _, index, rest = name.split(".", 2)  # layer.{i}.rest
-            state[f"{prefix}.{stack}.layer.{shared + int(index)}.{rest}"] = tensor
+            state[f"{prefix}.{layers}.{shared + int(index)}.{rest}"] = tensor
     return {name: tensor for name, tensor in state.items() if name in wanted}
 
 

@@ -8,8 +8,10 @@ from transformers import DistilBertConfig, DistilBertModel
 FAMILIES = ["distilbert", "albert", "electra", "deberta-v2", "mpnet", "xlm-roberta", "modernbert"]
 
 
-def tiny_encoder(family: str, vocab_size: int):
-    """A 2-layer random encoder of `family` (hidden 32) for the tiny WordPiece tokenizer."""
+def tiny_encoder(family: str, vocab_size: int, num_layers: int = 2, local_attention: int = 16):
+    """A random encoder of `family` (hidden 32, 2 layers unless asked) for the tiny WordPiece
+    tokenizer; ModernBERT's global layers come every 2nd layer, its local ones see
+    `local_attention` tokens."""
     from transformers import (
         AlbertConfig,
         AlbertModel,
@@ -26,10 +28,10 @@ def tiny_encoder(family: str, vocab_size: int):
     )
 
     torch.manual_seed(0)
-    shape = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    shape = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=num_layers, num_attention_heads=2,
                  intermediate_size=64, max_position_embeddings=130, pad_token_id=0)
     if family == "distilbert":
-        return DistilBertModel(DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2,
+        return DistilBertModel(DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=num_layers, n_heads=2,
                                                 hidden_dim=64, max_position_embeddings=128, pad_token_id=0))
     if family == "albert":
         return AlbertModel(AlbertConfig(embedding_size=16, **shape))
@@ -45,8 +47,8 @@ def tiny_encoder(family: str, vocab_size: int):
         return XLMRobertaModel(XLMRobertaConfig(**shape))
     if family == "modernbert":
         return ModernBertModel(ModernBertConfig(
-            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=num_layers, num_attention_heads=2,
             intermediate_size=64, max_position_embeddings=128, pad_token_id=0, bos_token_id=2,
             eos_token_id=3, cls_token_id=2, sep_token_id=3, global_attn_every_n_layers=2,
-            local_attention=16))
+            local_attention=local_attention))
     raise ValueError(family)

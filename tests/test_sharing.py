@@ -73,11 +73,15 @@ def test_a_head_below_the_private_layers_reads_the_shared_stack(tiny_model_dir, 
     torch.testing.assert_close(states["sentiment"], reference[2])
 
 
-def test_every_layer_private(tiny_model_dir, batch):
+def test_every_layer_private(tiny_model_dir, batch, tmp_path):
     hard = build(tiny_model_dir)
     model = build(tiny_model_dir, SharingShape(private_layers=2))
     assert len(model.encoder.encoder.layer) == 0
     torch.testing.assert_close(model.forward_all(**batch)["ner"], hard.forward_all(**batch)["ner"])
+    model.save_pretrained(tmp_path)  # a checkpoint of no shared layer reloads its private ones
+    reloaded = MultiTaskModel.from_pretrained(tmp_path).eval()
+    for task, logits in model.forward_all(**batch).items():
+        torch.testing.assert_close(reloaded.forward_all(**batch)[task], logits)
 
 
 def test_soft_l2_penalty_by_hand(tiny_model_dir):

@@ -201,7 +201,8 @@ class MultiTaskModel(nn.Module):
 
         def write_files(folder: Path) -> None:
             encoder = part("encoder.") if state_dict is not None else None
-            self.encoder.save_pretrained(folder, safe_serialization=True, state_dict=encoder)
+            with self.sharing.saving(self.encoder):
+                self.encoder.save_pretrained(folder, safe_serialization=True, state_dict=encoder)
             if tokenizer is not None:
                 tokenizer.save_pretrained(folder)
             save_file(part("heads."), folder / HEADS_WEIGHTS)
