@@ -13,6 +13,9 @@ Stages (`--stages`, in this order by default):
 - finetune_lrs: the second stage tuned as the single-task runs are (each task fine-tuned at every
   `--lrs` rate on the sweep seeds, at the rate with the best validation score on the others);
 - affinity: one probe, seed 1; groups: the recommended grouping, one model per group.
+With `--lrs-from OTHER/results.json` the single-task and finetune_lrs runs take, on every seed,
+the rate each task's sweep chose in that other benchmark (e.g. larger training sets at the rates
+swept on subsets) instead of sweeping.
 Every run is a fresh process of the installed CLI; results accumulate in OUT/results.json, so an
 interrupted benchmark goes on where it stopped, and while OUT/PAUSE exists no new run starts.
 """
@@ -79,12 +82,23 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
     """(result key, run) of every run the chosen stages still need and can start, in order: a
     single-task run past the sweep seeds waits for the sweep to choose its learning rate."""
     runs = []
+    swept = json.loads(Path(args.lrs_from).read_text()) if args.lrs_from else None
+
+    def rates(position: int, task: str, arm: str) -> list[float]:
+        """The rates to run: every rate on the sweep seeds, then the chosen one (once chosen)."""
+        if swept is not None:
+            chosen = swept_learning_rate(args, swept, task, arm)
+            if chosen is None:
+                raise SystemExit(f"{args.lrs_from} holds no finished {arm} sweep of {task} "
+                                 f"at --lrs {args.lrs}")
+            return [chosen]
+        chosen = swept_learning_rate(args, results, task, arm)
+        return args.lrs if position < args.sweep_seeds else [chosen] if chosen else []
+
     for position, seed in enumerate(args.seeds):
         if "single" in args.stages:
             for task in TASKS:
-                chosen = swept_learning_rate(args, results, task)
-                rates = args.lrs if position < args.sweep_seeds else [chosen] if chosen else []
-                for lr in rates:
+                for lr in rates(position, task, "single"):
                     key = f"single/{task}/lr{lr}/seed{seed}"
                     folder = out / "runs" / key.replace("/", "-")
                     arguments = ["train", "--config", str(CONFIG), *common(args, seed, folder),
@@ -100,8 +114,7 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
             runs.append((f"finetune/seed{seed}", lambda f=multi, s=seed: finetuned(f, s)))
         if "finetune_lrs" in args.stages:
             for task in TASKS:
-                chosen = swept_learning_rate(args, results, task, "finetune_lr")
-                for lr in args.lrs if position < args.sweep_seeds else [chosen] if chosen else []:
+                for lr in rates(position, task, "finetune_lr"):
                     key = f"finetune_lr/{task}/lr{lr}/seed{seed}"
                     folder = out / "runs" / key.replace("/", "-")
                     runs.append((key, lambda f=multi, k=folder, t=task, r=lr, s=seed: {
@@ -165,6 +178,7 @@ def main() -> None:
     parser.add_argument("--lrs", nargs="*", type=float, default=[5e-5, 1e-4, 2e-4])
     parser.add_argument("--sweep-seeds", type=int, default=1, help="how many of the seeds, from the "
                         "first, run every learning rate; the others run the rate they chose")
+    parser.add_argument("--lrs-from", help="results.json of a benchmark whose sweeps choose the rates")
     parser.add_argument("--subset", type=int, help="train on a seeded subset of each task "
                         "(max_train_examples)")
     parser.add_argument("--single-epochs", type=float, default=3.0, help="epochs of each single-task run")

@@ -203,6 +203,12 @@ def test_glue_table_tunes_the_second_stage_lr_on_validation_as_single_task_runs_
     lines = glue_summary(results, ["rte"]).splitlines()
     # wall: the multi-task run (30 s) and the chosen second stage (7 s)
     assert lines[4] == "| multi-task + finetune (lr tuned on validation) | 65.0 ± 0.0 | 65.0 ± 0.0 | 37 | 1 |"
+    results["single/mrpc/lr0.0001/seed1"] = {
+        "task": "mrpc", "lr": 1e-4, "seed": 1, "validation": 0.7, "wall_seconds": 1.0,
+        "metrics": {"mrpc": {"accuracy": 0.8, "f1": 0.8}}}
+    # a task whose second stage has not run yet: its cell and the average wait
+    assert glue_summary(results, ["rte", "mrpc"]).splitlines()[4] == (
+        "| multi-task + finetune (lr tuned on validation) | 65.0 ± 0.0 | - | - | 37 | 1 |")
     assert lines[-1] == "finetune learning rates chosen: rte 0.0002"
     assert lines[-3] == "single-task learning rates chosen: rte 0.0001"
 

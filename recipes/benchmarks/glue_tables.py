@@ -73,9 +73,9 @@ def glue_row(label: str, scores: dict[str, dict[int, float]], tasks: list[str], 
              passes: int) -> str:
     """One markdown row: scores in points (mean ± std), the GLUE average of the per-seed
     averages over seeds with every task, mean wall seconds, encoder passes per text."""
-    seeds = sorted(set.intersection(*(set(scores[task]) for task in tasks))) if tasks else []
+    seeds = sorted(set.intersection(*(set(scores.get(task, {})) for task in tasks))) if tasks else []
     averages = [statistics.mean(scores[task][seed] for task in tasks) for seed in seeds]
-    cells = [_cell(list(scores[task].values())) for task in tasks]
+    cells = [_cell(list(scores.get(task, {}).values())) for task in tasks]  # "-": not run yet
     shown_wall = "-" if wall is None else f"{wall:.0f}"
     return f"| {label} | " + " | ".join(cells) + f" | {_cell(averages)} | {shown_wall} | {passes} |"
 
