@@ -77,6 +77,19 @@ def test_length_grouped_batches_cover_every_example_once_and_pad_little():
     assert list(sampler) == batches
 
 
+def test_a_window_of_one_batch_draws_the_batches_of_a_plain_shuffle():
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 60) for _ in range(1000)]
+    order = list(range(1000))
+    random.Random("1-0").shuffle(order)  # the sampler's shuffle of seed 1, epoch 0
+    plain = [order[begin:begin + 16] for begin in range(0, 1000, 16)]
+    batches = list(LengthGroupedBatchSampler(lengths, batch_size=16, seed=1, window_batches=1))
+    # each batch is a run of the shuffle (sorted inside itself, which its padding does not mind)
+    assert sorted(map(sorted, batches)) == sorted(map(sorted, plain))
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert 1 - sum(lengths) / padded > 0.3  # random lengths in a batch: much padding
+
+
 def test_token_budget_is_respected():
     rng = random.Random(0)
     lengths = [rng.randint(5, 60) for _ in range(500)]

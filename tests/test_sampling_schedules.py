@@ -99,3 +99,15 @@ def test_epochs_in_steps_for_both_step_modes(demo_tasks, tiny_tokenizer):
     assert count_optimizer_steps(TrainConfig(epochs=1), every) == math.ceil(batches / 2)
     assert count_optimizer_steps(TrainConfig(epochs=2, grad_accum=3), every) == math.ceil(2 * batches / 6)
     assert count_optimizer_steps(TrainConfig(epochs=2, max_steps=5), every) == 5
+
+
+def test_train_sort_window_reaches_every_task_sampler(demo_tasks, tiny_tokenizer):
+    from mtl_nlp.config import ConfigError, load_run_config
+
+    config = load_run_config(None, ["train.sort_window=1"])
+    loader = MultiTaskLoader(demo_tasks, tiny_tokenizer, batch_size=10, sort_window=config.train.sort_window)
+    assert {name: sampler.window_batches for name, sampler in loader.batch_samplers.items()} == {
+        "demo_ner": 1, "demo_sentiment": 1}
+    assert load_run_config(None, []).train.sort_window == 64
+    with pytest.raises(ConfigError, match="train.sort_window must be positive, got 0"):
+        load_run_config(None, ["train.sort_window=0"])

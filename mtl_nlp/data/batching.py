@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
-WINDOW_BATCHES = 64  # batches per length-sorting window: larger pads less, smaller mixes more
+# batches per length-sorting window (train.sort_window's default): larger pads less, smaller mixes more
+WINDOW_BATCHES = 64
 
 
 def cut_batches(
@@ -47,10 +48,11 @@ class LengthGroupedBatchSampler:
 
     def __init__(
         self, lengths: Sequence[int], batch_size: int, max_tokens: int | None = None,
-        seed: int = 0, num_replicas: int = 1, rank: int = 0,
+        seed: int = 0, num_replicas: int = 1, rank: int = 0, window_batches: int = WINDOW_BATCHES,
     ) -> None:
         if not lengths:
             raise ValueError("cannot batch an empty dataset")
+        self.window_batches = window_batches
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.max_tokens = max_tokens
@@ -72,7 +74,7 @@ class LengthGroupedBatchSampler:
         rng = random.Random(f"{self.seed}-{epoch}")
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
-        window_rows = WINDOW_BATCHES * self._rows_per_batch_estimate()
+        window_rows = self.window_batches * self._rows_per_batch_estimate()
         batches: list[list[int]] = []
         for begin in range(0, len(order), window_rows):
             window = sorted(order[begin : begin + window_rows], key=self.lengths.__getitem__)

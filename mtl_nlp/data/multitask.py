@@ -12,7 +12,7 @@ from datasets import IterableDataset
 from torch.utils.data import DataLoader
 
 from mtl_nlp.config import STEP_MODES
-from mtl_nlp.data.batching import LengthGroupedBatchSampler
+from mtl_nlp.data.batching import WINDOW_BATCHES, LengthGroupedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
 from mtl_nlp.data.sampling import TaskSampler, sampling_sizes, task_probabilities
@@ -37,7 +37,7 @@ class MultiTaskLoader:
         self, tasks: dict[str, TaskData], tokenizer: Any, batch_size: int,
         max_tokens: int | None = None, strategy: str = "proportional", temperature: float = 2.0,
         seed: int = 0, num_replicas: int = 1, rank: int = 0, anneal: str = "up",
-        cap: int | None = None, step_mode: str = "one_task",
+        cap: int | None = None, step_mode: str = "one_task", sort_window: int = WINDOW_BATCHES,
     ) -> None:
         if step_mode not in STEP_MODES:
             raise ValueError(f"step mode {step_mode!r} is not one of: {', '.join(STEP_MODES)}")
@@ -50,12 +50,13 @@ class MultiTaskLoader:
                 stream = StreamingBatches(
                     train, data.train_size, batch_size, build_collator(data.spec.type, tokenizer),
                     list(FEATURE_COLUMNS), seed=seed, num_replicas=num_replicas, rank=rank, task=name,
+                    window_batches=sort_window,
                 )
                 self.batch_samplers[name] = self.loaders[name] = stream
                 continue
             sampler = LengthGroupedBatchSampler(
                 list(train["length"]), batch_size, max_tokens, seed=seed, num_replicas=num_replicas,
-                rank=rank,
+                rank=rank, window_batches=sort_window,
             )
             columns = [column for column in FEATURE_COLUMNS if column in train.column_names]
             self.batch_samplers[name] = sampler

@@ -38,12 +38,14 @@ class StreamingBatches:
         self, dataset: IterableDataset, examples: int, batch_size: int,
         collate: Callable[[list[dict[str, Any]]], dict[str, Any]], columns: list[str],
         seed: int = 0, num_replicas: int = 1, rank: int = 0, task: str = "stream",
+        window_batches: int = WINDOW_BATCHES,
     ) -> None:
         if examples < 1:
             raise ValueError(f"task {task!r}: a streamed task needs at least one training example")
         self.dataset, self.examples, self.batch_size = dataset, examples, batch_size
         self.collate, self.columns = collate, columns
         self.seed, self.num_replicas, self.rank, self.task = seed, num_replicas, rank, task
+        self.window_batches = window_batches
         self.batches_per_epoch = max(1, math.ceil(examples / (batch_size * num_replicas)))
         self.epoch, self.start = 0, 0
         self.warned_longer = False
@@ -100,7 +102,7 @@ class StreamingBatches:
         stream = self.dataset.shuffle(seed=self.seed, buffer_size=SHUFFLE_BUFFER)
         stream.set_epoch(self.epoch)
         rng = random.Random(f"{self.seed}-{self.epoch}-stream")
-        window_size = WINDOW_BATCHES * self.batch_size
+        window_size = self.window_batches * self.batch_size
         window: list[dict[str, Any]] = []
         for index, example in enumerate(stream):
             if index % self.num_replicas != self.rank:

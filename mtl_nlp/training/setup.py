@@ -159,6 +159,7 @@ def build_train_loader(
         strategy=sampling.strategy, temperature=sampling.temperature, anneal=sampling.anneal,
         cap=sampling.cap, step_mode=config.train.step_mode, seed=config.seed,
         num_replicas=accelerator.num_processes, rank=accelerator.process_index,
+        sort_window=config.train.sort_window,
     )
     steps = count_optimizer_steps(config.train, loader)
     loader.set_run_length(steps * config.train.grad_accum * loader.batches_per_step)
