@@ -29,6 +29,10 @@ from transformers import PreTrainedModel
 
 from mtl_nlp.errors import MtlNlpError
 
+# Where encoders keep the module that runs their transformer layers as `.layer`: BERT, RoBERTa,
+# ELECTRA, DeBERTa, MPNet, XLM-R, MiniLM in `encoder`, DistilBERT in `transformer`.
+LAYER_STACKS = ("encoder", "transformer")
+
 
 class SharingError(MtlNlpError, ValueError):
     """A sharing shape this encoder or these tasks cannot take."""
@@ -296,11 +300,6 @@ def layout_of(encoder: PreTrainedModel) -> StackLayout | LoopLayout:
         f"{type(encoder).__name__} is built another way: use hard sharing "
         "(sharing.private_layers=0, no task `layer`, sharing.freeze_layers=0)"
     )
-
-
-# Where encoders keep the module that runs their transformer layers as `.layer`: BERT, RoBERTa,
-# ELECTRA, DeBERTa, MPNet, XLM-R, MiniLM in `encoder`, DistilBERT in `transformer`.
-LAYER_STACKS = ("encoder", "transformer")
 
 
 def _use_shared_modules(private: nn.Module, stack: nn.Module) -> None:
