@@ -163,6 +163,9 @@ def add_finetune_parser(commands: argparse._SubParsersAction) -> None:
     )
     finetune.add_argument("checkpoint", metavar="DIR", help="a finished multi-task run's output_dir")
     finetune.add_argument("--tasks", help="comma-separated subset of the checkpoint's tasks (default: all)")
+    finetune.add_argument("--private-layers-only", action="store_true",
+                          help="a run with private layers: keep the shared encoder frozen, train each task's "
+                          "private layers and head, and assemble DIR/finetuned/one_pass/ (one shared pass)")
     finetune.add_argument("overrides", nargs="*", metavar="key=value",
                           help="config overrides on the run's saved config, e.g. train.epochs=2")
 

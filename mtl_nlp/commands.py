@@ -41,7 +41,8 @@ def run_finetune(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.training.finetune import finetune_tasks, format_finetune
 
     setup_logging(args.verbose)
-    summary = finetune_tasks(args.checkpoint, split_names(args.tasks), args.overrides)
+    summary = finetune_tasks(args.checkpoint, split_names(args.tasks), args.overrides,
+                             private_only=args.private_layers_only)
     out.write(format_finetune(summary) + "\n")
     return 0
 

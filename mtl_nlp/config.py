@@ -83,6 +83,9 @@ class SharingConfig:
     soft_l2: float = 0.0  # lambda of the L2 pull of the private copies towards their mean
     freeze_layers: int = 0  # freeze the embeddings and the bottom n encoder layers
     freeze_embeddings: bool = False  # freeze the embeddings only
+    # freeze the whole shared encoder: only private layers and heads train (the second stage of
+    # `mtl-nlp finetune --private-layers-only`; with hard sharing, the heads alone)
+    freeze_encoder: bool = False
 
 
 @dataclass
@@ -265,6 +268,9 @@ def validate(config: RunConfig) -> None:
         )
     if train.early_stopping_patience is not None and not train.eval_every:
         raise ConfigError("train.early_stopping_patience counts evaluations: set train.eval_every too")
+    if config.sharing.freeze_encoder and config.weighting.method in GRADIENT_METHODS:
+        raise ConfigError(f"weighting.method={config.weighting.method} combines the tasks' gradients on the "
+                          "shared encoder, which sharing.freeze_encoder freezes: choose a loss weighting")
     if config.sharing.soft_l2 and not config.sharing.private_layers:
         raise ConfigError("sharing.soft_l2 pulls private layers together: set sharing.private_layers too")
     if train.grad_norm_mode == "normalize" and train.max_grad_norm == 0:

@@ -89,3 +89,45 @@ def test_finetune_refuses_unknown_tasks_and_keys_it_sets(multi_task_run):
         finetune_tasks(multi_task_run, ["nope"])
     with pytest.raises(ConfigError, match="finetune sets output_dir itself"):
         finetune_tasks(multi_task_run, None, ["output_dir=elsewhere"])
+
+
+@pytest.fixture
+def private_layers_run(recipe, tiny_model_dir, tmp_path):
+    output = tmp_path / "private"
+    recipe.main([f"model={tiny_model_dir}", f"output_dir={output}", f"cache_dir={tmp_path / 'cache'}",
+                 "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3", "train.max_steps=4",
+                 "tasks=[demo_ner, demo_sentiment]", "max_eval_examples=40", "sharing.private_layers=1"])
+    return output
+
+
+def test_private_layers_only_keeps_one_shared_pass(private_layers_run, capsys):
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert cli_main(["finetune", str(private_layers_run), "--private-layers-only", "train.max_steps=3",
+                     "train.lr=1e-2", "train.eval_every=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "finetuned/one_pass: every fine-tuned task in one checkpoint, 1 shared pass" in printed
+    summary = json.loads((private_layers_run / "finetuned" / "finetune.json").read_text())
+    assert summary["encoder_passes"] == {"multi_task": 1, "finetuned": 2, "one_pass": 1}
+    start = MultiTaskModel.from_pretrained(private_layers_run).state_dict()
+    one_pass = MultiTaskModel.from_pretrained(private_layers_run / "finetuned" / "one_pass")
+    combined = one_pass.state_dict()
+    for task in ("demo_ner", "demo_sentiment"):
+        tuned = MultiTaskModel.from_pretrained(private_layers_run / "finetuned" / task).state_dict()
+        for key, tensor in tuned.items():
+            assert torch.equal(combined[key], tensor), key  # the task's weights, assembled
+            if key.startswith("encoder."):
+                assert torch.equal(tensor, start[key]), key  # the shared encoder stayed frozen
+        saved = json.loads((private_layers_run / "finetuned" / task / "mtl_nlp.json").read_text())
+        assert saved["sharing"]["freeze_encoder"] and saved["sharing"]["private_layers"] == 1
+    texts = ["anna lives in berlin", "the film was great"]
+    answers = Predictor.from_pretrained(private_layers_run / "finetuned" / "one_pass").predict(texts)
+    for task in ("demo_ner", "demo_sentiment"):
+        alone = Predictor.from_pretrained(private_layers_run / "finetuned" / task).predict(texts)
+        assert [answer[task] for answer in answers] == [answer[task] for answer in alone]
+
+
+def test_private_layers_only_needs_private_layers(multi_task_run):
+    with pytest.raises(ConfigError, match="has no private layers \\(sharing.private_layers=0\\)"):
+        finetune_tasks(multi_task_run, private_only=True)
+    with pytest.raises(ConfigError, match="finetune sets sharing.freeze_encoder itself"):
+        finetune_tasks(multi_task_run, overrides=["sharing.freeze_encoder=false"], private_only=True)

@@ -112,6 +112,16 @@ def test_soft_l2_is_added_to_training_losses_only(tiny_model_dir, batch):
     assert float((pulled - plain).detach()) == pytest.approx(penalty, rel=1e-4)
 
 
+def test_freezing_the_whole_encoder_leaves_private_layers_and_heads(tiny_model_dir):
+    model = build(tiny_model_dir, SharingShape(private_layers=1, freeze_encoder=True))
+    trained = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"heads", "sharing"}
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    # freezing changes training, not the weights: a start for the unfrozen shape and back
+    assert SharingShape(private_layers=1, num_layers=2).same_weights_as(model.sharing.shape)
+    assert not SharingShape(private_layers=2, num_layers=2).same_weights_as(model.sharing.shape)
+
+
 def test_freezing_embeddings_and_bottom_layers(tiny_model_dir):
     model = build(tiny_model_dir, SharingShape(freeze_layers=1))
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}

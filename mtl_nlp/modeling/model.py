@@ -254,7 +254,7 @@ class MultiTaskModel(nn.Module):
         with this model (same type and labels) into this model; return those tasks. The sharing
         shape must be the checkpoint's, so every encoder weight has its counterpart."""
         saved = MultiTaskModel.from_pretrained(directory)
-        if saved.sharing.shape != self.sharing.shape:
+        if not saved.sharing.shape.same_weights_as(self.sharing.shape):
             raise ModelLoadError(f"{directory} shares its encoder as {saved.sharing.shape}, this model as "
                                  f"{self.sharing.shape}: start from it with the same sharing.* settings")
         same = [task for task, config in self.head_configs.items()
@@ -264,7 +264,7 @@ class MultiTaskModel(nn.Module):
         theirs, ours = saved.state_dict(), self.state_dict()
         copied = {}
         for key, tensor in ours.items():
-            owner = _owning_task(key)
+            owner = owning_task(key)
             if owner is not None and owner not in same:
                 continue  # a fresh head (or its private layers): not in the checkpoint
             if key not in theirs or theirs[key].shape != tensor.shape:
@@ -281,7 +281,7 @@ class MultiTaskModel(nn.Module):
             self.load_state_dict(self.checkpoint_state_dict(directory))
 
 
-def _owning_task(key: str) -> str | None:
+def owning_task(key: str) -> str | None:
     """The task a state-dict key belongs to (its head or private layers); None for the encoder."""
     parts = key.split(".")
     if parts[0] == "heads":

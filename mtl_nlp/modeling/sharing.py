@@ -31,6 +31,7 @@ class SharingShape:
     soft_l2: float = 0.0  # lambda of sum_t |theta_t - mean theta|^2 over the private copies
     freeze_layers: int = 0  # embeddings and the bottom n layers get no updates
     freeze_embeddings: bool = False
+    freeze_encoder: bool = False  # the whole shared encoder gets no updates
     num_layers: int | None = None  # the pretrained encoder's layer count (shared + private)
     # The layer stack's modules other than its layers (DeBERTa's relative position embeddings,
     # MPNet's relative attention bias) are the shared stack's in every private copy, so a task's
@@ -43,6 +44,12 @@ class SharingShape:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def same_weights_as(self, other: SharingShape) -> bool:
+        """Whether a model of this shape holds the weights of one of `other`'s: every field but
+        what is frozen, which changes training, not the weights' layout."""
+        frozen = {"freeze_layers": 0, "freeze_embeddings": False, "freeze_encoder": False}
+        return {**self.to_dict(), **frozen} == {**other.to_dict(), **frozen}
 
 
 class LayerSharing(nn.Module):
@@ -119,7 +126,7 @@ class LayerSharing(nn.Module):
 
     def _freeze(self, encoder: PreTrainedModel) -> None:
         shape = self.shape
-        frozen: list[nn.Module] = []
+        frozen: list[nn.Module] = [encoder] if shape.freeze_encoder else []
         if shape.freeze_embeddings or shape.freeze_layers:
             frozen.append(getattr(encoder, "embeddings", None) or encoder.get_input_embeddings())
         if shape.freeze_layers:

@@ -2,7 +2,10 @@
 starting from the checkpoint's encoder and the task's head, into an ordinary checkpoint of its own.
 
 The stage trades serving cost for score: the multi-task checkpoint answers every task from one
-encoder pass, while each fine-tuned checkpoint is a model of its own (one pass per task).
+encoder pass, while each fine-tuned checkpoint is a model of its own (one pass per task). With
+private layers there is a cheaper stage (`private_only`): the shared encoder stays frozen and only
+each task's private layers and head train, so the tasks' results assemble into one checkpoint
+that still answers every task from one shared pass (DIR/finetuned/one_pass/).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mtl_nlp.config import ConfigError, load_config
 from mtl_nlp.diagnostics import main_metrics_of
-from mtl_nlp.modeling.model import read_checkpoint_config
+from mtl_nlp.modeling.model import MultiTaskModel, owning_task, read_checkpoint_config
 from mtl_nlp.run_files import METRICS_FILE
 
 logger = logging.getLogger(__name__)
@@ -22,16 +27,22 @@ logger = logging.getLogger(__name__)
 FINETUNED_DIR = "finetuned"  # DIR/finetuned/<task>/: one checkpoint per task
 SUMMARY_FILE = "finetune.json"  # DIR/finetuned/finetune.json: scores before and after
 FIXED_KEYS = ("tasks", "output_dir", "init_from", "resume_from")  # what finetune sets itself
+ONE_PASS_DIR = "one_pass"  # DIR/finetuned/one_pass/: every task's private-only second stage, assembled
 
 
 def finetune_tasks(
-    directory: str | Path, tasks: list[str] | None = None, overrides: list[str] | None = None
+    directory: str | Path, tasks: list[str] | None = None, overrides: list[str] | None = None,
+    private_only: bool = False,
 ) -> dict[str, Any]:
     """Train each of `tasks` (default: all of the checkpoint's) alone from checkpoint `directory`,
     with the checkpoint's run config and `overrides` (key=value), into DIR/finetuned/<task>/ (the
     heads of an entry of several heads together, into DIR/finetuned/<entry>/); each
     run selects its best checkpoint on validation, the starting point included. Returns (and
-    writes to DIR/finetuned/finetune.json) each task's test score before and after."""
+    writes to DIR/finetuned/finetune.json) each task's test score before and after.
+
+    `private_only`: the shared encoder stays frozen (sharing.freeze_encoder) and each task trains
+    its private layers and head only; the results are also assembled into DIR/finetuned/one_pass/,
+    one checkpoint answering every task from one shared encoder pass."""
     from mtl_nlp.training.run import train_from_config  # the whole training stack, only when run
 
     directory = Path(directory)
@@ -43,10 +54,16 @@ def finetune_tasks(
     entry_of = {task["name"]: task.get("entry") or task["name"] for task in saved["tasks"]}
     names = _chosen_tasks(list(entry_of), tasks)
     runs = list(dict.fromkeys(entry_of[name] for name in names))
+    fixed = (*FIXED_KEYS, "sharing.freeze_encoder") if private_only else FIXED_KEYS
     for override in overrides or []:
-        if override.partition("=")[0].strip() in FIXED_KEYS:
+        if override.partition("=")[0].strip() in fixed:
             raise ConfigError(f"finetune sets {override.partition('=')[0].strip()} itself "
-                              f"({', '.join(FIXED_KEYS)}); drop {override!r}")
+                              f"({', '.join(fixed)}); drop {override!r}")
+    if private_only and not saved.get("sharing", {}).get("private_layers"):
+        raise ConfigError(f"{directory} has no private layers (sharing.private_layers=0): the second "
+                          "stage of private layers only needs a run with sharing.private_layers=k")
+    if private_only:
+        run_config = {**run_config, "sharing": {**run_config.get("sharing", {}), "freeze_encoder": True}}
     before_metrics = _read_metrics(directory)
     mains = main_metrics_of(before_metrics)
     rows = []
@@ -66,8 +83,34 @@ def finetune_tasks(
     left = len(set(entry_of.values()) - set(runs))
     summary = {"checkpoint": str(directory), "tasks": rows,
                "encoder_passes": {"multi_task": 1, "finetuned": len(runs) + (1 if left else 0)}}
+    if private_only:
+        assembled = assemble_one_pass(directory, runs, directory / FINETUNED_DIR / ONE_PASS_DIR)
+        summary["one_pass"] = str(assembled)
+        summary["encoder_passes"]["one_pass"] = 1
     (directory / FINETUNED_DIR / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def assemble_one_pass(directory: Path, runs: list[str], output: Path) -> Path:
+    """One checkpoint: `directory`'s multi-task model with the private layers and heads of each of
+    `runs` (DIR/finetuned/<run>/) in place of its own. Every run must have kept the shared encoder
+    as it was, which the private-only stage guarantees; a run that did not is refused by name."""
+    from transformers import AutoTokenizer
+
+    model = MultiTaskModel.from_pretrained(directory)
+    state = model.state_dict()
+    for run in runs:
+        tuned = MultiTaskModel.from_pretrained(directory / FINETUNED_DIR / run).state_dict()
+        for key, tensor in tuned.items():
+            if owning_task(key) is None and not torch.equal(tensor, state[key]):
+                raise ConfigError(f"{directory / FINETUNED_DIR / run} changed the shared encoder ({key}): "
+                                  "only a private-only second stage assembles into one pass")
+        state.update({key: tensor for key, tensor in tuned.items() if owning_task(key) is not None})
+    model.load_state_dict(state)
+    saved = read_checkpoint_config(directory)
+    extra = {key: value for key, value in saved.items() if key not in model.checkpoint_config()}
+    model.save_pretrained(output, tokenizer=AutoTokenizer.from_pretrained(str(directory)), extra=extra)
+    return output
 
 
 def _chosen_tasks(available: list[str], asked: list[str] | None) -> list[str]:
@@ -107,4 +150,7 @@ def format_finetune(summary: dict[str, Any]) -> str:
     passes = summary["encoder_passes"]["finetuned"]
     lines += ["", "serving every task: the multi-task checkpoint takes 1 encoder pass per text; with the "
               f"fine-tuned checkpoints, each taking its own pass, it takes {passes}."]
+    if "one_pass" in summary:
+        lines.append(f"{summary['one_pass']}: every fine-tuned task in one checkpoint, 1 shared pass per "
+                     "text (then each task's private layers), as the multi-task checkpoint.")
     return "\n".join(lines)

@@ -145,7 +145,8 @@ def sharing_shape(config: RunConfig) -> SharingShape:
     """The run's `sharing.*` keys as the shape the model (and its checkpoint) records."""
     sharing = config.sharing
     return SharingShape(private_layers=sharing.private_layers, soft_l2=sharing.soft_l2,
-                        freeze_layers=sharing.freeze_layers, freeze_embeddings=sharing.freeze_embeddings)
+                        freeze_layers=sharing.freeze_layers, freeze_embeddings=sharing.freeze_embeddings,
+                        freeze_encoder=sharing.freeze_encoder)
 
 
 def build_train_loader(
