@@ -82,6 +82,8 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
     """(result key, run) of every run the chosen stages still need and can start, in order: a
     single-task run past the sweep seeds waits for the sweep to choose its learning rate."""
     runs = []
+    if args.lrs_from and not Path(args.lrs_from).is_file():
+        raise SystemExit(f"--lrs-from {args.lrs_from}: no such file (a benchmark's results.json)")
     swept = json.loads(Path(args.lrs_from).read_text()) if args.lrs_from else None
 
     def rates(position: int, task: str, arm: str) -> list[float]:

@@ -40,20 +40,27 @@ def test_private_layers_and_lower_heads_read_the_layers_they_name(family, tiny_t
                                    lower.heads["ner"](first_layer, batch["attention_mask"]))
 
 
+def save_trained_and_reload(model, tokenizer, folder, texts) -> MultiTaskModel:
+    """Make the private copies differ, as after training, save `model` to `folder`, and reload it:
+    the reloaded model answers every task as the saved one does on `texts`."""
+    with torch.no_grad():
+        for copy in model.sharing.private.values():
+            for parameter in copy.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    save_checkpoint(folder, model, tokenizer)
+    reloaded = MultiTaskModel.from_pretrained(folder).eval()
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        for task, logits in model.forward_all(**batch).items():
+            torch.testing.assert_close(reloaded.forward_all(**batch)[task], logits)
+    return reloaded
+
+
 @pytest.mark.parametrize("family", LAYERED)
 def test_trained_private_layers_reload_and_export_as_the_task_model(family, tiny_tokenizer, tmp_path):
     model = sharpen(build(family, len(tiny_tokenizer), SharingShape(private_layers=1, freeze_layers=1)))
     assert not any(p.requires_grad for p in model.encoder.embeddings.parameters())
-    with torch.no_grad():  # private copies that differ, as after training
-        for copy in model.sharing.private.values():
-            for parameter in copy.parameters():
-                parameter.add_(torch.randn_like(parameter) * 0.1)
-    save_checkpoint(tmp_path / "ckpt", model, tiny_tokenizer)
-    reloaded = MultiTaskModel.from_pretrained(tmp_path / "ckpt").eval()
-    batch = dict(tiny_tokenizer(TEXTS, padding=True, return_tensors="pt"))
-    with torch.no_grad():
-        for task, logits in model.forward_all(**batch).items():
-            torch.testing.assert_close(reloaded.forward_all(**batch)[task], logits)
+    save_trained_and_reload(model, tiny_tokenizer, tmp_path / "ckpt", TEXTS)
     for task in ("ner", "sentiment"):
         assert_same_answers(tmp_path / "ckpt", task, export_task(tmp_path / "ckpt", task, tmp_path / task))
 
@@ -207,19 +214,10 @@ def test_modernbert_freezes_its_bottom_layers(tiny_tokenizer):
 def test_trained_modernbert_private_layers_reload_and_export_as_the_task_model(
         tiny_tokenizer, tmp_path, shape, ner_layer):
     model = sharpen(modernbert(len(tiny_tokenizer), shape, ner_layer))
-    with torch.no_grad():  # private copies that differ, as after training
-        for copy in model.sharing.private.values():
-            for parameter in copy.parameters():
-                parameter.add_(torch.randn_like(parameter) * 0.1)
-    save_checkpoint(tmp_path / "ckpt", model, tiny_tokenizer)
-    reloaded = MultiTaskModel.from_pretrained(tmp_path / "ckpt").eval()
+    reloaded = save_trained_and_reload(model, tiny_tokenizer, tmp_path / "ckpt", LONG_TEXTS)
     kinds = ["full_attention", "sliding_attention"] * 2  # each place's attention kind
     for copy in reloaded.sharing.private.values():
         assert [layer.attention_type for layer in copy.layer] == kinds[4 - shape.private_layers:]
-    batch = dict(tiny_tokenizer(LONG_TEXTS, padding=True, return_tensors="pt"))
-    with torch.no_grad():
-        for task, logits in model.forward_all(**batch).items():
-            torch.testing.assert_close(reloaded.forward_all(**batch)[task], logits)
     shared = AutoModel.from_pretrained(tmp_path / "ckpt")  # the shared bottom layers load as they are
     assert len(shared.layers) == shared.config.num_hidden_layers == 4 - shape.private_layers
     assert shared.config.layer_types == kinds[:4 - shape.private_layers]

@@ -59,10 +59,10 @@ def finetune_tasks(
         if override.partition("=")[0].strip() in fixed:
             raise ConfigError(f"finetune sets {override.partition('=')[0].strip()} itself "
                               f"({', '.join(fixed)}); drop {override!r}")
-    if private_only and not saved.get("sharing", {}).get("private_layers"):
-        raise ConfigError(f"{directory} has no private layers (sharing.private_layers=0): the second "
-                          "stage of private layers only needs a run with sharing.private_layers=k")
     if private_only:
+        if not saved.get("sharing", {}).get("private_layers"):
+            raise ConfigError(f"{directory} has no private layers (sharing.private_layers=0): the second "
+                              "stage of private layers only needs a run with sharing.private_layers=k")
         run_config = {**run_config, "sharing": {**run_config.get("sharing", {}), "freeze_encoder": True}}
     before_metrics = _read_metrics(directory)
     mains = main_metrics_of(before_metrics)
