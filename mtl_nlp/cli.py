@@ -39,12 +39,16 @@ FINETUNE_EXAMPLE = """\
 examples:
   mtl-nlp finetune outputs/glue                    # every task of the multi-task run
   mtl-nlp finetune outputs/glue --tasks rte,mrpc train.epochs=3 train.lr=5e-5
+  mtl-nlp finetune outputs/glue --compare-alone     # also each task alone; recommend per task
 
 Each task trains alone from the multi-task checkpoint (its encoder and the task's head) with the
 run's saved config and the overrides, into DIR/finetuned/<task>/: an ordinary checkpoint for
 Predictor.from_pretrained, mtl-nlp evaluate and export. Model selection on validation counts the
 starting point, so a task never ends worse on validation than the multi-task model. The table
-compares each task's test score before and after; DIR/finetuned/finetune.json keeps it."""
+compares each task's test score before and after; DIR/finetuned/finetune.json keeps it.
+--compare-alone also trains each task alone from the pretrained encoder with the same settings
+(DIR/finetuned/alone/<task>/) and names, per task, the checkpoint to serve it from: the one
+with the best validation score."""
 
 AFFINITY_EVERY = 5  # = mtl_nlp.training.affinity.DEFAULT_EVERY (no torch import)
 
@@ -166,6 +170,9 @@ def add_finetune_parser(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--private-layers-only", action="store_true",
                           help="a run with private layers: keep the shared encoder frozen, train each task's "
                           "private layers and head, and assemble DIR/finetuned/one_pass/ (one shared pass)")
+    finetune.add_argument("--compare-alone", action="store_true",
+                          help="also train each task alone from the pretrained encoder (DIR/finetuned/alone/"
+                          "<task>/) and recommend, per task, the better checkpoint on validation")
     finetune.add_argument("overrides", nargs="*", metavar="key=value",
                           help="config overrides on the run's saved config, e.g. train.epochs=2")
 

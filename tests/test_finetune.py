@@ -12,7 +12,7 @@ from mtl_nlp.config import ConfigError
 from mtl_nlp.inference import Predictor
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel
-from mtl_nlp.training.finetune import finetune_tasks
+from mtl_nlp.training.finetune import finetune_tasks, recommend
 
 
 @pytest.fixture
@@ -89,6 +89,55 @@ def test_finetune_refuses_unknown_tasks_and_keys_it_sets(multi_task_run):
         finetune_tasks(multi_task_run, ["nope"])
     with pytest.raises(ConfigError, match="finetune sets output_dir itself"):
         finetune_tasks(multi_task_run, None, ["output_dir=elsewhere"])
+
+
+def test_compare_alone_trains_each_task_from_the_pretrained_encoder_and_recommends(
+        multi_task_run, tiny_model_dir, capsys):
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert cli_main(["finetune", str(multi_task_run), "--tasks", "demo_sentiment", "--compare-alone",
+                     "train.max_steps=2"]) == 0
+    table = capsys.readouterr().out
+    [row] = json.loads((multi_task_run / "finetuned" / "finetune.json").read_text())["tasks"]
+    alone = multi_task_run / "finetuned" / "alone" / "demo_sentiment"
+    saved = json.loads((alone / "mtl_nlp.json").read_text())["run_config"]
+    assert saved["init_from"] is None and saved["model"] == str(tiny_model_dir)
+    assert saved["train"]["max_steps"] == 2  # the overrides apply to both
+    assert row["alone"] == json.loads((alone / "metrics.json").read_text())["demo_sentiment"][row["metric"]]
+    assert (row["recommended"], row["recommended_dir"]) == tuple(
+        map(str, recommend(multi_task_run, multi_task_run / "finetuned" / "demo_sentiment", alone)))
+    # demo_ner stays on the multi-task checkpoint: one pass for it, one for demo_sentiment unless
+    # the multi-task checkpoint is recommended for it too
+    passes = 1 if row["recommended"] == "multi_task" else 2
+    summary = json.loads((multi_task_run / "finetuned" / "finetune.json").read_text())
+    assert summary["encoder_passes"]["recommended"] == passes
+    assert f"| {row['alone']:.4f} | {row['recommended']}: {row['recommended_dir']} |" in table
+    assert f"with the recommended checkpoints it takes {passes}." in table
+
+
+@pytest.mark.parametrize("tuned, alone, best_step, expected", [
+    (0.70, 0.72, 5, "alone"),
+    (0.72, 0.72, 5, "finetuned"),  # a tie keeps the multi-task side
+    (0.72, 0.70, 5, "finetuned"),
+    (0.72, 0.70, 0, "multi_task"),  # the second stage kept its start
+])
+def test_recommend_chooses_on_validation(tmp_path, tuned, alone, best_step, expected):
+    for name, score, step in (("tuned", tuned, best_step), ("alone", alone, 7)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.json").write_text(
+            json.dumps({"best_validation_overall": score, "best_step": step}))
+    folders = {"alone": tmp_path / "alone", "finetuned": tmp_path / "tuned", "multi_task": tmp_path}
+    assert recommend(tmp_path, tmp_path / "tuned", tmp_path / "alone") == (expected, folders[expected])
+
+
+def test_finetune_refuses_reserved_task_names_and_compare_alone_with_private_only(multi_task_run):
+    saved_path = multi_task_run / "mtl_nlp.json"
+    saved = json.loads(saved_path.read_text())
+    saved["tasks"][0]["name"] = "alone"
+    saved_path.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="task 'alone' would be written over DIR/finetuned/alone"):
+        finetune_tasks(multi_task_run, ["alone"])
+    with pytest.raises(ConfigError, match="--compare-alone weighs whole-model checkpoints"):
+        finetune_tasks(multi_task_run, ["demo_sentiment"], private_only=True, compare_alone=True)
 
 
 @pytest.fixture

@@ -6,6 +6,12 @@ encoder pass, while each fine-tuned checkpoint is a model of its own (one pass p
 private layers there is a cheaper stage (`private_only`): the shared encoder stays frozen and only
 each task's private layers and head train, so the tasks' results assemble into one checkpoint
 that still answers every task from one shared pass (DIR/finetuned/one_pass/).
+
+A second stage is not always the best use of a task's training: the mix can move the shared
+encoder away from a task so far that training it alone from the pretrained encoder does better.
+`compare_alone` trains each task that way too (DIR/finetuned/alone/<task>/) and recommends, per
+task, the checkpoint with the better validation score: the multi-task model itself (when its
+second stage kept the starting point), the fine-tuned one, or the one trained alone.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import torch
 from mtl_nlp.config import ConfigError, load_config
 from mtl_nlp.diagnostics import main_metrics_of
 from mtl_nlp.modeling.model import MultiTaskModel, owning_task, read_checkpoint_config
-from mtl_nlp.run_files import METRICS_FILE
+from mtl_nlp.run_files import METRICS_FILE, TRAINER_STATE
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +34,13 @@ FINETUNED_DIR = "finetuned"  # DIR/finetuned/<task>/: one checkpoint per task
 SUMMARY_FILE = "finetune.json"  # DIR/finetuned/finetune.json: scores before and after
 FIXED_KEYS = ("tasks", "output_dir", "init_from", "resume_from")  # what finetune sets itself
 ONE_PASS_DIR = "one_pass"  # DIR/finetuned/one_pass/: every task's private-only second stage, assembled
+ALONE_DIR = "alone"  # DIR/finetuned/alone/<task>/: the task trained alone from the pretrained encoder
+RESERVED = (SUMMARY_FILE, ONE_PASS_DIR, ALONE_DIR)  # names under DIR/finetuned/ that are not tasks
 
 
 def finetune_tasks(
     directory: str | Path, tasks: list[str] | None = None, overrides: list[str] | None = None,
-    private_only: bool = False,
+    private_only: bool = False, compare_alone: bool = False,
 ) -> dict[str, Any]:
     """Train each of `tasks` (default: all of the checkpoint's) alone from checkpoint `directory`,
     with the checkpoint's run config and `overrides` (key=value), into DIR/finetuned/<task>/ (the
@@ -42,7 +50,11 @@ def finetune_tasks(
 
     `private_only`: the shared encoder stays frozen (sharing.freeze_encoder) and each task trains
     its private layers and head only; the results are also assembled into DIR/finetuned/one_pass/,
-    one checkpoint answering every task from one shared encoder pass."""
+    one checkpoint answering every task from one shared encoder pass.
+
+    `compare_alone`: each task is also trained alone from the pretrained encoder with the same
+    settings (DIR/finetuned/alone/<task>/), and each row says which checkpoint to serve the task
+    from ("recommended", chosen on validation; ties keep the multi-task side)."""
     from mtl_nlp.training.run import train_from_config  # the whole training stack, only when run
 
     directory = Path(directory)
@@ -54,6 +66,13 @@ def finetune_tasks(
     entry_of = {task["name"]: task.get("entry") or task["name"] for task in saved["tasks"]}
     names = _chosen_tasks(list(entry_of), tasks)
     runs = list(dict.fromkeys(entry_of[name] for name in names))
+    clashing = [run for run in runs if run in RESERVED]
+    if clashing:
+        raise ConfigError(f"task {clashing[0]!r} would be written over DIR/finetuned/{clashing[0]}, which "
+                          f"finetune keeps for itself ({', '.join(RESERVED)}): rename the task")
+    if private_only and compare_alone:
+        raise ConfigError("--compare-alone weighs whole-model checkpoints, one encoder pass each; "
+                          "--private-layers-only keeps one shared pass: choose one")
     fixed = (*FIXED_KEYS, "sharing.freeze_encoder") if private_only else FIXED_KEYS
     for override in overrides or []:
         if override.partition("=")[0].strip() in fixed:
@@ -67,28 +86,57 @@ def finetune_tasks(
     before_metrics = _read_metrics(directory)
     mains = main_metrics_of(before_metrics)
     rows = []
+    source = f"{directory}/mtl_nlp.json run_config"
     for run in runs:
         output = directory / FINETUNED_DIR / run
         base = {**run_config, "tasks": [_task_entry(run_config["tasks"], run)], "resume_from": None,
                 "init_from": str(directory), "output_dir": str(output)}
-        config = load_config(None, overrides, base=base, base_source=f"{directory}/mtl_nlp.json run_config")
-        after = train_from_config(config)
+        after = train_from_config(load_config(None, overrides, base=base, base_source=source))
+        if compare_alone:
+            alone_output = directory / FINETUNED_DIR / ALONE_DIR / run
+            base = {**run_config, "tasks": base["tasks"], "resume_from": None, "init_from": None,
+                    "output_dir": str(alone_output)}
+            alone = train_from_config(load_config(None, overrides, base=base, base_source=source))
+            recommended, served_from = recommend(directory, output, alone_output)
         for name in (name for name in names if entry_of[name] == run):
             metric = mains.get(name) or after["main_metrics"][name]
             before = before_metrics.get(name, {}).get(metric)
-            rows.append({"task": name, "metric": metric, "multi_task": before,
-                         "finetuned": after[name][metric], "output_dir": str(output)})
+            row = {"task": name, "metric": metric, "multi_task": before,
+                   "finetuned": after[name][metric], "output_dir": str(output)}
+            if compare_alone:
+                row.update(alone=alone[name][metric], alone_dir=str(alone_output), recommended=recommended,
+                           recommended_dir=str(served_from))
+            rows.append(row)
     # Serving every task after the second stage: one pass per fine-tuned checkpoint, plus the
     # multi-task checkpoint's for the tasks left as they were.
     left = len(set(entry_of.values()) - set(runs))
     summary = {"checkpoint": str(directory), "tasks": rows,
                "encoder_passes": {"multi_task": 1, "finetuned": len(runs) + (1 if left else 0)}}
+    if compare_alone:
+        served = {row["recommended_dir"] for row in rows} | ({str(directory)} if left else set())
+        summary["encoder_passes"]["recommended"] = len(served)
     if private_only:
         assembled = assemble_one_pass(directory, runs, directory / FINETUNED_DIR / ONE_PASS_DIR)
         summary["one_pass"] = str(assembled)
         summary["encoder_passes"]["one_pass"] = 1
     (directory / FINETUNED_DIR / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def recommend(directory: Path, finetuned: Path, alone: Path) -> tuple[str, Path]:
+    """Which checkpoint serves a task, by validation score (each run's selected checkpoint's, as
+    trainer_state.json records it): the one trained alone only when it scores higher; else the
+    fine-tuned one, or the multi-task checkpoint itself when the second stage kept its start."""
+    tuned, trained_alone = _trainer_state(finetuned), _trainer_state(alone)
+    if trained_alone["best_validation_overall"] > tuned["best_validation_overall"]:
+        return "alone", alone
+    if tuned["best_step"] == 0:  # no step of the second stage beat the multi-task weights
+        return "multi_task", directory
+    return "finetuned", finetuned
+
+
+def _trainer_state(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / TRAINER_STATE).read_text())
 
 
 def assemble_one_pass(directory: Path, runs: list[str], output: Path) -> Path:
@@ -141,15 +189,26 @@ def _read_metrics(directory: Path) -> dict[str, Any]:
 
 def format_finetune(summary: dict[str, Any]) -> str:
     """The before/after table and the serving cost, as markdown."""
-    lines = ["| task | metric | multi-task | fine-tuned | difference |", "|---|---|---:|---:|---:|"]
+    compared = "recommended" in summary["encoder_passes"]
+    header = "| task | metric | multi-task | fine-tuned | difference |"
+    rule = "|---|---|---:|---:|---:|"
+    if compared:
+        header, rule = header + " alone | recommended (on validation) |", rule + "---:|---|"
+    lines = [header, rule]
     for row in summary["tasks"]:
         before, after = row["multi_task"], row["finetuned"]
         difference = "-" if before is None else f"{after - before:+.4f}"
         shown = "-" if before is None else f"{before:.4f}"
-        lines.append(f"| {row['task']} | {row['metric']} | {shown} | {after:.4f} | {difference} |")
+        line = f"| {row['task']} | {row['metric']} | {shown} | {after:.4f} | {difference} |"
+        if compared:
+            line += f" {row['alone']:.4f} | {row['recommended']}: {row['recommended_dir']} |"
+        lines.append(line)
     passes = summary["encoder_passes"]["finetuned"]
     lines += ["", "serving every task: the multi-task checkpoint takes 1 encoder pass per text; with the "
               f"fine-tuned checkpoints, each taking its own pass, it takes {passes}."]
+    if compared:
+        lines.append("with the recommended checkpoints it takes "
+                     f"{summary['encoder_passes']['recommended']}.")
     if "one_pass" in summary:
         lines.append(f"{summary['one_pass']}: every fine-tuned task in one checkpoint, 1 shared pass per "
                      "text (then each task's private layers), as the multi-task checkpoint.")

@@ -47,8 +47,21 @@ def tuned_single_task(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         lr = best_learning_rate(by_lr)
         chosen = by_lr[lr]
         tuned[task] = {"lr": lr, "scores": {r["seed"]: glue_score(task, r["metrics"][task]) for r in chosen},
-                       "wall": {r["seed"]: r["wall_seconds"] for r in chosen}}
+                       "wall": {r["seed"]: r["wall_seconds"] for r in chosen},
+                       "validation": {r["seed"]: r["validation"] for r in chosen}}
     return tuned
+
+
+def chosen_on_validation(finetuned: dict[str, dict[str, Any]],
+                         alone: dict[str, dict[str, Any]]) -> dict[str, dict[int, float]]:
+    """{task: {seed: GLUE score}} of what `mtl-nlp finetune --compare-alone` recommends: per task
+    and seed, the second stage's run unless the single-task run scored higher on validation."""
+    scores: dict[str, dict[int, float]] = {}
+    for task in finetuned.keys() & alone.keys():
+        tuned, single = finetuned[task], alone[task]
+        scores[task] = {seed: (single if single["validation"][seed] > tuned["validation"][seed] else tuned)
+                        ["scores"][seed] for seed in tuned["scores"].keys() & single["scores"].keys()}
+    return scores
 
 
 def model_scores(runs: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[int, float]]:
@@ -121,6 +134,11 @@ def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
         total = (mean_wall("multi/") or 0.0) + (tuned_wall(tuned_finetune) or 0.0)
         rows.append(("multi-task + finetune (lr tuned on validation)",
                      {t: info["scores"] for t, info in tuned_finetune.items()}, total, len(tuned_finetune)))
+    if tuned and tuned_finetune:
+        stages = (mean_wall("multi/"), tuned_wall(tuned_finetune), tuned_wall(tuned))  # all three ran
+        total = sum(wall or 0.0 for wall in stages)
+        rows.append(("multi-task + finetune, or single-task where it validates better",
+                     chosen_on_validation(tuned_finetune, tuned), total, len(tuned_finetune)))
     if arm("groups/"):
         count = len(arm("groups/")[0]["groups"])
         rows.append((f"affinity grouping ({count} models)", model_scores(arm("groups/"), tasks),
