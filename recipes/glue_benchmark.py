@@ -9,6 +9,7 @@ Stages (`--stages`, in this order by default):
 - single: each task alone at every `--lrs` learning rate on the first `--sweep-seeds` seeds, and
   at the rate with the best mean validation score of that sweep on the other seeds;
 - multi: recipes/configs/glue.yaml, all tasks in one model;
+- private: the same with `--private-layers` top layers of each task's own (sharing.private_layers);
 - finetune: each multi-task run's second stage at the run's learning rate;
 - finetune_lrs: the second stage tuned as the single-task runs are (each task fine-tuned at every
   `--lrs` rate on the sweep seeds, at the rate with the best validation score on the others);
@@ -36,7 +37,7 @@ from benchmarks.glue_tables import best_learning_rate, glue_summary
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "glue.yaml"
 TASKS = ["cola", "mrpc", "rte", "stsb", "sst2", "qnli", "mnli"]
-STAGES = ["single", "multi", "finetune", "finetune_lrs", "affinity", "groups"]
+STAGES = ["single", "multi", "private", "finetune", "finetune_lrs", "affinity", "groups"]
 
 
 def run_cli(arguments: list[str], run_dir: Path, fresh: bool = True) -> dict:
@@ -112,6 +113,12 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
             arguments = ["train", "--config", str(CONFIG), *common(args, seed, multi)]
             runs.append((f"multi/seed{seed}", lambda a=arguments, f=multi, s=seed: {
                 "seed": s, **trained(f, run_cli(a, f))}))
+        if "private" in args.stages:
+            folder = out / "runs" / f"private-seed{seed}"
+            arguments = ["train", "--config", str(CONFIG), *common(args, seed, folder),
+                         f"sharing.private_layers={args.private_layers}"]
+            runs.append((f"private/seed{seed}", lambda a=arguments, f=folder, s=seed: {
+                "seed": s, "private_layers": args.private_layers, **trained(f, run_cli(a, f))}))
         if "finetune" in args.stages:
             runs.append((f"finetune/seed{seed}", lambda f=multi, s=seed: finetuned(f, s)))
         if "finetune_lrs" in args.stages:
@@ -184,6 +191,8 @@ def main() -> None:
     parser.add_argument("--subset", type=int, help="train on a seeded subset of each task "
                         "(max_train_examples)")
     parser.add_argument("--single-epochs", type=float, default=3.0, help="epochs of each single-task run")
+    parser.add_argument("--private-layers", type=int, default=2,
+                        help="top layers of each task's own in the private stage")
     parser.add_argument("--probe-steps", type=int, default=300, help="steps of the affinity probe")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--out", default=str(ROOT / "outputs" / "glue_benchmark"))

@@ -248,3 +248,14 @@ def test_glue_table_serves_each_task_from_the_side_that_validates_better():
     # 0.64, 0.66, 0.56 -> 62.0 ± 5.3; wall: multi 30 + finetune 10 + single 10
     assert lines[5] == ("| multi-task + finetune, or single-task where it validates better | 62.0 ± 5.3 "
                         "| 62.0 ± 5.3 | 50 | 1 |")
+
+
+def test_glue_table_shows_the_private_layers_arm_and_its_serving_cost():
+    from benchmarks.glue_tables import glue_summary
+
+    results = {f"private/seed{seed}": {"seed": seed, "private_layers": 2, "wall_seconds": wall,
+                                       "metrics": {"rte": {"accuracy": accuracy}}}
+               for seed, wall, accuracy in ((1, 40.0, 0.60), (2, 44.0, 0.64))}
+    assert glue_summary(results, ["rte"]).splitlines()[2] == (
+        "| multi-task, 2 private top layers per task | 62.0 ± 2.8 | 62.0 ± 2.8 | 42 "
+        "| 1 shared + 2 layers per task |")

@@ -83,7 +83,7 @@ def _cell(values: list[float]) -> str:
 
 
 def glue_row(label: str, scores: dict[str, dict[int, float]], tasks: list[str], wall: float | None,
-             passes: int) -> str:
+             passes: int | str) -> str:
     """One markdown row: scores in points (mean ± std), the GLUE average of the per-seed
     averages over seeds with every task, mean wall seconds, encoder passes per text."""
     seeds = sorted(set.intersection(*(set(scores.get(task, {})) for task in tasks))) if tasks else []
@@ -93,7 +93,7 @@ def glue_row(label: str, scores: dict[str, dict[int, float]], tasks: list[str], 
     return f"| {label} | " + " | ".join(cells) + f" | {_cell(averages)} | {shown_wall} | {passes} |"
 
 
-def glue_table(rows: list[tuple[str, dict[str, dict[int, float]], float | None, int]],
+def glue_table(rows: list[tuple[str, dict[str, dict[int, float]], float | None, int | str]],
                tasks: list[str]) -> str:
     """The whole table: `rows` of (label, {task: {seed: score}}, wall seconds, encoder passes)."""
     header = "| | " + " | ".join(tasks) + " | GLUE avg | wall s | encoder passes |"
@@ -104,7 +104,7 @@ def glue_table(rows: list[tuple[str, dict[str, dict[int, float]], float | None, 
 
 def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
     """The table of every arm with results, keyed as recipes/glue_benchmark.py keys them:
-    "single/<task>/lr<lr>/seed<n>", "multi/seed<n>", "finetune/seed<n>",
+    "single/<task>/lr<lr>/seed<n>", "multi/seed<n>", "private/seed<n>", "finetune/seed<n>",
     "finetune_lr/<task>/lr<lr>/seed<n>", "groups/seed<n>"; the multi-task + finetune rows' wall
     time is the two stages' together."""
     def arm(prefix: str) -> list[dict[str, Any]]:
@@ -126,6 +126,11 @@ def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
                      tuned_wall(tuned), len(tuned)))
     if arm("multi/"):
         rows.append(("multi-task (one model)", model_scores(arm("multi/"), tasks), mean_wall("multi/"), 1))
+    if arm("private/"):
+        depth = arm("private/")[0]["private_layers"]
+        # one pass through the shared layers, then each task's own top layers
+        rows.append((f"multi-task, {depth} private top layers per task", model_scores(arm("private/"), tasks),
+                     mean_wall("private/"), f"1 shared + {depth} layers per task"))
     if arm("finetune/"):
         total = (mean_wall("multi/") or 0.0) + (mean_wall("finetune/") or 0.0)
         rows.append(("multi-task + finetune", model_scores(arm("finetune/"), tasks), total, len(tasks)))
