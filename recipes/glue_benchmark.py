@@ -79,6 +79,17 @@ def swept_learning_rate(args: argparse.Namespace, results: dict, task: str,
     return best_learning_rate(by_lr)
 
 
+def chosen_elsewhere(lrs: list[float], results: dict, task: str, arm: str) -> float | None:
+    """The learning rate another benchmark's sweep chose for `task` in `arm`, whatever seeds that
+    sweep ran (`best_learning_rate` keeps to the seeds that ran every rate), or None if some rate
+    of `lrs` never ran there."""
+    by_lr: dict[float, list[dict]] = {}
+    for key, run in results.items():
+        if key.startswith(f"{arm}/{task}/lr") and run["lr"] in lrs:
+            by_lr.setdefault(run["lr"], []).append(run)
+    return best_learning_rate(by_lr) if len(by_lr) == len(set(lrs)) else None
+
+
 def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, Callable[[], dict]]]:
     """(result key, run) of every run the chosen stages still need and can start, in order: a
     single-task run past the sweep seeds waits for the sweep to choose its learning rate."""
@@ -90,7 +101,7 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
     def rates(position: int, task: str, arm: str) -> list[float]:
         """The rates to run: every rate on the sweep seeds, then the chosen one (once chosen)."""
         if swept is not None:
-            chosen = swept_learning_rate(args, swept, task, arm)
+            chosen = chosen_elsewhere(args.lrs, swept, task, arm)
             if chosen is None:
                 raise SystemExit(f"{args.lrs_from} holds no finished {arm} sweep of {task} "
                                  f"at --lrs {args.lrs}")
