@@ -259,3 +259,17 @@ def test_glue_table_shows_the_private_layers_arm_and_its_serving_cost():
     assert glue_summary(results, ["rte"]).splitlines()[2] == (
         "| multi-task, 2 private top layers per task | 62.0 ± 2.8 | 62.0 ± 2.8 | 42 "
         "| 1 shared + 2 layers per task |")
+
+
+def test_lrs_from_takes_the_rate_another_benchmark_swept_whatever_its_seeds():
+    from glue_benchmark import chosen_elsewhere
+
+    def run(lr, seed, validation):
+        return {f"single/rte/lr{lr}/seed{seed}": {"task": "rte", "lr": lr, "seed": seed,
+                                                  "validation": validation}}
+
+    # swept on seed 1 (1e-4 validates best there); seed 2 ran the chosen rate only
+    other = {**run(5e-5, 1, 0.60), **run(1e-4, 1, 0.70), **run(1e-4, 2, 0.50)}
+    assert chosen_elsewhere([5e-5, 1e-4], other, "rte", "single") == 1e-4
+    assert chosen_elsewhere([5e-5, 1e-4, 2e-4], other, "rte", "single") is None  # 2e-4 never ran there
+    assert chosen_elsewhere([5e-5, 1e-4], other, "mrpc", "single") is None
