@@ -28,6 +28,9 @@ class ConfigError(MtlNlpError, ValueError):
     """A configuration file or override that cannot be applied."""
 
 
+EVAL_EACH_EPOCH = "epoch"  # train.eval_every: evaluate once an epoch
+
+
 @dataclass
 class TrainConfig:
     epochs: float = 3.0  # passes over the mixed training data; ignored when max_steps is set
@@ -53,7 +56,9 @@ class TrainConfig:
     # gradients differ in size move Adam's shared moments alike (a task with small gradients
     # otherwise takes small steps beside one with large ones)
     grad_norm_mode: str = "clip"
-    eval_every: int = 0  # evaluate every N optimizer steps; 0 evaluates only at the end
+    # evaluate (and keep the best checkpoint) every N optimizer steps, or "epoch": once an epoch
+    # as train.epoch counts it; 0 evaluates only at the end
+    eval_every: int | str = 0
     log_every: int = 10  # refresh the progress bar's running losses (and record them) every N steps
     step_mode: str = "one_task"  # one_task: one sampled task per step; all_tasks: a batch of every task
     save_total_limit: int = 1  # resumable states kept in output_dir (state/, state-<step>/); 0: none
@@ -242,8 +247,12 @@ def validate(config: RunConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
+    if isinstance(train.eval_every, str) and train.eval_every != EVAL_EACH_EPOCH:
+        raise ConfigError(f"train.eval_every must be a number of steps or {EVAL_EACH_EPOCH!r}, "
+                          f"got {train.eval_every!r}")
     non_negative = {
-        "train.eval_every": train.eval_every, "train.weight_decay": train.weight_decay,
+        "train.eval_every": 0 if train.eval_every == EVAL_EACH_EPOCH else train.eval_every,
+        "train.weight_decay": train.weight_decay,
         "train.max_grad_norm": train.max_grad_norm, "weighting.cagrad_c": config.weighting.cagrad_c,
         "sharing.private_layers": config.sharing.private_layers, "sharing.soft_l2": config.sharing.soft_l2,
         "sharing.freeze_layers": config.sharing.freeze_layers,

@@ -1,5 +1,6 @@
 """`tracker: tensorboard` logs a run's curves into output_dir/logs; train.early_stopping_patience
-ends a run that stopped improving, keeping its best checkpoint."""
+ends a run that stopped improving, keeping its best checkpoint; train.eval_every sets when a run
+evaluates."""
 
 from __future__ import annotations
 
@@ -66,3 +67,22 @@ def test_tracker_and_patience_errors_name_the_fix():
     with pytest.raises(ConfigError, match="counts evaluations: set train.eval_every too"):
         load_config(overrides=["train.early_stopping_patience=3"])
     assert load_config(overrides=["tracker=tensorboard,wandb"]).tracker == ["tensorboard", "wandb"]
+
+
+def test_eval_every_epoch_evaluates_once_an_epoch(tiny_model_dir, tmp_path):
+    output = tmp_path / "run"
+    # 3 demo tasks x 32 examples in batches of 16: 6 batches an epoch
+    assert train(tiny_model_dir, output, "train.epochs=2", "max_train_examples=32", "max_eval_examples=16",
+                 "train.eval_every=epoch") == 0
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["step"] == 12
+    assert [entry["step"] for entry in state["history"]] == [6, 12]
+    saved = json.loads((output / "mtl_nlp.json").read_text())["run_config"]
+    assert saved["train"]["eval_every"] == "epoch"  # the run config keeps what was asked
+
+
+def test_eval_every_takes_steps_or_epoch_only():
+    assert load_config(overrides=["train.eval_every=epoch"]).train.eval_every == "epoch"
+    assert load_config(overrides=["train.eval_every=50"]).train.eval_every == 50
+    with pytest.raises(ConfigError, match="eval_every must be a number of steps or 'epoch', got 'weekly'"):
+        load_config(overrides=["train.eval_every=weekly"])

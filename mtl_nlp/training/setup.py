@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 
-from mtl_nlp.config import ConfigError, RunConfig, TrainConfig
+from mtl_nlp.config import EVAL_EACH_EPOCH, ConfigError, RunConfig, TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.modeling.heads import HeadConfig
@@ -173,6 +173,21 @@ def count_optimizer_steps(train: TrainConfig, loader: MultiTaskLoader) -> int:
     batches_per_step batches."""
     if train.max_steps is not None:
         return train.max_steps
-    per_step = train.grad_accum * loader.batches_per_step
-    per_epoch = loader.batches_per_task_epoch if train.epoch == "each_task" else loader.batches_per_epoch
-    return max(1, math.ceil(train.epochs * per_epoch / per_step))
+    batches = train.epochs * _batches_per_epoch(train, loader)
+    return max(1, math.ceil(batches / _batches_per_step(train, loader)))
+
+
+def evaluation_interval(train: TrainConfig, loader: MultiTaskLoader) -> int:
+    """Optimizer steps between evaluations: train.eval_every, or with "epoch" the steps of one
+    epoch (as count_optimizer_steps counts them); 0: only at the end."""
+    if train.eval_every != EVAL_EACH_EPOCH:
+        return train.eval_every
+    return max(1, math.ceil(_batches_per_epoch(train, loader) / _batches_per_step(train, loader)))
+
+
+def _batches_per_epoch(train: TrainConfig, loader: MultiTaskLoader) -> int:
+    return loader.batches_per_task_epoch if train.epoch == "each_task" else loader.batches_per_epoch
+
+
+def _batches_per_step(train: TrainConfig, loader: MultiTaskLoader) -> int:
+    return train.grad_accum * loader.batches_per_step

@@ -24,7 +24,7 @@ from mtl_nlp.training.interrupts import StopRequests, TrainingInterrupted
 from mtl_nlp.training.metrics import overall_score, recorded_main_metrics
 from mtl_nlp.training.progress import RunningLoss, TrainingProgress
 from mtl_nlp.training.run_reports import trainer_summary, write_json, write_run_reports
-from mtl_nlp.training.setup import count_optimizer_steps
+from mtl_nlp.training.setup import count_optimizer_steps, evaluation_interval
 from mtl_nlp.training.step import StepResult, StepRunner
 from mtl_nlp.training.weighting import EqualWeighting, LossWeighting
 
@@ -45,6 +45,7 @@ class MultiTaskTrainer:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.loader, self.eval_loaders, self.tasks = loader, eval_loaders, tasks
         self.config = config
+        self.eval_interval = evaluation_interval(config, loader)  # steps; 0: at the end only
         self.output_dir = Path(output_dir)
         self.progress = TrainingProgress()
         # {head: main metric}: an entry of several heads is scored by each of its heads
@@ -66,7 +67,7 @@ class MultiTaskTrainer:
         self.checkpoints.resume(path)
 
     def train(self) -> TrainingProgress:
-        """Run until total_steps, evaluating every train.eval_every steps and at the end."""
+        """Run until total_steps, evaluating every train.eval_every steps (or epoch) and at the end."""
         total = count_optimizer_steps(self.config, self.loader)
         bar = tqdm(total=total, initial=self.progress.step, desc="train",
                    disable=not self.accelerator.is_local_main_process)
@@ -96,7 +97,7 @@ class MultiTaskTrainer:
                 self._stop_for_signal(received, started)
             if logging_step:
                 self._log_losses(running, bar)
-            if self.config.eval_every and self.progress.step % self.config.eval_every == 0:
+            if self.eval_interval and self.progress.step % self.eval_interval == 0:
                 self.progress.train_seconds += time.perf_counter() - started
                 self.evaluate_and_checkpoint()
                 started = time.perf_counter()
