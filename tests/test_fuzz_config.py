@@ -48,6 +48,7 @@ def leaf_keys(cls: type = RunConfig, prefix: str = "") -> dict[str, Any]:
 LEAVES = leaf_keys()
 SECTIONS = {key.rsplit(".", 1)[0] for key in LEAVES if "." in key}
 NULLS = ("", "~", "null", "Null", "NULL")
+YAML_WORDS = ("yes", "off", "true", "false", "null")  # words YAML reads as booleans or null
 
 
 def conforms(value: Any, hint: Any) -> bool:
@@ -116,11 +117,16 @@ def typed_values(hint: Any) -> st.SearchStrategy[tuple[str, Any]]:
     """(override text, the value it must set) for a field of type `hint`."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         options = [option for option in typing.get_args(hint) if option is not type(None)]
-        nulls = st.sampled_from(NULLS).map(lambda text: (text, None))
+        optional = type(None) in typing.get_args(hint)
+        nulls = [st.sampled_from(NULLS).map(lambda text: (text, None))] if optional else []
         if options == [str]:  # a path or a name: kept as typed, unless it spells null
             text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=20)
-            return st.one_of(nulls, text.filter(lambda t: t.strip() not in NULLS).map(lambda t: (t, t)))
-        return st.one_of(nulls, *(typed_values(option) for option in options))
+            return st.one_of(*nulls, text.filter(lambda t: t.strip() not in NULLS).map(lambda t: (t, t)))
+        if str in options:  # a number or a word (train.eval_every: 50 or epoch): words YAML reads as text
+            words = st.from_regex(r"[a-z]{3,10}", fullmatch=True).filter(lambda w: w not in YAML_WORDS)
+            others = [typed_values(option) for option in options if option is not str]
+            return st.one_of(*nulls, words.map(lambda w: (w, w)), *others)
+        return st.one_of(*nulls, *(typed_values(option) for option in options))
     if typing.get_origin(hint) is list:
         names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=4)
         return st.one_of(names.map(lambda n: (",".join(n), n)), names.map(lambda n: (f"[{', '.join(n)}]", n)))
