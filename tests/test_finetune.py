@@ -135,7 +135,7 @@ def test_finetune_refuses_reserved_task_names_and_compare_alone_with_private_onl
     saved["tasks"][0]["name"] = "alone"
     saved_path.write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match="task 'alone' would be written over DIR/finetuned/alone"):
-        finetune_tasks(multi_task_run, ["alone"])
+        finetune_tasks(multi_task_run, ["alone"], compare_alone=True)
     with pytest.raises(ConfigError, match="--compare-alone weighs whole-model checkpoints"):
         finetune_tasks(multi_task_run, ["demo_sentiment"], private_only=True, compare_alone=True)
 

@@ -35,7 +35,6 @@ SUMMARY_FILE = "finetune.json"  # DIR/finetuned/finetune.json: scores before and
 FIXED_KEYS = ("tasks", "output_dir", "init_from", "resume_from")  # what finetune sets itself
 ONE_PASS_DIR = "one_pass"  # DIR/finetuned/one_pass/: every task's private-only second stage, assembled
 ALONE_DIR = "alone"  # DIR/finetuned/alone/<task>/: the task trained alone from the pretrained encoder
-RESERVED = (SUMMARY_FILE, ONE_PASS_DIR, ALONE_DIR)  # names under DIR/finetuned/ that are not tasks
 
 
 def finetune_tasks(
@@ -66,10 +65,12 @@ def finetune_tasks(
     entry_of = {task["name"]: task.get("entry") or task["name"] for task in saved["tasks"]}
     names = _chosen_tasks(list(entry_of), tasks)
     runs = list(dict.fromkeys(entry_of[name] for name in names))
-    clashing = [run for run in runs if run in RESERVED]
+    # folders under DIR/finetuned/ that this mode writes besides the tasks' own
+    reserved = [name for name, used in ((ONE_PASS_DIR, private_only), (ALONE_DIR, compare_alone)) if used]
+    clashing = [run for run in runs if run in reserved]
     if clashing:
         raise ConfigError(f"task {clashing[0]!r} would be written over DIR/finetuned/{clashing[0]}, which "
-                          f"finetune keeps for itself ({', '.join(RESERVED)}): rename the task")
+                          f"finetune keeps for itself in this mode ({', '.join(reserved)}): rename the task")
     if private_only and compare_alone:
         raise ConfigError("--compare-alone weighs whole-model checkpoints, one encoder pass each; "
                           "--private-layers-only keeps one shared pass: choose one")

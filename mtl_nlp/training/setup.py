@@ -173,8 +173,8 @@ def count_optimizer_steps(train: TrainConfig, loader: MultiTaskLoader) -> int:
     batches_per_step batches."""
     if train.max_steps is not None:
         return train.max_steps
-    batches = train.epochs * _batches_per_epoch(train, loader)
-    return max(1, math.ceil(batches / _batches_per_step(train, loader)))
+    per_epoch, per_step = _epoch_and_step_batches(train, loader)
+    return max(1, math.ceil(train.epochs * per_epoch / per_step))
 
 
 def evaluation_interval(train: TrainConfig, loader: MultiTaskLoader) -> int:
@@ -182,12 +182,12 @@ def evaluation_interval(train: TrainConfig, loader: MultiTaskLoader) -> int:
     epoch (as count_optimizer_steps counts them); 0: only at the end."""
     if train.eval_every != EVAL_EACH_EPOCH:
         return train.eval_every
-    return max(1, math.ceil(_batches_per_epoch(train, loader) / _batches_per_step(train, loader)))
+    per_epoch, per_step = _epoch_and_step_batches(train, loader)
+    return max(1, math.ceil(per_epoch / per_step))
 
 
-def _batches_per_epoch(train: TrainConfig, loader: MultiTaskLoader) -> int:
-    return loader.batches_per_task_epoch if train.epoch == "each_task" else loader.batches_per_epoch
-
-
-def _batches_per_step(train: TrainConfig, loader: MultiTaskLoader) -> int:
-    return train.grad_accum * loader.batches_per_step
+def _epoch_and_step_batches(train: TrainConfig, loader: MultiTaskLoader) -> tuple[int, int]:
+    """Batches in one epoch (an epoch of `train.epoch: each_task` is batches_per_task_epoch) and
+    in one optimizer step (grad_accum x batches_per_step)."""
+    per_epoch = loader.batches_per_task_epoch if train.epoch == "each_task" else loader.batches_per_epoch
+    return per_epoch, train.grad_accum * loader.batches_per_step
