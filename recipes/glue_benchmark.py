@@ -16,7 +16,8 @@ Stages (`--stages`, in this order by default):
 - affinity: one probe, seed 1; groups: the recommended grouping, one model per group.
 With `--lrs-from OTHER/results.json` the single-task and finetune_lrs runs take, on every seed,
 the rate each task's sweep chose in that other benchmark (e.g. larger training sets at the rates
-swept on subsets) instead of sweeping.
+swept on subsets) instead of sweeping. `--override KEY=VALUE ...` adds config overrides to the end of
+every run (e.g. `train.eval_every=epoch`), to measure one setting against the defaults in another --out.
 Every run is a fresh process of the installed CLI; results accumulate in OUT/results.json, so an
 interrupted benchmark goes on where it stopped, and while OUT/PAUSE exists no new run starts.
 """
@@ -116,33 +117,36 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
                     key = f"single/{task}/lr{lr}/seed{seed}"
                     folder = out / "runs" / key.replace("/", "-")
                     arguments = ["train", "--config", str(CONFIG), *common(args, seed, folder),
-                                 f"tasks=[{task}]", f"train.lr={lr}", f"train.epochs={args.single_epochs}"]
+                                 f"tasks=[{task}]", f"train.lr={lr}", f"train.epochs={args.single_epochs}",
+                                 *args.override]
                     runs.append((key, lambda a=arguments, f=folder, t=task, r=lr, s=seed: {
                         "task": t, "lr": r, "seed": s, **trained(f, run_cli(a, f))}))
         multi = out / "runs" / f"multi-seed{seed}"
         if "multi" in args.stages:
-            arguments = ["train", "--config", str(CONFIG), *common(args, seed, multi)]
+            arguments = ["train", "--config", str(CONFIG), *common(args, seed, multi), *args.override]
             runs.append((f"multi/seed{seed}", lambda a=arguments, f=multi, s=seed: {
                 "seed": s, **trained(f, run_cli(a, f))}))
         if "private" in args.stages:
             folder = out / "runs" / f"private-seed{seed}"
             arguments = ["train", "--config", str(CONFIG), *common(args, seed, folder),
-                         f"sharing.private_layers={args.private_layers}"]
+                         f"sharing.private_layers={args.private_layers}", *args.override]
             runs.append((f"private/seed{seed}", lambda a=arguments, f=folder, s=seed: {
                 "seed": s, "private_layers": args.private_layers, **trained(f, run_cli(a, f))}))
         if "finetune" in args.stages:
-            runs.append((f"finetune/seed{seed}", lambda f=multi, s=seed: finetuned(f, s)))
+            runs.append((f"finetune/seed{seed}",
+                         lambda f=multi, s=seed: finetuned(f, s, args.override)))
         if "finetune_lrs" in args.stages:
             for task in TASKS:
                 for lr in rates(position, task, "finetune_lr"):
                     key = f"finetune_lr/{task}/lr{lr}/seed{seed}"
                     folder = out / "runs" / key.replace("/", "-")
                     runs.append((key, lambda f=multi, k=folder, t=task, r=lr, s=seed: {
-                        "task": t, "lr": r, "seed": s, **finetuned_at(f, k, t, r)}))
+                        "task": t, "lr": r, "seed": s,
+                        **finetuned_at(f, k, t, [f"train.lr={r}", *args.override])}))
     if "affinity" in args.stages:
         folder = out / "runs" / "affinity"
         arguments = ["affinity", "--config", str(CONFIG), *common(args, 1, folder),
-                     f"--steps={args.probe_steps}"]
+                     f"--steps={args.probe_steps}", *args.override]
         runs.append(("affinity", lambda a=arguments, f=folder: probed(a, f)))
     if "groups" in args.stages:
         for seed in args.seeds:
@@ -156,22 +160,23 @@ def probed(arguments: list[str], folder: Path) -> dict:
     return {**json.loads((folder / "affinity.json").read_text()), **wall}
 
 
-def finetuned(multi: Path, seed: int) -> dict:
+def finetuned(multi: Path, seed: int, overrides: list[str]) -> dict:
     """The second stage of one multi-task run: every task's fine-tuned test metrics."""
     shutil.rmtree(multi / "finetuned", ignore_errors=True)
-    wall = run_cli(["finetune", str(multi)], multi, fresh=False)
+    wall = run_cli(["finetune", str(multi), *overrides], multi, fresh=False)
     metrics = {task: json.loads((multi / "finetuned" / task / "metrics.json").read_text())[task]
                for task in TASKS}
     return {"seed": seed, "metrics": metrics, **wall}
 
 
-def finetuned_at(multi: Path, folder: Path, task: str, lr: float) -> dict:
-    """The second stage of one task of one multi-task run at learning rate `lr`, kept in `folder`
-    (its test metrics, selected validation score, steps and wall time)."""
+def finetuned_at(multi: Path, folder: Path, task: str, overrides: list[str]) -> dict:
+    """The second stage of one task of one multi-task run with `overrides` (its learning rate
+    among them), kept in `folder` (its test metrics, selected validation score, steps and wall
+    time)."""
     produced = multi / "finetuned" / task
     shutil.rmtree(produced, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
-    wall = run_cli(["finetune", str(multi), "--tasks", task, f"train.lr={lr}"], multi, fresh=False)
+    wall = run_cli(["finetune", str(multi), "--tasks", task, *overrides], multi, fresh=False)
     shutil.rmtree(produced / "state", ignore_errors=True)  # resume state: not needed once finished
     shutil.move(produced, folder)
     return trained(folder, wall)
@@ -184,7 +189,7 @@ def grouped(args: argparse.Namespace, out: Path, results: dict, seed: int) -> di
     for index, group in enumerate(groups):
         folder = out / "runs" / f"group{index}-seed{seed}"
         arguments = ["train", "--config", str(CONFIG), *common(args, seed, folder),
-                     f"tasks=[{', '.join(group)}]"]
+                     f"tasks=[{', '.join(group)}]", *args.override]
         run = trained(folder, run_cli(arguments, folder))
         metrics.update({task: run["metrics"][task] for task in group})
         wall += run["wall_seconds"]
@@ -205,6 +210,8 @@ def main() -> None:
     parser.add_argument("--private-layers", type=int, default=2,
                         help="top layers of each task's own in the private stage")
     parser.add_argument("--probe-steps", type=int, default=300, help="steps of the affinity probe")
+    parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides added to every run (train, finetune, affinity)")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--out", default=str(ROOT / "outputs" / "glue_benchmark"))
     parser.add_argument("--summary", action="store_true", help="print the table, run nothing")

@@ -273,3 +273,28 @@ def test_lrs_from_takes_the_rate_another_benchmark_swept_whatever_its_seeds():
     assert chosen_elsewhere([5e-5, 1e-4], other, "rte", "single") == 1e-4
     assert chosen_elsewhere([5e-5, 1e-4, 2e-4], other, "rte", "single") is None  # 2e-4 never ran there
     assert chosen_elsewhere([5e-5, 1e-4], other, "mrpc", "single") is None
+
+
+def test_overrides_reach_every_training_and_finetuning_run(tmp_path, monkeypatch):
+    import argparse
+
+    import glue_benchmark
+
+    called = []
+    monkeypatch.setattr(glue_benchmark, "run_cli",
+                        lambda arguments, run_dir, fresh=True: called.append(arguments) or {})
+    monkeypatch.setattr(glue_benchmark, "trained", lambda folder, wall: {})
+    monkeypatch.setattr(glue_benchmark.shutil, "move", lambda source, target: None)
+    args = argparse.Namespace(
+        stages=["single", "multi", "finetune_lrs"], seeds=[1], lrs=[1e-4], sweep_seeds=1,
+        lrs_from=None, subset=None, single_epochs=3.0, private_layers=2, probe_steps=300,
+        data_dir="data", override=["train.eval_every=epoch"])
+    glue_benchmark.TASKS, tasks = ["rte"], glue_benchmark.TASKS
+    try:
+        for _, run in glue_benchmark.plan(args, tmp_path, {}):
+            run()
+    finally:
+        glue_benchmark.TASKS = tasks
+    assert [arguments[0] for arguments in called] == ["train", "train", "finetune"]
+    assert all(arguments[-1] == "train.eval_every=epoch" for arguments in called)
+    assert called[2][-3:] == ["rte", "train.lr=0.0001", "train.eval_every=epoch"]
