@@ -78,3 +78,17 @@ def test_half_run_and_resume_with_a_streamed_task(tiny_model_dir, tmp_path, reco
     assert steps == straight_steps[4:]
     for name, value in straight_final.items():
         assert torch.equal(value, finals[1][name]), name
+
+
+def test_evaluating_more_often_leaves_the_training_steps_as_they_were(tiny_model_dir, tmp_path, recorded):
+    """Evaluation draws nothing from the RNG that drives dropout: a run evaluated every 2 steps
+    trains through the same task, batch and dropout at every step as one evaluated only at its end."""
+    steps, _ = recorded
+    common = [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no",
+              "train.batch_size=8", "train.lr=1e-3", "train.max_steps=8", "max_train_examples=40"]
+    assert cli_main(["train", *common, "train.eval_every=8", f"output_dir={tmp_path / 'once'}"]) == 0
+    evaluated_once = list(steps)
+    steps.clear()
+    assert cli_main(["train", *common, "train.eval_every=2", f"output_dir={tmp_path / 'often'}"]) == 0
+    assert len(evaluated_once) == 8
+    assert steps == evaluated_once

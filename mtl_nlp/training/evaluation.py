@@ -43,6 +43,9 @@ def build_eval_loaders(
             dataset.select_columns(columns),
             batch_sampler=SortedBatchSampler(list(dataset["length"]), batch_size),
             collate_fn=build_collator(data.spec.type, tokenizer),
+            # A generator of its own: starting an iterator otherwise draws a seed from the global
+            # torch RNG, which drives dropout, so how often a run evaluates would change how it trains.
+            generator=torch.Generator(),
         )
         loaders[name] = accelerator.prepare(loader)
     return loaders
