@@ -110,7 +110,12 @@ def test_compare_alone_trains_each_task_from_the_pretrained_encoder_and_recommen
     passes = 1 if row["recommended"] == "multi_task" else 2
     summary = json.loads((multi_task_run / "finetuned" / "finetune.json").read_text())
     assert summary["encoder_passes"]["recommended"] == passes
-    assert f"| {row['alone']:.4f} | {row['recommended']}: {row['recommended_dir']} |" in table
+    states = {side: json.loads((folder / "trainer_state.json").read_text())["best_validation_overall"]
+              for side, folder in (("finetuned", multi_task_run / "finetuned" / "demo_sentiment"),
+                                   ("alone", alone))}
+    assert row["validation"] == states
+    assert (f"| {row['alone']:.4f} | {states['finetuned']:.4f} / {states['alone']:.4f} | "
+            f"{row['recommended']}: {row['recommended_dir']} |") in table
     assert f"with the recommended checkpoints it takes {passes}." in table
 
 

@@ -99,6 +99,9 @@ def finetune_tasks(
                     "output_dir": str(alone_output)}
             alone = train_from_config(load_config(None, overrides, base=base, base_source=source))
             recommended, served_from = recommend(directory, output, alone_output)
+            # both sides' validation scores, so a reader sees how close the choice was
+            validation = {"finetuned": _trainer_state(output)["best_validation_overall"],
+                          "alone": _trainer_state(alone_output)["best_validation_overall"]}
         for name in (name for name in names if entry_of[name] == run):
             metric = mains.get(name) or after["main_metrics"][name]
             before = before_metrics.get(name, {}).get(metric)
@@ -106,7 +109,7 @@ def finetune_tasks(
                    "finetuned": after[name][metric], "output_dir": str(output)}
             if compare_alone:
                 row.update(alone=alone[name][metric], alone_dir=str(alone_output), recommended=recommended,
-                           recommended_dir=str(served_from))
+                           recommended_dir=str(served_from), validation=validation)
             rows.append(row)
     # Serving every task after the second stage: one pass per fine-tuned checkpoint, plus the
     # multi-task checkpoint's for the tasks left as they were.
@@ -194,7 +197,8 @@ def format_finetune(summary: dict[str, Any]) -> str:
     header = "| task | metric | multi-task | fine-tuned | difference |"
     rule = "|---|---|---:|---:|---:|"
     if compared:
-        header, rule = header + " alone | recommended (on validation) |", rule + "---:|---|"
+        header += " alone | validation: fine-tuned / alone | recommended |"
+        rule += "---:|---:|---|"
     lines = [header, rule]
     for row in summary["tasks"]:
         before, after = row["multi_task"], row["finetuned"]
@@ -202,14 +206,17 @@ def format_finetune(summary: dict[str, Any]) -> str:
         shown = "-" if before is None else f"{before:.4f}"
         line = f"| {row['task']} | {row['metric']} | {shown} | {after:.4f} | {difference} |"
         if compared:
-            line += f" {row['alone']:.4f} | {row['recommended']}: {row['recommended_dir']} |"
+            scores = row["validation"]
+            line += (f" {row['alone']:.4f} | {scores['finetuned']:.4f} / {scores['alone']:.4f} |"
+                     f" {row['recommended']}: {row['recommended_dir']} |")
         lines.append(line)
     passes = summary["encoder_passes"]["finetuned"]
     lines += ["", "serving every task: the multi-task checkpoint takes 1 encoder pass per text; with the "
               f"fine-tuned checkpoints, each taking its own pass, it takes {passes}."]
     if compared:
         lines.append("with the recommended checkpoints it takes "
-                     f"{summary['encoder_passes']['recommended']}.")
+                     f"{summary['encoder_passes']['recommended']}. The choice follows the validation "
+                     "scores: a gap of a point or two on a few hundred validation examples may be noise.")
     if "one_pass" in summary:
         lines.append(f"{summary['one_pass']}: every fine-tuned task in one checkpoint, 1 shared pass per "
                      "text (then each task's private layers), as the multi-task checkpoint.")
