@@ -216,6 +216,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "outputs" / "glue_benchmark"))
     parser.add_argument("--summary", action="store_true", help="print the table, run nothing")
     args = parser.parse_args()
+    malformed = [override for override in args.override if "=" not in override]
+    if malformed:
+        parser.error(f"--override takes KEY=VALUE pairs (e.g. train.eval_every=epoch); got {malformed[0]!r}")
     if not (Path(args.data_dir) / "glue").is_dir():
         print(f"benchmark skipped: no GLUE data at {args.data_dir}/glue (see ../shared/data/README.md)")
         return

@@ -103,8 +103,10 @@ def test_compare_alone_trains_each_task_from_the_pretrained_encoder_and_recommen
     assert saved["init_from"] is None and saved["model"] == str(tiny_model_dir)
     assert saved["train"]["max_steps"] == 2  # the overrides apply to both
     assert row["alone"] == json.loads((alone / "metrics.json").read_text())["demo_sentiment"][row["metric"]]
-    assert (row["recommended"], row["recommended_dir"]) == tuple(
-        map(str, recommend(multi_task_run, multi_task_run / "finetuned" / "demo_sentiment", alone)))
+    tuned = multi_task_run / "finetuned" / "demo_sentiment"
+    choice, folder, validation = recommend(multi_task_run, tuned, alone)
+    assert (row["recommended"], row["recommended_dir"]) == (choice, str(folder))
+    assert row["validation"] == validation
     # demo_ner stays on the multi-task checkpoint: one pass for it, one for demo_sentiment unless
     # the multi-task checkpoint is recommended for it too
     passes = 1 if row["recommended"] == "multi_task" else 2
@@ -131,7 +133,8 @@ def test_recommend_chooses_on_validation(tmp_path, tuned, alone, best_step, expe
         (tmp_path / name / "trainer_state.json").write_text(
             json.dumps({"best_validation_overall": score, "best_step": step}))
     folders = {"alone": tmp_path / "alone", "finetuned": tmp_path / "tuned", "multi_task": tmp_path}
-    assert recommend(tmp_path, tmp_path / "tuned", tmp_path / "alone") == (expected, folders[expected])
+    assert recommend(tmp_path, tmp_path / "tuned", tmp_path / "alone") == (
+        expected, folders[expected], {"finetuned": tuned, "alone": alone})
 
 
 def test_finetune_refuses_reserved_task_names_and_compare_alone_with_private_only(multi_task_run):

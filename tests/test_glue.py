@@ -289,12 +289,9 @@ def test_overrides_reach_every_training_and_finetuning_run(tmp_path, monkeypatch
         stages=["single", "multi", "finetune_lrs"], seeds=[1], lrs=[1e-4], sweep_seeds=1,
         lrs_from=None, subset=None, single_epochs=3.0, private_layers=2, probe_steps=300,
         data_dir="data", override=["train.eval_every=epoch"])
-    glue_benchmark.TASKS, tasks = ["rte"], glue_benchmark.TASKS
-    try:
-        for _, run in glue_benchmark.plan(args, tmp_path, {}):
-            run()
-    finally:
-        glue_benchmark.TASKS = tasks
+    monkeypatch.setattr(glue_benchmark, "TASKS", ["rte"])
+    for _, run in glue_benchmark.plan(args, tmp_path, {}):
+        run()
     assert [arguments[0] for arguments in called] == ["train", "train", "finetune"]
     assert all(arguments[-1] == "train.eval_every=epoch" for arguments in called)
     assert called[2][-3:] == ["rte", "train.lr=0.0001", "train.eval_every=epoch"]

@@ -98,10 +98,7 @@ def finetune_tasks(
             base = {**run_config, "tasks": base["tasks"], "resume_from": None, "init_from": None,
                     "output_dir": str(alone_output)}
             alone = train_from_config(load_config(None, overrides, base=base, base_source=source))
-            recommended, served_from = recommend(directory, output, alone_output)
-            # both sides' validation scores, so a reader sees how close the choice was
-            validation = {"finetuned": _trainer_state(output)["best_validation_overall"],
-                          "alone": _trainer_state(alone_output)["best_validation_overall"]}
+            recommended, served_from, validation = recommend(directory, output, alone_output)
         for name in (name for name in names if entry_of[name] == run):
             metric = mains.get(name) or after["main_metrics"][name]
             before = before_metrics.get(name, {}).get(metric)
@@ -127,16 +124,19 @@ def finetune_tasks(
     return summary
 
 
-def recommend(directory: Path, finetuned: Path, alone: Path) -> tuple[str, Path]:
+def recommend(directory: Path, finetuned: Path, alone: Path) -> tuple[str, Path, dict[str, float]]:
     """Which checkpoint serves a task, by validation score (each run's selected checkpoint's, as
     trainer_state.json records it): the one trained alone only when it scores higher; else the
-    fine-tuned one, or the multi-task checkpoint itself when the second stage kept its start."""
-    tuned, trained_alone = _trainer_state(finetuned), _trainer_state(alone)
-    if trained_alone["best_validation_overall"] > tuned["best_validation_overall"]:
-        return "alone", alone
+    fine-tuned one, or the multi-task checkpoint itself when the second stage kept its start.
+    Returns (choice, its folder, both validation scores), the scores to show how close it was."""
+    tuned = _trainer_state(finetuned)
+    scores = {"finetuned": tuned["best_validation_overall"],
+              "alone": _trainer_state(alone)["best_validation_overall"]}
+    if scores["alone"] > scores["finetuned"]:
+        return "alone", alone, scores
     if tuned["best_step"] == 0:  # no step of the second stage beat the multi-task weights
-        return "multi_task", directory
-    return "finetuned", finetuned
+        return "multi_task", directory, scores
+    return "finetuned", finetuned, scores
 
 
 def _trainer_state(directory: Path) -> dict[str, Any]:
