@@ -33,17 +33,17 @@ _LAZY = {
     "ModelLoadError": "mtl_nlp.modeling",
     "MultiTaskModel": "mtl_nlp.modeling",
     "load_tokenizer": "mtl_nlp.modeling",
-    "export_task": "mtl_nlp.export",
-    "ExportError": "mtl_nlp.export",
-    "push_to_hub": "mtl_nlp.hub",
+    "export_task": "mtl_nlp.publish.export",
+    "ExportError": "mtl_nlp.publish.export",
+    "push_to_hub": "mtl_nlp.publish.hub",
 }
 
 if TYPE_CHECKING:
     from mtl_nlp.data import DataError, TaskData, prepare_task_data
-    from mtl_nlp.export import ExportError, export_task
-    from mtl_nlp.hub import push_to_hub
     from mtl_nlp.inference import Predictor
     from mtl_nlp.modeling import HeadConfig, ModelLoadError, MultiTaskModel, load_tokenizer
+    from mtl_nlp.publish.export import ExportError, export_task
+    from mtl_nlp.publish.hub import push_to_hub
 
 
 def __getattr__(name: str) -> Any:

@@ -17,8 +17,15 @@ from typing import Any
 
 import yaml
 
-from mtl_nlp.errors import MtlNlpError
-from mtl_nlp.run_files import CHECKPOINT_CONFIG, STATE_RUN_CONFIG, newest_state
+from mtl_nlp.common.choices import (
+    GRADIENT_METHODS,
+    PRECISIONS,
+    SAMPLING_STRATEGIES,
+    STEP_MODES,
+    WEIGHTING_METHODS,
+)
+from mtl_nlp.common.errors import MtlNlpError
+from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, STATE_RUN_CONFIG, newest_state
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_TASKS = ("demo_ner", "demo_sentiment", "demo_topic")
@@ -193,14 +200,8 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
                       "with --config")
 
 
-# The names of the strategies and methods a config chooses from; the modules that implement them
-# (data.sampling, data.multitask, training.weighting) take their names from here.
-SAMPLING_STRATEGIES = ("proportional", "temperature", "uniform", "annealed", "round_robin")
-STEP_MODES = ("one_task", "all_tasks")
-WEIGHTING_METHODS = ("equal", "log_size", "uncertainty", "dwa", "rlw", "pcgrad", "cagrad")
-GRADIENT_METHODS = ("pcgrad", "cagrad")  # combine task gradients: need train.step_mode=all_tasks
 CHOICES = {
-    "mixed_precision": ("auto", "no", "bf16", "fp16"),
+    "mixed_precision": PRECISIONS,
     "sampling.strategy": SAMPLING_STRATEGIES,
     "sampling.anneal": ("up", "down"),
     "train.step_mode": STEP_MODES,

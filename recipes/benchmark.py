@@ -26,6 +26,7 @@ from pathlib import Path
 from benchmarks.inference_timing import benchmark_texts, compare_inference
 
 from mtl_nlp.registry import get_task
+from mtl_nlp.reports.run_results import read_metrics, read_trainer_state
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ["conll2003", "sst2", "ag_news"]
@@ -58,8 +59,8 @@ def mtl_arm(tasks: list[str], args: argparse.Namespace, output_dir: Path, extra:
                f"train.lr={SHARED['lr']}", f"seed={SHARED['seed']}", *limit_flags(args, "overrides"),
                *extra]
     wall = run(command)
-    state = json.loads((output_dir / "trainer_state.json").read_text())
-    metrics = json.loads((output_dir / "metrics.json").read_text())
+    state = read_trainer_state(output_dir)
+    metrics = read_metrics(output_dir)
     return {**{k: v for k, v in state.items() if k != "history"}, "test": metrics, "wall_seconds": wall}
 
 

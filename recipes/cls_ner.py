@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mtl_nlp.common.console import setup_logging
+from mtl_nlp.common.errors import run_reporting_user_errors
 from mtl_nlp.config import load_run_config
-from mtl_nlp.console import setup_logging
-from mtl_nlp.errors import run_reporting_user_errors
 from mtl_nlp.training import train_from_config
 
 

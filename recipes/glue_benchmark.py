@@ -35,6 +35,9 @@ from pathlib import Path
 
 from benchmarks.glue_tables import best_learning_rate, glue_summary
 
+from mtl_nlp.common.run_files import AFFINITY_FILE, FINETUNED_DIR, STATE_DIR
+from mtl_nlp.reports.run_results import read_metrics, read_trainer_state
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "glue.yaml"
 TASKS = ["cola", "mrpc", "rte", "stsb", "sst2", "qnli", "mnli"]
@@ -56,8 +59,8 @@ def run_cli(arguments: list[str], run_dir: Path, fresh: bool = True) -> dict:
 
 def trained(run_dir: Path, wall: dict) -> dict:
     """A training run's test metrics, selected validation score and wall time."""
-    state = json.loads((run_dir / "trainer_state.json").read_text())
-    return {"metrics": json.loads((run_dir / "metrics.json").read_text()),
+    state = read_trainer_state(run_dir)
+    return {"metrics": read_metrics(run_dir),
             "validation": state["best_validation_overall"], "steps": state["step"], **wall}
 
 
@@ -157,14 +160,14 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
 def probed(arguments: list[str], folder: Path) -> dict:
     """The affinity probe's matrix, groupings and recommendation, with its wall time."""
     wall = run_cli(arguments, folder)
-    return {**json.loads((folder / "affinity.json").read_text()), **wall}
+    return {**json.loads((folder / AFFINITY_FILE).read_text()), **wall}
 
 
 def finetuned(multi: Path, seed: int, overrides: list[str]) -> dict:
     """The second stage of one multi-task run: every task's fine-tuned test metrics."""
-    shutil.rmtree(multi / "finetuned", ignore_errors=True)
+    shutil.rmtree(multi / FINETUNED_DIR, ignore_errors=True)
     wall = run_cli(["finetune", str(multi), *overrides], multi, fresh=False)
-    metrics = {task: json.loads((multi / "finetuned" / task / "metrics.json").read_text())[task]
+    metrics = {task: read_metrics(multi / FINETUNED_DIR / task)[task]
                for task in TASKS}
     return {"seed": seed, "metrics": metrics, **wall}
 
@@ -173,11 +176,11 @@ def finetuned_at(multi: Path, folder: Path, task: str, overrides: list[str]) -> 
     """The second stage of one task of one multi-task run with `overrides` (its learning rate
     among them), kept in `folder` (its test metrics, selected validation score, steps and wall
     time)."""
-    produced = multi / "finetuned" / task
+    produced = multi / FINETUNED_DIR / task
     shutil.rmtree(produced, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
     wall = run_cli(["finetune", str(multi), "--tasks", task, *overrides], multi, fresh=False)
-    shutil.rmtree(produced / "state", ignore_errors=True)  # resume state: not needed once finished
+    shutil.rmtree(produced / STATE_DIR, ignore_errors=True)  # resume state: not needed once finished
     shutil.move(produced, folder)
     return trained(folder, wall)
 

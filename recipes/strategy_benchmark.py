@@ -26,6 +26,8 @@ from pathlib import Path
 import yaml
 from benchmarks.strategy_tables import strategy_tables
 
+from mtl_nlp.reports.run_results import read_metrics, read_trainer_state
+
 ROOT = Path(__file__).resolve().parent.parent
 ATIS_FILES = {"train": "atis/train.jsonl", "validation": "atis/valid.jsonl", "test": "atis/test.jsonl"}
 CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
@@ -254,8 +256,8 @@ def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[st
         raise RuntimeError(f"{name} seed {seed} failed:\n{result.stderr[-3000:]}")
     # Built-in task names (a committed config) are reported under the benchmark's names.
     metrics = {NAMES.get(task, task): value
-               for task, value in json.loads((run_dir / "metrics.json").read_text()).items()}
-    state = json.loads((run_dir / "trainer_state.json").read_text())
+               for task, value in read_metrics(run_dir).items()}
+    state = read_trainer_state(run_dir)
     return {"metrics": metrics, "wall_seconds": round(wall, 1), "steps": state["step"],
             "train_seconds": state["train_seconds"], "task_batches": state.get("task_batches")}
 

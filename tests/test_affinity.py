@@ -10,9 +10,10 @@ from accelerate.state import AcceleratorState
 from torch.func import functional_call
 
 from mtl_nlp import HeadConfig, MultiTaskModel
+from mtl_nlp.common.run_files import AFFINITY_FILE, AFFINITY_PLOT
 from mtl_nlp.config import ConfigError, RunConfig, load_config
-from mtl_nlp.diagnostics import plot_affinity
-from mtl_nlp.task_groups import (
+from mtl_nlp.reports.plots import plot_affinity
+from mtl_nlp.reports.task_groups import (
     advice,
     best_partition,
     format_affinity,
@@ -22,7 +23,7 @@ from mtl_nlp.task_groups import (
     set_partitions,
     task_groupings,
 )
-from mtl_nlp.training.affinity import AFFINITY_FILE, AFFINITY_PLOT, lookahead_matrix, measure_affinity
+from mtl_nlp.workflows.affinity import lookahead_matrix, measure_affinity
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HEADS = [  # dropout left on: the measurement must switch it off itself

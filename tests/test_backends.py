@@ -7,8 +7,8 @@ import importlib.util
 import pytest
 import torch
 
-from mtl_nlp import HeadConfig, MultiTaskModel, cli
-from mtl_nlp.inference import BACKENDS, BackendError, Predictor
+from mtl_nlp import HeadConfig, MultiTaskModel
+from mtl_nlp.inference import BackendError, Predictor
 from mtl_nlp.inference.onnx_engine import onnx_runner
 
 needs_onnx = pytest.mark.skipif(
@@ -97,7 +97,6 @@ def test_an_unknown_backend_names_the_choices(checkpoint):
     choices = "torch, torch-compile, onnx, onnx-int8"
     with pytest.raises(BackendError, match=f"backend 'tensorrt' is not one of: {choices}"):
         Predictor.from_pretrained(checkpoint, backend="tensorrt")
-    assert cli.BACKENDS == BACKENDS  # the CLI's copy (it parses arguments without importing torch)
 
 
 @needs_onnx

@@ -34,6 +34,6 @@ def test_changed_data_code_recomputes_cached_features(tmp_path, tiny_tokenizer, 
 
 def test_data_code_version_covers_the_modules_that_shape_features():
     names = {path.name for path in code_version.SOURCES}
-    assert {"features.py", "word_pieces.py", "labels.py", "conll.py", "loading.py", "encoding.py",
-            "windows.py"} <= names
+    assert {"features.py", "word_pieces.py", "labels.py", "conll.py", "loading.py", "tokenizing.py",
+            "long_texts.py"} <= names
     assert len(code_version.DATA_CODE_VERSION) == 64

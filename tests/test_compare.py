@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mtl_nlp.cli import main as cli_main
-from mtl_nlp.comparison import compare_runs, format_comparison, load_metrics
+from mtl_nlp.reports.comparison import compare_runs, format_comparison, load_metrics
 
 NER = {"precision": 0.80, "recall": 0.86, "f1": 0.83}
 SST2 = {"accuracy": 0.90, "macro_f1": 0.89}

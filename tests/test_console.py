@@ -7,7 +7,7 @@ import datasets
 import pytest
 import transformers
 
-from mtl_nlp.console import QUIETED_LIBRARIES, setup_logging, verbose_requested
+from mtl_nlp.common.console import QUIETED_LIBRARIES, setup_logging, verbose_requested
 from mtl_nlp.data.pipeline import prepare_task_data
 from mtl_nlp.registry import resolve_tasks
 

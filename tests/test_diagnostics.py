@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from mtl_nlp import diagnostics
-from mtl_nlp.diagnostics import main_metric, mean_cosine, plot_conflicts, plot_curves
-from mtl_nlp.task_types import MAIN_METRIC, REPORTED_METRICS
+from mtl_nlp.common.task_types import MAIN_METRIC, REPORTED_METRICS
+from mtl_nlp.reports import plots
+from mtl_nlp.reports.plots import mean_cosine, plot_conflicts, plot_curves
+from mtl_nlp.reports.run_results import main_metric
 from mtl_nlp.training import metrics as training_metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -88,7 +89,7 @@ def test_plot_conflicts_rejects_a_matrix_of_the_wrong_size(tmp_path):
 def test_figures_draw_on_the_agg_canvas():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    assert isinstance(diagnostics._agg_figure().canvas, FigureCanvasAgg)
+    assert isinstance(plots._agg_figure().canvas, FigureCanvasAgg)
 
 
 def test_headless_and_import_free_of_matplotlib(tmp_path):
@@ -97,7 +98,7 @@ def test_headless_and_import_free_of_matplotlib(tmp_path):
     script = (
         "import sys, mtl_nlp\n"
         "assert 'matplotlib' not in sys.modules, 'import mtl_nlp loaded matplotlib'\n"
-        "from mtl_nlp.diagnostics import plot_curves\n"
+        "from mtl_nlp.reports.plots import plot_curves\n"
         f"plot_curves({{'history': [], 'loss_history': [{{'step': 1, 'losses': {{'a': 1.0}}}}]}}, "
         f"{str(tmp_path / 'c.png')!r})\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"

@@ -21,8 +21,8 @@ from transformers import (
 )
 
 from mtl_nlp import HeadConfig, MultiTaskModel, Predictor
-from mtl_nlp.export import ExportError, export_task
 from mtl_nlp.modeling.sharing import SharingShape
+from mtl_nlp.publish.export import ExportError, export_task
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TEXTS = ["anna schmidt lives in new york .", "acme corp opened in berlin today",

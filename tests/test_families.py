@@ -11,8 +11,8 @@ from test_export import TEXTS, assert_same_answers, heads, save_checkpoint, shar
 from transformers import AutoModel, ModernBertModel
 
 from mtl_nlp import MultiTaskModel, Predictor
-from mtl_nlp.export import export_task
 from mtl_nlp.modeling.sharing import SharingError, SharingShape
+from mtl_nlp.publish.export import export_task
 
 LAYERED = ["distilbert", "electra", "deberta-v2", "mpnet", "xlm-roberta"]  # layers in a `.layer` stack
 

@@ -12,7 +12,7 @@ from mtl_nlp.config import ConfigError
 from mtl_nlp.inference import Predictor
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel
-from mtl_nlp.training.finetune import finetune_tasks, recommend
+from mtl_nlp.workflows.finetune import finetune_tasks, recommend
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from mtl_nlp.common.errors import MtlNlpError
 from mtl_nlp.config import (
     CHOICES,
     ConfigError,
@@ -25,7 +26,6 @@ from mtl_nlp.config import (
     parse_override,
     set_value,
 )
-from mtl_nlp.errors import MtlNlpError
 
 FUZZ = dict(derandomize=True, database=None, deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mtl_nlp import TaskSpec
+from mtl_nlp.common.errors import DataError, MtlNlpError
 from mtl_nlp.data.conll import ConllFormatError, iter_conll_sentences
 from mtl_nlp.data.loading import load_task_splits
-from mtl_nlp.errors import DataError, MtlNlpError
 
 # Deterministic for CI, no example database written into the checkout, no per-example deadline
 # (a shared 2-core machine makes timings noisy).

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from mtl_nlp.common.errors import DataError
+from mtl_nlp.common.tokenizing import IGNORE_INDEX
 from mtl_nlp.data.features import align_word_labels
-from mtl_nlp.encoding import IGNORE_INDEX
-from mtl_nlp.errors import DataError
 from mtl_nlp.inference.entities import bio_spans
 
 FUZZ = dict(derandomize=True, database=None, deadline=None,

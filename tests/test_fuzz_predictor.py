@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mtl_nlp import HeadConfig, MultiTaskModel
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.common.errors import MtlNlpError
 from mtl_nlp.inference import Predictor, PredictorInputError
 
 FUZZ = dict(derandomize=True, database=None, deadline=None,

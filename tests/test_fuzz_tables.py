@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mtl_nlp import TaskSpec
+from mtl_nlp.common.errors import DataError, MtlNlpError
 from mtl_nlp.data.loading import load_task_splits
-from mtl_nlp.errors import DataError, MtlNlpError
 
 FUZZ = dict(derandomize=True, database=None, deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

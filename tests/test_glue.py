@@ -8,10 +8,11 @@ import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from mtl_nlp import DataError, TaskSpec, get_task
+from mtl_nlp.common.glue import glue_average
 from mtl_nlp.data.loading import load_task_splits
 from mtl_nlp.data.pipeline import prepare_task_data
 from mtl_nlp.registry import TaskError
-from mtl_nlp.training.metrics import classification_metrics, glue_average, matthews_correlation
+from mtl_nlp.training.metrics import classification_metrics, matthews_correlation
 
 
 def test_matthews_correlation_of_two_classes_by_hand():

@@ -18,10 +18,10 @@ from transformers import BertModel
 
 from mtl_nlp import HeadConfig, MultiTaskModel, Predictor, export_task, push_to_hub
 from mtl_nlp.cli import main as cli_main
-from mtl_nlp.hub import PushError
-from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling.checkpoint_files import PENDING, InconsistentCheckpointError, verify_files
 from mtl_nlp.modeling.encoder import ModelLoadError
+from mtl_nlp.publish.hub import PushError
+from mtl_nlp.reports.model_card import write_checkpoint_card
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TEXTS = ["anna schmidt lives in new york .", "the film was great"]

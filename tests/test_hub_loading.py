@@ -5,9 +5,9 @@ import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from mtl_nlp import get_task
+from mtl_nlp.common.errors import DataError
 from mtl_nlp.data.loading import load_task_splits
 from mtl_nlp.data.pipeline import prepare_task_data
-from mtl_nlp.errors import DataError
 from mtl_nlp.tasks.builtin import CONLL_TAGS
 
 

@@ -7,12 +7,12 @@ from datasets import Dataset, DatasetDict
 from seqeval.metrics.sequence_labeling import get_entities
 
 from mtl_nlp import HeadConfig, MultiTaskModel
+from mtl_nlp.common.long_texts import edge_context, merge_word_sequences, plan_word_windows
 from mtl_nlp.data.features import encode_splits, windowed_examples
 from mtl_nlp.data.labels import build_label_mapper
 from mtl_nlp.inference import Predictor, windowed_text_entities
 from mtl_nlp.registry import TaskSpec
 from mtl_nlp.training.evaluation import tagged_sequences
-from mtl_nlp.windows import edge_context, merge_word_sequences, plan_word_windows
 
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 MAX_LENGTH = 64

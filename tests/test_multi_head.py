@@ -11,12 +11,12 @@ from accelerate.state import AcceleratorState
 from recipe_module import load_recipe
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-from mtl_nlp import Predictor, TaskSpec, registry
+from mtl_nlp import Predictor, TaskSpec
 from mtl_nlp.data.features import IGNORE_INDEX
 from mtl_nlp.data.pipeline import build_collator, prepare_task_data
-from mtl_nlp.export import export_task
 from mtl_nlp.modeling.model import MultiTaskModel
-from mtl_nlp.registry import MULTI_HEAD, TaskError, resolve_tasks
+from mtl_nlp.publish.export import export_task
+from mtl_nlp.registry import MULTI_HEAD, TaskError, resolve_tasks, store
 from mtl_nlp.training.metrics import exact_match
 from mtl_nlp.training.setup import head_configs
 
@@ -210,7 +210,7 @@ def trained_run(tmp_path_factory, tiny_model_dir):
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({"tasks": [atis_entry(tmp_path), plain]}))
     output = tmp_path / "run"
-    saved = dict(registry._REGISTRY)  # module-scoped: the per-test registry fixture runs after this
+    saved = dict(store._REGISTRY)  # module-scoped: the per-test registry fixture runs after this
     AcceleratorState._reset_state(reset_partial_state=True)
     try:
         load_recipe().main(["--config", str(config), f"model={tiny_model_dir}", f"output_dir={output}",
@@ -218,8 +218,8 @@ def trained_run(tmp_path_factory, tiny_model_dir):
                             "train.batch_size=4"])
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
-        registry._REGISTRY.clear()
-        registry._REGISTRY.update(saved)
+        store._REGISTRY.clear()
+        store._REGISTRY.update(saved)
     return output
 
 
@@ -340,7 +340,7 @@ def test_sentence_heads_score_each_example_once_when_it_is_windowed(
 
 
 def test_finetune_trains_an_entrys_heads_together(trained_run):
-    from mtl_nlp.training.finetune import finetune_tasks
+    from mtl_nlp.workflows.finetune import finetune_tasks
 
     AcceleratorState._reset_state(reset_partial_state=True)
     try:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mtl_nlp import precision
-from mtl_nlp.precision import cpuinfo_has_bf16, resolve_mixed_precision
+from mtl_nlp.common import precision
+from mtl_nlp.common.precision import cpuinfo_has_bf16, resolve_mixed_precision
 
 CPUINFO = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n\n"
 

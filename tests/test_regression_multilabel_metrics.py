@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mtl_nlp.task_types import MAIN_METRIC
+from mtl_nlp.common.task_types import MAIN_METRIC
 from mtl_nlp.training.metrics import (
     average_ranks,
     multilabel_metrics,

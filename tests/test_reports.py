@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtl_nlp.training.reports import (
+from mtl_nlp.training.class_reports import (
     classification_report,
     format_reports,
     multilabel_report,

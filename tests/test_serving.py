@@ -24,7 +24,7 @@ from test_export import sharpen  # noqa: E402
 from transformers import BertModel, pipeline  # noqa: E402
 
 from mtl_nlp import HeadConfig, MultiTaskModel, Predictor  # noqa: E402
-from mtl_nlp.export import export_task  # noqa: E402
+from mtl_nlp.publish.export import export_task  # noqa: E402
 from mtl_nlp.serving.app import ServeSettings, create_app  # noqa: E402
 from mtl_nlp.serving.batching import DynamicBatcher, Overloaded  # noqa: E402
 
@@ -153,7 +153,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_metrics_count_it(predicto
         async def full(inputs, tasks):
             raise Overloaded("the server's queue is full (512 requests)")
 
-        monkeypatch.setattr(client.app.state.serving["batcher"], "submit", full)
+        monkeypatch.setattr(client.app.state.server.batcher, "submit", full)
         response = client.post("/predict", json={"inputs": ["a"]})
         assert response.status_code == 503 and response.headers["retry-after"] == "1"
         assert response.json()["error"]["type"] == "overloaded"
@@ -164,7 +164,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_metrics_count_it(predicto
 
 def test_a_full_queue_sheds_model_requests_before_reading_them(predictor, monkeypatch):
     with client_for(predictor) as client:
-        monkeypatch.setattr(client.app.state.serving["batcher"].queue, "full", lambda: True)
+        monkeypatch.setattr(client.app.state.server.batcher.queue, "full", lambda: True)
         for path in ("/predict", "/tasks/demo_ner"):
             response = client.post(path, content=b"not even JSON")  # refused before the body is read
             assert response.status_code == 503 and response.headers["retry-after"] == "1"

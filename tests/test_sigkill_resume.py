@@ -15,9 +15,9 @@ import torch
 from transformers import BertConfig, BertModel
 
 from mtl_nlp import MultiTaskModel
+from mtl_nlp.common.run_files import WRITING, newest_state
 from mtl_nlp.modeling.checkpoint_files import PENDING
 from mtl_nlp.modeling.model import is_checkpoint
-from mtl_nlp.run_files import WRITING, newest_state
 
 KILLS = 20
 MAX_STEPS = 60

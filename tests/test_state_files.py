@@ -8,7 +8,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from mtl_nlp.run_files import COMPLETE, newest_state, state_step
+from mtl_nlp.common.run_files import COMPLETE, newest_state, state_step
 from mtl_nlp.training.state_files import save_state
 
 

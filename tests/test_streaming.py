@@ -7,10 +7,10 @@ import pytest
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
+from mtl_nlp.common.errors import DataError
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import prepare_task_data
 from mtl_nlp.data.streaming import StreamingBatches
-from mtl_nlp.errors import DataError
 from mtl_nlp.registry import TaskError, TaskSpec
 
 

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from mtl_nlp import Predictor
-from mtl_nlp.export import export_task
+from mtl_nlp.publish.export import export_task
 from mtl_nlp.tasks.demo_corpus import DEMO_DIR
 
 SENTENCE = "Officials in Berlin met Anna Schmidt of Acme Corp on Monday ."

@@ -1,5 +1,6 @@
 """Data: loading, label alignment, features, batching and the multi-task loader."""
 
+from mtl_nlp.common.errors import DataError
 from mtl_nlp.data.batching import LengthGroupedBatchSampler, SortedBatchSampler
 from mtl_nlp.data.conll import ConllFormatError, read_conll
 from mtl_nlp.data.features import IGNORE_INDEX, align_word_labels
@@ -7,7 +8,6 @@ from mtl_nlp.data.loading import load_task_splits
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData, build_collator, prepare_task_data
 from mtl_nlp.data.sampling import TaskSampler, task_probabilities
-from mtl_nlp.errors import DataError
 
 __all__ = [
     "IGNORE_INDEX",

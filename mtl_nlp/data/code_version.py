@@ -14,7 +14,9 @@ from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent.parent
 # Everything that decides what a feature row holds: the data package and the leaf modules it uses.
-SOURCES = sorted((PACKAGE / "data").glob("*.py")) + [PACKAGE / name for name in ("encoding.py", "windows.py")]
+SOURCES = sorted((PACKAGE / "data").glob("*.py")) + [
+    PACKAGE / "common" / name for name in ("tokenizing.py", "long_texts.py")
+]
 
 
 def _digest(paths: list[Path]) -> str:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.common.errors import MtlNlpError
 
 logger = logging.getLogger(__name__)
 

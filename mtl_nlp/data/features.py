@@ -10,13 +10,13 @@ from typing import Any
 from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import PreTrainedTokenizerBase
 
+from mtl_nlp.common.errors import DataError
+from mtl_nlp.common.long_texts import default_stride, plan_word_windows
+from mtl_nlp.common.tokenizing import IGNORE_INDEX, encode_texts
 from mtl_nlp.data.code_version import Versioned
 from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
 from mtl_nlp.data.word_pieces import align_piece_labels, continuation_ids, piece_starts
-from mtl_nlp.encoding import IGNORE_INDEX, encode_texts
-from mtl_nlp.errors import DataError
 from mtl_nlp.registry import TaskSpec
-from mtl_nlp.windows import default_stride, plan_word_windows
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from datasets import ClassLabel, Dataset, IterableDataset, Sequence
 
-from mtl_nlp.errors import DataError
+from mtl_nlp.common.errors import DataError
 from mtl_nlp.registry import TaskSpec
 
 

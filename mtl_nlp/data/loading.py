@@ -12,6 +12,7 @@ import datasets
 from datasets import Dataset, DatasetDict, IterableDataset
 from datasets.exceptions import DatasetGenerationError
 
+from mtl_nlp.common.errors import DataError, MtlNlpError
 from mtl_nlp.data.conll import ConllFormatError, read_conll
 from mtl_nlp.data.file_problems import (
     file_problem,
@@ -23,7 +24,6 @@ from mtl_nlp.data.file_problems import (
     streamed_file_problem,
     table_records,
 )
-from mtl_nlp.errors import DataError, MtlNlpError
 from mtl_nlp.registry import TaskSpec
 
 logger = logging.getLogger(__name__)

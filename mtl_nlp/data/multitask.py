@@ -11,7 +11,7 @@ import torch
 from datasets import IterableDataset
 from torch.utils.data import DataLoader
 
-from mtl_nlp.config import STEP_MODES
+from mtl_nlp.common.choices import STEP_MODES
 from mtl_nlp.data.batching import WINDOW_BATCHES, LengthGroupedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator

@@ -16,6 +16,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from mtl_nlp.common.errors import DataError
 from mtl_nlp.data.features import IGNORE_INDEX, encode_splits
 from mtl_nlp.data.labels import (
     build_label_mapper,
@@ -26,7 +27,6 @@ from mtl_nlp.data.labels import (
     split_labels,
 )
 from mtl_nlp.data.loading import load_task_splits
-from mtl_nlp.errors import DataError
 from mtl_nlp.registry import MULTI_HEAD, TaskSpec
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from mtl_nlp.config import SAMPLING_STRATEGIES
+from mtl_nlp.common.choices import SAMPLING_STRATEGIES
 
 ANNEAL_DIRECTIONS = ("up", "down")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerBase
 
-from mtl_nlp.encoding import IGNORE_INDEX
+from mtl_nlp.common.tokenizing import IGNORE_INDEX
 
 
 def piece_starts(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> dict[str, frozenset[int]]:

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtl_nlp.common.choices import BACKENDS, ONNX_BACKENDS
 from mtl_nlp.inference.errors import BackendError
 from mtl_nlp.modeling.model import MultiTaskModel
 
-BACKENDS = ("torch", "torch-compile", "onnx", "onnx-int8")  # the engines a Predictor can run on
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 Engine = Callable[[dict[str, Tensor], list[str]], dict[str, Tensor]]  # (inputs, tasks) -> {task: logits}
@@ -31,7 +31,7 @@ def build_engine(
     ignore `precision` and cache their export in `checkpoint`."""
     if backend not in BACKENDS:
         raise BackendError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
-    if backend in ("onnx", "onnx-int8"):
+    if backend in ONNX_BACKENDS:
         from mtl_nlp.inference.onnx_engine import onnx_runner
 
         return onnx_runner(model, tokenizer, backend, device, checkpoint)

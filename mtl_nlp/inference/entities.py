@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from mtl_nlp.windows import edge_context, merge_windows
+from mtl_nlp.common.long_texts import edge_context, merge_windows
 
 
 def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:

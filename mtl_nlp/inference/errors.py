@@ -3,7 +3,7 @@ the checkpoint does not have."""
 
 from __future__ import annotations
 
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.common.errors import MtlNlpError
 
 
 class BackendError(MtlNlpError, ValueError):

@@ -19,13 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtl_nlp.common.choices import ONNX_BACKENDS
+from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, ONNX_DIR, ONNX_MANIFEST
 from mtl_nlp.inference.errors import BackendError
-from mtl_nlp.run_files import CHECKPOINT_CONFIG
 
 logger = logging.getLogger(__name__)
 
-ONNX_BACKENDS = ("onnx", "onnx-int8")
-ONNX_DIR = "onnx"
 
 
 class _AllTasks(nn.Module):
@@ -127,9 +126,6 @@ def _cache_folder(checkpoint: str | Path | None) -> Path:
     return Path(tempfile.mkdtemp(prefix="mtl-nlp-onnx-"))
 
 
-MANIFEST_FILE = "manifest.json"
-
-
 def export_onnx_artifact(checkpoint: str | Path, output_dir: str | Path, int8: bool = False) -> Path:
     """Write every task of `checkpoint` as one standalone ONNX graph for Triton or any ONNX
     Runtime server: OUT/model.onnx (inputs: the tokenizer's ids and masks, batch and length
@@ -169,5 +165,5 @@ def export_onnx_artifact(checkpoint: str | Path, output_dir: str | Path, int8: b
             for name, head in model.head_configs.items()
         ],
     }
-    (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    (output_dir / ONNX_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return output_dir

@@ -16,7 +16,9 @@ import torch
 from torch import Tensor
 from transformers import AutoTokenizer
 
-from mtl_nlp.encoding import encode_texts
+from mtl_nlp.common.long_texts import default_stride
+from mtl_nlp.common.precision import resolve_mixed_precision
+from mtl_nlp.common.tokenizing import encode_texts
 from mtl_nlp.inference.engines import build_engine
 from mtl_nlp.inference.entities import entities_from_tags, windowed_text_entities
 from mtl_nlp.inference.errors import PredictorInputError
@@ -25,8 +27,6 @@ from mtl_nlp.modeling.checkpoint_files import consistent_view
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
-from mtl_nlp.precision import resolve_mixed_precision
-from mtl_nlp.windows import default_stride
 
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 SORT_GROUP_BATCHES = 64  # inputs tokenized and sorted by token count together, in batches

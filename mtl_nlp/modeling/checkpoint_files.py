@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mtl_nlp.common.run_files import CHECKPOINT_CONFIG
 from mtl_nlp.modeling.encoder import ModelLoadError
-from mtl_nlp.run_files import CHECKPOINT_CONFIG
 
 PENDING = ".checkpoint.new"  # a save being written, or complete and being moved into place
 MANIFEST = "files"  # mtl_nlp.json key: {file name: {"size": bytes, "sha256": hex digest}}

@@ -13,8 +13,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from mtl_nlp.common.errors import MtlNlpError
 from mtl_nlp.config import DEFAULT_MODEL, ConfigError
-from mtl_nlp.errors import MtlNlpError
 
 
 class ModelLoadError(MtlNlpError, OSError):

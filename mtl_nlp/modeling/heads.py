@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
 
-from mtl_nlp.encoding import IGNORE_INDEX
-from mtl_nlp.task_types import POOLINGS
+from mtl_nlp.common.task_types import POOLINGS
+from mtl_nlp.common.tokenizing import IGNORE_INDEX
 
 LABEL_FREE_TYPES = ("regression",)  # head types that predict a value, not one of a label set
 # The activation after the dense layer of each family's sequence classifier (first token ->
@@ -108,7 +108,7 @@ class PooledHead(nn.Module):
     With pooling "pooler" the first token's state goes through the head's own dense layer and
     the activation of the encoder family's sequence classifier first (tanh for BERT and RoBERTa,
     GELU for ELECTRA and DeBERTa, ReLU for DistilBERT): the computation of transformers' own
-    sequence classifiers, so such a head exports to a standard model (see mtl_nlp.export).
+    sequence classifiers, so such a head exports to a standard model (see mtl_nlp.publish.export).
     """
 
     def __init__(self, hidden_size: int, config: HeadConfig, outputs: int,

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.common.errors import MtlNlpError
 
 # Where encoders keep the module that runs their transformer layers as `.layer`: BERT, RoBERTa,
 # ELECTRA, DeBERTa, MPNet, XLM-R, MiniLM in `encoder`, DistilBERT in `transformer`.

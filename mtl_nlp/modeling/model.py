@@ -13,18 +13,16 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
+from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, HEADS_WEIGHTS, PRIVATE_WEIGHTS
 from mtl_nlp.modeling.blocks import block_class_names
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
 from mtl_nlp.modeling.encoder import ModelLoadError, check_encoder_kind, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head, family_head_config
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
-from mtl_nlp.run_files import CHECKPOINT_CONFIG
 
 logger = logging.getLogger(__name__)
 
-HEADS_WEIGHTS = "heads.safetensors"
-PRIVATE_WEIGHTS = "private_layers.safetensors"  # tasks' private encoder layers, when any
 FORMAT_VERSION = 1
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.common.errors import MtlNlpError
 from mtl_nlp.serving.app import ServeSettings, create_app
 
 SERVE_CONFIG_VARIABLE = "MTL_NLP_SERVE_CONFIG"  # JSON: checkpoint, predictor options, settings

@@ -8,6 +8,7 @@ PATH/glue/<task>/{train,test}.tsv for the GLUE tasks cola, mrpc, rte, qnli and m
 
 from __future__ import annotations
 
+from mtl_nlp.common.glue import GLUE_METRICS
 from mtl_nlp.registry import TaskSpec, register_task
 from mtl_nlp.tasks.demo_corpus import DEMO_DIR
 
@@ -20,27 +21,27 @@ ENTAILMENT_LABELS = ("entailment", "not_entailment")
 
 def glue_task(
     name: str, columns: tuple[str, ...], labels: tuple[str, ...], description: str,
-    test_split: str = "validation", metric: str | None = None,
+    test_split: str = "validation",
 ) -> TaskSpec:
     """A GLUE task from the Hub's nyu-mll/glue (configuration `name`) or PATH/glue/<name>/ files.
 
     GLUE's test splits carry no labels, so its validation split is the test split (the usual
     "GLUE dev score"), and model selection uses a part held out of train, as SST-2 does. The
     labels are GLUE's class names in its order, so the Hub's class ids and the local files' 0/1
-    (CoLA, MRPC) both read as them."""
+    (CoLA, MRPC) both read as them. The main metric is GLUE's (the first, for a task scored by two)."""
     return TaskSpec(
         name=name, type="classification", dataset="nyu-mll/glue", dataset_config=name,
         splits={"train": "train", "test": test_split},
         local_files={"train": f"glue/{name}/train.tsv", "test": f"glue/{name}/test.tsv"},
         local_format="tsv",  # MRPC holds an unbalanced `"`: quotes are plain text
         text_column=columns[0], text_pair_column=columns[1] if len(columns) > 1 else None,
-        labels=labels, metric=metric, description=description,
+        labels=labels, metric=GLUE_METRICS[name][0], description=description,
     )
 
 
 GLUE_TASKS = (
     glue_task("cola", ("sentence",), ("unacceptable", "acceptable"),
-              "GLUE CoLA linguistic acceptability (Matthews correlation)", metric="matthews_correlation"),
+              "GLUE CoLA linguistic acceptability (Matthews correlation)"),
     glue_task("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"),
               "GLUE MRPC paraphrase of a sentence pair (accuracy and F1)"),
     glue_task("rte", ("sentence1", "sentence2"), ENTAILMENT_LABELS,

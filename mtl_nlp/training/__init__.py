@@ -1,7 +1,6 @@
-"""Training: the Accelerate loop, evaluation, metrics, optimizer and precision choices."""
+"""Training: the Accelerate loop (setup, what a run trains, one optimizer step, evaluation, metrics,
+checkpoints and resumable state, loss weighting and gradient surgery)."""
 
-from mtl_nlp.precision import resolve_mixed_precision
-from mtl_nlp.training.affinity import measure_affinity
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate
 from mtl_nlp.training.metrics import classification_metrics, overall_score, tagging_metrics
 from mtl_nlp.training.optim import build_optimizer, build_scheduler
@@ -34,9 +33,7 @@ __all__ = [
     "evaluate",
     "evaluate_checkpoint",
     "head_configs",
-    "measure_affinity",
     "overall_score",
-    "resolve_mixed_precision",
     "sharing_shape",
     "tagging_metrics",
     "train_from_config",

@@ -14,11 +14,11 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
+from mtl_nlp.common.run_files import STATE_DIR, STATE_PROGRESS, STATE_RUN_CONFIG, newest_state
 from mtl_nlp.data.multitask import MultiTaskLoader
-from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling.checkpoint_files import finish_interrupted_save
 from mtl_nlp.modeling.model import MultiTaskModel, is_checkpoint, read_checkpoint_config
-from mtl_nlp.run_files import STATE_DIR, STATE_RUN_CONFIG, newest_state
+from mtl_nlp.reports.model_card import write_checkpoint_card
 from mtl_nlp.training.progress import TrainingProgress
 from mtl_nlp.training.sharded import (
     fill_missing_optimizer_state,
@@ -26,7 +26,7 @@ from mtl_nlp.training.sharded import (
     is_fully_sharded,
     load_checkpoint_weights,
 )
-from mtl_nlp.training.state_files import TRAINER_JSON, save_state
+from mtl_nlp.training.state_files import save_state
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class RunCheckpoints:
         """The resumable state, with the toolkit's progress as JSON and the run's config, so
         resume_from=DIR alone restores this run."""
         run_config = self.checkpoint_extra.get("run_config")
-        extra = {TRAINER_JSON: {"progress": self.progress.state_dict(), "loader": self.loader.state_dict()}}
+        extra = {STATE_PROGRESS: {"progress": self.progress.state_dict(), "loader": self.loader.state_dict()}}
         if run_config is not None:
             extra[STATE_RUN_CONFIG] = run_config
         if is_fully_sharded(self.accelerator):
@@ -87,7 +87,7 @@ class RunCheckpoints:
         if state is None:
             raise FileNotFoundError(f"resume_from: no complete training state in {path}")
         self.accelerator.load_state(str(state))
-        saved = json.loads((state / TRAINER_JSON).read_text())
+        saved = json.loads((state / STATE_PROGRESS).read_text())
         self.progress.load_state_dict(saved["progress"])
         self.loader.load_state_dict(saved["loader"])
         logger.info("resumed from %s at step %d", state, self.progress.step)

@@ -9,9 +9,16 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from mtl_nlp.common.long_texts import merge_word_sequences
 from mtl_nlp.data.batching import SortedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS, IGNORE_INDEX, WINDOW_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
+from mtl_nlp.training.class_reports import (
+    ClassReport,
+    classification_report,
+    multilabel_report,
+    tagging_report,
+)
 from mtl_nlp.training.metrics import (
     EXACT_MATCH,
     classification_metrics,
@@ -20,13 +27,6 @@ from mtl_nlp.training.metrics import (
     regression_metrics,
     tagging_metrics,
 )
-from mtl_nlp.training.reports import (
-    ClassReport,
-    classification_report,
-    multilabel_report,
-    tagging_report,
-)
-from mtl_nlp.windows import merge_word_sequences
 
 
 def build_eval_loaders(
@@ -59,7 +59,7 @@ def tagged_sequences(
 
     With `windows` ((example_index, word_start) of each row), rows are overlapping windows of
     longer examples: each example's words are put back together, every word tagged by the window
-    where it has the most context (see mtl_nlp/windows.py), one sequence per example.
+    where it has the most context (see mtl_nlp/common/long_texts.py), one sequence per example.
     """
     rows = []
     for row_predictions, row_labels in zip(predictions, labels):
@@ -88,13 +88,6 @@ def _predict_batch(
         predictions = accelerator.pad_across_processes(predictions, dim=1, pad_index=IGNORE_INDEX)
         labels = accelerator.pad_across_processes(labels, dim=1, pad_index=IGNORE_INDEX)
     return accelerator.gather_for_metrics((predictions, labels, *windows))
-
-
-def task_metrics(
-    task_type: str, predictions: list, labels: list, names: list[str]
-) -> dict[str, float]:
-    """Score one task's gathered predictions against its gold labels, by task type."""
-    return task_scores(task_type, predictions, labels, names, with_report=False)[0]
 
 
 def task_scores(

@@ -19,30 +19,27 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
+from mtl_nlp.common.glue import glue_average
+from mtl_nlp.common.run_files import METRICS_FILE
 from mtl_nlp.config import ConfigError, RunConfig
 from mtl_nlp.data import TaskData, prepare_task_data
 from mtl_nlp.data.features import windowed_examples
 from mtl_nlp.data.pipeline import head_main_metrics
-from mtl_nlp.model_card import write_checkpoint_card
 from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
 from mtl_nlp.modeling.encoder import check_encoder
 from mtl_nlp.registry import resolve_tasks
-from mtl_nlp.run_files import METRICS_FILE
+from mtl_nlp.reports.model_card import write_checkpoint_card
+from mtl_nlp.reports.run_results import MAIN_METRICS, OVERALL, REPORTS, UNSEEN_LABELS, WINDOWS
+from mtl_nlp.training.assembly import assemble_run
+from mtl_nlp.training.class_reports import format_reports
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate_with_reports
-from mtl_nlp.training.metrics import glue_average, overall_score, recorded_main_metrics
-from mtl_nlp.training.optim import build_optimizer, build_scheduler
-from mtl_nlp.training.reports import format_reports
+from mtl_nlp.training.metrics import overall_score, recorded_main_metrics
 from mtl_nlp.training.setup import (
     build_accelerator,
-    build_train_loader,
     check_output_dir,
-    count_optimizer_steps,
-    head_configs,
-    sharing_shape,
     start_trackers,
 )
 from mtl_nlp.training.trainer import MultiTaskTrainer
-from mtl_nlp.training.weighting import build_weighting
 
 logger = logging.getLogger(__name__)
 
@@ -56,40 +53,15 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     check_output_dir(config)
     start_trackers(accelerator, config)
 
-    # Data: registry entries -> tokenized, cached features (the main process fills the cache).
-    specs = resolve_tasks(config.tasks)
-    tokenizer = load_tokenizer(config.model)
-    with accelerator.main_process_first():
-        tasks = prepare_task_data(
-            specs, tokenizer, config.max_length, config.data_dir, config.cache_dir, config.seed,
-            config.max_train_examples, config.max_eval_examples, config.stride,
-        )
-    loader = build_train_loader(config, tasks, tokenizer, accelerator)
-
-    # Model, loss weighting and optimization.
-    model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
-    if config.init_from:
-        started = model.start_from_checkpoint(config.init_from)
-        fresh = [task for task in model.task_names if task not in started]
-        logger.info("starting from %s: encoder and the heads of %s%s", config.init_from,
-                    ", ".join(started) or "no task", f"; fresh heads: {', '.join(fresh)}" if fresh else "")
-    weighting = build_weighting(
-        config.weighting, {name: data.train_size for name, data in tasks.items()},
-        {name: data.spec.loss_weight for name, data in tasks.items()}, seed=config.seed,
-    )
-    optimizer = build_optimizer(
-        model, config.train.lr, config.train.weight_decay, config.train.head_lr, weighting,
-        config.weighting.lr,
-    )
-    steps = count_optimizer_steps(config.train, loader)
-    # Accelerate steps a prepared scheduler once per process for every optimizer step.
-    scheduler = build_scheduler(optimizer, steps * accelerator.num_processes, config.train.warmup_ratio)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # Data, model, loss weighting and optimization, prepared by Accelerate.
+    parts = assemble_run(config, accelerator)
+    specs, tokenizer, tasks, model = parts.specs, parts.tokenizer, parts.tasks, parts.model
+    optimizer, scheduler, weighting = parts.optimizer, parts.scheduler, parts.weighting
 
     # Train, keeping the best checkpoint by mean validation score.
     validation = build_eval_loaders(tasks, "validation", tokenizer, config.train.eval_batch_size, accelerator)
     trainer = MultiTaskTrainer(
-        accelerator, model, optimizer, scheduler, loader, validation, tasks, config.train,
+        accelerator, model, optimizer, scheduler, parts.loader, validation, tasks, config.train,
         config.output_dir, tokenizer,
         checkpoint_extra={
             "max_length": config.max_length, "stride": config.stride, "run_config": config.to_dict(),
@@ -119,7 +91,7 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     # holds the process group) goes first, on every rank at once, so that no rank tears gloo
     # down later, alone, after its peers have exited.
     accelerator.wait_for_everyone()
-    del trainer, model, optimizer, scheduler
+    del trainer, parts, model, optimizer, scheduler
     accelerator.free_memory()
     gc.collect()
     accelerator.wait_for_everyone()
@@ -168,8 +140,8 @@ def final_metrics(
     metrics, reports = evaluate_with_reports(accelerator, model, loaders, tasks)
     main_metrics = head_main_metrics(tasks)
     overall = {"score": overall_score(metrics, main_metrics), **(glue_average(metrics) or {})}
-    summary = {**metrics, "overall": overall, "main_metrics": recorded_main_metrics(metrics, main_metrics),
-               "reports": reports}
+    summary = {**metrics, OVERALL: overall, MAIN_METRICS: recorded_main_metrics(metrics, main_metrics),
+               REPORTS: reports}
     windows = {}
     for name, data in tasks.items():
         split = data.splits[data.eval_split]
@@ -177,16 +149,16 @@ def final_metrics(
             examples = len(set(split["example_index"]))
             windows[name] = {"examples": examples, "windowed_examples": windowed_examples(split)}
     if windows:
-        summary["windows"] = windows
+        summary[WINDOWS] = windows
     unseen = {name: head.unseen[head.eval_split] for data in tasks.values()
               for name, head in data.head_data.items() if head.eval_split in head.unseen}
     if unseen:  # gold labels the training data lacks, scored as errors: {task: {label: occurrences}}
-        summary["unseen_labels"] = unseen
+        summary[UNSEEN_LABELS] = unseen
     return summary
 
 
 def print_metrics(accelerator: Accelerator, metrics: dict[str, Any]) -> None:
     """The scores as JSON and the per-class reports as tables (main process)."""
-    scores = {key: value for key, value in metrics.items() if key != "reports"}
+    scores = {key: value for key, value in metrics.items() if key != REPORTS}
     accelerator.print(json.dumps(scores, indent=2))
-    accelerator.print(format_reports(metrics["reports"]))
+    accelerator.print(format_reports(metrics[REPORTS]))

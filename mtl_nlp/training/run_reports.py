@@ -9,15 +9,11 @@ from typing import Any
 
 from accelerate import Accelerator
 
-from mtl_nlp import diagnostics
+from mtl_nlp.common.run_files import CONFLICTS, CONFLICTS_PLOT, CURVES, TRAINER_STATE
 from mtl_nlp.data.multitask import MultiTaskLoader
-from mtl_nlp.run_files import TRAINER_STATE
+from mtl_nlp.reports import plots
 from mtl_nlp.training.progress import TrainingProgress, peak_memory_mb
 from mtl_nlp.training.weighting import LossWeighting
-
-CURVES = "curves.png"
-CONFLICTS = "conflicts.json"
-CONFLICTS_PLOT = "conflicts.png"
 
 
 def trainer_summary(
@@ -56,7 +52,7 @@ def write_run_reports(
     write_json(accelerator, output_dir, TRAINER_STATE, summary)
     if not accelerator.is_main_process:
         return
-    diagnostics.plot_curves(summary, output_dir / CURVES)
+    plots.plot_curves(summary, output_dir / CURVES)
     if conflicts is not None:
         write_json(accelerator, output_dir, CONFLICTS, conflicts)
-        diagnostics.plot_conflicts(conflicts, output_dir / CONFLICTS_PLOT)
+        plots.plot_conflicts(conflicts, output_dir / CONFLICTS_PLOT)

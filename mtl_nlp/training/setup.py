@@ -10,13 +10,13 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 
+from mtl_nlp.common.precision import describe_precision, resolve_mixed_precision
 from mtl_nlp.config import EVAL_EACH_EPOCH, ConfigError, RunConfig, TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import is_checkpoint
 from mtl_nlp.modeling.sharing import SharingShape
-from mtl_nlp.precision import describe_precision, resolve_mixed_precision
 from mtl_nlp.registry import TaskSpec
 from mtl_nlp.training.sharded import check_distributed_type
 

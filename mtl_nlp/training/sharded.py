@@ -19,7 +19,8 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch import nn
 
-from mtl_nlp.config import GRADIENT_METHODS, ConfigError, RunConfig
+from mtl_nlp.common.choices import GRADIENT_METHODS
+from mtl_nlp.config import ConfigError, RunConfig
 
 FSDP_CONFIG = "recipes/accelerate/fsdp.yaml"  # the Accelerate config the README shows
 UNSHARDABLE = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)

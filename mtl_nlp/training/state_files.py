@@ -14,12 +14,11 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mtl_nlp.run_files import COMPLETE, STATE_DIR, WRITING, state_step
+from mtl_nlp.common.run_files import COMPLETE, STATE_DIR, WRITING, state_step
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-TRAINER_JSON = "trainer_progress.json"  # the toolkit's own state: progress and loader positions
 
 
 def save_state(

@@ -18,6 +18,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mtl_nlp.config import TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData, head_main_metrics
+from mtl_nlp.reports.run_results import MAIN_METRICS, OVERALL
 from mtl_nlp.training.checkpointing import RunCheckpoints
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.interrupts import StopRequests, TrainingInterrupted
@@ -166,7 +167,7 @@ class MultiTaskTrainer:
         score = overall_score(metrics, self.main_metrics)
         recorded = recorded_main_metrics(metrics, self.main_metrics)
         self.progress.history.append({
-            "step": self.progress.step, "overall": score, **metrics, "main_metrics": recorded,
+            "step": self.progress.step, OVERALL: score, **metrics, MAIN_METRICS: recorded,
             "eval_seconds": round(seconds, 2), "eval_examples_per_second": round(examples / seconds, 1),
         })
         scores = {f"validation/{task}/{name}": value
@@ -176,7 +177,7 @@ class MultiTaskTrainer:
             self.progress.best_score, self.progress.best_step = score, self.progress.step
             selection = {"step": self.progress.step, "validation_overall": score}
             # the model card reads each task's main metric (an entry's exact match) from main_metrics
-            self.checkpoints.save_model(self.output_dir, {**metrics, "main_metrics": recorded}, selection)
+            self.checkpoints.save_model(self.output_dir, {**metrics, MAIN_METRICS: recorded}, selection)
         self.accelerator.print(
             f"step {self.progress.step}: validation overall {score:.4f} "
             f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}) "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from mtl_nlp.training.metrics import GLUE_METRICS
+from mtl_nlp.common.glue import GLUE_METRICS
 
 
 def glue_score(task: str, metrics: dict[str, float]) -> float:

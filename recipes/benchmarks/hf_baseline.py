@@ -27,11 +27,11 @@ from transformers import (
 )
 
 import mtl_nlp  # noqa: F401  (registers the built-in tasks)
+from mtl_nlp.common.precision import resolve_mixed_precision
 from mtl_nlp.config import DEFAULT_MODEL
 from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator, prepare_task_data
 from mtl_nlp.modeling.encoder import load_tokenizer, resolve_model_path
-from mtl_nlp.precision import resolve_mixed_precision
 from mtl_nlp.registry import get_task
 from mtl_nlp.training.evaluation import tagged_sequences
 from mtl_nlp.training.metrics import classification_metrics, tagging_metrics

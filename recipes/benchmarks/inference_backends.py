@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from transformers import AutoModel, AutoTokenizer, pipeline
 
-from mtl_nlp.export import export_task
 from mtl_nlp.inference import Predictor
+from mtl_nlp.publish.export import export_task
 from mtl_nlp.registry import get_task
 
 from .answer_scores import gold_examples, score_answers

@@ -11,13 +11,13 @@ of the served model loses (entities broken at punctuation inside a word, for exa
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from mtl_nlp.common.task_types import MAIN_METRIC
 from mtl_nlp.inference import Predictor
 from mtl_nlp.modeling.model import read_checkpoint_config
 from mtl_nlp.registry import resolve_tasks
-from mtl_nlp.task_types import MAIN_METRIC
+from mtl_nlp.reports.run_results import read_metrics
 
 from .answer_scores import gold_examples, score_answers
 
@@ -28,15 +28,15 @@ def served_scores(directory: Path, data_dir: str, tasks: list[str] | None) -> di
     """{task: (test score in metrics.json, test score of the Predictor's answers)}, for the
     classification and tagging tasks (all of them, or `tasks`); the tasks' data come from the run
     config saved in the checkpoint (built-in tasks read `data_dir`)."""
-    metrics = directory / "metrics.json"
-    if not metrics.is_file():
-        raise SystemExit(f"{metrics} not found: served_scores compares a finished run's test metrics")
+    try:
+        evaluated = read_metrics(directory)
+    except FileNotFoundError as error:
+        raise SystemExit(f"{error}: served_scores compares a finished run's test metrics") from None
     predictor = Predictor.from_pretrained(directory)
     scored = [task for task in predictor.tasks if predictor.model.head_configs[task].type in SERVED_TYPES]
     unknown = sorted(set(tasks or []) - set(scored))
     if unknown:
         raise SystemExit(f"{directory}: cannot score task(s) {unknown}; scorable tasks: {', '.join(scored)}")
-    evaluated = json.loads(metrics.read_text())
     entries = read_checkpoint_config(directory)["run_config"]["tasks"]
     specs = {spec.name: spec for spec in resolve_tasks(entries)}
     scores = {}

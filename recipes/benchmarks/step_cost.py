@@ -19,9 +19,9 @@ import torch
 from accelerate import Accelerator
 
 from mtl_nlp import MultiTaskModel, load_tokenizer, prepare_task_data, resolve_tasks
+from mtl_nlp.common.precision import resolve_mixed_precision
 from mtl_nlp.config import DEFAULT_MODEL, WeightingConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
-from mtl_nlp.precision import resolve_mixed_precision
 from mtl_nlp.training.optim import build_optimizer, build_scheduler
 from mtl_nlp.training.setup import head_configs
 from mtl_nlp.training.step import StepRunner

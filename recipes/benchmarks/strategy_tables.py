@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from mtl_nlp.diagnostics import task_main_metric
+from mtl_nlp.reports.plots import task_main_metric
 
 
 def strategy_tables(

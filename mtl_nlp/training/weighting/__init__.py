@@ -6,7 +6,10 @@ never branches on the method's name.
 
 from __future__ import annotations
 
-from mtl_nlp.config import WEIGHTING_METHODS, WeightingConfig
+from collections.abc import Callable
+
+from mtl_nlp.common.choices import WEIGHTING_METHODS
+from mtl_nlp.config import WeightingConfig
 from mtl_nlp.training.weighting.base import LossWeighting
 from mtl_nlp.training.weighting.gradient_methods import (
     CAGrad,
@@ -24,24 +27,26 @@ from mtl_nlp.training.weighting.loss_methods import (
     dwa_weights,
 )
 
+# Each method of common.choices.WEIGHTING_METHODS: (config, tasks, sizes, loss_weights, seed) -> method.
+METHODS: dict[str, Callable[..., LossWeighting]] = {
+    "equal": lambda config, tasks, sizes, weights, seed: EqualWeighting(tasks, weights),
+    "log_size": lambda config, tasks, sizes, weights, seed: LogSizeWeighting(tasks, sizes, weights),
+    "uncertainty": lambda config, tasks, sizes, weights, seed: UncertaintyWeighting(tasks, weights),
+    "dwa": lambda config, tasks, sizes, weights, seed: DynamicWeightAverage(
+        tasks, config.window, config.temperature, weights),
+    "rlw": lambda config, tasks, sizes, weights, seed: RandomLossWeighting(tasks, seed, weights),
+    "pcgrad": lambda config, tasks, sizes, weights, seed: PCGrad(tasks, seed, weights),
+    "cagrad": lambda config, tasks, sizes, weights, seed: CAGrad(tasks, config.cagrad_c, weights),
+}
+
 
 def build_weighting(
     config: WeightingConfig, sizes: dict[str, int], loss_weights: dict[str, float], seed: int = 0
 ) -> LossWeighting:
     """The method `config.method` for tasks with `sizes` training examples (in task order)."""
-    tasks = list(sizes)
-    builders = {
-        "equal": lambda: EqualWeighting(tasks, loss_weights),
-        "log_size": lambda: LogSizeWeighting(tasks, sizes, loss_weights),
-        "uncertainty": lambda: UncertaintyWeighting(tasks, loss_weights),
-        "dwa": lambda: DynamicWeightAverage(tasks, config.window, config.temperature, loss_weights),
-        "rlw": lambda: RandomLossWeighting(tasks, seed, loss_weights),
-        "pcgrad": lambda: PCGrad(tasks, seed, loss_weights),
-        "cagrad": lambda: CAGrad(tasks, config.cagrad_c, loss_weights),
-    }
-    if config.method not in builders:
+    if config.method not in METHODS:
         raise ValueError(f"weighting method {config.method!r} is not one of: {', '.join(WEIGHTING_METHODS)}")
-    return builders[config.method]()
+    return METHODS[config.method](config, list(sizes), sizes, loss_weights, seed)
 
 
 __all__ = [
@@ -50,6 +55,7 @@ __all__ = [
     "EqualWeighting",
     "LogSizeWeighting",
     "LossWeighting",
+    "METHODS",
     "PCGrad",
     "RandomLossWeighting",
     "TaskGradients",

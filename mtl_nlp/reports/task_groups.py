@@ -2,7 +2,7 @@
 "Efficiently Identifying Task Groupings for Multi-Task Learning").
 
 Pure functions over plain lists and the affinity.json dict, so they test on given matrices and
-need no torch; `mtl_nlp.training.affinity` measures the matrix. (A module under mtl_nlp.training
+need no torch; `mtl_nlp.workflows.affinity` measures the matrix. (A module under mtl_nlp.training
 would load torch with that package.)
 
 The matrix is indexed [source][target]: Z(i->j) = 1 - L_j(after a step on task i) / L_j(before),

@@ -1,7 +1,6 @@
-"""Run diagnostics: training curves, gradient-conflict and task-affinity figures, and which metric
-is a task's main one. Pure functions over the JSON files a run writes (trainer_state.json,
-conflicts.json, affinity.json), so they need no model and no training to run or test;
-mtl_nlp.comparison compares runs.
+"""The figures of a run: training curves, gradient conflicts and task affinity. Pure functions over
+the JSON files a run writes (trainer_state.json, conflicts.json, affinity.json), so they need no
+model and no training to run or test.
 
 matplotlib is imported only inside the drawing functions, so `import mtl_nlp` stays free of it,
 and only through the object-oriented Figure API with the Agg canvas: drawing never touches
@@ -14,53 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mtl_nlp.task_groups import every_steps, matrix_rows, off_diagonal, value_format
-from mtl_nlp.task_types import MAIN_METRIC, REPORTED_METRICS
-
-# The key set each task type reports and its default main metric, the one model selection and
-# the overall score use, for result files that do not record their main metrics.
-METRIC_SETS: dict[frozenset[str], str] = {keys: MAIN_METRIC[task_type]
-                                          for task_type, keys in REPORTED_METRICS.items()}
-
-
-def main_metric(metrics: dict[str, float]) -> str:
-    """The main metric's key in one task's metrics dict: f1 (tagging), accuracy (classification),
-    pearson (regression) or micro_f1 (multilabel). ValueError for an unknown key set."""
-    keys = frozenset(metrics)
-    matches = [main for known, main in METRIC_SETS.items() if known <= keys]
-    # A superset still matches (a later version may add, say, an eval loss), as long as it
-    # points at one task type only.
-    if len(matches) == 1:
-        return matches[0]
-    expected = "; ".join("{" + ", ".join(sorted(known)) + "}" for known in METRIC_SETS)
-    raise ValueError(f"unknown metric set {{{', '.join(sorted(keys))}}}: expected one of {expected}")
-
-
-# Keys of metrics.json that are not tasks: the mean main metric, each task's main metric, the
-# per-class reports, windowed examples and labels never seen in training.
-SUMMARY_KEYS = ("overall", "main_metrics", "reports", "windows", "unseen_labels")
-
-
-def task_main_metric(result: dict[str, Any], task: str) -> str:
-    """The main metric of `task` in a metrics.json dict or validation history entry: the one the
-    run recorded under "main_metrics" (a task entry may choose it), else inferred from the keys."""
-    recorded = result.get("main_metrics")
-    if isinstance(recorded, dict) and recorded.get(task) in result[task]:
-        return recorded[task]
-    return main_metric(result[task])
-
-
-def main_metrics_of(result: dict[str, Any]) -> dict[str, str]:
-    """{task: main metric} for every task of a metrics.json dict or validation history entry."""
-    return {task: task_main_metric(result, task) for task in task_entries(result)}
-
-
-def task_entries(result: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """The per-task metrics of a validation history entry or a metrics.json dict: its dict-valued
-    keys, except the SUMMARY_KEYS."""
-    return {
-        key: value for key, value in result.items() if isinstance(value, dict) and key not in SUMMARY_KEYS
-    }
+from mtl_nlp.reports.run_results import OVERALL, task_entries, task_main_metric
+from mtl_nlp.reports.task_groups import every_steps, matrix_rows, off_diagonal, value_format
 
 
 def mean_cosine(records: list[dict[str, Any]]) -> list[list[float]]:
@@ -232,7 +186,7 @@ def _draw_scores(ax: Any, history: list[dict], colors: dict[str, str], best_step
         metric = task_main_metric(entries[0], task)
         ax.plot([s for s, _ in points], [m[metric] for _, m in points], color=color, marker=marker,
                 markersize=4, label=f"{task} ({metric})")
-    overall = [(e["step"], e["overall"]) for e in history if e.get("overall") is not None]
+    overall = [(e["step"], e[OVERALL]) for e in history if e.get(OVERALL) is not None]
     if overall:
         ax.plot(*zip(*overall), color="black", linestyle="--", marker=marker, markersize=4,
                 label="overall (mean)")

@@ -1,4 +1,5 @@
-"""The task registry: a task is one TaskSpec entry, registered from Python or from a YAML config."""
+"""A task entry: TaskSpec, the checks that make a malformed entry fail with a message naming the
+key and the fix, and the reading of a YAML `tasks:` mapping (an entry of one head or of several)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtl_nlp.errors import MtlNlpError
-from mtl_nlp.task_types import POOLINGS, SENTENCE_TYPES, TASK_METRICS, TASK_TYPES
+from mtl_nlp.common.errors import MtlNlpError
+from mtl_nlp.common.task_types import POOLINGS, SENTENCE_TYPES, TASK_METRICS, TASK_TYPES
 
 # tsv: tab-separated, quote characters are plain text (SST-2); tsv_quoted: tab-separated with
 # CSV-style quoting, a field holding `"` is wrapped in quotes with inner quotes doubled (STS-B).
@@ -328,79 +329,3 @@ def _entry_from_dict(data: Mapping[str, Any]) -> TaskSpec:
               ("text_column", "text_pair_column", "tokens_column", "tags_column")}
     entry = {k: v for k, v in data.items() if k != "heads"}
     return TaskSpec(**entry, **inputs, type=MULTI_HEAD, heads=tuple(specs))
-
-
-_REGISTRY: dict[str, TaskSpec] = {}
-
-
-def register_task(spec: TaskSpec) -> TaskSpec:
-    """Add `spec` to the registry; a second task with the same name is an error."""
-    if spec.name in _REGISTRY:
-        raise TaskError(
-            f"task {spec.name!r} is already registered; pick another name "
-            f"(registered: {', '.join(list_tasks())})"
-        )
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def unregister_task(name: str) -> None:
-    """Remove a task (used by tests and by code that replaces an entry on purpose)."""
-    get_task(name)
-    del _REGISTRY[name]
-
-
-def get_task(name: str) -> TaskSpec:
-    """Return the registered task `name`; an unknown name lists the names that exist."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise TaskError(
-            f"unknown task {name!r}; registered tasks: {', '.join(list_tasks()) or '(none)'}"
-        ) from None
-
-
-def list_tasks() -> list[str]:
-    """Names of all registered tasks, sorted."""
-    return sorted(_REGISTRY)
-
-
-def resolve_tasks(entries: list[str | Mapping[str, Any]]) -> list[TaskSpec]:
-    """Turn a config's `tasks:` list (names or inline entries) into specs.
-
-    Inline entries are registered, so a run's tasks are all visible in the registry; an inline
-    entry that repeats a registered name is accepted only when it is the very same spec. A mapping
-    that names a registered task and gives no `type` changes some of its fields for this run only
-    (`{name: conll2003, layer: 3}`); the registry keeps the original.
-    """
-    specs: list[TaskSpec] = []
-    for entry in entries:
-        if isinstance(entry, str):
-            spec = get_task(entry)
-        elif (isinstance(entry, Mapping) and "type" not in entry and "heads" not in entry
-              and entry.get("name") in _REGISTRY):
-            spec = _REGISTRY[entry["name"]].with_changes(entry)
-        elif isinstance(entry, Mapping):
-            spec = TaskSpec.from_dict(entry)
-            if _REGISTRY.get(spec.name) != spec:
-                register_task(spec)
-        else:
-            raise TaskError(f"a tasks entry must be a name or a mapping, got {entry!r}")
-        if spec.name in {s.name for s in specs}:
-            raise TaskError(f"task {spec.name!r} is listed twice in tasks")
-        specs.append(spec)
-    _check_unique_heads(specs)
-    return specs
-
-
-def _check_unique_heads(specs: list[TaskSpec]) -> None:
-    """Head names name tasks everywhere (metrics, predictions, export): TaskError when a head
-    shares its name with another head or task of the run."""
-    owners: dict[str, list[str]] = {}
-    for spec in specs:
-        for name in {spec.name, *(head.name for head in spec.head_specs)}:
-            owners.setdefault(name, []).append(spec.name)
-    repeated = {name: entries for name, entries in owners.items() if len(entries) > 1}
-    if repeated:
-        shown = "; ".join(f"{name!r} in {', '.join(entries)}" for name, entries in repeated.items())
-        raise TaskError(f"task and head names must be unique in a run: {shown}")

@@ -12,10 +12,10 @@ import argparse
 import sys
 
 from mtl_nlp import __version__
-from mtl_nlp.errors import run_reporting_user_errors
+from mtl_nlp.common.choices import AFFINITY_EVERY, BACKENDS, PRECISIONS
+from mtl_nlp.common.errors import run_reporting_user_errors
 
 RAW = argparse.RawDescriptionHelpFormatter
-BACKENDS = ("torch", "torch-compile", "onnx", "onnx-int8")  # = mtl_nlp.inference.BACKENDS (no torch import)
 CHECKPOINT_HELP = "a checkpoint directory (a run's output_dir), or the Hub repository id it was pushed to"
 # `--debug` and `--verbose` are accepted before and after the command name.
 DEBUG = argparse.ArgumentParser(add_help=False)
@@ -49,8 +49,6 @@ compares each task's test score before and after; DIR/finetuned/finetune.json ke
 --compare-alone also trains each task alone from the pretrained encoder with the same settings
 (DIR/finetuned/alone/<task>/) and names, per task, the checkpoint to serve it from: the one
 with the best validation score."""
-
-AFFINITY_EVERY = 5  # = mtl_nlp.training.affinity.DEFAULT_EVERY (no torch import)
 
 AFFINITY_EXAMPLE = """\
 examples:
@@ -215,7 +213,7 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
                          help="tokens shared by the windows a tagging task reads a longer text in "
                          "(default: the checkpoint's, or max_length // 4)")
     predict.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    predict.add_argument("--precision", choices=("auto", "no", "bf16", "fp16"), default="auto",
+    predict.add_argument("--precision", choices=PRECISIONS, default="auto",
                          help="autocast precision; auto = bf16 where the hardware runs it natively")
     predict.add_argument("--backend", choices=BACKENDS, default="torch",
                          help="the engine: torch; torch-compile (tens of seconds to compile on the first "
@@ -271,7 +269,7 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
                        help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--backend", choices=BACKENDS, default="torch", help="the Predictor's engine")
-    serve.add_argument("--precision", choices=("auto", "no", "bf16", "fp16"), default="auto")
+    serve.add_argument("--precision", choices=PRECISIONS, default="auto")
     serve.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     serve.add_argument("--max-batch-tokens", type=int, default=8192,
                        help="a batch of merged requests closes at about this many tokens (default 8192)")
@@ -361,11 +359,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from mtl_nlp import commands
+    from mtl_nlp.cli import commands
 
     handler = getattr(commands, f"run_{args.command.replace('-', '_')}")
     return run_reporting_user_errors(lambda: handler(args, sys.stdout), "mtl-nlp", args.debug)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from mtl_nlp.console import setup_logging
+from mtl_nlp.common.console import setup_logging
+from mtl_nlp.common.run_files import AFFINITY_FILE, AFFINITY_PLOT, EVALUATION_FILE
 from mtl_nlp.registry import get_task, list_tasks
 
-EVALUATION_FILE = "evaluation.json"  # `mtl-nlp evaluate` never overwrites the run's metrics.json
 LISTED_LABELS = 6
 
 
@@ -38,7 +38,7 @@ def split_names(text: str | None) -> list[str] | None:
 
 
 def run_finetune(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.training.finetune import finetune_tasks, format_finetune
+    from mtl_nlp.workflows.finetune import finetune_tasks, format_finetune
 
     setup_logging(args.verbose)
     summary = finetune_tasks(args.checkpoint, split_names(args.tasks), args.overrides,
@@ -49,8 +49,8 @@ def run_finetune(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_affinity(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.config import load_config
-    from mtl_nlp.task_groups import format_affinity
-    from mtl_nlp.training.affinity import AFFINITY_FILE, AFFINITY_PLOT, measure_affinity
+    from mtl_nlp.reports.task_groups import format_affinity
+    from mtl_nlp.workflows.affinity import measure_affinity
 
     config = load_config(args.config, args.overrides)
     setup_logging(args.verbose)
@@ -128,7 +128,7 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_export(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.export import export_task
+    from mtl_nlp.publish.export import export_task
 
     setup_logging(args.verbose)
     written = export_task(args.checkpoint, args.task, args.output)
@@ -148,7 +148,7 @@ def run_export_onnx(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_push(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.hub import push_to_hub
+    from mtl_nlp.publish.hub import push_to_hub
 
     url = push_to_hub(args.checkpoint, args.repo_id, private=args.private or None, revision=args.revision,
                       token=args.token, commit_message=args.message)
@@ -174,7 +174,7 @@ def run_tasks(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_compare(args: argparse.Namespace, out: TextIO) -> int:
-    from mtl_nlp.comparison import compare_runs, format_comparison
+    from mtl_nlp.reports.comparison import compare_runs, format_comparison
 
     comparison = compare_runs(args.runs)
     out.write((json.dumps(comparison, indent=2) if args.json else format_comparison(comparison)) + "\n")

@@ -10,7 +10,6 @@ from collections import Counter
 from seqeval.metrics import classification_report as seqeval_report
 
 ClassReport = dict[str, dict[str, float]]  # {label or entity type: {precision, recall, f1, support}}
-REPORT_COLUMNS = ("precision", "recall", "f1", "support")
 
 
 def _row(tp: int, fp: int, fn: int) -> dict[str, float]:

@@ -4,14 +4,12 @@ metrics.json, the difference to the first run, and each run's mean difference ov
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from mtl_nlp.diagnostics import SUMMARY_KEYS, task_main_metric
-from mtl_nlp.errors import MtlNlpError
-from mtl_nlp.run_files import METRICS_FILE
-from mtl_nlp.training.metrics import glue_average
+from mtl_nlp.common.errors import MtlNlpError
+from mtl_nlp.common.glue import GLUE_AVERAGE, glue_average
+from mtl_nlp.reports.run_results import MAIN_METRICS, read_task_scores, task_main_metric
 
 
 class ComparisonError(MtlNlpError, ValueError):
@@ -19,41 +17,9 @@ class ComparisonError(MtlNlpError, ValueError):
 
 
 def load_metrics(directory: str | Path) -> dict[str, dict[str, float]]:
-    """A run's test metrics by task from DIR/metrics.json, "overall" and "reports" left out.
+    """A run's test metrics by task from DIR/metrics.json, the summary keys left out.
     FileNotFoundError when the file is missing, ValueError when it is malformed."""
-    return load_run(directory)[0]
-
-
-def load_run(directory: str | Path) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """(test metrics by task, {task: main metric the run recorded}) of the run in `directory`
-    (see load_metrics); a task whose main metric was not recorded has it inferred later."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"run directory does not exist: {directory}")
-    path = directory / METRICS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {METRICS_FILE} in {directory} (has the run finished?)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ComparisonError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ComparisonError(f"{path}: expected {{task: {{metric: value}}}}, found a {type(data).__name__}")
-    tasks = {}
-    for task, metrics in data.items():
-        if task in SUMMARY_KEYS:
-            continue
-        numbers = isinstance(metrics, dict) and all(
-            isinstance(value, (int, float)) and not isinstance(value, bool) for value in metrics.values()
-        )
-        if not numbers or not metrics:
-            raise ComparisonError(f"{path}: task {task!r} must map metric names to numbers")
-        tasks[task] = metrics
-    if not tasks:
-        raise ComparisonError(f"{path}: no task metrics")
-    recorded = data.get("main_metrics") if isinstance(data.get("main_metrics"), dict) else {}
-    mains = {task: recorded[task] for task in tasks if recorded.get(task) in tasks[task]}
-    return tasks, mains
+    return read_task_scores(directory)[0]
 
 
 def compare_runs(directories: list[str | Path]) -> dict[str, Any]:
@@ -67,8 +33,8 @@ def compare_runs(directories: list[str | Path]) -> dict[str, Any]:
     if len(directories) < 2:
         raise ComparisonError(f"compare needs at least 2 run directories, got {len(directories)}")
     runs = [str(directory) for directory in directories]
-    loaded = [load_run(directory) for directory in directories]
-    results = [{**tasks, "main_metrics": mains} for tasks, mains in loaded]
+    loaded = [read_task_scores(directory) for directory in directories]
+    results = [{**tasks, MAIN_METRICS: mains} for tasks, mains in loaded]
     order: dict[str, None] = {}  # the first run's tasks first, then the others as they appear
     for tasks, _ in loaded:
         order.update(dict.fromkeys(tasks))
@@ -78,8 +44,8 @@ def compare_runs(directories: list[str | Path]) -> dict[str, Any]:
         shared = [row["differences"][index] for row in rows if row["differences"][index] is not None]
         mean = _clean(sum(shared) / len(shared)) if shared else None
         summary.append({"run": run, "mean_difference": mean, "shared_tasks": len(shared)})
-    glue = [(glue_average(tasks) or {}).get("glue_average") for tasks, _ in loaded]
-    return {"runs": runs, "tasks": rows, "summary": summary, "glue_average": glue}
+    glue = [(glue_average(tasks) or {}).get(GLUE_AVERAGE) for tasks, _ in loaded]
+    return {"runs": runs, "tasks": rows, "summary": summary, GLUE_AVERAGE: glue}
 
 
 def _compare_task(task: str, runs: list[str], results: list[dict]) -> dict[str, Any]:
@@ -131,7 +97,7 @@ def format_comparison(comparison: dict[str, Any]) -> str:
         mean = entry["mean_difference"]
         means.append(f"- ({tasks} shared)" if mean is None else f"{mean:+.4f} over {tasks}")
     body.append(["mean difference", "", "", *means])
-    glue = comparison.get("glue_average") or []
+    glue = comparison.get(GLUE_AVERAGE) or []
     if any(value is not None for value in glue):  # runs of two or more GLUE tasks
         body.append(["GLUE average", "GLUE's", *("-" if value is None else f"{value:.4f}" for value in glue)])
     widths = [max(len(cells[column]) for cells in [header, *body]) for column in range(len(header))]

@@ -23,18 +23,20 @@ from typing import Any
 
 import torch
 
+from mtl_nlp.common.run_files import (
+    ALONE_DIR,
+    FINETUNE_SUMMARY,
+    FINETUNED_DIR,
+    METRICS_FILE,
+    ONE_PASS_DIR,
+)
 from mtl_nlp.config import ConfigError, load_config
-from mtl_nlp.diagnostics import main_metrics_of
 from mtl_nlp.modeling.model import MultiTaskModel, owning_task, read_checkpoint_config
-from mtl_nlp.run_files import METRICS_FILE, TRAINER_STATE
+from mtl_nlp.reports.run_results import MAIN_METRICS, main_metrics_of, read_metrics, read_trainer_state
 
 logger = logging.getLogger(__name__)
 
-FINETUNED_DIR = "finetuned"  # DIR/finetuned/<task>/: one checkpoint per task
-SUMMARY_FILE = "finetune.json"  # DIR/finetuned/finetune.json: scores before and after
 FIXED_KEYS = ("tasks", "output_dir", "init_from", "resume_from")  # what finetune sets itself
-ONE_PASS_DIR = "one_pass"  # DIR/finetuned/one_pass/: every task's private-only second stage, assembled
-ALONE_DIR = "alone"  # DIR/finetuned/alone/<task>/: the task trained alone from the pretrained encoder
 
 
 def finetune_tasks(
@@ -100,7 +102,7 @@ def finetune_tasks(
             alone = train_from_config(load_config(None, overrides, base=base, base_source=source))
             recommended, served_from, validation = recommend(directory, output, alone_output)
         for name in (name for name in names if entry_of[name] == run):
-            metric = mains.get(name) or after["main_metrics"][name]
+            metric = mains.get(name) or after[MAIN_METRICS][name]
             before = before_metrics.get(name, {}).get(metric)
             row = {"task": name, "metric": metric, "multi_task": before,
                    "finetuned": after[name][metric], "output_dir": str(output)}
@@ -120,7 +122,7 @@ def finetune_tasks(
         assembled = assemble_one_pass(directory, runs, directory / FINETUNED_DIR / ONE_PASS_DIR)
         summary["one_pass"] = str(assembled)
         summary["encoder_passes"]["one_pass"] = 1
-    (directory / FINETUNED_DIR / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    (directory / FINETUNED_DIR / FINETUNE_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -129,18 +131,14 @@ def recommend(directory: Path, finetuned: Path, alone: Path) -> tuple[str, Path,
     trainer_state.json records it): the one trained alone only when it scores higher; else the
     fine-tuned one, or the multi-task checkpoint itself when the second stage kept its start.
     Returns (choice, its folder, both validation scores), the scores to show how close it was."""
-    tuned = _trainer_state(finetuned)
+    tuned = read_trainer_state(finetuned)
     scores = {"finetuned": tuned["best_validation_overall"],
-              "alone": _trainer_state(alone)["best_validation_overall"]}
+              "alone": read_trainer_state(alone)["best_validation_overall"]}
     if scores["alone"] > scores["finetuned"]:
         return "alone", alone, scores
     if tuned["best_step"] == 0:  # no step of the second stage beat the multi-task weights
         return "multi_task", directory, scores
     return "finetuned", finetuned, scores
-
-
-def _trainer_state(directory: Path) -> dict[str, Any]:
-    return json.loads((directory / TRAINER_STATE).read_text())
 
 
 def assemble_one_pass(directory: Path, runs: list[str], output: Path) -> Path:
@@ -184,11 +182,11 @@ def _task_entry(entries: list[Any], name: str) -> Any:
 
 
 def _read_metrics(directory: Path) -> dict[str, Any]:
-    path = directory / METRICS_FILE
-    if not path.is_file():
-        raise ConfigError(f"{directory} has no metrics.json: finetune compares each task with the "
-                          "multi-task run's test scores, so finetune a finished run")
-    return json.loads(path.read_text())
+    try:
+        return read_metrics(directory)
+    except FileNotFoundError:
+        raise ConfigError(f"{directory} has no {METRICS_FILE}: finetune compares each task with the "
+                          "multi-task run's test scores, so finetune a finished run") from None
 
 
 def format_finetune(summary: dict[str, Any]) -> str:

@@ -17,7 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.common.errors import MtlNlpError
+from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, ONNX_DIR, STATE_DIR, WRITING
 from mtl_nlp.modeling.checkpoint_files import (
     MANIFEST,
     PENDING,
@@ -27,13 +28,14 @@ from mtl_nlp.modeling.checkpoint_files import (
 )
 from mtl_nlp.modeling.encoder import ModelLoadError
 from mtl_nlp.modeling.hub_checkpoint import first_line, resolve_checkpoint
-from mtl_nlp.run_files import CHECKPOINT_CONFIG
 
 __all__ = ["PushError", "push_to_hub", "resolve_checkpoint", "snapshot_for_upload"]
 
 # Top-level entries of an output_dir that are never published: resumable states (newest, being
 # written, older ones), a save in progress, and the ONNX engine cache (rebuilt where it is used).
-NOT_PUSHED = re.compile(r"^(state|state\.new|state-\d+|onnx)$|^\.")
+NOT_PUSHED = re.compile(
+    rf"^({re.escape(STATE_DIR)}|{re.escape(WRITING)}|{re.escape(STATE_DIR)}-\d+|{re.escape(ONNX_DIR)})$|^\."
+)
 ATTEMPTS = 5  # a run saving during the push: take the files of one save again
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCardData
 
-from mtl_nlp.diagnostics import main_metrics_of, task_entries
-from mtl_nlp.run_files import CHECKPOINT_CONFIG, METRICS_FILE
+from mtl_nlp.common.glue import GLUE_AVERAGE
+from mtl_nlp.common.run_files import CHECKPOINT_CONFIG
+from mtl_nlp.reports.run_results import OVERALL, main_metrics_of, read_metrics_if_written, task_entries
 
 CARD = "README.md"
 TASK_TAGS = {
@@ -42,10 +43,10 @@ def write_checkpoint_card(
     (per-task scores on `split`; read from metrics.json in the directory when not given)."""
     directory = Path(directory)
     config = json.loads((directory / CHECKPOINT_CONFIG).read_text())
-    if metrics is None and (directory / METRICS_FILE).is_file():
-        metrics = json.loads((directory / METRICS_FILE).read_text())
-    mains, glue = main_metrics_of(metrics or {}), (metrics or {}).get("overall", {}).get("glue_average")
-    metrics = task_entries(metrics or {})
+    if metrics is None:
+        metrics = read_metrics_if_written(directory)
+    mains, glue = main_metrics_of(metrics), metrics.get(OVERALL, {}).get(GLUE_AVERAGE)
+    metrics = task_entries(metrics)
     tasks = config["tasks"]
     base_model = config.get("run_config", {}).get("model")
     data = _card_data(
@@ -85,10 +86,8 @@ def write_export_card(
     `config`); `head` is the exported task's HeadConfig."""
     directory, checkpoint = Path(directory), Path(checkpoint)
     task = head.to_dict()
-    metrics, mains = {}, {}
-    if (checkpoint / METRICS_FILE).is_file():
-        saved = json.loads((checkpoint / METRICS_FILE).read_text())
-        metrics, mains = task_entries(saved), main_metrics_of(saved)
+    saved = read_metrics_if_written(checkpoint)
+    metrics, mains = task_entries(saved), main_metrics_of(saved)
     metrics = {name: value for name, value in metrics.items() if name == head.name}
     base_model = config.get("run_config", {}).get("model")
     pipeline_tag = TASK_TAGS[head.type]

@@ -4,8 +4,8 @@ measures how a lookahead step on each task changes every task's loss.
 
 Z(i->j) = 1 - L_j(theta_s - lr * grad_s L_i) / L_j(theta_s): theta_s are the shared encoder's
 parameters, lr the current learning rate and the step plain SGD, as in TAG; heads are untouched.
-The mean over measurements is the affinity matrix; mtl_nlp.task_groups turns it into groupings and
-diagnostics.plot_affinity draws it.
+The mean over measurements is the affinity matrix; mtl_nlp.reports.task_groups turns it into groupings and
+plots.plot_affinity draws it.
 """
 
 from __future__ import annotations
@@ -23,30 +23,25 @@ import torch
 from accelerate.utils import send_to_device, set_seed
 from torch import nn
 
-from mtl_nlp import diagnostics
+from mtl_nlp.common.choices import AFFINITY_EVERY
+from mtl_nlp.common.run_files import AFFINITY_FILE, AFFINITY_PLOT
 from mtl_nlp.config import ConfigError, RunConfig
-from mtl_nlp.data import prepare_task_data
 from mtl_nlp.data.multitask import MultiTaskLoader
-from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
-from mtl_nlp.registry import resolve_tasks
-from mtl_nlp.task_groups import (
+from mtl_nlp.reports import plots
+from mtl_nlp.reports.task_groups import (
     check_task_count,
     lookahead_affinity,
     named_matrix,
     recommend,
     task_groupings,
 )
-from mtl_nlp.training.optim import build_optimizer, build_scheduler
-from mtl_nlp.training.setup import build_accelerator, build_train_loader, head_configs, sharing_shape
+from mtl_nlp.training.assembly import assemble_run
+from mtl_nlp.training.setup import build_accelerator
 from mtl_nlp.training.step import StepRunner
-from mtl_nlp.training.weighting import build_weighting
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STEPS = 200  # probe length when neither steps nor train.max_steps is given
-DEFAULT_EVERY = 5  # a measurement costs several training steps (T backward + T^2 forward passes)
-AFFINITY_FILE = "affinity.json"
-AFFINITY_PLOT = "affinity.png"
 
 
 def lookahead_matrix(
@@ -113,7 +108,7 @@ def probe_config(config: RunConfig, steps: int | None, every: int) -> RunConfig:
 
 
 def measure_affinity(
-    config: RunConfig, steps: int | None = None, every: int = DEFAULT_EVERY
+    config: RunConfig, steps: int | None = None, every: int = AFFINITY_EVERY
 ) -> dict[str, Any]:
     """Run the probe (one process) on the config's tasks, sampling, step mode, lr and schedule for
     `steps` optimizer steps, measuring the affinity at every `every`-th step (at the parameters
@@ -143,7 +138,7 @@ def measure_affinity(
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / AFFINITY_FILE).write_text(json.dumps(result, indent=2) + "\n")
-    diagnostics.plot_affinity(result, output / AFFINITY_PLOT)
+    plots.plot_affinity(result, output / AFFINITY_PLOT)
     logger.info("affinity written to %s and %s", output / AFFINITY_FILE, output / AFFINITY_PLOT)
     del runner, model, optimizer
     accelerator.free_memory()
@@ -190,29 +185,14 @@ def _run_probe(
 
 
 def _build_probe(config: RunConfig, accelerator: Any) -> tuple[MultiTaskLoader, nn.Module, Any, StepRunner]:
-    """Data, model, weighting, optimizer, schedule and step runner, as train_from_config builds them."""
-    specs = resolve_tasks(config.tasks)
-    tokenizer = load_tokenizer(config.model)
-    tasks = prepare_task_data(
-        specs, tokenizer, config.max_length, config.data_dir, config.cache_dir, config.seed,
-        config.max_train_examples, config.max_eval_examples, config.stride,
-    )
-    loader = build_train_loader(config, tasks, tokenizer, accelerator)
-    model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
-    if config.init_from:  # affinity of tasks around a trained checkpoint
-        model.start_from_checkpoint(config.init_from)
-    weighting = build_weighting(
-        config.weighting, {name: data.train_size for name, data in tasks.items()},
-        {name: data.spec.loss_weight for name, data in tasks.items()}, seed=config.seed,
-    )
+    """The run's parts, as a training run assembles them (init_from: affinity of the tasks around
+    a trained checkpoint), and a step runner over them."""
+    parts = assemble_run(config, accelerator)
     train = config.train
-    optimizer = build_optimizer(model, train.lr, train.weight_decay, train.head_lr, weighting,
-                                config.weighting.lr)
-    scheduler = build_scheduler(optimizer, train.max_steps, train.warmup_ratio)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    runner = StepRunner(accelerator, model, optimizer, scheduler, weighting, train.grad_accum,
-                        loader.batches_per_step, train.max_grad_norm, grad_norm_mode=train.grad_norm_mode)
-    return loader, model, optimizer, runner
+    runner = StepRunner(accelerator, parts.model, parts.optimizer, parts.scheduler, parts.weighting,
+                        train.grad_accum, parts.loader.batches_per_step, train.max_grad_norm,
+                        grad_norm_mode=train.grad_norm_mode)
+    return parts.loader, parts.model, parts.optimizer, runner
 
 
 def _clock() -> float:

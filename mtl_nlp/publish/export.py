@@ -19,7 +19,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from mtl_nlp.errors import MtlNlpError
+from mtl_nlp.common.errors import MtlNlpError
 from mtl_nlp.modeling.heads import PREDICTION_HEAD_FAMILIES, HeadConfig, family_pooler_activation
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
@@ -45,7 +45,6 @@ PROBLEM_TYPES = {
     "regression": "regression",
     "multilabel": "multi_label_classification",
 }
-PIPELINE_TAGS = {"token_classification": "token-classification"}  # sentence heads: text-classification
 
 
 class ExportError(MtlNlpError, ValueError):
@@ -76,7 +75,7 @@ def export_task(checkpoint: str | Path, task: str, output_dir: str | Path) -> Pa
     output_dir.mkdir(parents=True, exist_ok=True)
     standard.save_pretrained(output_dir, safe_serialization=True)
     AutoTokenizer.from_pretrained(str(checkpoint)).save_pretrained(output_dir)
-    from mtl_nlp.model_card import write_export_card
+    from mtl_nlp.reports.model_card import write_export_card
 
     write_export_card(output_dir, checkpoint, read_checkpoint_config(checkpoint), head)
     return output_dir

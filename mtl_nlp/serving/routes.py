@@ -1,0 +1,91 @@
+"""The HTTP endpoints: /predict (every task from one encoder pass), /tasks/NAME in the Hugging Face
+inference API's shape, /tasks, the try-it page, /health, /ready and /metrics. Each is a handler
+of its own; the Server they answer from comes with the request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mtl_nlp.serving.guard import error_response
+from mtl_nlp.serving.requests import ApiError, pipeline_answer, pipeline_request, predict_request, read_json
+from mtl_nlp.serving.server import NOT_READY, server_of
+
+PAGE = Path(__file__).with_name("page.html")  # a page to try the model: no build step, no CDN
+
+TEXT_OR_PAIR = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
+                                                "minItems": 2, "maxItems": 2}]}
+PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["inputs"], "properties": {
+        "inputs": {"type": "array", "items": TEXT_OR_PAIR,
+                   "description": "texts, or [text, text_pair] pairs"},
+        "tasks": {"type": "array", "items": {"type": "string"}, "description": "default: every task"}}},
+    "example": {"inputs": ["Angela Merkel visited Paris ."], "tasks": None}}}}}
+PIPELINE_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["inputs"], "properties": {"inputs": {"oneOf": [
+        {"type": "string"}, {"type": "array", "items": {"type": "string"}},
+        {"type": "object", "properties": {"text": {"type": "string"}, "text_pair": {"type": "string"}}}]}}},
+    "example": {"inputs": "Angela Merkel visited Paris ."}}}}}
+
+router = APIRouter()
+
+
+@router.post("/predict", summary="Every requested task's answer for each input, from one encoder pass",
+             openapi_extra=PREDICT_BODY)
+async def predict(request: Request) -> JSONResponse:
+    server = server_of(request)
+    inputs, tasks = predict_request(read_json(await request.body(), server.limits), server.limits)
+    return JSONResponse(await server.answer(inputs, tasks))
+
+
+@router.post("/tasks/{name}", summary="One task's answers in the Hugging Face inference API's shape",
+             openapi_extra=PIPELINE_BODY)
+async def task_answers(name: str, request: Request) -> JSONResponse:
+    server = server_of(request)
+    predictor = server.predictor
+    if name not in predictor.tasks:
+        raise ApiError(404, "unknown_task", f"no task {name!r}; this model has: {', '.join(predictor.tasks)}")
+    inputs, one = pipeline_request(read_json(await request.body(), server.limits), server.limits)
+    answers = await server.answer(inputs, [name])
+    task_type = predictor.model.head_configs[name].type
+    shaped = [pipeline_answer(task_type, result[name], predictor.tokenizer,
+                              item if isinstance(item, str) else item[0])
+              for result, item in zip(answers, inputs)]
+    if not one:
+        return JSONResponse(shaped)
+    # one input: the pipeline answers a tagger with its entities, a classifier with [answer]
+    return JSONResponse(shaped[0] if task_type == "token_classification" else [shaped[0]])
+
+
+@router.get("/tasks", summary="The model's tasks: type, labels and input kind")
+async def task_list(request: Request) -> dict[str, Any]:
+    head_configs = server_of(request).predictor.model.head_configs
+    return {"tasks": [{"name": name, "type": config.type, "labels": list(config.labels),
+                       "input": "pair" if config.text_pair else "text"}
+                      for name, config in head_configs.items()]}
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> HTMLResponse:
+    return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+
+@router.get("/health", summary="The server is alive")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="The model is loaded and warmed up")
+async def ready(request: Request) -> JSONResponse:
+    if not server_of(request).ready:
+        return error_response(ApiError(503, "not_ready", NOT_READY))
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def prometheus(request: Request) -> Response:
+    return Response(generate_latest(server_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
