@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from accelerate.state import AcceleratorState
+from recipe_module import copy_run, run_recipe
 
 from mtl_nlp.cli import main as cli_main
 from mtl_nlp.config import ConfigError
@@ -15,13 +16,19 @@ from mtl_nlp.modeling.model import MultiTaskModel
 from mtl_nlp.workflows.finetune import finetune_tasks, recommend
 
 
+@pytest.fixture(scope="module")
+def trained_multi_task_run(tiny_model_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    run_recipe([f"model={tiny_model_dir}", f"output_dir={folder / 'mtl'}", f"cache_dir={folder / 'cache'}",
+                "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3", "train.max_steps=4",
+                "tasks=[demo_ner, demo_sentiment]", "max_eval_examples=40"])
+    return folder / "mtl"
+
+
 @pytest.fixture
-def multi_task_run(recipe, tiny_model_dir, tmp_path):
-    output = tmp_path / "mtl"
-    recipe.main([f"model={tiny_model_dir}", f"output_dir={output}", f"cache_dir={tmp_path / 'cache'}",
-                 "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3", "train.max_steps=4",
-                 "tasks=[demo_ner, demo_sentiment]", "max_eval_examples=40"])
-    return output
+def multi_task_run(trained_multi_task_run, tmp_path):
+    """The module's multi-task run, copied for a test that writes into it."""
+    return copy_run(trained_multi_task_run, tmp_path / "mtl")
 
 
 def test_start_from_checkpoint_copies_encoder_and_matching_heads(multi_task_run, tiny_model_dir):

@@ -64,25 +64,38 @@ def test_a_one_batch_task_trains_on_four_processes(tiny_model_dir, tmp_path):
         assert all(torch.equal(value, other["state"][name]) for other in ranks[1:]), name
 
 
-@pytest.mark.parametrize("shape", ["hard", "private", "soft_l2", "layer", "frozen"])
-def test_two_processes_train_the_weights_one_process_trains(tiny_model_dir, tmp_path, shape):
+SHAPES = ["hard", "private", "soft_l2", "layer", "frozen"]
+
+
+@pytest.fixture(scope="module")
+def trained_by_launcher(tiny_model_dir, tmp_path_factory) -> dict[str, dict[str, dict]]:
+    """{launcher: {shape: final weights}}: every shape trained by one plain process, by torchrun
+    with two processes and (the hard shape) with one; one launch of each for all the shapes."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    worker = str(ROOT / "tests" / "workers" / "ddp_equals_one.py")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node"]
+    launchers = {"plain": ([sys.executable], SHAPES), "ddp-2": ([*torchrun, "2"], SHAPES),
+                 "ddp-1": ([*torchrun, "1"], ["hard"])}
+    weights = {}
+    for name, (launcher, shapes) in launchers.items():
+        out = tmp_path_factory.mktemp(name)
+        command = [*launcher, worker, str(tiny_model_dir), str(out), *shapes]
+        result = run_process_group(command, env=env, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        weights[name] = {shape: torch.load(out / f"{shape}.pt") for shape in shapes}
+    return weights
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_two_processes_train_the_weights_one_process_trains(trained_by_launcher, shape):
     """Two DDP ranks with a batch each per step against one plain process accumulating both
     batches: equal updates, including the soft L2 pull on the private layers of the task a step
     does not train. torchrun with one process (a DDP wrapper around one rank) trains them too."""
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    worker = str(ROOT / "tests" / "workers" / "ddp_equals_one.py")
-    launchers = {"plain": [sys.executable],
-                 "ddp-2": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]}
-    if shape == "hard":
-        launchers["ddp-1"] = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1"]
-    weights = {}
-    for name, launcher in launchers.items():
-        out = tmp_path / f"{name}.pt"
-        command = [*launcher, worker, str(tiny_model_dir), str(out), shape]
-        result = run_process_group(command, env=env, cwd=ROOT)
-        assert result.returncode == 0, result.stderr[-3000:]
-        weights[name] = torch.load(out)
+    plain = trained_by_launcher["plain"][shape]
+    launchers = [name for name, shapes in trained_by_launcher.items() if shape in shapes]
+    assert launchers == (["plain", "ddp-2", "ddp-1"] if shape == "hard" else ["plain", "ddp-2"])
     for name in launchers:
-        assert weights[name].keys() == weights["plain"].keys()
-        for key, value in weights["plain"].items():
-            torch.testing.assert_close(weights[name][key], value, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
+        weights = trained_by_launcher[name][shape]
+        assert weights.keys() == plain.keys()
+        for key, value in plain.items():
+            torch.testing.assert_close(weights[key], value, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")

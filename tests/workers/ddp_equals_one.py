@@ -1,8 +1,10 @@
 """Train the same fixed batches with one process (gradient accumulation over the batches) or with
 two DDP processes (one batch each per step), and save the final weights.
 
-    python tests/workers/ddp_equals_one.py MODEL_DIR OUT_FILE SHAPE          # one process
-    torchrun --nproc_per_node N tests/workers/ddp_equals_one.py MODEL_DIR OUT_FILE SHAPE
+    python tests/workers/ddp_equals_one.py MODEL_DIR OUT_DIR SHAPE ...          # one process
+    torchrun --nproc_per_node N tests/workers/ddp_equals_one.py MODEL_DIR OUT_DIR SHAPE ...
+
+Each SHAPE trains in turn, in the same processes (one start-up for all), into OUT_DIR/SHAPE.pt.
 
 Each step trains one task, as the default step mode does: its two batches are the two ranks'
 batches under DDP and the two accumulated micro-batches in one process, so the updates must be
@@ -11,6 +13,7 @@ rounding, and a gradient dropped in one setting shows as a weight left behind.
 """
 
 import sys
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -47,10 +50,20 @@ def batches(tokenizer, task: str, step: int) -> list[dict]:
 
 
 def main() -> None:
-    model_dir, out, shape_name = sys.argv[1:4]
-    shape, topic_layer = SHAPES[shape_name]
+    model_dir, out = sys.argv[1:3]
     ddp = DistributedDataParallelKwargs(find_unused_parameters=False)  # as mtl_nlp's runs set it
     accelerator = Accelerator(cpu=True, kwargs_handlers=[ddp])
+    for shape_name in sys.argv[3:]:
+        train_shape(accelerator, model_dir, shape_name, Path(out) / f"{shape_name}.pt")
+    # every rank leaves gloo together: a rank exiting with the group alive can abort in its teardown
+    accelerator.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def train_shape(accelerator: Accelerator, model_dir: str, shape_name: str, out: Path) -> None:
+    """Train the fixed steps with sharing shape `shape_name`; the main process saves the weights."""
+    shape, topic_layer = SHAPES[shape_name]
     torch.manual_seed(0)
     heads = [HeadConfig(name="sentiment", type="classification", labels=["neg", "pos"], dropout=0.0),
              HeadConfig(name="topic", type="classification", labels=["a", "b", "c"], dropout=0.0,
@@ -74,10 +87,6 @@ def main() -> None:
     if accelerator.is_main_process:
         torch.save(accelerator.unwrap_model(model).state_dict(), out)
     accelerator.wait_for_everyone()
-    # every rank leaves gloo together: a rank exiting with the group alive can abort in its teardown
-    del runner, model, optimizer
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
