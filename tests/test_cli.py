@@ -115,6 +115,32 @@ def test_export_writes_a_model_the_pipeline_loads(trained, tmp_path, capsys):
     assert answer["score"] == pytest.approx(ours["demo_topic"]["score"], abs=1e-4)
 
 
+def test_export_never_writes_over_a_checkpoint_or_other_files_without_overwrite(trained, tmp_path, capsys):
+    before = {path.name: path.read_bytes() for path in trained.iterdir() if path.is_file()}
+    # Into its own checkpoint: refused, with or without --overwrite, and nothing changes.
+    for extra in ([], ["--overwrite"]):
+        assert cli_main(["export", str(trained), "--task", "demo_topic", str(trained), *extra]) == 2
+        assert f"{trained} is the checkpoint this command reads" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in trained.iterdir() if path.is_file()} == before
+    assert Predictor.from_pretrained(trained, mixed_precision="no").tasks == ["demo_ner", "demo_sentiment",
+                                                                               "demo_topic"]
+    # Into a folder with other files: refused by name, then written with --overwrite.
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    assert cli_main(["export", str(trained), "--task", "demo_topic", str(folder)]) == 2
+    assert f"{folder} already holds files (notes.txt): give an empty or new folder, or --overwrite" in (
+        capsys.readouterr().err)
+    assert sorted(path.name for path in folder.iterdir()) == ["notes.txt"]
+    assert cli_main(["export", str(trained), "--task", "demo_topic", str(folder), "--overwrite"]) == 0
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "config.json").is_file()
+    # A second export over the first export: a checkpoint is there.
+    assert cli_main(["export", str(trained), "--task", "demo_ner", str(folder)]) == 2
+    assert f"{folder} already holds a checkpoint (README.md, config.json," in capsys.readouterr().err
+    assert cli_main(["export-onnx", str(trained), str(folder)]) == 2
+    assert f"{folder} already holds a checkpoint" in capsys.readouterr().err
+
+
 def test_tasks_lists_type_source_and_labels_without_importing_torch():
     code = ("import sys; from mtl_nlp.cli import main; main(['tasks']); "
             "print('torch loaded' if 'torch' in sys.modules else 'no torch')")

@@ -94,8 +94,31 @@ def test_finetune_refuses_unknown_tasks_and_keys_it_sets(multi_task_run):
     with pytest.raises(ConfigError, match="task\\(s\\) nope not in the checkpoint, whose tasks are: "
                                           "demo_ner, demo_sentiment"):
         finetune_tasks(multi_task_run, ["nope"])
-    with pytest.raises(ConfigError, match="finetune sets output_dir itself"):
+    with pytest.raises(ConfigError, match="finetune sets output_dir itself .*; it writes DIR/finetuned/ "
+                                          "\\(--overwrite replaces an earlier second stage there\\)"):
         finetune_tasks(multi_task_run, None, ["output_dir=elsewhere"])
+    with pytest.raises(ConfigError, match="finetune keeps the multi-task run's seed: it draws the validation "
+                                          "split held out of each task's training data"):
+        finetune_tasks(multi_task_run, None, ["seed=7"])
+
+
+def test_finetune_again_names_the_earlier_second_stage_and_replaces_it_with_overwrite(multi_task_run,
+                                                                                     capsys):
+    command = ["finetune", str(multi_task_run), "--tasks", "demo_sentiment", "--compare-alone",
+               "train.max_steps=1"]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert cli_main(command) == 0
+    first = (multi_task_run / "finetuned" / "demo_sentiment" / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert cli_main(command) == 2
+    assert (f"{multi_task_run / 'finetuned'} already holds a second stage (finetuned/demo_sentiment, "
+            "finetuned/alone/demo_sentiment): keep it (choose other --tasks, or move the folder away) or "
+            "replace it with --overwrite") in capsys.readouterr().err
+    assert (multi_task_run / "finetuned" / "demo_sentiment" / "model.safetensors").read_bytes() == first
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert cli_main([*command, "--overwrite", "train.max_steps=2"]) == 0
+    saved = json.loads((multi_task_run / "finetuned" / "demo_sentiment" / "mtl_nlp.json").read_text())
+    assert saved["run_config"]["train"]["max_steps"] == 2
 
 
 def test_compare_alone_trains_each_task_from_the_pretrained_encoder_and_recommends(

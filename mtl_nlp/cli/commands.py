@@ -42,7 +42,8 @@ def run_finetune(args: argparse.Namespace, out: TextIO) -> int:
 
     setup_logging(args.verbose)
     summary = finetune_tasks(args.checkpoint, split_names(args.tasks), args.overrides,
-                             private_only=args.private_layers_only, compare_alone=args.compare_alone)
+                             private_only=args.private_layers_only, compare_alone=args.compare_alone,
+                             overwrite=args.overwrite)
     out.write(format_finetune(summary) + "\n")
     return 0
 
@@ -131,17 +132,20 @@ def run_export(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.publish.export import export_task
 
     setup_logging(args.verbose)
-    written = export_task(args.checkpoint, args.task, args.output)
+    written = export_task(args.checkpoint, args.task, args.output, overwrite=args.overwrite)
     out.write(f"exported task {args.task!r} to {written}\n")
     return 0
 
 
 def run_export_onnx(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.common.output_folders import check_output_folder
     from mtl_nlp.inference.onnx_engine import export_onnx_artifact
     from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 
     setup_logging(args.verbose)
-    written = export_onnx_artifact(resolve_checkpoint(args.checkpoint), args.output, int8=args.int8)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    check_output_folder(args.output, args.overwrite, source=checkpoint)
+    written = export_onnx_artifact(checkpoint, args.output, int8=args.int8)
     out.write(f"wrote every task's ONNX graph to {written / 'model.onnx'}, "
               "with manifest.json and the tokenizer\n")
     return 0

@@ -146,6 +146,11 @@ def add_config_arguments(command: argparse.ArgumentParser, config_help: str) -> 
                          help="config overrides applied last, e.g. train.lr=3e-5 sampling.strategy=uniform")
 
 
+def add_overwrite_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--overwrite", action="store_true",
+                         help="write into OUT even when it holds files (never into the checkpoint read)")
+
+
 def add_train_parser(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train", parents=[DEBUG], formatter_class=RAW,
@@ -171,6 +176,8 @@ def add_finetune_parser(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--compare-alone", action="store_true",
                           help="also train each task alone from the pretrained encoder (DIR/finetuned/alone/"
                           "<task>/) and recommend, per task, the better checkpoint on validation")
+    finetune.add_argument("--overwrite", action="store_true",
+                          help="replace an earlier second stage of the chosen tasks in DIR/finetuned/")
     finetune.add_argument("overrides", nargs="*", metavar="key=value",
                           help="config overrides on the run's saved config, e.g. train.epochs=2")
 
@@ -242,6 +249,7 @@ def add_export_onnx_parser(commands: argparse._SubParsersAction) -> None:
     export.add_argument("checkpoint", metavar="DIR", help=CHECKPOINT_HELP)
     export.add_argument("output", metavar="OUT", help="folder to write")
     export.add_argument("--int8", action="store_true", help="dynamic int8 quantization of the weights")
+    add_overwrite_argument(export)
 
 
 SERVE_EXAMPLE = """\
@@ -299,6 +307,7 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
     export.add_argument("checkpoint", metavar="DIR", help=CHECKPOINT_HELP)
     export.add_argument("--task", required=True, metavar="NAME", help="the task to export")
     export.add_argument("output", metavar="OUT", help="the folder to write the export to")
+    add_overwrite_argument(export)
 
 
 def add_push_parser(commands: argparse._SubParsersAction) -> None:

@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from mtl_nlp.common.errors import MtlNlpError
+from mtl_nlp.common.output_folders import check_output_folder
 from mtl_nlp.modeling.heads import PREDICTION_HEAD_FAMILIES, HeadConfig, family_pooler_activation
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
@@ -51,14 +52,16 @@ class ExportError(MtlNlpError, ValueError):
     """A task that cannot be written as a standard transformers model, and why."""
 
 
-def export_task(checkpoint: str | Path, task: str, output_dir: str | Path) -> Path:
+def export_task(checkpoint: str | Path, task: str, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Write task `task` of `checkpoint` (a directory or a Hub repository id) as a standard
-    transformers model in `output_dir`.
+    transformers model in `output_dir`, which must be new or empty unless `overwrite` (and is
+    never the checkpoint itself).
 
     Raises ExportError naming the reason (and the option to change) when the task's head or
     encoder has no standard transformers equivalent.
     """
-    checkpoint, output_dir = resolve_checkpoint(checkpoint), Path(output_dir)
+    checkpoint = resolve_checkpoint(checkpoint)
+    output_dir = check_output_folder(output_dir, overwrite, source=checkpoint)
     model = MultiTaskModel.from_pretrained(checkpoint)
     if task not in model.head_configs:
         raise ExportError(f"{checkpoint} has no task {task!r}; its tasks: {', '.join(model.task_names)}")

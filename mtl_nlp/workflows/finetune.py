@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,14 @@ from mtl_nlp.reports.run_results import MAIN_METRICS, main_metrics_of, read_metr
 logger = logging.getLogger(__name__)
 
 FIXED_KEYS = ("tasks", "output_dir", "init_from", "resume_from")  # what finetune sets itself
+# The seed also draws the validation split held out of a task's training data: another seed could
+# validate the second stage on examples the multi-task model trained on.
+KEPT_KEYS = ("seed",)
 
 
 def finetune_tasks(
     directory: str | Path, tasks: list[str] | None = None, overrides: list[str] | None = None,
-    private_only: bool = False, compare_alone: bool = False,
+    private_only: bool = False, compare_alone: bool = False, overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train each of `tasks` (default: all of the checkpoint's) alone from checkpoint `directory`,
     with the checkpoint's run config and `overrides` (key=value), into DIR/finetuned/<task>/ (the
@@ -55,7 +59,10 @@ def finetune_tasks(
 
     `compare_alone`: each task is also trained alone from the pretrained encoder with the same
     settings (DIR/finetuned/alone/<task>/), and each row says which checkpoint to serve the task
-    from ("recommended", chosen on validation; ties keep the multi-task side)."""
+    from ("recommended", chosen on validation; ties keep the multi-task side).
+
+    An earlier second stage of a task in DIR/finetuned/ is refused by name, unless `overwrite`
+    replaces it."""
     from mtl_nlp.training.run import train_from_config  # the whole training stack, only when run
 
     directory = Path(directory)
@@ -76,16 +83,13 @@ def finetune_tasks(
     if private_only and compare_alone:
         raise ConfigError("--compare-alone weighs whole-model checkpoints, one encoder pass each; "
                           "--private-layers-only keeps one shared pass: choose one")
-    fixed = (*FIXED_KEYS, "sharing.freeze_encoder") if private_only else FIXED_KEYS
-    for override in overrides or []:
-        if override.partition("=")[0].strip() in fixed:
-            raise ConfigError(f"finetune sets {override.partition('=')[0].strip()} itself "
-                              f"({', '.join(fixed)}); drop {override!r}")
+    _check_overrides(overrides or [], private_only)
     if private_only:
         if not saved.get("sharing", {}).get("private_layers"):
             raise ConfigError(f"{directory} has no private layers (sharing.private_layers=0): the second "
                               "stage of private layers only needs a run with sharing.private_layers=k")
         run_config = {**run_config, "sharing": {**run_config.get("sharing", {}), "freeze_encoder": True}}
+    _clear_earlier_stages(directory, runs, private_only, compare_alone, overwrite)
     before_metrics = _read_metrics(directory)
     mains = main_metrics_of(before_metrics)
     rows = []
@@ -161,6 +165,39 @@ def assemble_one_pass(directory: Path, runs: list[str], output: Path) -> Path:
     extra = {key: value for key, value in saved.items() if key not in model.checkpoint_config()}
     model.save_pretrained(output, tokenizer=AutoTokenizer.from_pretrained(str(directory)), extra=extra)
     return output
+
+
+def _check_overrides(overrides: list[str], private_only: bool) -> None:
+    """ConfigError for an override of a key finetune sets itself, or keeps from the run."""
+    fixed = (*FIXED_KEYS, "sharing.freeze_encoder") if private_only else FIXED_KEYS
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key in KEPT_KEYS:
+            raise ConfigError(f"finetune keeps the multi-task run's {key}: it draws the validation split "
+                              "held out of each task's training data, and another one could validate on "
+                              f"examples the multi-task model trained on; drop {override!r}")
+        if key in fixed:
+            where = (f"; it writes DIR/{FINETUNED_DIR}/ (--overwrite replaces an earlier second stage there)"
+                     if key == "output_dir" else "")
+            raise ConfigError(f"finetune sets {key} itself ({', '.join(fixed)}){where}; drop {override!r}")
+
+
+def _clear_earlier_stages(
+    directory: Path, runs: list[str], private_only: bool, compare_alone: bool, overwrite: bool
+) -> None:
+    """The folders this finetune writes, emptied with `overwrite`; else ConfigError naming the
+    ones an earlier finetune left, which would otherwise be refused one by one mid-way."""
+    finetuned = directory / FINETUNED_DIR
+    folders = [finetuned / run for run in runs]
+    folders += [finetuned / ALONE_DIR / run for run in runs] if compare_alone else []
+    folders += [finetuned / ONE_PASS_DIR] if private_only else []
+    earlier = [folder for folder in folders if folder.exists()]
+    if earlier and not overwrite:
+        shown = ", ".join(str(folder.relative_to(directory)) for folder in earlier)
+        raise ConfigError(f"{finetuned} already holds a second stage ({shown}): keep it (choose other "
+                          "--tasks, or move the folder away) or replace it with --overwrite")
+    for folder in earlier:
+        shutil.rmtree(folder)
 
 
 def _chosen_tasks(available: list[str], asked: list[str] | None) -> list[str]:
