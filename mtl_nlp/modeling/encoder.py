@@ -101,7 +101,7 @@ def check_encoder_kind(model_config: PretrainedConfig, name: str) -> None:
 def check_encoder(name: str, max_length: int) -> None:
     """ConfigError, before any data is read, for a model that is not a text encoder or a
     `max_length` beyond what encoder `name` can take (it would fail deep inside the embeddings at
-    the first long batch)."""
+    the first long batch); ModelLoadError for a tokenizer that is missing or does not read text."""
     try:
         model_config = AutoConfig.from_pretrained(resolve_model_path(name))
     except OSError as exc:
@@ -111,6 +111,7 @@ def check_encoder(name: str, max_length: int) -> None:
     if limit is not None and max_length > limit:
         raise ConfigError(f"max_length={max_length}, but encoder {name!r} ({model_config.model_type}) "
                           f"takes at most {limit} tokens per sequence: set max_length to {limit} or less")
+    load_tokenizer(name)  # one that reads text, or the reason it does not
 
 
 def _missing_message(what: str, name: str, exc: Exception) -> str:
@@ -141,4 +142,33 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         raise ModelLoadError(
             f"{name!r} has no fast tokenizer; mtl_nlp needs one for word alignment and offsets"
         )
+    check_tokenizer_reads_text(tokenizer, name, location)
     return tokenizer
+
+
+# A plain English sentence every text tokenizer reads into known pieces: a tokenizer that maps most
+# of it to its unknown token was not what the model was trained with (transformers builds an
+# empty vocabulary for a model folder without tokenizer files, and training then sees [UNK] only).
+PROBE_SENTENCE = "The committee approved the new budget for public schools on Tuesday morning."
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "spm.model", "tokenizer.model")
+
+
+def check_tokenizer_reads_text(tokenizer: PreTrainedTokenizerBase, name: str, location: str) -> None:
+    """ModelLoadError when the tokenizer maps most of PROBE_SENTENCE to its unknown token, naming the
+    folder and the tokenizer files it lacks."""
+    unknown = tokenizer.unk_token_id
+    if unknown is None:  # byte-level tokenizers have no unknown token: they read any text
+        return
+    pieces = tokenizer(PROBE_SENTENCE, add_special_tokens=False)["input_ids"]
+    unread = sum(piece == unknown for piece in pieces)
+    if unread * 2 <= len(pieces):
+        return
+    folder = Path(location)
+    missing = ""
+    if folder.is_dir() and not any((folder / file).is_file() for file in TOKENIZER_FILES):
+        missing = (f"; {folder} holds no tokenizer files (one of {', '.join(TOKENIZER_FILES)}): save the "
+                   "model's tokenizer there with tokenizer.save_pretrained(folder)")
+    raise ModelLoadError(f"the tokenizer of {name!r} reads {unread} of the {len(pieces)} pieces of a plain "
+                         f"English sentence as its unknown token {tokenizer.unk_token!r}, so a model would "
+                         f"train on unknown tokens{missing}")
