@@ -1,8 +1,9 @@
 import logging
+import re
 
 import pytest
 
-from mtl_nlp import DataError, TaskSpec
+from mtl_nlp import DataError, TaskError, TaskSpec
 from mtl_nlp.data.features import IGNORE_INDEX, align_word_labels
 from mtl_nlp.data.loading import load_task_splits
 from mtl_nlp.data.pipeline import prepare_task_data
@@ -87,6 +88,20 @@ def test_missing_column_lists_existing_columns(tmp_path, tiny_tokenizer):
     spec = tsv_task(tmp_path, "sentence\tlabel\ngood\tpos\nbad\tneg\n")
     with pytest.raises(DataError, match=r"column 'text' not found; columns: sentence, label"):
         prepare_task_data([spec], tiny_tokenizer, max_length=16)
+
+
+def test_a_label_column_typo_is_one_data_error_like_a_text_column_typo(tmp_path, tiny_tokenizer):
+    spec = tsv_task(tmp_path, "text\tlabel\ngood\tpos\nbad\tneg\n")
+    typo = TaskSpec(**{**spec.__dict__, "label_column": "labl"})
+    with pytest.raises(DataError, match=r"^task 'cls', split train: column 'labl' not found; columns: text, "
+                                        r"label"):
+        prepare_task_data([typo], tiny_tokenizer, max_length=16)
+
+
+def test_a_null_column_name_is_refused_by_key():
+    message = "task 't': label_column must be text (a column name or a choice), got null; leave it out for"
+    with pytest.raises(TaskError, match=re.escape(message + " its default 'label'")):
+        TaskSpec.from_dict({"name": "t", "type": "classification", "dataset": "x", "label_column": None})
 
 
 def test_label_only_in_test_split_is_named_and_scored_as_an_error(tmp_path, tiny_tokenizer, caplog):

@@ -15,7 +15,7 @@ from transformers import (
 )
 
 from mtl_nlp.config import ConfigError, load_run_config
-from mtl_nlp.modeling.encoder import check_encoder, position_limit
+from mtl_nlp.modeling.encoder import ModelLoadError, check_encoder, position_limit
 
 
 def test_position_limit_per_family():
@@ -63,3 +63,9 @@ def test_models_that_are_not_text_encoders_are_refused_at_start(tmp_path, config
     model = AutoModel.from_config(config)
     with pytest.raises(ConfigError, match=re.escape(kind)):
         MultiTaskModel(model, [HeadConfig(name="s", type="classification", labels=["a", "b"])])
+
+
+def test_a_folder_whose_config_names_no_model_type_is_one_model_load_error(tmp_path):
+    (tmp_path / "config.json").write_text('{"hidden_size": 32}')
+    with pytest.raises(ModelLoadError, match=f"cannot load encoder from folder '{tmp_path}': Unrecognized"):
+        check_encoder(str(tmp_path), 64)

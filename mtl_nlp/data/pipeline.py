@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from mtl_nlp.common.errors import DataError
-from mtl_nlp.data.features import IGNORE_INDEX, encode_splits
+from mtl_nlp.data.features import IGNORE_INDEX, check_columns, encode_splits
 from mtl_nlp.data.labels import (
     build_label_mapper,
     clean_label,
@@ -96,6 +96,9 @@ def prepare_task_data(
         raw = load_task_splits(spec, data_dir=data_dir, cache_dir=cache_dir, seed=seed)
         limits = [n for n in (max_train_examples, spec.max_train_examples) if n is not None]
         raw = limit_examples(raw, min(limits, default=None), max_eval_examples, seed)
+        for split, dataset in raw.items():  # before the labels are read from the label column
+            if not isinstance(dataset, IterableDataset):
+                check_columns(spec, split, dataset.column_names)
         if spec.heads is not None:
             prepared[spec.name] = _prepare_entry(spec, raw, tokenizer, max_length, stride)
             logger.info(describe_task_data(prepared[spec.name]))

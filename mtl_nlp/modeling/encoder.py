@@ -104,7 +104,7 @@ def check_encoder(name: str, max_length: int) -> None:
     the first long batch); ModelLoadError for a tokenizer that is missing or does not read text."""
     try:
         model_config = AutoConfig.from_pretrained(resolve_model_path(name))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a config.json without a known model_type
         raise ModelLoadError(_missing_message("encoder", name, exc)) from exc
     check_encoder_kind(model_config, name)
     limit = position_limit(model_config)
@@ -119,6 +119,8 @@ def _missing_message(what: str, name: str, exc: Exception) -> str:
     if name == DEFAULT_MODEL and resolve_model_path(name) == name:
         return (f"cannot load the default {what} {name!r}: it is not installed and the Hub is "
                 f"not reachable; {EMBEDDED_MODEL_HINT}")
+    if Path(name).expanduser().is_dir():
+        return f"cannot load {what} from folder {name!r}: {exc}"
     return (f"cannot load {what} {name!r}: it is not a local folder with a model and could not "
             f"be loaded from the Hugging Face Hub ({exc})")
 

@@ -159,6 +159,9 @@ class TaskSpec:
         a list), before any check reads the value."""
         for key in TEXT_KEYS:
             value = getattr(self, key)
+            if value is None and key in REQUIRED_TEXT_KEYS:
+                raise TaskError(f"task {self.name!r}: {key} must be text (a column name or a choice), got "
+                                f"null; leave it out for its default {_default(key)!r}")
             if value is not None and not isinstance(value, str):
                 raise TaskError(f"task {self.name!r}: {key} must be text, got {value!r}")
         for key in MAPPING_KEYS:
@@ -254,11 +257,18 @@ class TaskSpec:
         return dataclasses.replace(self, **fields, heads=heads)
 
 
+def _default(key: str) -> object:
+    """The default value of TaskSpec field `key`."""
+    return next(field.default for field in dataclasses.fields(TaskSpec) if field.name == key)
+
+
 TASK_KEYS = frozenset(f.name for f in dataclasses.fields(TaskSpec)) - {"heads"}
 # The value kind of each key, checked before anything reads the values (see _check_value_types).
 TEXT_KEYS = ("type", "dataset", "dataset_config", "format", "local_format", "text_column", "text_pair_column",
              "label_column", "tokens_column", "tags_column", "metric", "pooling", "label_separator",
              "description")
+# The text keys with a default: null (YAML's `key:` with no value) is not a value for them.
+REQUIRED_TEXT_KEYS = tuple(key for key in TEXT_KEYS if isinstance(_default(key), str))
 MAPPING_KEYS = {"data_files": "file paths", "local_files": "file paths", "splits": "source split names"}
 NUMBER_KEYS = ("threshold",)  # loss_weight has its own check: a positive number
 WHOLE_NUMBER_KEYS = ("layer", "max_train_examples", "size")
