@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from torch.func import functional_call
 
@@ -19,6 +20,7 @@ from mtl_nlp.reports.task_groups import (
     format_affinity,
     lookahead_affinity,
     named_matrix,
+    off_diagonal,
     recommend,
     set_partitions,
     task_groupings,
@@ -93,6 +95,25 @@ def test_lookahead_matrix_equals_the_hand_computed_affinity_and_restores_everyth
     assert max(abs(value) for row in measured for value in row) > 1e-3  # not a vacuous comparison
     # Without dropout the measurement is a function of the weights and batches alone.
     assert lookahead_matrix(model, shared, batches, lr=0.01) == measured
+
+
+def test_lookahead_runs_in_fp32_under_a_bf16_prepared_model(model_and_batches, fresh_accelerator_state):
+    # At a fine-tuning lr the step changes a loss by about 1e-4 of itself, below bf16's resolution
+    # (8 bits of mantissa): under the autocast Accelerate wraps around the forward, Z was rounding
+    # noise. The lookahead must bypass that autocast, and any autocast around it too.
+    model, batches = model_and_batches
+    shared = list(model.shared_parameters())
+    expected = lookahead_matrix(model, shared, batches, lr=1e-4)
+    # Every affinity between tasks is below bf16's relative resolution, 2**-8.
+    assert max(abs(value) for value in off_diagonal(expected)) < 2**-8
+    prepared = Accelerator(mixed_precision="bf16", cpu=True).prepare(model)
+    assert hasattr(prepared, "_original_forward")  # the forward is wrapped in bf16 autocast
+    for row, expected_row in zip(lookahead_matrix(prepared, shared, batches, lr=1e-4), expected):
+        assert row == pytest.approx(expected_row, rel=1e-4, abs=1e-9)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        measured = lookahead_matrix(model, shared, batches, lr=1e-4)
+    for row, expected_row in zip(measured, expected):
+        assert row == pytest.approx(expected_row, rel=1e-4, abs=1e-9)
 
 
 def test_affinity_of_one_loss_pair():

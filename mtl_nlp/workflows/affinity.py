@@ -50,35 +50,54 @@ def lookahead_matrix(
     """One measurement: Z[i][j] = 1 - L_j(after an SGD step of size `lr` on `shared` with task
     i's gradient) / L_j(before), for the tasks of `batches` (one batch each, on the model's
     device). `shared` is restored bit for bit, the model's train/eval mode too, and no `.grad` is
-    touched, so the training step that follows is unaffected."""
-    tasks = list(batches)
+    touched, so the training step that follows is unaffected.
+
+    Losses, gradients and the step run in float32 with autocast off: a step at a fine-tuning lr
+    changes a loss by about 1e-4 of itself, below bf16's resolution (2**-8), and under bf16
+    autocast Z was rounding noise (it flipped the sign of 4 of 6 affinities between tasks)."""
     # Dropout off for every pass: the same batch then gives the same loss before and after up to
     # the step's own effect, so Z measures the update and not two dropout draws. The lookahead
     # gradient is a pass of its own, not the training step's, and dropout would only add noise.
     was_training = model.training
     model.eval()
     saved = [parameter.detach().clone() for parameter in shared]
-    before: dict[str, float] = {}
-    after: dict[str, dict[str, float]] = {}
+    # The backward pass too: autograd.grad under an enclosing autocast computes in bf16.
     try:
-        for source in tasks:
-            loss = model(task=source, **batches[source])["loss"]
-            before[source] = loss.item()
-            # autograd.grad rather than backward: the parameters' .grad stay as they were.
-            gradients = torch.autograd.grad(loss, shared, allow_unused=True)
-            with torch.no_grad():
-                for parameter, gradient in zip(shared, gradients):
-                    if gradient is not None:  # e.g. the pooler, unused by a tagging head
-                        parameter.sub_(gradient, alpha=lr)
-                after[source] = {target: model(task=target, **batches[target])["loss"].item()
-                                 for target in tasks}
-                _restore(shared, saved)
+        with torch.autocast(shared[0].device.type, enabled=False):
+            before, after = _lookahead_losses(model, shared, saved, batches, lr)
     finally:
         with torch.no_grad():
             _restore(shared, saved)
         model.train(was_training)
+    tasks = list(batches)
     return [[lookahead_affinity(before[target], after[source][target]) for target in tasks]
             for source in tasks]
+
+
+def _lookahead_losses(
+    model: nn.Module, shared: list[nn.Parameter], saved: list[torch.Tensor],
+    batches: dict[str, dict[str, torch.Tensor]], lr: float,
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Each task's loss, and every task's loss after a step on each source task: ({task: loss},
+    {source: {target: loss}}); `shared` is restored from `saved` after each step."""
+    # Accelerate wraps a prepared model's forward in an autocast of its own, which would switch
+    # bf16 back on inside ours: the forward it wrapped is called instead.
+    forward = getattr(model, "_original_forward", model)
+    before: dict[str, float] = {}
+    after: dict[str, dict[str, float]] = {}
+    for source in batches:
+        loss = forward(task=source, **batches[source])["loss"]
+        before[source] = loss.item()
+        # autograd.grad rather than backward: the parameters' .grad stay as they were.
+        gradients = torch.autograd.grad(loss, shared, allow_unused=True)
+        with torch.no_grad():
+            for parameter, gradient in zip(shared, gradients):
+                if gradient is not None:  # e.g. the pooler, unused by a tagging head
+                    parameter.sub_(gradient, alpha=lr)
+            after[source] = {target: forward(task=target, **batch)["loss"].item()
+                             for target, batch in batches.items()}
+            _restore(shared, saved)
+    return before, after
 
 
 def _restore(shared: list[nn.Parameter], saved: list[torch.Tensor]) -> None:
