@@ -283,3 +283,15 @@ def test_probe_writes_affinity_json_and_heatmap(tiny_model_dir, tmp_path, fresh_
         result["seconds_per_measurement"] / result["seconds_per_step"], rel=0.01)
     assert result["step_mode"] == "one_task"
     assert (output / AFFINITY_PLOT).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_probe_checks_the_encoder_as_training_does(tiny_model_dir, tmp_path, fresh_accelerator_state):
+    # A max_length beyond the encoder's 128 positions: one line before any data is read, as
+    # `train` says it, not an index error deep inside the embeddings.
+    config = load_config(None, [
+        f"model={tiny_model_dir}", f"output_dir={tmp_path / 'probe'}", f"cache_dir={tmp_path / 'cache'}",
+        "mixed_precision=no", "max_length=4096", "tasks=[demo_ner, demo_sentiment]",
+    ])
+    with pytest.raises(ConfigError, match=r"^max_length=4096, but encoder .* takes at most 128 tokens"):
+        measure_affinity(config, steps=1, every=1)
+    assert not (tmp_path / "cache").exists()  # refused before any data was prepared

@@ -27,6 +27,7 @@ from mtl_nlp.common.choices import AFFINITY_EVERY
 from mtl_nlp.common.run_files import AFFINITY_FILE, AFFINITY_PLOT
 from mtl_nlp.config import ConfigError, RunConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
+from mtl_nlp.modeling.encoder import check_encoder
 from mtl_nlp.reports import plots
 from mtl_nlp.reports.task_groups import (
     check_task_count,
@@ -137,6 +138,7 @@ def measure_affinity(
     what a measurement costs against an ordinary step."""
     config = probe_config(config, steps, every)
     check_task_count(len(config.tasks))  # before any loading: the search refuses too many tasks
+    check_encoder(config.model, config.max_length)  # as training does, before any data is read
     accelerator = build_accelerator(config)
     if accelerator.num_processes > 1:
         raise ConfigError("the affinity probe runs in one process: start it with `mtl-nlp affinity`, "
