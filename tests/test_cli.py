@@ -167,9 +167,14 @@ def test_version_and_every_help_has_an_example(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train", "train.lrr=1"], "unknown config key 'train.lrr'"),
     (["train", "--config", "missing.yaml"], "config file not found: missing.yaml"),
-    (["evaluate", "nowhere"], "checkpoint directory does not exist: nowhere"),
-    (["predict", "./nowhere"], "checkpoint directory does not exist: nowhere"),
-    (["export", "./nowhere", "--task", "x", "out"], "checkpoint directory does not exist: nowhere"),
+    # a checkpoint that is not there: one message from every command that reads one
+    (["evaluate", "nowhere"], "no checkpoint at nowhere: there is no such folder\n"),
+    (["predict", "./nowhere"], "no checkpoint at nowhere: there is no such folder\n"),
+    (["export", "./nowhere", "--task", "x", "out"], "no checkpoint at nowhere: there is no such folder\n"),
+    (["export-onnx", "./nowhere", "out"], "no checkpoint at nowhere: there is no such folder\n"),
+    (["finetune", "./nowhere"], "no checkpoint at nowhere: there is no such folder\n"),
+    (["push", "./nowhere", "me/model"], "no checkpoint at nowhere: there is no such folder\n"),
+    (["compare", "./nowhere", "./elsewhere"], "no checkpoint at nowhere: there is no such folder\n"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(argv, message, capsys):
     assert cli_main(argv) == 2

@@ -93,7 +93,8 @@ def test_cli_compare_missing_dir_is_one_line_and_exit_2(runs, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1
-    assert captured.err.startswith("mtl-nlp: error: run directory does not exist:")
+    missing = tmp_path / "nowhere"
+    assert captured.err == f"mtl-nlp: error: no checkpoint at {missing}: there is no such folder\n"
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -171,7 +171,7 @@ def test_a_checkpoint_with_files_of_two_saves_is_not_pushed(run_dir, fake_hub, t
 def test_pushing_a_folder_that_is_no_model(tmp_path, fake_hub):
     with pytest.raises(ModelLoadError, match="neither an mtl_nlp checkpoint .* nor a task export"):
         push_to_hub(tmp_path, "me/demo")
-    with pytest.raises(FileNotFoundError, match="checkpoint directory does not exist"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*missing: there is no such folder$"):
         push_to_hub(tmp_path / "missing", "me/demo")
 
 
@@ -185,19 +185,19 @@ def test_a_refused_upload_is_one_clear_error(run_dir, monkeypatch):
 
 
 def test_an_unknown_repository_id_is_a_load_error_not_a_traceback(fake_hub, capsys, monkeypatch):
-    message = ("checkpoint 'me/nothing' is not a local directory and could not be downloaded from the "
-               "Hugging Face Hub: Cannot find the requested files for me/nothing$")
+    message = ("no checkpoint at me/nothing: there is no such folder, and no Hugging Face Hub repository "
+               "'me/nothing' could be downloaded \\(Cannot find the requested files for me/nothing\\)$")
     with pytest.raises(ModelLoadError, match=message):
         Predictor.from_pretrained("me/nothing")
     monkeypatch.setattr(sys, "stdin", io.StringIO("anna\n"))
     assert cli_main(["predict", "me/nothing"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "checkpoint 'me/nothing' is not a local directory" in err
+    assert err.count("\n") == 1 and "no checkpoint at me/nothing: there is no such folder, and no" in err
 
 
 def test_local_looking_paths_never_go_to_the_hub(fake_hub, tmp_path):
     for missing in ("./outputs/run", str(tmp_path / "run"), "a/b/c"):
-        with pytest.raises(ModelLoadError, match="checkpoint directory does not exist"):
+        with pytest.raises(ModelLoadError, match="there is no such folder$"):
             MultiTaskModel.from_pretrained(missing)
 
 
@@ -208,4 +208,4 @@ def test_mtl_nlp_push_command(run_dir, fake_hub, capsys):
     assert fake_hub.created == [("me/demo", True)]
     assert fake_hub.commits == [{"repo_id": "me/demo", "revision": "dev", "message": "from the CLI"}]
     assert cli_main(["push", str(run_dir.parent / "missing"), "me/demo"]) == 2
-    assert "checkpoint directory does not exist" in capsys.readouterr().err
+    assert "there is no such folder" in capsys.readouterr().err

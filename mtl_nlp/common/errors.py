@@ -19,6 +19,15 @@ class DataError(MtlNlpError, ValueError):
     """Task data that is missing or malformed; the message names the task and the file."""
 
 
+def no_checkpoint_at(name: object, hub_reason: str | None = None) -> str:
+    """The one message every command gives for a checkpoint (or run) folder that is not there;
+    `hub_reason`: why the Hub repository of that id, tried as well, could not be had."""
+    message = f"no checkpoint at {name}: there is no such folder"
+    if hub_reason:
+        message += f", and no Hugging Face Hub repository {str(name)!r} could be downloaded ({hub_reason})"
+    return message
+
+
 # What a user can cause and fix: the toolkit's own errors, and a path that does not exist.
 USER_ERRORS = (MtlNlpError, FileNotFoundError)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mtl_nlp.common.errors import no_checkpoint_at
 from mtl_nlp.modeling.encoder import ModelLoadError, looks_local
 
 
@@ -21,10 +22,7 @@ def resolve_checkpoint(
     try:
         return Path(snapshot_download(str(name_or_path), revision=revision, token=token))
     except (OSError, ValueError) as exc:  # not found, gated, offline, no connection, bad revision
-        raise ModelLoadError(
-            f"checkpoint {str(name_or_path)!r} is not a local directory and could not be downloaded "
-            f"from the Hugging Face Hub: {first_line(exc)}"
-        ) from exc
+        raise ModelLoadError(no_checkpoint_at(name_or_path, first_line(exc))) from exc
 
 
 def first_line(exc: Exception) -> str:

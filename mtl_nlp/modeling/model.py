@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
+from mtl_nlp.common.errors import no_checkpoint_at
 from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, HEADS_WEIGHTS, PRIVATE_WEIGHTS
 from mtl_nlp.modeling.blocks import block_class_names
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
@@ -300,7 +301,7 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     """The parsed mtl_nlp.json of a checkpoint, with a clear error when it is not one."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ModelLoadError(f"checkpoint directory does not exist: {directory}")
+        raise ModelLoadError(no_checkpoint_at(directory))
     path = directory / CHECKPOINT_CONFIG
     if not path.is_file() and not (directory / PENDING / CHECKPOINT_CONFIG).is_file():
         raise ModelLoadError(f"{directory} is not an mtl_nlp checkpoint: {path.name} not found")

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mtl_nlp.common.errors import MtlNlpError
+from mtl_nlp.common.errors import MtlNlpError, no_checkpoint_at
 from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, ONNX_DIR, STATE_DIR, WRITING
 from mtl_nlp.modeling.checkpoint_files import (
     MANIFEST,
@@ -88,7 +88,7 @@ def snapshot_for_upload(directory: Path, target: Path) -> None:
     """Fill `target` with links (copies across file systems) of what a push publishes: the
     checkpoint's files of one save, checked against its manifest, and the run's other outputs."""
     if not directory.is_dir():
-        raise FileNotFoundError(f"checkpoint directory does not exist: {directory}")
+        raise FileNotFoundError(no_checkpoint_at(directory))
     checkpoint = (directory / CHECKPOINT_CONFIG).is_file() or (directory / PENDING).is_dir()
     if not checkpoint and not (directory / "config.json").is_file():
         raise ModelLoadError(

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtl_nlp.common.errors import MtlNlpError
+from mtl_nlp.common.errors import MtlNlpError, no_checkpoint_at
 from mtl_nlp.common.run_files import METRICS_FILE, TRAINER_STATE
 from mtl_nlp.common.task_types import MAIN_METRIC, REPORTED_METRICS
 
@@ -40,7 +40,7 @@ def read_metrics(directory: str | Path) -> dict[str, Any]:
     the file is missing (the run has not finished), MetricsFileError when it is not a JSON object."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"run directory does not exist: {directory}")
+        raise FileNotFoundError(no_checkpoint_at(directory))
     path = directory / METRICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {METRICS_FILE} in {directory} (has the run finished?)")
