@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from mtl_nlp import DataError, TaskError, TaskSpec
+from mtl_nlp import DataError, TaskError, TaskSpec, get_task
 from mtl_nlp.data.features import IGNORE_INDEX, align_word_labels
 from mtl_nlp.data.loading import load_task_splits
 from mtl_nlp.data.pipeline import prepare_task_data
@@ -236,3 +236,17 @@ def test_a_json_text_that_is_nan_names_its_line(tmp_path):
                     data_files={"train": str(path), "validation": str(path)})
     with pytest.raises(DataError, match=r"t.jsonl line 2: not valid JSON: NaN is not valid JSON"):
         load_task_splits(spec, cache_dir=str(tmp_path / "cache"))
+
+
+def test_an_unreachable_hub_dataset_is_one_line_naming_it_and_the_offline_ways(monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'eriktks/conll2003' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr("datasets.load_dataset", unreachable)
+    message = ("task 'conll2003': cannot load dataset 'eriktks/conll2003' from the Hugging Face Hub: "
+               "Couldn't reach 'eriktks/conll2003' on the Hub (LocalEntryNotFoundError); without a network, "
+               "set data_dir= to a folder of local copies (this task reads conll2003/test.txt, "
+               "conll2003/train.txt, conll2003/valid.txt there), or, when the dataset is in the datasets "
+               "cache already, set HF_DATASETS_OFFLINE=1 and HF_HUB_OFFLINE=1")
+    with pytest.raises(DataError, match=f"^{re.escape(message)}$"):
+        load_task_splits(get_task("conll2003"))

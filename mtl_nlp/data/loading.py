@@ -263,7 +263,10 @@ def _load_conll(spec: TaskSpec, path: Path, cache_dir: str | None) -> Dataset:
 
 
 def _load_hub(spec: TaskSpec, cache_dir: str | None) -> DatasetDict:
-    loaded = datasets.load_dataset(spec.dataset, spec.dataset_config, cache_dir=cache_dir)
+    try:
+        loaded = datasets.load_dataset(spec.dataset, spec.dataset_config, cache_dir=cache_dir)
+    except ConnectionError as error:  # no network, or offline mode with nothing cached
+        raise DataError(_unreachable_message(spec, error)) from None
     if spec.splits is not None:
         missing = sorted(set(spec.splits.values()) - set(loaded))
         if missing:
@@ -274,6 +277,17 @@ def _load_hub(spec: TaskSpec, cache_dir: str | None) -> DatasetDict:
         return DatasetDict({ours: loaded[theirs] for ours, theirs in spec.splits.items()})
     renamed = {SPLIT_ALIASES.get(name, name): data for name, data in loaded.items()}
     return DatasetDict({name: data for name, data in renamed.items() if name in SPLITS})
+
+
+def _unreachable_message(spec: TaskSpec, error: Exception) -> str:
+    """Why a Hub dataset could not be had, and the two ways to run without the Hub."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    local = ""
+    if spec.local_files:
+        local = f" (this task reads {', '.join(sorted(spec.local_files.values()))} there)"
+    return (f"task {spec.name!r}: cannot load dataset {spec.dataset!r} from the Hugging Face Hub: {reason}; "
+            f"without a network, set data_dir= to a folder of local copies{local}, or, when the dataset is "
+            "in the datasets cache already, set HF_DATASETS_OFFLINE=1 and HF_HUB_OFFLINE=1")
 
 
 def _hold_out_validation(spec: TaskSpec, splits: DatasetDict, seed: int) -> DatasetDict:
