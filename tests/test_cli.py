@@ -58,6 +58,19 @@ def test_evaluate_scores_the_checkpoint_with_its_saved_config(trained, capsys):
     assert cli_main(["evaluate", str(trained)]) == 0
     evaluation = json.loads((trained / "evaluation.json").read_text())
     assert evaluation == json.loads((trained / "metrics.json").read_text())
+    printed = capsys.readouterr()
+    lines = printed.out.splitlines()
+    assert lines[0] == f"scores of {trained} on each task's test split (validation where there is none):"
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines[1:6]]
+    assert cells[0] == ["task", "main metric", "score", "other metrics"]
+    for row, (task, main) in zip(cells[2:], [("demo_ner", "f1"), ("demo_sentiment", "accuracy"),
+                                            ("demo_topic", "accuracy")]):
+        others = ", ".join(f"{name} {value:.4f}" for name, value in evaluation[task].items() if name != main)
+        assert row == [task, main, f"{evaluation[task][main]:.4f}", others]
+    assert lines[6] == f"overall (mean main metric): {evaluation['overall']['score']:.4f}"
+    target = trained / "evaluation.json"
+    assert printed.err.endswith(f"metrics (with per-class reports) written to {target}\n")
+    assert cli_main(["evaluate", str(trained), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == evaluation
 
 

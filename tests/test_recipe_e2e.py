@@ -56,6 +56,14 @@ def test_recipe_trains_saves_and_reloads(tiny_model_dir, tmp_path, recipe):
     correct = sum(row["recall"] * row["support"] for row in rows)
     assert correct / sum(row["support"] for row in rows) == pytest.approx(metrics["demo_topic"]["accuracy"])
     assert "demo_topic:" in result.stdout and "precision  recall      f1  support" in result.stdout
+    # One labelled table of the test scores, where the checkpoint is, and what to run next.
+    best = json.loads((output / "trainer_state.json").read_text())
+    assert (f"test scores of the best checkpoint (step {best['best_step']}, validation overall "
+            f"{best['best_validation_overall']:.4f}):\n| task ") in result.stdout
+    assert f"| demo_topic     | accuracy    | {metrics['demo_topic']['accuracy']:.4f} |" in result.stdout
+    assert f"checkpoint: {output} (metrics.json: these scores;" in result.stdout
+    assert f'echo "Some text." | mtl-nlp predict {output}' in result.stdout
+    assert "step 3: validation overall" in result.stdout and "demo_ner f1 " in result.stdout
     mean = (metrics["demo_ner"]["f1"] + metrics["demo_sentiment"]["accuracy"]
             + metrics["demo_topic"]["accuracy"]) / 3
     assert metrics["overall"]["score"] == pytest.approx(mean)

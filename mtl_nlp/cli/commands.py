@@ -65,6 +65,7 @@ def run_affinity(args: argparse.Namespace, out: TextIO) -> int:
 def run_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.config import load_config
     from mtl_nlp.modeling.model import read_checkpoint_config
+    from mtl_nlp.reports.score_tables import format_scores
     from mtl_nlp.training.run import evaluate_checkpoint
 
     saved = read_checkpoint_config(args.checkpoint)
@@ -80,8 +81,12 @@ def run_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     if PartialState().is_main_process:  # under torchrun / accelerate launch every process scores
         target = Path(args.output) if args.output else Path(args.checkpoint) / EVALUATION_FILE
         target.write_text(json.dumps(metrics, indent=2) + "\n")
-        out.write(json.dumps(metrics, indent=2) + "\n")
-        print(f"metrics written to {target}", file=sys.stderr)
+        if args.json:
+            out.write(json.dumps(metrics, indent=2) + "\n")
+        else:
+            out.write(format_scores(metrics, f"scores of {args.checkpoint} on each task's test split "
+                                             "(validation where there is none):") + "\n")
+        print(f"metrics (with per-class reports) written to {target}", file=sys.stderr)
     return 0
 
 

@@ -195,6 +195,7 @@ def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--output", metavar="FILE",
                           help="where to write the metrics JSON (default: DIR/evaluation.json)")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON, not as a table")
 
 
 def add_predict_parser(commands: argparse._SubParsersAction) -> None:

@@ -9,7 +9,6 @@ model card) and the scoring of a saved checkpoint.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
 from mtl_nlp.modeling.encoder import check_encoder
 from mtl_nlp.registry import resolve_tasks
 from mtl_nlp.reports.model_card import write_checkpoint_card
-from mtl_nlp.reports.run_results import MAIN_METRICS, OVERALL, REPORTS, UNSEEN_LABELS, WINDOWS
+from mtl_nlp.reports.run_results import MAIN_METRICS, OVERALL, REPORTS, UNSEEN_LABELS, WINDOWS, task_entries
+from mtl_nlp.reports.score_tables import format_next_steps, format_scores
 from mtl_nlp.training.assembly import assemble_run
 from mtl_nlp.training.class_reports import format_reports
 from mtl_nlp.training.evaluation import build_eval_loaders, evaluate_with_reports
@@ -85,7 +85,9 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
     trainer.write_reports()
     if accelerator.is_main_process:
         write_checkpoint_card(config.output_dir, metrics, split="test")
-    print_metrics(accelerator, metrics)
+    best = f"step {trainer.progress.best_step}, validation overall {trainer.progress.best_score:.4f}"
+    print_metrics(accelerator, metrics, f"test scores of the best checkpoint ({best}):")
+    accelerator.print(format_next_steps(config.output_dir, list(task_entries(metrics))))
     # Every process reaches teardown together: a rank destroying the process group while the
     # main one still writes files can leave gloo waiting forever. The DDP wrapper (whose reducer
     # holds the process group) goes first, on every rank at once, so that no rank tears gloo
@@ -157,8 +159,9 @@ def final_metrics(
     return summary
 
 
-def print_metrics(accelerator: Accelerator, metrics: dict[str, Any]) -> None:
-    """The scores as JSON and the per-class reports as tables (main process)."""
-    scores = {key: value for key, value in metrics.items() if key != REPORTS}
-    accelerator.print(json.dumps(scores, indent=2))
-    accelerator.print(format_reports(metrics[REPORTS]))
+def print_metrics(accelerator: Accelerator, metrics: dict[str, Any], title: str) -> None:
+    """The scores as one labelled table, then the per-class reports (main process)."""
+    accelerator.print(format_scores(metrics, title))
+    reports = format_reports(metrics[REPORTS])
+    if reports:
+        accelerator.print("per-class precision, recall and F1:\n" + reports)

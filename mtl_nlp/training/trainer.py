@@ -19,6 +19,7 @@ from mtl_nlp.config import TrainConfig
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData, head_main_metrics
 from mtl_nlp.reports.run_results import MAIN_METRICS, OVERALL
+from mtl_nlp.reports.score_tables import format_main_scores
 from mtl_nlp.training.checkpointing import RunCheckpoints
 from mtl_nlp.training.evaluation import evaluate
 from mtl_nlp.training.interrupts import StopRequests, TrainingInterrupted
@@ -180,8 +181,8 @@ class MultiTaskTrainer:
             self.checkpoints.save_model(self.output_dir, {**metrics, MAIN_METRICS: recorded}, selection)
         self.accelerator.print(
             f"step {self.progress.step}: validation overall {score:.4f} "
-            f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}) "
-            + json.dumps({task: {k: round(v, 4) for k, v in m.items()} for task, m in metrics.items()})
+            f"(best {self.progress.best_score:.4f} at step {self.progress.best_step}): "
+            + format_main_scores({**metrics, MAIN_METRICS: recorded})
         )
         self.checkpoints.save_state()
         self.write_reports()
