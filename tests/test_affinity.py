@@ -13,17 +13,22 @@ from torch.func import functional_call
 from mtl_nlp import HeadConfig, MultiTaskModel
 from mtl_nlp.common.run_files import AFFINITY_FILE, AFFINITY_PLOT
 from mtl_nlp.config import ConfigError, RunConfig, load_config
-from mtl_nlp.reports.plots import plot_affinity
+from mtl_nlp.reports import plots
+from mtl_nlp.reports.plots import affinity_scale, plot_affinity
 from mtl_nlp.reports.task_groups import (
     advice,
+    best_grouping,
     best_partition,
     format_affinity,
     lookahead_affinity,
     named_matrix,
+    noise_estimate,
     off_diagonal,
     recommend,
     set_partitions,
+    standard_error,
     task_groupings,
+    window_means,
 )
 from mtl_nlp.workflows.affinity import lookahead_matrix, measure_affinity
 
@@ -151,7 +156,7 @@ def test_three_tasks_best_pair_and_recommendation():
     assert [entry["score"] for entry in groupings] == pytest.approx([0.45, 0.7, 0.0])
     assert [entry["advice"] for entry in groupings] == [
         "train together: a, b, c", "train together: b, c; alone: a", "alone: a, b, c"]
-    assert recommend(groupings) == groupings[1]
+    assert best_grouping(groupings) == groupings[1]
     # The diagonal (self-affinity) takes no part in the search.
     diagonal = [[100.0 if i == j else value for j, value in enumerate(row)] for i, row in enumerate(THREE)]
     assert task_groupings(["a", "b", "c"], diagonal) == groupings
@@ -166,7 +171,7 @@ def test_four_tasks_find_the_interleaved_clusters():
         [["w", "x", "y", "z"]], [["w", "y"], ["x", "z"]], [["w", "y"], ["x"], ["z"]],
         [["w"], ["x"], ["y"], ["z"]]]
     assert [entry["score"] for entry in groupings] == pytest.approx([0.2 / 3, 1.0, 0.6, 0.0])
-    assert recommend(groupings)["advice"] == "train together: w, y; train together: x, z"
+    assert best_grouping(groupings)["advice"] == "train together: w, y; train together: x, z"
     assert groupings[2]["advice"] == "train together: w, y; alone: x, z"
 
 
@@ -175,7 +180,7 @@ def test_ties_go_to_the_first_partition_and_to_fewer_groups():
     zeros = [[0.0] * 3 for _ in range(3)]
     groupings = task_groupings(["a", "b", "c"], zeros)
     assert groupings[1]["groups"] == [["a", "b"], ["c"]]
-    assert recommend(groupings)["num_groups"] == 1
+    assert best_grouping(groupings)["num_groups"] == 1
     # a+c sums to 0.1 + 0.2 = 0.30000000000000004 in floating point, a+b to 0.3 + 0.0: a tie
     # that rounding must not decide.
     matrix = [[0.0, 0.0, 0.2], [0.3, 0.0, 0.0], [0.1, 0.0, 0.0]]
@@ -187,7 +192,7 @@ def test_ties_go_to_the_first_partition_and_to_fewer_groups():
     groupings = task_groupings(["a", "b", "c"], symmetric)
     assert groupings[0]["score"] == pytest.approx(0.4) and groupings[1]["score"] == pytest.approx(0.4)
     assert groupings[1]["groups"] == [["a", "b"], ["c"]]
-    assert recommend(groupings)["num_groups"] == 1
+    assert best_grouping(groupings)["num_groups"] == 1
 
 
 def test_advice_text():
@@ -214,14 +219,89 @@ def test_too_many_or_too_few_tasks_and_bad_matrices_are_refused():
         measure_affinity(RunConfig(), steps=4, every=5)
 
 
-def fixed_result():
+# --- the noise and what it supports ------------------------------------------------------------
+
+def test_window_means_and_standard_errors():
+    # Seven measurements in three consecutive windows of 3, 2 and 2.
+    measurements = [[[float(k), 10.0 * k]] for k in range(7)]
+    assert window_means(measurements, 3) == [[[1.0, 10.0]], [[3.5, 35.0]], [[5.5, 55.0]]]
+    assert window_means(measurements, 1) == [[[3.0, 30.0]]]
+    assert window_means(measurements[:2], 5) == [[[0.0, 0.0]], [[1.0, 10.0]]]  # at most one per window
+    assert standard_error([1.0, 2.0, 3.0, 4.0]) == pytest.approx(math.sqrt(5 / 3) / 2)
+    windows = [[[0.0, 1.0], [3.0, 0.0]], [[0.0, 3.0], [3.0, 0.0]], [[9.0, 2.0], [3.0, 0.0]]]
+    noise = noise_estimate(["a", "b"], windows)
+    errors = {"a": {"a": pytest.approx(3.0), "b": pytest.approx(1 / math.sqrt(3))}, "b": {"a": 0.0, "b": 0.0}}
+    # level: the median of the two between tasks
+    assert noise == {"windows": 3, "factor": 2.0, "standard_error": errors,
+                     "level": pytest.approx(1 / (2 * math.sqrt(3)))}
+    assert noise_estimate(["a", "b"], windows[:1]) is None  # one window has no spread
+
+
+def shifted(delta):
+    """THREE with Z(b -> c) moved by delta."""
+    return [[value + (delta if (i, j) == (1, 2) else 0.0) for j, value in enumerate(row)]
+            for i, row in enumerate(THREE)]
+
+
+def test_a_split_is_recommended_only_when_it_leads_both_plain_choices_beyond_the_noise():
+    # b+c with a alone leads one group by 0.25 and all alone by 0.7 (see the test above). Moving
+    # Z(b -> c) by +-d between four windows moves the first lead by d/2 (c receives it averaged
+    # with a's) and the second by d: standard errors d / (2 sqrt 3) and d / sqrt 3.
     groupings = task_groupings(["a", "b", "c"], THREE)
-    return {"tasks": ["a", "b", "c"], "matrix": named_matrix(["a", "b", "c"], THREE), "steps": 20,
-            "measurements": 4, "every": 5, "groupings": groupings, "recommended": recommend(groupings),
+    steady = recommend(["a", "b", "c"], groupings, [shifted(d) for d in (0.3, -0.3, 0.3, -0.3)])
+    assert steady == {**groupings[1], "supported": True, "leads": [
+        {"over": "one model of all tasks", "lead": pytest.approx(0.25),
+         "standard_error": pytest.approx(0.3 / (2 * math.sqrt(3)))},
+        {"over": "every task alone", "lead": pytest.approx(0.7),
+         "standard_error": pytest.approx(0.3 / math.sqrt(3))},
+    ]}
+    # At d = 0.6 the lead over one group, 0.25, is within 2 standard errors (2 x 0.173).
+    noisy = recommend(["a", "b", "c"], groupings, [shifted(d) for d in (0.6, -0.6, 0.6, -0.6)])
+    assert noisy["supported"] is False
+    assert noisy["num_groups"] == 1 and noisy["groups"] == [["a", "b", "c"]]  # the default: one model
+    assert noisy["score"] == groupings[0]["score"]
+    assert noisy["best"] == {key: groupings[1][key] for key in ("num_groups", "groups", "score", "advice")}
+    assert noisy["advice"] == (
+        "no grouping is supported by the data: the best grouping (train together: b, c; alone: a) leads "
+        "one model of all tasks by +0.2500 ± 0.1732 (standard error), within 2 standard errors of the "
+        "probe's noise; keep one model of all tasks (the default), or probe longer")
+
+
+def test_affinities_near_1e4_within_their_noise_recommend_no_split():
+    # The case of the issue: a short probe whose affinities are all slightly negative on average
+    # (-1e-5) but swing by 1e-4 between windows; their mean says "alone: a, b, c".
+    windows = [[[0.0 if i == j else -1e-5 + sign * 1e-4 for j in range(3)] for i in range(3)]
+               for sign in (1, -1, 1, -1)]
+    mean = window_means(windows, 1)[0]
+    groupings = task_groupings(["a", "b", "c"], mean)
+    assert best_grouping(groupings)["advice"] == "alone: a, b, c"
+    recommended = recommend(["a", "b", "c"], groupings, windows)
+    assert recommended["supported"] is False and recommended["groups"] == [["a", "b", "c"]]
+    assert recommended["advice"] == (
+        "no grouping is supported by the data: the best grouping (alone: a, b, c) leads one model of "
+        "all tasks by +3.00e-05 ± 1.73e-04 (standard error), within 2 standard errors of the probe's "
+        "noise; keep one model of all tasks (the default), or probe longer")
+    # A single measurement has no noise estimate, so nothing is supported either; nor is a tie.
+    single = recommend(["a", "b", "c"], task_groupings(["a", "b", "c"], THREE), [THREE])
+    assert single["supported"] is False and single["leads"][0]["standard_error"] is None
+    assert single["advice"] == ("no grouping is supported by the data: one measurement gives no estimate "
+                                "of its noise; keep one model of all tasks (the default), or probe longer")
+    zeros = [[0.0] * 3 for _ in range(3)]
+    tie = recommend(["a", "b", "c"], task_groupings(["a", "b", "c"], zeros), [zeros, zeros])
+    assert tie["supported"] is False
+
+
+def fixed_result(windows=((0.3, -0.3, 0.3, -0.3))):
+    tasks = ["a", "b", "c"]
+    groupings = task_groupings(tasks, THREE)
+    matrices = [shifted(d) for d in windows]
+    return {"tasks": tasks, "matrix": named_matrix(tasks, THREE), "steps": 20,
+            "measurements": 4, "every": 5, "noise": noise_estimate(tasks, matrices), "groupings": groupings,
+            "recommended": recommend(tasks, groupings, matrices),
             "seconds_per_step": 0.1, "seconds_per_measurement": 0.35, "measurement_cost_in_steps": 3.5}
 
 
-def test_format_affinity_lists_matrix_groupings_and_advice():
+def test_format_affinity_lists_matrix_noise_groupings_and_advice():
     lines = format_affinity(fixed_result()).splitlines()
     assert lines[1:5] == [
         "         a        b        c",
@@ -229,18 +309,74 @@ def test_format_affinity_lists_matrix_groupings_and_advice():
         "b  +0.1000  +0.5000  +0.3000",
         "c  +0.0000  +0.4000  +0.5000",
     ]
-    assert lines[6:] == [
+    assert lines[5:10] == [
+        "noise: standard error of each mean affinity, from the spread of 4 consecutive windows of the "
+        "measurements (median between tasks 0.0000):",
+        "        a       b       c",
+        "a  0.0000  0.0000  0.0000",
+        "b  0.0000  0.0000  0.1732",
+        "c  0.0000  0.0000  0.0000",
+    ]
+    assert lines[11:] == [
         "  1 group:   score +0.4500  train together: a, b, c",
         "  2 groups:  score +0.7000  train together: b, c; alone: a",
         "  3 groups:  score +0.0000  alone: a, b, c",
         "recommended (2 groups): train together: b, c; alone: a",
+        "  supported: it leads one model of all tasks by +0.2500 ± 0.0866 (standard error) and every task "
+        "alone by +0.7000 ± 0.1732 (standard error), beyond 2 standard errors",
         "one measurement cost 3.5 ordinary training steps (0.350 s against 0.100 s)",
     ]
+    noisy = fixed_result((0.6, -0.6, 0.6, -0.6))
+    assert format_affinity(noisy).splitlines()[-2] == "recommended: " + noisy["recommended"]["advice"]
+    assert noisy["recommended"]["advice"].startswith("no grouping is supported by the data: ")
+    # An affinity.json written before the probe measured its noise still prints.
+    old = {**fixed_result(), "recommended": task_groupings(["a", "b", "c"], THREE)[1]}
+    del old["noise"]
+    assert format_affinity(old).splitlines()[5:] == lines[10:15] + lines[16:]
+
+
+def drawn_figure(monkeypatch, tmp_path, result):
+    """plot_affinity's figure, kept as it is saved."""
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: saved.append(figure))
+    plot_affinity(result, tmp_path / "affinity.png")
+    return saved[0]
+
+
+def test_heat_map_is_centred_at_zero_and_noise_cannot_fill_its_scale(monkeypatch, tmp_path):
+    # Affinities near 1e-4 within a noise of 1.7e-4: before, the scale stretched to the largest
+    # value, 1.1e-4, and painted noise in full colour.
+    tasks = ["a", "b", "c"]
+    windows = [[[0.0 if i == j else 1e-5 * (i + j) + sign * 1e-4 for j in range(3)] for i in range(3)]
+               for sign in (1, -1, 1, -1)]
+    mean = window_means(windows, 1)[0]
+    groupings = task_groupings(tasks, mean)
+    noise = noise_estimate(tasks, windows)
+    assert noise["level"] == pytest.approx(1e-4 * math.sqrt(4 / 3) / 2)
+    result = {"tasks": tasks, "matrix": named_matrix(tasks, mean), "measurements": 8, "every": 5,
+              "noise": noise, "groupings": groupings, "recommended": recommend(tasks, groupings, windows)}
+    figure = drawn_figure(monkeypatch, tmp_path, result)
+    ax = figure.axes[0]
+    limit = 4 * noise["level"]  # twice the band of 2 standard errors
+    assert affinity_scale(off_diagonal(mean), noise) == pytest.approx(limit)
+    assert ax.images[0].get_clim() == pytest.approx((-limit, limit))
+    assert "noise: ±5.77e-05 standard error (median); hatched: within 2 SE" in ax.get_title()
+    assert sum(text.get_text() == "±5.77e-05" for text in ax.texts) == 6  # each cell between tasks
+    band = ax.images[0].colorbar.ax.patches[-1]
+    assert band.get_hatch() == "///"
+    assert band.get_extents().height > 0
+    assert "no grouping is supported by the data" in figure.get_supxlabel()
+    # Values beyond the noise set the scale themselves, still symmetric about 0.
+    assert affinity_scale([0.3, -0.5], noise) == 0.5
+    assert affinity_scale([0.3, -0.5], None) == 0.5 and affinity_scale([], None) == 1.0
 
 
 def test_plot_affinity_writes_a_png(tmp_path):
     plot_affinity(fixed_result(), tmp_path / "affinity.png")
     assert (tmp_path / "affinity.png").read_bytes().startswith(PNG_SIGNATURE)
+    old = {key: value for key, value in fixed_result().items() if key != "noise"}
+    plot_affinity(old, tmp_path / "old.png")  # an affinity.json from before the noise
+    assert (tmp_path / "old.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 # --- the probe end to end ----------------------------------------------------------------------
@@ -265,7 +401,8 @@ def test_probe_writes_affinity_json_and_heatmap(tiny_model_dir, tmp_path, fresh_
     assert json.loads((output / AFFINITY_FILE).read_text()) == result
     assert set(result) == {
         "tasks", "matrix", "steps", "measurements", "every", "seconds", "seconds_per_step",
-        "seconds_per_measurement", "measurement_cost_in_steps", "groupings", "recommended", "step_mode",
+        "seconds_per_measurement", "measurement_cost_in_steps", "noise", "groupings", "recommended",
+        "step_mode",
     }
     assert result["tasks"] == tasks and result["steps"] == 5 and result["every"] == 1
     # Two warmup steps: step 1 runs at lr 0 and moves nothing, so steps 2 to 5 are measured.
@@ -277,7 +414,18 @@ def test_probe_writes_affinity_json_and_heatmap(tiny_model_dir, tmp_path, fresh_
     rows = [[result["matrix"][source][target] for target in tasks] for source in tasks]
     assert result["groupings"] == task_groupings(tasks, rows)
     assert [entry["num_groups"] for entry in result["groupings"]] == [1, 2, 3]
-    assert result["recommended"] == recommend(result["groupings"])
+    # Four measurements, one per window: the noise of each affinity is their standard error.
+    assert result["noise"]["windows"] == 4 and list(result["noise"]["standard_error"]) == tasks
+    assert all(math.isfinite(v) and v >= 0 for row in result["noise"]["standard_error"].values()
+               for v in row.values())
+    recommended = result["recommended"]
+    best = best_grouping(result["groupings"])
+    assert recommended["supported"] in (True, False)
+    if recommended["supported"]:
+        assert {key: recommended[key] for key in best} == best
+    else:
+        assert recommended["best"] == best and recommended["groups"] == [tasks]
+        assert recommended["advice"].startswith("no grouping is supported by the data: ")
     assert result["seconds_per_step"] > 0 and result["seconds_per_measurement"] > 0
     assert result["measurement_cost_in_steps"] == pytest.approx(
         result["seconds_per_measurement"] / result["seconds_per_step"], rel=0.01)

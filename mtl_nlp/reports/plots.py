@@ -10,11 +10,12 @@ pyplot's global backend, works without a display, and leaves an interactive sess
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from mtl_nlp.reports.run_results import OVERALL, task_entries, task_main_metric
-from mtl_nlp.reports.task_groups import every_steps, matrix_rows, off_diagonal, value_format
+from mtl_nlp.reports.task_groups import NOISE_FACTOR, every_steps, matrix_rows, off_diagonal, value_format
 
 
 def mean_cosine(records: list[dict[str, Any]]) -> list[list[float]]:
@@ -93,31 +94,72 @@ def plot_conflicts(conflicts: dict[str, Any], path: str | Path) -> None:
 
 def plot_affinity(affinity: dict[str, Any], path: str | Path) -> None:
     """Write the inter-task affinity heatmap from an affinity.json dict: Z(row -> column), the
-    change of the column task's loss from a lookahead step on the row task, with the recommended
-    grouping below."""
+    change of the column task's loss from a lookahead step on the row task, each cell with its
+    standard error, on a scale centred at 0 that the noise cannot fill, with the recommendation
+    below."""
     tasks = list(affinity["tasks"])
     matrix = matrix_rows(tasks, affinity["matrix"])
     values = [value for value in off_diagonal(matrix) if math.isfinite(value)]
-    # The scale follows the values the grouping uses: a task's step lowers its own loss far more
-    # than another's (often 100 times), and a short probe's affinities are near 1e-4, which a fixed
-    # [-1, 1] scale would show as a white square. The diagonal is grey, its value still written.
-    limit = max((abs(value) for value in values), default=0.0) or 1.0
+    noise = affinity.get("noise")
+    limit = affinity_scale(values, noise)
+    # The diagonal is grey, its value still written: a task's step lowers its own loss far more
+    # than another's (often 100 times) and would take the whole scale.
     colored = [[math.nan if i == j else value for j, value in enumerate(row)] for i, row in enumerate(matrix)]
     size = len(tasks)
-    figure = _agg_figure(figsize=(max(6.5, 0.9 * size + 3.5), max(5.5, 0.8 * size + 2.5)))
+    width = max(6.5, 0.9 * size + 3.5)
+    figure = _agg_figure(figsize=(width, max(5.5, 0.8 * size + 2.5)))
     ax = figure.subplots()
     count = affinity["measurements"]
     title = (f"mean of {count} measurement{'s' if count != 1 else ''}, {every_steps(affinity['every'])}\n"
+             f"{_noise_caption(noise, value_format(values))}\n"
              "diagonal (grey): self-affinity, not used for grouping")
     _draw_heatmap(figure, ax, tasks, matrix, title, "affinity (> 0: the step lowers the loss)", limit,
                   value_format(values), colored)
+    if noise:
+        errors = matrix_rows(tasks, noise["standard_error"])
+        _draw_noise(ax, matrix, errors, limit, NOISE_FACTOR * noise["level"], value_format(values))
     ax.set_ylabel("lookahead step on")
     ax.set_xlabel("loss of")
     recommended = affinity.get("recommended")
     if recommended:
-        figure.supxlabel(f"recommended: {recommended['advice']}", fontsize="medium")
+        text = f"recommended: {recommended['advice']}"
+        figure.supxlabel(textwrap.fill(text, int(width * 12)), fontsize="medium")
     figure.suptitle("Inter-task affinity (TAG) on the shared encoder", fontweight="bold")
     _save(figure, path)
+
+
+def affinity_scale(values: list[float], noise: dict[str, Any] | None) -> float:
+    """Half-width of the affinity colour scale, which is centred at 0: the largest affinity
+    between tasks, but at least twice the noise band (NOISE_FACTOR standard errors at the median
+    noise level), so affinities within the noise stay pale instead of stretching the colours
+    across the whole scale; 1 when there is nothing to scale to."""
+    largest = max((abs(value) for value in values), default=0.0)
+    floor = 2 * NOISE_FACTOR * noise["level"] if noise else 0.0
+    return max(largest, floor) or 1.0
+
+
+def _noise_caption(noise: dict[str, Any] | None, fmt: str) -> str:
+    """The noise level for the title, or why there is none."""
+    if noise is None:
+        return "noise: not estimated (one measurement), no grouping supported"
+    level = fmt.format(noise["level"]).lstrip("+")
+    return f"noise: ±{level} standard error (median); hatched: within {NOISE_FACTOR:g} SE"
+
+
+def _draw_noise(
+    ax: Any, matrix: list[list[float]], errors: list[list[float]], limit: float, band: float, fmt: str,
+) -> None:
+    """Each off-diagonal cell's standard error under its value, and the noise band [-band, band]
+    hatched on the colorbar."""
+    for i, row in enumerate(errors):
+        for j, error in enumerate(row):
+            if i != j:
+                # light on the dark cells, where _draw_heatmap writes the value in white
+                color = "lightgray" if abs(matrix[i][j]) > 0.6 * limit else "dimgray"
+                ax.text(j, i + 0.3, "±" + fmt.format(error).lstrip("+"), ha="center", va="center",
+                        fontsize="x-small", color=color)
+    colorbar = ax.images[0].colorbar
+    colorbar.ax.axhspan(-band, band, facecolor="none", edgecolor="black", hatch="///", linewidth=0)
 
 
 def _agg_figure(**kwargs: Any) -> Any:

@@ -4,8 +4,9 @@ measures how a lookahead step on each task changes every task's loss.
 
 Z(i->j) = 1 - L_j(theta_s - lr * grad_s L_i) / L_j(theta_s): theta_s are the shared encoder's
 parameters, lr the current learning rate and the step plain SGD, as in TAG; heads are untouched.
-The mean over measurements is the affinity matrix; mtl_nlp.reports.task_groups turns it into groupings and
-plots.plot_affinity draws it.
+The mean over measurements is the affinity matrix, and the spread between consecutive windows of
+measurements its noise; mtl_nlp.reports.task_groups turns them into groupings and a recommendation
+(none when the data support none) and plots.plot_affinity draws them.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from mtl_nlp.reports.task_groups import (
     check_task_count,
     lookahead_affinity,
     named_matrix,
+    noise_estimate,
     recommend,
     task_groupings,
+    window_means,
 )
 from mtl_nlp.training.assembly import assemble_run
 from mtl_nlp.training.setup import build_accelerator
@@ -134,8 +137,9 @@ def measure_affinity(
     `steps` optimizer steps, measuring the affinity at every `every`-th step (at the parameters
     that step starts from; steps at lr 0 are skipped, they move nothing), and write affinity.json
     and affinity.png to output_dir. Returns affinity.json's content: the mean matrix
-    {source: {target: Z}}, the best grouping for each number of groups, the recommended one and
-    what a measurement costs against an ordinary step."""
+    {source: {target: Z}}, its noise (standard errors), the best grouping for each number of
+    groups, the recommended one (or that the data support none) and what a measurement costs
+    against an ordinary step."""
     config = probe_config(config, steps, every)
     check_task_count(len(config.tasks))  # before any loading: the search refuses too many tasks
     check_encoder(config.model, config.max_length)  # as training does, before any data is read
@@ -170,10 +174,9 @@ def measure_affinity(
 
 @dataclass
 class ProbeRecord:
-    """The probe's sums of measured matrices and where its time went."""
+    """The probe's measured matrices, in order, and where its time went."""
 
-    totals: list[list[float]]
-    measurements: int = 0
+    matrices: list[list[list[float]]] = dataclasses.field(default_factory=list)
     measuring: float = 0.0  # seconds in affinity measurements
     stepping: float = 0.0  # seconds in ordinary training steps
 
@@ -185,7 +188,7 @@ def _run_probe(
     """`steps` training steps; before every `every`-th one, a measurement on one fresh batch of
     every task (one_task mode draws one task per step, so the step's own batches would not do)."""
     names = list(loader.sizes)
-    record = ProbeRecord([[0.0] * len(names) for _ in names])
+    record = ProbeRecord()
     batches = iter(loader)
     model.train()
     for step in range(1, steps + 1):
@@ -193,14 +196,12 @@ def _run_probe(
         if step % every == 0 and lr > 0:
             tick = _clock()
             probe = send_to_device({task: loader.next_batch(task) for task in names}, device)
-            for row, values in zip(record.totals, lookahead_matrix(model, shared, probe, lr)):
-                row[:] = [total + value for total, value in zip(row, values)]
-            record.measurements += 1
+            record.matrices.append(lookahead_matrix(model, shared, probe, lr))
             record.measuring += _clock() - tick
         tick = _clock()
         runner.run(batches, step)
         record.stepping += _clock() - tick
-    if not record.measurements:
+    if not record.matrices:
         raise ConfigError("no step was measured: the learning rate was 0 at every measured step")
     return record
 
@@ -225,20 +226,23 @@ def _clock() -> float:
 
 def _summary(tasks: list[str], record: ProbeRecord, steps: int, every: int, seconds: float) -> dict[str, Any]:
     """affinity.json's content."""
-    matrix = [[total / record.measurements for total in row] for row in record.totals]
+    count = len(record.matrices)
+    matrix = window_means(record.matrices, windows=1)[0]  # the mean of all measurements
+    windows = window_means(record.matrices)
     groupings = task_groupings(tasks, matrix)
-    per_step, per_measurement = record.stepping / steps, record.measuring / record.measurements
+    per_step, per_measurement = record.stepping / steps, record.measuring / count
     return {
         "tasks": tasks,
         "matrix": named_matrix(tasks, matrix),
         "steps": steps,
-        "measurements": record.measurements,
+        "measurements": count,
         "every": every,
         "seconds": round(seconds, 3),
         "seconds_per_step": round(per_step, 5),
         "seconds_per_measurement": round(per_measurement, 5),
         # what one measurement costs, in ordinary training steps
         "measurement_cost_in_steps": round(per_measurement / per_step, 2) if per_step > 0 else None,
+        "noise": noise_estimate(tasks, windows),
         "groupings": groupings,
-        "recommended": recommend(groupings),
+        "recommended": recommend(tasks, groupings, windows),
     }
