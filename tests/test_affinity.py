@@ -371,12 +371,15 @@ def test_heat_map_is_centred_at_zero_and_noise_cannot_fill_its_scale(monkeypatch
     assert affinity_scale([0.3, -0.5], None) == 0.5 and affinity_scale([], None) == 1.0
 
 
-def test_plot_affinity_writes_a_png(tmp_path):
+def test_plot_affinity_writes_a_png(tmp_path, monkeypatch):
     plot_affinity(fixed_result(), tmp_path / "affinity.png")
     assert (tmp_path / "affinity.png").read_bytes().startswith(PNG_SIGNATURE)
+    # One measurement: no noise estimate, said so; an affinity.json from before the noise: no word.
+    single = {**fixed_result(), "noise": None}
+    title = drawn_figure(monkeypatch, tmp_path, single).axes[0].get_title()
+    assert "noise: not estimated (one measurement), no grouping supported" in title
     old = {key: value for key, value in fixed_result().items() if key != "noise"}
-    plot_affinity(old, tmp_path / "old.png")  # an affinity.json from before the noise
-    assert (tmp_path / "old.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert "noise" not in drawn_figure(monkeypatch, tmp_path, old).axes[0].get_title()
 
 
 # --- the probe end to end ----------------------------------------------------------------------

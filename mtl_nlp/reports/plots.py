@@ -111,7 +111,7 @@ def plot_affinity(affinity: dict[str, Any], path: str | Path) -> None:
     ax = figure.subplots()
     count = affinity["measurements"]
     title = (f"mean of {count} measurement{'s' if count != 1 else ''}, {every_steps(affinity['every'])}\n"
-             f"{_noise_caption(noise, value_format(values))}\n"
+             f"{_noise_caption(affinity, value_format(values))}"
              "diagonal (grey): self-affinity, not used for grouping")
     _draw_heatmap(figure, ax, tasks, matrix, title, "affinity (> 0: the step lowers the loss)", limit,
                   value_format(values), colored)
@@ -138,12 +138,16 @@ def affinity_scale(values: list[float], noise: dict[str, Any] | None) -> float:
     return max(largest, floor) or 1.0
 
 
-def _noise_caption(noise: dict[str, Any] | None, fmt: str) -> str:
-    """The noise level for the title, or why there is none."""
+def _noise_caption(affinity: dict[str, Any], fmt: str) -> str:
+    """The noise level for the title and a line break, or why there is none (nothing for an
+    affinity.json written before the probe measured its noise)."""
+    if "noise" not in affinity:
+        return ""
+    noise = affinity["noise"]
     if noise is None:
-        return "noise: not estimated (one measurement), no grouping supported"
+        return "noise: not estimated (one measurement), no grouping supported\n"
     level = fmt.format(noise["level"]).lstrip("+")
-    return f"noise: ±{level} standard error (median); hatched: within {NOISE_FACTOR:g} SE"
+    return f"noise: ±{level} standard error (median); hatched: within {NOISE_FACTOR:g} SE\n"
 
 
 def _draw_noise(
