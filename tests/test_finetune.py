@@ -2,6 +2,7 @@
 each task alone from a multi-task checkpoint into loadable checkpoints whose scores it reports."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from mtl_nlp.config import ConfigError
 from mtl_nlp.inference import Predictor
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import MultiTaskModel
+from mtl_nlp.training.assembly import log_head_starts
 from mtl_nlp.workflows.finetune import finetune_tasks, recommend
 
 
@@ -66,6 +68,18 @@ def test_a_hard_sharing_checkpoint_saved_before_share_stack_modules_is_a_start(m
     assert saved.sharing.shape.share_stack_modules
     model = MultiTaskModel.from_encoder(str(tiny_model_dir), list(saved.head_configs.values()))
     assert model.start_from_checkpoint(multi_task_run) == ["demo_ner", "demo_sentiment"]
+
+
+def test_a_second_stage_reports_each_head_where_it_starts(tiny_model_dir, caplog):
+    heads = [HeadConfig(name=name, type="classification", labels=["a", "b"], pooling="pooler")
+             for name in ("kept", "new")]
+    model = MultiTaskModel.from_encoder(str(tiny_model_dir), heads)
+    with caplog.at_level(logging.INFO, logger="mtl_nlp.training.assembly"):
+        log_head_starts(model, ["kept"], "outputs/mtl")
+    assert [record.getMessage() for record in caplog.records] == [
+        "starting from outputs/mtl: encoder and the heads of kept; fresh heads: new",
+        "pooler heads new start from the encoder's pretrained pooler",  # not 'kept': the checkpoint's
+    ]
 
 
 def test_finetune_writes_a_checkpoint_per_task_and_reports_scores(multi_task_run, capsys):

@@ -235,7 +235,7 @@ def test_cli_predict_from_file_and_stdin(checkpoint, tmp_path, capsys, monkeypat
 
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert cli_main(["predict", str(tmp_path / "missing")]) == 2
-    assert "checkpoint directory does not exist" in capsys.readouterr().err
+    assert f"no checkpoint at {tmp_path / 'missing'}: there is no such folder" in capsys.readouterr().err
 
 
 def test_cli_lists_tasks(capsys):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ from mtl_nlp.modeling.encoder import ModelLoadError, check_encoder_kind, load_en
 from mtl_nlp.modeling.heads import HeadConfig, build_head, family_head_config
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
-
-logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
@@ -60,23 +57,19 @@ class MultiTaskModel(nn.Module):
 
     def _init_poolers(self, encoder: PreTrainedModel) -> None:
         """Pooler heads start from the encoder's pretrained pooler where it has one, else as the
-        encoder initialises its own layers (transformers' `_init_weights`); logged either way."""
-        copied, fresh = [], []
+        encoder initialises its own layers (transformers' `_init_weights`). `pooler_starts` says
+        which, for the run to report once it knows which heads a checkpoint replaces."""
+        self.pooler_starts: dict[str, str] = {}
         for name, head in self.heads.items():
             if getattr(head, "head", None) is not None:  # a tagging head's family prediction head
                 encoder._init_weights(head.head)
             if getattr(head, "pooler", None) is None:
                 continue
             if head.init_pooler_from(encoder):
-                copied.append(name)
+                self.pooler_starts[name] = "the encoder's pretrained pooler"
             else:
                 encoder._init_weights(head.pooler)
-                fresh.append(name)
-        if copied:
-            logger.info("pooler heads %s start from the encoder's pretrained pooler", ", ".join(copied))
-        if fresh:
-            logger.info("pooler heads %s start fresh (%s has no pretrained pooler to copy)",
-                        ", ".join(fresh), encoder.config.model_type)
+                self.pooler_starts[name] = f"fresh ({encoder.config.model_type} has no pretrained pooler)"
 
     @classmethod
     def from_encoder(

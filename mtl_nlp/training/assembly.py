@@ -40,6 +40,21 @@ class RunParts:
     steps: int  # optimizer steps the run takes
 
 
+def log_head_starts(model: MultiTaskModel, started: list[str], checkpoint: str | None) -> None:
+    """One line on where the weights start: the checkpoint's encoder and the heads it gave, and,
+    for the other pooler heads, the encoder's pretrained pooler or a fresh one."""
+    if checkpoint:
+        fresh = [task for task in model.task_names if task not in started]
+        logger.info("starting from %s: encoder and the heads of %s%s", checkpoint,
+                    ", ".join(started) or "no task", f"; fresh heads: {', '.join(fresh)}" if fresh else "")
+    by_start: dict[str, list[str]] = {}
+    for head, start in model.pooler_starts.items():
+        if head not in started:
+            by_start.setdefault(start, []).append(head)
+    for start, heads in by_start.items():
+        logger.info("pooler heads %s start from %s", ", ".join(heads), start)
+
+
 def assemble_run(config: RunConfig, accelerator: Accelerator) -> RunParts:
     """Data, loader, model, weighting, optimizer and schedule of `config` (the main process fills
     the features cache first; the others read it)."""
@@ -52,11 +67,8 @@ def assemble_run(config: RunConfig, accelerator: Accelerator) -> RunParts:
         )
     loader = build_train_loader(config, tasks, tokenizer, accelerator)
     model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
-    if config.init_from:
-        started = model.start_from_checkpoint(config.init_from)
-        fresh = [task for task in model.task_names if task not in started]
-        logger.info("starting from %s: encoder and the heads of %s%s", config.init_from,
-                    ", ".join(started) or "no task", f"; fresh heads: {', '.join(fresh)}" if fresh else "")
+    started = model.start_from_checkpoint(config.init_from) if config.init_from else []
+    log_head_starts(model, started, config.init_from)
     weighting = build_weighting(
         config.weighting, {name: data.train_size for name, data in tasks.items()},
         {name: data.spec.loss_weight for name, data in tasks.items()}, seed=config.seed,
