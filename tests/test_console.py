@@ -24,11 +24,12 @@ def restore_library_output():
 def test_quiet_by_default_and_verbose_on_request(monkeypatch):
     monkeypatch.delenv("MTL_NLP_VERBOSE", raising=False)
     setup_logging()
-    assert [logging.getLogger(name).level for name in QUIETED_LIBRARIES] == [logging.WARNING] * 4
+    assert QUIETED_LIBRARIES == ("accelerate", "datasets", "transformers", "huggingface_hub", "matplotlib")
+    assert [logging.getLogger(name).level for name in QUIETED_LIBRARIES] == [logging.WARNING] * 5
     assert not datasets.is_progress_bar_enabled()
     assert not transformers.utils.logging.is_progress_bar_enabled()
     setup_logging(verbose=True)
-    assert [logging.getLogger(name).level for name in QUIETED_LIBRARIES] == [logging.INFO] * 4
+    assert [logging.getLogger(name).level for name in QUIETED_LIBRARIES] == [logging.INFO] * 5
     assert datasets.is_progress_bar_enabled() and transformers.utils.logging.is_progress_bar_enabled()
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 
 VERBOSE_VARIABLE = "MTL_NLP_VERBOSE"
-QUIETED_LIBRARIES = ("accelerate", "datasets", "transformers", "huggingface_hub")
+QUIETED_LIBRARIES = ("accelerate", "datasets", "transformers", "huggingface_hub", "matplotlib")
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
