@@ -101,12 +101,32 @@ def test_cpu_threads_split_cores_between_local_processes(monkeypatch):
     from mtl_nlp.training.setup import cpu_threads_per_process
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    for name in ("LOCAL_WORLD_SIZE", "ACCELERATE_MIXED_PRECISION", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
     assert cpu_threads_per_process(SimpleNamespace(num_processes=1)) == 4
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert cpu_threads_per_process(SimpleNamespace(num_processes=2)) == 2
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
     assert cpu_threads_per_process(SimpleNamespace(num_processes=8)) == 1
+
+
+def test_cpu_threads_respect_the_users_omp_num_threads(monkeypatch):
+    from types import SimpleNamespace
+
+    from mtl_nlp.training.setup import cpu_threads_per_process
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    for name in ("LOCAL_WORLD_SIZE", "ACCELERATE_MIXED_PRECISION"):
+        monkeypatch.delenv(name, raising=False)
+    for value, threads in (("3", 3), ("1", 1), ("", 4), ("many", 4)):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert cpu_threads_per_process(SimpleNamespace(num_processes=1)) == threads, value
+    # Under a launcher a 1 is the launcher's own default, not a choice: the cores are shared out.
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads_per_process(SimpleNamespace(num_processes=2)) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads_per_process(SimpleNamespace(num_processes=2)) == 3
 
 
 def test_missing_default_encoder_names_the_package_to_install(monkeypatch):

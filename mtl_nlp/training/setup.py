@@ -82,11 +82,18 @@ def _flatten(data: dict, prefix: str = "") -> dict:
 
 
 def cpu_threads_per_process(accelerator: Accelerator) -> int:
-    """The cores this process may use divided by the processes on this machine.
+    """OMP_NUM_THREADS when the user set it, else the cores this process may use divided by the
+    processes on this machine.
 
-    `accelerate launch` without a config pins OMP_NUM_THREADS=1, which halves CPU training speed
-    on a 2-core machine; the run's own choice (config.cpu_threads) takes precedence over it.
+    Launchers write OMP_NUM_THREADS=1 themselves when it is unset (torchrun for several processes,
+    `accelerate launch` without a config), which halves CPU training speed on a 2-core machine:
+    a 1 under a launcher is taken as theirs (cpu_threads=1 asks for one thread there). The run's
+    own choice (config.cpu_threads) takes precedence over both.
     """
+    chosen = os.environ.get("OMP_NUM_THREADS", "").strip()
+    launched = "LOCAL_WORLD_SIZE" in os.environ or "ACCELERATE_MIXED_PRECISION" in os.environ
+    if chosen.isdigit() and int(chosen) > 0 and not (chosen == "1" and launched):
+        return int(chosen)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     return max(1, (cores or 1) // max(local, 1))
