@@ -17,13 +17,7 @@ from typing import Any
 
 import yaml
 
-from mtl_nlp.common.choices import (
-    GRADIENT_METHODS,
-    PRECISIONS,
-    SAMPLING_STRATEGIES,
-    STEP_MODES,
-    WEIGHTING_METHODS,
-)
+from mtl_nlp.common import choices
 from mtl_nlp.common.errors import MtlNlpError
 from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, STATE_RUN_CONFIG, newest_state
 
@@ -54,6 +48,7 @@ class TrainConfig:
     eval_batch_size: int = 64  # examples per evaluation batch
     lr: float = 1e-4  # peak learning rate of AdamW (measured best for the default encoder; see README)
     head_lr: float | None = None  # learning rate of the task heads; None means lr
+    layer_lr_decay: float | None = None  # e.g. 0.9: each layer's lr is 0.9 x the one above's; None: all at lr
     weight_decay: float = 0.01  # AdamW weight decay (not applied to biases and LayerNorm)
     warmup_ratio: float = 0.1  # fraction of the optimizer steps spent warming up linearly
     grad_accum: int = 1  # batches accumulated per optimizer step
@@ -201,24 +196,24 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
 
 
 CHOICES = {
-    "mixed_precision": PRECISIONS,
-    "sampling.strategy": SAMPLING_STRATEGIES,
+    "mixed_precision": choices.PRECISIONS,
+    "sampling.strategy": choices.SAMPLING_STRATEGIES,
     "sampling.anneal": ("up", "down"),
-    "train.step_mode": STEP_MODES,
+    "train.step_mode": choices.STEP_MODES,
     "train.epoch": ("total", "each_task"),
     "train.grad_norm_mode": ("clip", "normalize"),
-    "weighting.method": WEIGHTING_METHODS,
+    "weighting.method": choices.WEIGHTING_METHODS,
 }
 
 
 def validate(config: RunConfig) -> None:
     """Check values that have a fixed set of choices or a valid range."""
-    for key, choices in CHOICES.items():
+    for key, allowed in CHOICES.items():
         value = config
         for part in key.split("."):
             value = getattr(value, part)
-        if value not in choices:
-            raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}")
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
     train = config.train
     positive = {
         "train.batch_size": train.batch_size,
@@ -238,6 +233,7 @@ def validate(config: RunConfig) -> None:
         "train.max_steps": train.max_steps,
         "train.max_tokens": train.max_tokens,
         "train.head_lr": train.head_lr,
+        "train.layer_lr_decay": train.layer_lr_decay,
         "max_train_examples": config.max_train_examples,
         "max_eval_examples": config.max_eval_examples,
         "cpu_threads": config.cpu_threads,
@@ -269,16 +265,19 @@ def validate(config: RunConfig) -> None:
         )
     if not 0 <= train.warmup_ratio < 1:
         raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {train.warmup_ratio}")
+    if train.layer_lr_decay is not None and train.layer_lr_decay > 1:
+        raise ConfigError(f"train.layer_lr_decay must be in (0, 1] (lower layers learn slower), got "
+                          f"{train.layer_lr_decay}")
     if not config.tasks:
         raise ConfigError("tasks is empty: name at least one task")
-    if config.weighting.method in GRADIENT_METHODS and train.step_mode != "all_tasks":
+    if config.weighting.method in choices.GRADIENT_METHODS and train.step_mode != "all_tasks":
         raise ConfigError(
             f"weighting.method={config.weighting.method} combines every task's gradient in one step: "
             "set train.step_mode=all_tasks"
         )
     if train.early_stopping_patience is not None and not train.eval_every:
         raise ConfigError("train.early_stopping_patience counts evaluations: set train.eval_every too")
-    if config.sharing.freeze_encoder and config.weighting.method in GRADIENT_METHODS:
+    if config.sharing.freeze_encoder and config.weighting.method in choices.GRADIENT_METHODS:
         raise ConfigError(f"weighting.method={config.weighting.method} combines the tasks' gradients on the "
                           "shared encoder, which sharing.freeze_encoder freezes: choose a loss weighting")
     if config.sharing.soft_l2 and not config.sharing.private_layers:
