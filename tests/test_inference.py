@@ -1,6 +1,7 @@
 import io
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -79,7 +80,7 @@ def checkpoint(tiny_model_dir, tiny_tokenizer, tmp_path):
 
 def test_predictor_answers_every_task_in_input_order(checkpoint):
     predictor = Predictor.from_pretrained(checkpoint, batch_size=2, mixed_precision="no")
-    texts = ["the film is dull .", SENTENCE, "", "anna"]
+    texts = ["the film is dull .", SENTENCE, "!", "anna"]
     results = predictor.predict(texts)
     # Batched (padded, length-sorted) and one-by-one predictions agree up to float rounding.
     for text, result in zip(texts, results):
@@ -100,10 +101,9 @@ def test_predictor_answers_every_task_in_input_order(checkpoint):
 
 def test_unusual_inputs_get_valid_answers_and_bad_ones_a_clear_error(checkpoint):
     predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
-    texts = ["", "   ", "I love 🍕 !", "a\x00b\x07c\x1b", "東京に住んでいます", "Zürich " * 400]
+    texts = ["I love 🍕 !", "a\x00b\x07c\x1b", "東京に住んでいます", "Zürich " * 400]
     results = predictor.predict(texts)
     assert len(results) == len(texts)
-    assert results[0]["ner"] == [] and results[1]["ner"] == []
     for text, result in zip(texts, results):
         assert result["sentiment"]["label"] in ("negative", "positive")
         for entity in result["ner"]:
@@ -162,7 +162,7 @@ def test_predictor_batches_by_token_count_not_characters(checkpoint, tiny_tokeni
 def test_long_lists_are_tokenized_in_groups_with_answers_in_order(checkpoint, monkeypatch):
     import mtl_nlp.inference.predictor as inference
 
-    texts = ["the film is dull .", SENTENCE, "anna", "1,234.5678:90", "", "new york", "the story is fine"]
+    texts = ["the film is dull .", SENTENCE, "anna", "1,234.5678:90", "!", "new york", "the story is fine"]
     predictor = Predictor.from_pretrained(checkpoint, batch_size=2, mixed_precision="no")
     whole = predictor.predict(texts)
     calls = []
@@ -231,6 +231,78 @@ def test_cli_predict_from_file_and_stdin(checkpoint, tmp_path, capsys, monkeypat
     monkeypatch.setattr(sys, "stdin", io.StringIO("anna\n"))
     assert cli_main(["predict", str(checkpoint), "--tasks", "sentiment"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"sentiment"}
+
+
+def test_a_text_with_no_words_is_answered_none_by_every_task_without_the_model(checkpoint, monkeypatch):
+    """No confident label for no text: an empty or whitespace-only text (or a pair holding one)
+    gets None from every task that reads it, and the other inputs their answers, in order."""
+    predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
+    texts = ["", "the film is dull .", " \t\n\u3000", "anna"]
+    expected = predictor.predict([texts[1], texts[3]])
+    calls = []
+    run = predictor._answer_kind
+    monkeypatch.setattr(predictor, "_answer_kind", lambda kind, *rest: calls.append(kind) or run(kind, *rest))
+    answers = predictor.predict(texts)
+    assert answers == [{"ner": None, "sentiment": None}, expected[0], {"ner": None, "sentiment": None},
+                       expected[1]]
+    assert calls == [[texts[1], texts[3]]]  # the model never saw the blank texts
+    assert predictor.predict("  ", tasks="sentiment") == {"sentiment": None}
+
+
+def test_cli_predict_answers_a_blank_line_with_null_for_every_task(checkpoint, tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("the film is dull .\n\n   \nAnna visited New York .\n")
+    assert cli_main(["predict", str(checkpoint), str(source)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 4  # output line i answers input line i
+    assert lines[1] == lines[2] == {"ner": None, "sentiment": None}
+    assert lines[0]["sentiment"]["label"] in ("negative", "positive") and isinstance(lines[3]["ner"], list)
+
+
+def test_blank_lines_are_kept_as_inputs_the_predictor_answers_none():
+    from mtl_nlp.inference import input_from_line
+
+    assert input_from_line("\n", pairs=False) == "" and input_from_line("  \r\n", pairs=False) == "  "
+    assert input_from_line("\n") == ("", "") and input_from_line("\t\n") == ("", "")  # empty pairs
+    assert input_from_line("a\tb\n") == ("a", "b") and input_from_line("a\n") == "a"
+
+
+def test_a_task_named_twice_is_answered_once(checkpoint, monkeypatch):
+    predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
+    seen = []
+    engine = predictor._engine
+    monkeypatch.setattr(predictor, "_engine",
+                        lambda inputs, tasks: seen.append(list(tasks)) or engine(inputs, tasks))
+    assert predictor.predict("anna", tasks=["sentiment", "ner", "sentiment"]) == predictor.predict("anna")
+    assert seen[0] == ["sentiment", "ner"]
+
+
+def test_count_windows_is_the_number_of_windows_a_tagging_task_reads(checkpoint, tiny_tokenizer):
+    predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
+    texts = ["anna", "anna visited new york . " * 6, "anna visited new york . " * 7, "anna " * 29,
+             "anna " * 30, "anna " * 31, "anna visited new york . " * 40, "東京" * 200]
+    windows = [len(tiny_tokenizer(text, truncation=True, max_length=32, stride=predictor.stride,
+                                  return_overflowing_tokens=True)["input_ids"]) for text in texts]
+    assert windows[0] == 1 and windows[-1] > 10
+    assert predictor.count_windows(texts) == windows
+    assert predictor.count_windows(texts, tasks=["sentiment"]) == [1] * len(texts)  # no task reads windows
+
+
+def test_a_predictor_shared_between_threads_answers_every_call(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """A head on a lower layer stops the encoder there with hooks registered for the call, and the
+    tokenizer keeps its truncation settings in shared state: calls from several threads take turns."""
+    torch.manual_seed(0)
+    heads = [HeadConfig(name="ner", type="token_classification", labels=TAGS, layer=1),
+             HeadConfig(name="sentiment", type="classification", labels=["negative", "positive"])]
+    MultiTaskModel.from_encoder(str(tiny_model_dir), heads).save_pretrained(
+        tmp_path / "low", tokenizer=tiny_tokenizer, extra={"max_length": 32})
+    predictor = Predictor.from_pretrained(tmp_path / "low", mixed_precision="no")
+    calls = [(["anna visited new york . " * 9, "the film"], None), ("the film is dull .", "ner"),
+             (["peter went to paris"], ["sentiment"])] * 20
+    expected = [predictor.predict(inputs, tasks) for inputs, tasks in calls]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda call: predictor.predict(*call), calls))
+    assert answers == expected
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

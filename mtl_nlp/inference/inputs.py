@@ -13,10 +13,17 @@ TextInput = str | tuple[str, str]  # a text, or a (text, text_pair) pair for sen
 
 
 def task_list(tasks: str | Iterable[str] | None) -> list[str] | None:
-    """The requested tasks as a list: one name given as a string is one task (not its letters)."""
+    """The requested tasks as a list: one name given as a string is one task (not its letters); a
+    name given twice once (answering it again would be the same work for the same answer)."""
     if tasks is None:
         return None
-    return [tasks] if isinstance(tasks, str) else list(tasks)
+    return [tasks] if isinstance(tasks, str) else list(dict.fromkeys(tasks))
+
+
+def is_blank(item: TextInput) -> bool:
+    """Whether an input has no text to read: empty or only whitespace (for a pair, either text)."""
+    texts = item if isinstance(item, tuple) else (item,)
+    return any(not text.strip() for text in texts)
 
 
 def check_known_tasks(tasks: list[str] | None, known: list[str]) -> None:
@@ -58,9 +65,13 @@ def checked_text(index: int, text: str) -> str:
 def input_from_line(line: str, pairs: bool = True) -> TextInput:
     """One input line of `mtl-nlp predict`: `text<TAB>text_pair` is a pair (split at the first
     TAB, for the sentence-pair tasks), a line without a TAB a single text. With `pairs` False
-    (no requested task reads pairs) every line is a single text, TABs included."""
+    (no requested task reads pairs) every line is a single text, TABs included. A blank line
+    is kept (an empty text, or with `pairs` an empty pair) so that output line i still answers
+    input line i: the Predictor answers it None for every task that reads it."""
     line = line.rstrip("\r\n")
     text, tab, text_pair = line.partition("\t")
+    if pairs and not line.strip():  # a blank line: an empty pair, which the pair tasks answer None
+        return (text, text_pair)
     return (text, text_pair) if tab and pairs else line
 
 

@@ -6,6 +6,8 @@ are decoded into entity spans (entities.py)."""
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from itertools import islice
@@ -22,7 +24,7 @@ from mtl_nlp.common.tokenizing import encode_texts
 from mtl_nlp.inference.engines import build_engine
 from mtl_nlp.inference.entities import entities_from_tags, windowed_text_entities
 from mtl_nlp.inference.errors import PredictorInputError
-from mtl_nlp.inference.inputs import TextInput, as_input, check_known_tasks, task_list
+from mtl_nlp.inference.inputs import TextInput, as_input, check_known_tasks, is_blank, task_list
 from mtl_nlp.modeling.checkpoint_files import consistent_view
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
@@ -39,6 +41,12 @@ class Predictor:
     {"label", "text", "start", "end", "score"} with character offsets into the input text;
     regression tasks give {"value"}; multilabel tasks give {"labels": the labels whose
     probability reaches the task's threshold, in label order, "scores": {label: probability}}.
+    A text that is empty or only whitespace (or a pair with such a text) runs no model: every
+    task answers it None, so a list of answers still lines up with its inputs.
+
+    One Predictor may be shared between threads: its calls take turns (a lock around each
+    chunk of work), as the tokenizer and the layer hooks of a head reading a lower layer keep
+    per-call state on shared objects.
 
     Which tasks answer which input: a str is answered by the single-text tasks, a
     (text, text_pair) tuple by the sentence-pair tasks. Asking (tasks=[...]) for a task with the
@@ -69,6 +77,10 @@ class Predictor:
         self.precision = resolve_mixed_precision(mixed_precision, self.device.type == "cpu")
         self.backend = backend
         self._engine = build_engine(self.model, tokenizer, backend, self.device, self.precision, checkpoint)
+        # Calls from several threads take turns: a fast tokenizer keeps its truncation settings
+        # in shared state, and a forward that stops at a lower layer registers hooks on shared
+        # modules for the call; both break when two calls interleave.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -98,13 +110,16 @@ class Predictor:
         return [task for task in self.tasks if self.model.head_configs[task].text_pair]
 
     def predict(
-        self, inputs: TextInput | list[TextInput], tasks: str | list[str] | None = None
+        self, inputs: TextInput | list[TextInput], tasks: str | list[str] | None = None,
+        all_scores: bool = False,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Predictions for one input (a dict) or a list of inputs (a list of dicts, in order).
 
         An input is a str or a (text, text_pair) tuple; a tuple given alone is one pair (pass a
         list for a batch). Each input is answered by the tasks that take its kind of input (all
-        of them, or those of `tasks`: a list of names, or one name).
+        of them, or those of `tasks`: a list of names, or one name; a name given twice is
+        answered once). With `all_scores`, a classification answer also holds "scores":
+        {label: probability} for every label.
         """
         single = isinstance(inputs, (str, tuple))
         unordered = (bytes, bytearray, Mapping, AbstractSet)  # not a sequence of inputs
@@ -113,8 +128,27 @@ class Predictor:
                 f"input 0 is {type(inputs).__name__}; predict takes a str, a (text, text_pair) "
                 "tuple, or a list of them"
             )
-        results = self._answer([inputs] if single else list(inputs), task_list(tasks))
+        results = self._answer([inputs] if single else list(inputs), task_list(tasks), all_scores=all_scores)
         return results[0] if single else results
+
+    def count_windows(self, inputs: list[TextInput], tasks: str | list[str] | None = None) -> list[int]:
+        """The encoder windows each input costs: one, or for a text that a requested tagging task
+        reads as overlapping windows (longer than max_length tokens), one per max_length tokens
+        less the stride past its first window. Only texts that may be that long are tokenized
+        (every token holds at least one byte of the text)."""
+        names = task_list(tasks) or self.tasks
+        windowed = any(self.model.head_configs[task].type == "token_classification"
+                       and not self.model.head_configs[task].text_pair for task in names)
+        span = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+        counts = []
+        with self._lock:
+            for item in inputs:
+                if not windowed or not isinstance(item, str) or len(item.encode("utf-8")) <= span:
+                    counts.append(1)
+                    continue
+                tokens = len(self.tokenizer(item, add_special_tokens=False, verbose=False)["input_ids"])
+                counts.append(1 + max(0, math.ceil((tokens - span) / (span - self.stride))))
+        return counts
 
     def predict_stream(
         self, inputs: Iterable[TextInput], tasks: str | list[str] | None = None,
@@ -147,7 +181,7 @@ class Predictor:
         check_known_tasks(tasks, self.tasks)
 
     def _answer(
-        self, items: list[object], tasks: list[str] | None, offset: int = 0
+        self, items: list[object], tasks: list[str] | None, offset: int = 0, all_scores: bool = False
     ) -> list[dict[str, Any]]:
         """Answers for `items` in order; error messages count inputs from `offset`.
 
@@ -159,15 +193,26 @@ class Predictor:
         tasks_by_kind = self._tasks_by_kind(batch, tasks, offset)
         results: list[dict[str, Any] | None] = [None] * len(batch)
         group = self.batch_size * SORT_GROUP_BATCHES
-        for pair, kind_tasks in tasks_by_kind.items():
-            of_kind = [i for i, item in enumerate(batch) if isinstance(item, tuple) == pair]
-            for start in range(0, len(of_kind), group):  # bounded tokenizer output for long lists
-                indices = of_kind[start : start + group]
-                for index, result in zip(indices, self._answer_kind([batch[i] for i in indices], kind_tasks)):
-                    results[index] = result
+        with self._lock:
+            for pair, kind_tasks in tasks_by_kind.items():
+                of_kind = []
+                for i, item in enumerate(batch):
+                    if isinstance(item, tuple) != pair:
+                        continue
+                    if is_blank(item):  # no text, no answer: not a confident label for nothing
+                        results[i] = dict.fromkeys(kind_tasks)
+                    else:
+                        of_kind.append(i)
+                for start in range(0, len(of_kind), group):  # bounded tokenizer output for long lists
+                    indices = of_kind[start : start + group]
+                    answers = self._answer_kind([batch[i] for i in indices], kind_tasks, all_scores)
+                    for index, result in zip(indices, answers):
+                        results[index] = result
         return results
 
-    def _answer_kind(self, kind: list[TextInput], tasks: list[str]) -> list[dict[str, Any]]:
+    def _answer_kind(
+        self, kind: list[TextInput], tasks: list[str], all_scores: bool = False
+    ) -> list[dict[str, Any]]:
         """Answers for inputs of one kind (all texts, or all pairs), in order: one tokenizer call,
         batches of similar token counts."""
         pair = isinstance(kind[0], tuple)
@@ -181,7 +226,7 @@ class Predictor:
         results: list[dict[str, Any] | None] = [None] * len(kind)
         for begin in range(0, len(order), self.batch_size):
             rows = order[begin : begin + self.batch_size]
-            answers = self._predict_batch([kind[row] for row in rows], encoded, rows, tasks)
+            answers = self._predict_batch([kind[row] for row in rows], encoded, rows, tasks, all_scores)
             for row, result in zip(rows, answers):
                 results[row] = result
         return results
@@ -225,7 +270,8 @@ class Predictor:
 
     @torch.no_grad()
     def _predict_batch(
-        self, batch: list[TextInput], encoded: Any, rows: list[int], tasks: list[str]
+        self, batch: list[TextInput], encoded: Any, rows: list[int], tasks: list[str],
+        all_scores: bool = False,
     ) -> list[dict[str, Any]]:
         """One encoder pass for a batch of inputs of one kind (all texts, or all pairs): rows
         `rows` of their tokenization `encoded`."""
@@ -246,7 +292,8 @@ class Predictor:
         for task in tasks:
             config, head, value = self.model.head_configs[task], self.model.heads[task], logits[task]
             if config.type != "token_classification":
-                answers[task] = sentence_answers(config, head.scores(value).float(), head.decode(value))
+                answers[task] = sentence_answers(config, head.scores(value).float(), head.decode(value),
+                                                 all_scores)
                 continue
             top_scores, top_tags = head.scores(value).float().max(dim=-1)
             scores, tags = top_scores.tolist(), top_tags.tolist()
@@ -306,8 +353,11 @@ class Predictor:
         return answers
 
 
-def sentence_answers(config: HeadConfig, scores: Tensor, decoded: Tensor) -> list[dict[str, Any]]:
-    """One sentence-level task's answers for a batch, from its head's scores and decoding."""
+def sentence_answers(
+    config: HeadConfig, scores: Tensor, decoded: Tensor, all_scores: bool = False
+) -> list[dict[str, Any]]:
+    """One sentence-level task's answers for a batch, from its head's scores and decoding; with
+    `all_scores` a classification answer also holds every label's probability."""
     if config.type == "regression":
         return [{"value": value} for value in scores.tolist()]
     if config.type == "multilabel":
@@ -317,5 +367,9 @@ def sentence_answers(config: HeadConfig, scores: Tensor, decoded: Tensor) -> lis
             for row_scores, row_on in zip(scores.tolist(), decoded.tolist())
         ]
     chosen = scores.gather(1, decoded.long().unsqueeze(1)).squeeze(1)
-    return [{"label": config.labels[index], "score": score}
-            for index, score in zip(decoded.tolist(), chosen.tolist())]
+    answers = [{"label": config.labels[index], "score": score}
+               for index, score in zip(decoded.tolist(), chosen.tolist())]
+    if all_scores:
+        for answer, row_scores in zip(answers, scores.tolist()):
+            answer["scores"] = dict(zip(config.labels, row_scores))
+    return answers
