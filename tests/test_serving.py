@@ -120,6 +120,16 @@ def _plain(value):
     ("/predict", b'{"inputs": ["a", "b", "c"]}', 413, "too_many_inputs", "3 inputs; the limit is 2"),
     ("/predict", b'{"inputs": ["' + b"a" * 300 + b'"]}', 413, "request_too_large", "the limit is 256"),
     ("/tasks/nope", b'{"inputs": "a"}', 404, "unknown_task", "no task 'nope'"),
+    ("/predict", b'{"inputs": ["a"], "tasks": ["ner", "sentiment", "ner"]}', 422, "invalid_tasks",
+     "task 'ner' is asked for more than once"),
+    ("/predict", b'{"inputs": ["a", " \\n\\t"]}', 422, "empty_input", "input 1 has no text"),
+    ("/tasks/sentiment", b'{"inputs": ["fine", ""]}', 422, "empty_input", "input 1 has no text"),
+    ("/tasks/ner", b'{"inputs": "a", "parameters": {"top_k": 2}}', 422, "invalid_parameters",
+     "top_k applies to text-classification tasks"),
+    ("/tasks/sentiment", b'{"inputs": "a", "parameters": {"top_k": 0}}', 422, "invalid_parameters",
+     "top_k must be an integer >= 1 or null, got 0"),
+    ("/tasks/sentiment", b'{"inputs": "a", "parameters": {"top": 2}}', 422, "invalid_parameters",
+     "unknown parameter(s) top"),
     ("/elsewhere", b"{}", 404, "not_found", "POST /elsewhere"),
 ])
 def test_user_mistakes_get_a_4xx_naming_the_cause(predictor, path, body, status, kind, message):
@@ -134,11 +144,11 @@ def test_the_page_is_served_whole_with_nothing_from_elsewhere(predictor):
     with client_for(predictor) as client:
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert 'fetch("predict"' in page.text and 'fetch("tasks")' in page.text
+        assert 'call("predict"' in page.text and 'call("tasks")' in page.text
         assert "http://" not in page.text and "https://" not in page.text and "<script src" not in page.text
 
 
-def test_an_api_key_guards_every_endpoint_but_health(predictor):
+def test_an_api_key_guards_every_endpoint_but_the_page_and_the_probes(predictor):
     with client_for(predictor, api_key="s3cret") as client:
         assert client.get("/health").status_code == 200
         assert client.post("/predict", json={"inputs": ["a"]}).status_code == 401
@@ -150,7 +160,7 @@ def test_an_api_key_guards_every_endpoint_but_health(predictor):
 
 def test_a_full_queue_answers_503_with_retry_after_and_metrics_count_it(predictor, monkeypatch):
     with client_for(predictor) as client:
-        async def full(inputs, tasks):
+        async def full(inputs, tasks, shape=None):
             raise Overloaded("the server's queue is full (512 requests)")
 
         monkeypatch.setattr(client.app.state.server.batcher, "submit", full)
@@ -179,6 +189,11 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
+def count(inputs, tasks):
+    """A batcher's cost of a request in tests: one token an input."""
+    return len(inputs)
+
+
 def test_concurrent_requests_share_a_batch_until_the_token_bound():
     calls = []
 
@@ -187,7 +202,7 @@ def test_concurrent_requests_share_a_batch_until_the_token_bound():
         return [{"echo": item} for item in inputs]
 
     async def scenario(max_batch_tokens):
-        batcher = DynamicBatcher(predict, len, max_batch_tokens, max_wait_ms=200, max_queue=16)
+        batcher = DynamicBatcher(predict, count, max_batch_tokens, max_wait_ms=200, max_queue=16)
         batcher.start()
         answers = await asyncio.gather(*(batcher.submit([f"t{i}", f"u{i}"], None) for i in range(4)),
                                        batcher.submit(["v"], ["ner"]))
@@ -214,7 +229,7 @@ def test_requests_that_queue_while_the_model_runs_form_the_next_batch_without_wa
         return [{} for _ in inputs]
 
     async def scenario():
-        batcher = DynamicBatcher(predict, len, 100, max_wait_ms=0, max_queue=16)
+        batcher = DynamicBatcher(predict, count, 100, max_wait_ms=0, max_queue=16)
         batcher.start()
         first = asyncio.ensure_future(batcher.submit(["a"], None))
         await asyncio.sleep(0.05)  # "a" alone in the model: nothing else had come
@@ -236,7 +251,7 @@ def test_a_full_queue_refuses_at_once():
         return [{} for _ in inputs]
 
     async def scenario():
-        batcher = DynamicBatcher(predict, len, 1, max_wait_ms=0, max_queue=2)
+        batcher = DynamicBatcher(predict, count, 1, max_wait_ms=0, max_queue=2)
         batcher.start()
         running = asyncio.ensure_future(batcher.submit(["a"], None))
         await asyncio.sleep(0.05)  # the first is in the model; two more fill the queue
@@ -357,3 +372,289 @@ def test_export_onnx_writes_a_standalone_graph_whose_logits_are_the_models(check
             continue
         torch.testing.assert_close(torch.from_numpy(outputs[output["output"]]), expected[output["task"]],
                                    atol=1e-4, rtol=0)
+
+
+LONG = " ".join(["anna schmidt visited new york and peter went to paris ."] * 30)  # ~10 windows of 64
+
+
+def test_tagging_and_predict_requests_at_once_never_fail(predictor, monkeypatch):
+    """The per-task endpoint shapes a tagger's answers with the tokenizer; while the model thread
+    tokenizes a batch at once, a fast tokenizer's shared truncation state broke both (500s)."""
+    tokenizer = predictor.tokenizer
+    set_state = tokenizer.set_truncation_and_padding
+
+    def set_state_slowly(*args, **kwargs):
+        set_state(*args, **kwargs)
+        time.sleep(0.002)  # between setting the truncation and encoding, as on a busy machine
+
+    monkeypatch.setattr(tokenizer, "set_truncation_and_padding", set_state_slowly)
+    bodies = [("/predict", {"inputs": [LONG, TEXTS[0]]}), ("/tasks/ner", {"inputs": [LONG, TEXTS[0]]}),
+              ("/tasks/ner", {"inputs": LONG})] * 8
+    with client_for(predictor) as client, ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(lambda job: client.post(job[0], json=job[1]).status_code, bodies * 2))
+    assert statuses == [200] * len(statuses)
+
+
+class TimeoutError310(Exception):
+    """What `asyncio.wait_for` raises on Python 3.10: not the builtin TimeoutError."""
+
+
+@pytest.fixture
+def timeouts_of_python_310(monkeypatch):
+    """asyncio as on Python 3.10, where asyncio.TimeoutError is a class of its own."""
+    wait_for = asyncio.wait_for
+
+    async def wait_for_310(awaitable, timeout):
+        try:
+            return await wait_for(awaitable, timeout)
+        except TimeoutError:
+            raise TimeoutError310 from None
+
+    monkeypatch.setattr(asyncio, "wait_for", wait_for_310)
+    monkeypatch.setattr(asyncio, "TimeoutError", TimeoutError310)
+
+
+def test_the_batcher_survives_an_idle_wait_on_python_310(timeouts_of_python_310):
+    calls = []
+
+    def predict(inputs, tasks):
+        calls.append(list(inputs))
+        return [{} for _ in inputs]
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, count, 100, max_wait_ms=20, max_queue=16)
+        batcher.start()
+        for text in ("a", "b"):  # each waits 20 ms for company that never comes
+            answer = asyncio.ensure_future(batcher.submit([text], None))
+            done, _ = await asyncio.wait({answer}, timeout=2)
+            assert done, "the batcher stopped answering"
+        await batcher.drain()
+
+    run(scenario())
+    assert calls == [["a"], ["b"]]
+
+
+def test_a_request_not_answered_in_time_gets_504_on_python_310(predictor, timeouts_of_python_310):
+    from mtl_nlp.serving.requests import ApiError
+    from mtl_nlp.serving.server import Server
+
+    release = threading.Event()
+
+    async def scenario():
+        server = Server(predictor, ServeSettings(timeout_s=0.1))
+        await server.start()
+        server.batcher.predict = lambda inputs, tasks: release.wait(5) and [{} for _ in inputs]
+        with pytest.raises(ApiError) as refused:
+            await server.answer(["the film was great"], None)
+        release.set()
+        await server.stop()
+        return refused.value
+
+    error = run(scenario())
+    assert (error.status, error.kind, error.message) == (504, "timeout", "no answer within 0.1 s")
+
+
+def test_a_request_costing_more_windows_than_the_limit_gets_413(predictor):
+    windows = predictor.count_windows([LONG], ["ner"])[0]
+    assert windows > 4
+    with client_for(predictor, max_request_windows=4) as client:
+        refused = client.post("/tasks/ner", json={"inputs": LONG})
+        assert refused.status_code == 413
+        message = refused.json()["error"]["message"]
+        assert refused.json()["error"]["type"] == "request_too_costly"
+        assert message.startswith(f"the request costs {windows} encoder windows (input 0 alone {windows}")
+        assert message.endswith("the limit is 4 per request (--max-request-windows)")
+        assert client.post("/predict", json={"inputs": [LONG], "tasks": ["ner"]}).status_code == 413
+        # one window where no tagging task reads the text; four short texts are four windows
+        assert client.post("/tasks/sentiment", json={"inputs": LONG}).status_code == 200
+        assert client.post("/tasks/ner", json={"inputs": TEXTS + ["peter"]}).status_code == 200
+        assert client.post("/tasks/ner", json={"inputs": TEXTS * 2}).status_code == 413
+
+
+def test_a_large_request_runs_in_a_model_call_of_its_own():
+    """What queued before a large request is answered before it, not in the same (long) call."""
+    release = threading.Event()
+    calls = []
+
+    def predict(inputs, tasks):
+        calls.append(list(inputs))
+        release.wait(5)
+        return [{} for _ in inputs]
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, lambda inputs, tasks: sum(map(len, inputs)), 10, max_wait_ms=0,
+                                 max_queue=16)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a"], None))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(batcher.submit([text], None)) for text in ("b", "B" * 100, "c")]
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(first, *queued)
+        await batcher.drain()
+
+    run(scenario())
+    assert calls == [["a"], ["b"], ["B" * 100], ["c"]]
+
+
+def test_a_request_whose_client_left_never_reaches_the_model(predictor):
+    """A client that disconnects while its request waits for the model costs no model call."""
+    app = create_app(predictor, ServeSettings())
+    release, calls = threading.Event(), []
+
+    async def request(text: str, leave: asyncio.Event | None) -> int:
+        sent = [{"type": "http.request", "body": json.dumps({"inputs": [text]}).encode()}]
+        statuses = []
+
+        async def receive():
+            if sent:
+                return sent.pop()
+            await (leave.wait() if leave else asyncio.Event().wait())
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [], "query_string": b"",
+                 "root_path": "", "scheme": "http", "server": ("test", 80), "client": ("test", 1)}
+        await app(scope, receive, send)
+        return statuses[0]
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            batcher = app.state.server.batcher
+            predict = batcher.predict
+
+            def slow(inputs, tasks):
+                calls.append(list(inputs))
+                release.wait(5)
+                return predict(inputs, tasks)
+
+            batcher.predict = slow
+            first = asyncio.ensure_future(request("the film was great", None))
+            await asyncio.sleep(0.05)  # in the model
+            leave = asyncio.Event()
+            gone = asyncio.ensure_future(request("peter went to paris", leave))
+            await asyncio.sleep(0.05)  # queued
+            leave.set()
+            await asyncio.sleep(0.05)
+            release.set()
+            return await first, await gone
+
+    assert run(scenario()) == (200, 499)
+    assert calls == [["the film was great"]]
+
+
+def asgi_post(app, chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[int, dict, int]:
+    """POST /predict to `app` as ASGI, the body in `chunks`: (status, error, chunks read)."""
+    read, statuses, bodies = [0], [], []
+
+    async def receive():
+        read[0] += 1
+        more = read[0] < len(chunks)
+        return {"type": "http.request", "body": chunks[read[0] - 1], "more_body": more}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+        elif message["type"] == "http.response.body":
+            bodies.append(message.get("body", b""))
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers, "query_string": b"",
+             "root_path": "", "scheme": "http", "server": ("test", 80), "client": ("test", 1)}
+    run(app(scope, receive, send))
+    return statuses[0], json.loads(b"".join(bodies))["error"], read[0]
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(predictor):
+    app = create_app(predictor, ServeSettings(max_request_bytes=1024))
+    chunks = [b"x" * 512] * 100
+    status, error, read = asgi_post(app, chunks, [(b"content-length", b"51200")])
+    assert (status, error["type"], read) == (413, "request_too_large", 0)  # from its Content-Length
+    assert error["message"] == "the request body has 51200 bytes; the limit is 1024"
+    status, error, read = asgi_post(app, chunks, [(b"transfer-encoding", b"chunked")])
+    assert (status, error["type"], read) == (413, "request_too_large", 3)  # once 1,536 bytes came
+    assert error["message"] == "the request body has over 1024 bytes; the limit is 1024"
+
+
+def test_deeply_nested_json_is_a_400(predictor):
+    with client_for(predictor) as client:
+        response = client.post("/predict", content=b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+        assert response.status_code == 400
+        assert response.json()["error"] == {
+            "type": "invalid_json", "message": "the request body nests JSON arrays or objects too deeply"}
+
+
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--max-queue", "0", "argument --max-queue: must be an integer >= 1, got 0"),
+    ("--max-batch-tokens", "-5", "argument --max-batch-tokens: must be an integer >= 1, got -5"),
+    ("--max-inputs", "many", "argument --max-inputs: must be an integer >= 1, got 'many'"),
+    ("--max-request-windows", "0", "argument --max-request-windows: must be an integer >= 1, got 0"),
+    ("--max-request-bytes", "0", "argument --max-request-bytes: must be an integer >= 1, got 0"),
+    ("--workers", "0", "argument --workers: must be an integer >= 1, got 0"),
+    ("--port", "70000", "argument --port: must be an integer in [0, 65535], got 70000"),
+    ("--max-wait-ms", "-1", "argument --max-wait-ms: must be a number in [0, 10000], got -1"),
+    ("--max-wait-ms", "nan", "argument --max-wait-ms: must be a number in [0, 10000], got nan"),
+    ("--timeout", "0", "argument --timeout: must be a number in (0, 3600], got 0"),
+    ("--timeout", "inf", "argument --timeout: must be a number in (0, 3600], got inf"),
+])
+def test_every_serve_option_is_range_checked(checkpoint, capsys, option, value, expected):
+    from mtl_nlp.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["serve", str(checkpoint), option, value])
+    assert exited.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_cors_preflight_probes_and_the_page_pass_the_key_and_refusals_carry_cors(predictor):
+    origin = {"Origin": "https://app.example"}
+    with client_for(predictor, api_key="s3cret", cors_origins=("https://app.example",)) as client:
+        preflight = client.options("/predict", headers={
+            **origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key,content-type"})
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        refused = client.post("/predict", json={"inputs": ["a"]}, headers=origin)
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == "https://app.example"
+        for path in ("/health", "/ready", "/"):  # load balancers' probes, and the page that asks for the key
+            assert client.get(path).status_code == 200
+        assert client.get("/metrics").status_code == 401
+        keyed = client.post("/predict", json={"inputs": ["a"]}, headers={**origin, "X-API-Key": "s3cret"})
+        assert keyed.status_code == 200 and keyed.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_the_page_asks_for_the_key_on_401_and_sends_it(predictor):
+    with client_for(predictor, api_key="s3cret") as client:
+        page = client.get("/").text
+        assert "response.status === 401" in page and '"X-API-Key"' in page and 'id="key"' in page
+
+
+@pytest.fixture(scope="module")
+def topic_checkpoint(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
+    """A classifier with three labels and a multilabel task with four."""
+    directory = tmp_path_factory.mktemp("serve-topics")
+    heads = [HeadConfig(name="mood", type="classification", labels=["sad", "calm", "glad"], pooling="pooler"),
+             HeadConfig(name="topics", type="multilabel", labels=["film", "food", "sport", "travel"],
+                        pooling="pooler")]
+    model = sharpen(MultiTaskModel(BertModel.from_pretrained(tiny_model_dir), heads))
+    model.save_pretrained(directory, tokenizer=tiny_tokenizer, extra={"max_length": 64})
+    return directory
+
+
+def test_task_endpoints_take_the_pipelines_top_k(topic_checkpoint, tmp_path):
+    """{"parameters": {"top_k": k or null}} answers as the exported text-classification pipeline
+    does with top_k: the k best labels, best first (null: every label), for one input or several."""
+    predictor = Predictor.from_pretrained(topic_checkpoint, mixed_precision="no")
+    with client_for(predictor) as client:
+        for task in ("topics", "mood"):
+            exported = pipeline("text-classification",
+                                model=str(export_task(topic_checkpoint, task, tmp_path / task)))
+            for inputs in (TEXTS[1], TEXTS):
+                for parameters in ({"top_k": None}, {"top_k": 2}, {}):
+                    served = client.post(f"/tasks/{task}", json={"inputs": inputs, "parameters": parameters})
+                    assert served.status_code == 200
+                    assert_close(served.json(), _plain(exported(inputs, **parameters)))
+        # /predict answers as the Predictor does (no every-label scores for a classifier)
+        assert client.post("/predict", json={"inputs": TEXTS}).json() == predictor.predict(TEXTS)

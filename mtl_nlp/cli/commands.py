@@ -199,7 +199,8 @@ def run_serve(args: argparse.Namespace, out: TextIO) -> int:
     setup_logging(args.verbose)
     settings = ServeSettings(
         max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-        max_inputs=args.max_inputs, timeout_s=args.timeout,
+        max_inputs=args.max_inputs, max_request_bytes=args.max_request_bytes,
+        max_request_windows=args.max_request_windows, timeout_s=args.timeout,
         api_key=args.api_key or os.environ.get(API_KEY_VARIABLE),
         cors_origins=tuple(args.cors_origin or ()),
     )

@@ -266,6 +266,38 @@ into batches; a full queue answers 503 at once. Binds 127.0.0.1 unless --host sa
 Needs the serve extra: pip install "mtl-nlp[serve]"."""
 
 
+def integer_at_least(low: int, high: int | None = None):
+    """An argparse type: an integer >= `low` (and <= `high`), else an error naming the range."""
+    valid = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
+    def parse_integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {valid}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {valid}, got {value}")
+        return value
+
+    return parse_integer
+
+
+def number_within(low: float, high: float, open_low: bool = False):
+    """An argparse type: a finite number in [low, high] (or (low, high]), else an error naming it."""
+    valid = f"a number in {'(' if open_low else '['}{low:g}, {high:g}]"
+
+    def parse_number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {valid}, got {text!r}") from None
+        if not (low < value if open_low else low <= value) or not value <= high:  # NaN fails both
+            raise argparse.ArgumentTypeError(f"must be {valid}, got {text}")
+        return value
+
+    return parse_number
+
+
 def add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser(
         "serve", parents=[DEBUG], formatter_class=RAW, epilog=SERVE_EXAMPLE,
@@ -273,26 +305,35 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
         description="Serve a checkpoint's tasks over HTTP (FastAPI on uvicorn) until SIGTERM or Ctrl-C, "
         "which stop accepting and answer every request already accepted.",
     )
+    at_least_one = integer_at_least(1)
     serve.add_argument("checkpoint", metavar="DIR", help=CHECKPOINT_HELP)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=integer_at_least(0, 65535), default=8000)
     serve.add_argument("--backend", choices=BACKENDS, default="torch", help="the Predictor's engine")
     serve.add_argument("--precision", choices=PRECISIONS, default="auto")
     serve.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    serve.add_argument("--max-batch-tokens", type=int, default=8192,
+    serve.add_argument("--max-batch-tokens", type=at_least_one, default=8192,
                        help="a batch of merged requests closes at about this many tokens (default 8192)")
-    serve.add_argument("--max-wait-ms", type=float, default=0.0,
+    serve.add_argument("--max-wait-ms", type=number_within(0, 10_000), default=0.0,
                        help="how long an idle model waits for more requests to join a batch; what "
-                       "queued while the last batch ran joins at once (default 0)")
-    serve.add_argument("--max-queue", type=int, default=512,
+                       "queued while the last batch ran joins at once (default 0, at most 10000)")
+    serve.add_argument("--max-queue", type=at_least_one, default=512,
                        help="requests waiting for the model; more are answered 503 (default 512)")
-    serve.add_argument("--max-inputs", type=int, default=256, help="inputs per request (default 256)")
-    serve.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
-    serve.add_argument("--workers", type=int, default=1,
+    serve.add_argument("--max-inputs", type=at_least_one, default=256,
+                       help="inputs per request (default 256)")
+    serve.add_argument("--max-request-bytes", type=at_least_one, default=1 << 20,
+                       help="bytes of a request body; more are answered 413 (default 1048576)")
+    serve.add_argument("--max-request-windows", type=at_least_one, default=512,
+                       help="encoder windows one request may cost: an input is one, a text a tagging task "
+                       "reads in windows one per max_length - stride tokens; more are answered 413 "
+                       "(default 512)")
+    serve.add_argument("--timeout", type=number_within(0, 3600, open_low=True), default=30.0,
+                       help="seconds before a request gets 504 (default 30, at most 3600)")
+    serve.add_argument("--workers", type=at_least_one, default=1,
                        help="server processes, each with the model (one per core or GPU; default 1)")
-    serve.add_argument("--api-key", help="require this key on every endpoint but /health (or set "
-                       "MTL_NLP_API_KEY, which keeps it out of the process list)")
+    serve.add_argument("--api-key", help="require this key on every endpoint but the page, /health and "
+                       "/ready (or set MTL_NLP_API_KEY, which keeps it out of the process list)")
     serve.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                        help="allow browser pages from this origin (repeatable; default: CORS off)")
 

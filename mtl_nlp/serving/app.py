@@ -36,13 +36,15 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     app = FastAPI(title="mtl-nlp", lifespan=lifespan,
                   description="Every task of one multi-task checkpoint from one encoder pass.")
     app.state.server = server
+    # The last middleware added runs first: CORS before the guard, so that a browser's preflight
+    # (which never carries the key) is answered, and a 401, 413 or 503 carries CORS headers.
+    app.add_middleware(GuardAndMeasure, api_key=server.settings.api_key, queue_full=server.queue_full,
+                       observe=server.metrics.observe, max_request_bytes=server.settings.max_request_bytes)
     if server.settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(server.settings.cors_origins),
                            allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(GuardAndMeasure, api_key=server.settings.api_key, queue_full=server.queue_full,
-                       observe=server.metrics.observe)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, bug)

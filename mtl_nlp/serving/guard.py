@@ -1,5 +1,6 @@
-"""The server's front door, as plain ASGI middleware: the API key, shedding load before any work
-once the model's queue is full, and the request metrics. Plain ASGI rather than an
+"""The server's front door, as plain ASGI middleware: the API key, the body's size (checked as it
+arrives, before anything is buffered), shedding load before any work once the model's queue is
+full, and the request metrics. Plain ASGI rather than an
 `@app.middleware("http")` function, which runs every request through extra tasks and streams:
 under overload the front door must refuse far faster than the model answers."""
 
@@ -16,7 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mtl_nlp.serving.requests import ApiError
 
-OPEN_PATHS = ("/health",)  # answered without the API key: load balancers probe them
+# Answered without the API key: the probes of load balancers, and the page, which holds nothing
+# secret and asks a person for the key when the API answers 401.
+OPEN_PATHS = ("/health", "/ready", "/")
 MODEL_PATHS = ("/predict", "/tasks/")  # POSTs to these wait for the model
 UNAUTHORIZED = "this server needs its API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
 
@@ -46,13 +49,23 @@ def endpoint_label(scope: Scope) -> str:
     return "/tasks/{name}" if path.startswith("/tasks/") else path if path == "/predict" else "unmatched"
 
 
+class BodyTooLarge(ApiError):
+    """A request body over the limit, found as it arrives."""
+
+    def __init__(self, size: str, limit: int) -> None:
+        super().__init__(413, "request_too_large", f"the request body has {size} bytes; the limit is {limit}")
+
+
 class GuardAndMeasure:
-    """Refuses a request without the API key (401) and, while `queue_full()`, a model request
-    (503) before its body is read; counts every answer by endpoint and status, with latency."""
+    """Refuses a request without the API key (401), with a body over `max_request_bytes` (413,
+    from its Content-Length or once the bytes arrived pass the limit) and, while `queue_full()`,
+    a model request (503) before its body is read; counts every answer by endpoint and status,
+    with latency."""
 
     def __init__(self, app: ASGIApp, api_key: str | None, queue_full: Callable[[], bool],
-                 observe: Callable[[str, int, float], Any]) -> None:
+                 observe: Callable[[str, int, float], Any], max_request_bytes: int = 1 << 20) -> None:
         self.app, self.api_key, self.queue_full, self.observe = app, api_key, queue_full, observe
+        self.max_request_bytes = max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,16 +80,39 @@ class GuardAndMeasure:
                 status = message["status"]
             await send(message)
 
-        path = scope["path"]
-        refusal = None
-        if self.api_key and path not in OPEN_PATHS and not has_key(Headers(scope=scope), self.api_key):
-            refusal = ApiError(401, "unauthorized", UNAUTHORIZED)
-        elif scope["method"] == "POST" and path.startswith(MODEL_PATHS) and self.queue_full():
-            refusal = ApiError(503, "overloaded", "the server's queue is full; retry later")
         try:
+            refusal = self.refusal(scope)
             if refusal is None:
-                await self.app(scope, receive, send_noting_status)
+                await self.app(scope, self.counting(receive), send_noting_status)
             else:
                 await error_response(refusal)(scope, receive, send_noting_status)
         finally:
             self.observe(endpoint_label(scope), status, time.perf_counter() - started)
+
+    def refusal(self, scope: Scope) -> ApiError | None:
+        """Why the request is refused before its body is read, or None."""
+        path, headers = scope["path"], Headers(scope=scope)
+        if self.api_key and path not in OPEN_PATHS and not has_key(headers, self.api_key):
+            return ApiError(401, "unauthorized", UNAUTHORIZED)
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_request_bytes:
+            return BodyTooLarge(length, self.max_request_bytes)
+        if scope["method"] == "POST" and path.startswith(MODEL_PATHS) and self.queue_full():
+            return ApiError(503, "overloaded", "the server's queue is full; retry later")
+        return None
+
+    def counting(self, receive: Receive) -> Receive:
+        """`receive`, raising BodyTooLarge (answered 413 by the app) once the body's bytes pass
+        the limit: a body without Content-Length (chunked) is not read to its end first."""
+        received = 0
+
+        async def receive_counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_request_bytes:
+                    raise BodyTooLarge(f"over {self.max_request_bytes}", self.max_request_bytes)
+            return message
+
+        return receive_counted

@@ -38,6 +38,9 @@ def read_json(body: bytes, limits: Limits) -> dict[str, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise ApiError(400, "invalid_json",
+                       "the request body nests JSON arrays or objects too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request",
                        f"the request body must be a JSON object, got {type(data).__name__}")
@@ -66,9 +69,15 @@ def predict_request(data: dict[str, Any], limits: Limits) -> tuple[list[Any], li
     return inputs, tasks
 
 
-def pipeline_request(data: dict[str, Any], limits: Limits) -> tuple[list[Any], bool]:
-    """(inputs, one) of a per-task body in the inference API's shape: {"inputs": text, [texts] or
-    {"text", "text_pair"}}; `one` when a single input came (answered without the outer list)."""
+def pipeline_request(data: dict[str, Any], limits: Limits,
+                     task_type: str = "classification") -> tuple[list[Any], bool, Any]:
+    """(inputs, one, top_k) of a per-task body in the inference API's shape: {"inputs": text,
+    [texts] or {"text", "text_pair"}, "parameters": {"top_k": k or null}}; `one` when a single
+    input came (answered without the outer list); top_k LEGACY when not given."""
+    unknown = sorted(set(data) - {"inputs", "parameters"})
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown field(s) {', '.join(unknown)}; a request has "
+                       "inputs and, optionally, parameters")
     inputs = data.get("inputs")
     one = isinstance(inputs, str | dict)
     items = [inputs] if one else inputs
@@ -76,7 +85,32 @@ def pipeline_request(data: dict[str, Any], limits: Limits) -> tuple[list[Any], b
         raise ApiError(422, "invalid_inputs", "inputs must be a text, a list of texts or "
                        f'{{"text": ..., "text_pair": ...}}, got {json.dumps(inputs)[:80]}')
     _check_count(items, limits)
-    return [_pipeline_input(index, item) for index, item in enumerate(items)], one
+    top_k = _top_k(data.get("parameters") or {}, task_type)
+    return [_pipeline_input(index, item) for index, item in enumerate(items)], one, top_k
+
+
+LEGACY = "legacy"  # no top_k given: the pipeline's answer of one label per input
+
+
+def _top_k(parameters: Any, task_type: str) -> Any:
+    """The pipeline parameter top_k (an int >= 1, or None for every label); LEGACY when absent."""
+    if not isinstance(parameters, dict):
+        raise ApiError(422, "invalid_parameters",
+                       f"parameters must be an object, got {json.dumps(parameters)[:80]}")
+    unknown = sorted(set(parameters) - {"top_k"})
+    if unknown:
+        raise ApiError(422, "invalid_parameters", f"unknown parameter(s) {', '.join(unknown)}; this "
+                       "endpoint takes top_k (for classifiers)")
+    if "top_k" not in parameters:
+        return LEGACY
+    if task_type == "token_classification":
+        raise ApiError(422, "invalid_parameters",
+                       "top_k applies to text-classification tasks, not to a tagger")
+    top_k = parameters["top_k"]
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise ApiError(422, "invalid_parameters",
+                       f"top_k must be an integer >= 1 or null, got {json.dumps(top_k)}")
+    return top_k
 
 
 def _pipeline_input(index: int, item: Any) -> Any:
@@ -94,22 +128,49 @@ def _check_count(inputs: list[Any], limits: Limits) -> None:
                        f"the request has {len(inputs)} inputs; the limit is {limits.max_inputs} per request")
 
 
-def pipeline_answer(task_type: str, answer: Any, tokenizer: Any, text: str) -> Any:
+def predictor_answers(classifiers: set[str], answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Predictor's answers as /predict gives them: a classification answer without the
+    every-label scores the server's model call adds for top_k."""
+    return [{task: {key: value for key, value in answer.items() if key != "scores"}
+             if task in classifiers and answer is not None else answer for task, answer in result.items()}
+            for result in answers]
+
+
+def pipeline_answers(task_type: str, task: str, tokenizer: Any, inputs: list[Any], one: bool, top_k: Any,
+                     answers: list[dict[str, Any]]) -> Any:
+    """A request's answers for `task` as `transformers.pipeline` gives them (on the model thread:
+    a tagger's words are read back by the tokenizer)."""
+    shaped = [pipeline_answer(task_type, result[task], tokenizer, item if isinstance(item, str) else item[0],
+                              top_k) for result, item in zip(answers, inputs)]
+    if not one:
+        return shaped
+    # one input: the pipeline answers a tagger with its entities, a classifier with [answer]
+    # (with top_k, with its list of labels)
+    return shaped[0] if task_type == "token_classification" or top_k != LEGACY else [shaped[0]]
+
+
+def pipeline_answer(task_type: str, answer: Any, tokenizer: Any, text: str, top_k: Any = LEGACY) -> Any:
     """One Predictor answer as `transformers.pipeline` gives it for the task's export:
     text-classification [{"label", "score"}]-style dicts, token-classification with aggregation
     [{"entity_group", "score", "word", "start", "end"}], `word` being the entity's tokens as the
-    tokenizer writes them back (lower-cased by an uncased tokenizer, as the pipeline does)."""
+    tokenizer writes them back (lower-cased by an uncased tokenizer, as the pipeline does). With
+    `top_k` (not LEGACY) a classifier answers its k best labels (None: all), best first."""
     if task_type == "token_classification":
         encoding = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False) if answer else None
         return [{"entity_group": entity["label"], "score": entity["score"],
                  "word": entity_word(tokenizer, encoding, entity["start"], entity["end"]),
                  "start": entity["start"], "end": entity["end"]} for entity in answer]
     if task_type == "regression":  # the export read with function_to_apply="none"
-        return {"label": "value", "score": answer["value"]}
-    if task_type == "multilabel":  # the pipeline's top label (top_k=None gives them all)
-        label = max(answer["scores"], key=answer["scores"].get)
-        return {"label": label, "score": answer["scores"][label]}
-    return {"label": answer["label"], "score": answer["score"]}
+        scores = {"value": answer["value"]}
+    elif task_type == "multilabel" or "scores" in answer:  # every label's probability
+        scores = answer["scores"]
+    else:
+        scores = {answer["label"]: answer["score"]}
+    if top_k == LEGACY:  # the pipeline's top label
+        label = max(scores, key=scores.get)
+        return {"label": label, "score": scores[label]}
+    ranked = sorted(scores.items(), key=lambda pair: pair[1], reverse=True)[:top_k]
+    return [{"label": label, "score": score} for label, score in ranked]
 
 
 def entity_word(tokenizer: Any, encoding: Any, start: int, end: int) -> str:

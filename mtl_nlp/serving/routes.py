@@ -4,6 +4,7 @@ of its own; the Server they answer from comes with the request."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mtl_nlp.serving.guard import error_response
-from mtl_nlp.serving.requests import ApiError, pipeline_answer, pipeline_request, predict_request, read_json
+from mtl_nlp.serving.requests import (
+    ApiError,
+    pipeline_answers,
+    pipeline_request,
+    predict_request,
+    predictor_answers,
+    read_json,
+)
 from mtl_nlp.serving.server import NOT_READY, server_of
 
 PAGE = Path(__file__).with_name("page.html")  # a page to try the model: no build step, no CDN
@@ -28,7 +36,10 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json"
 PIPELINE_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["inputs"], "properties": {"inputs": {"oneOf": [
         {"type": "string"}, {"type": "array", "items": {"type": "string"}},
-        {"type": "object", "properties": {"text": {"type": "string"}, "text_pair": {"type": "string"}}}]}}},
+        {"type": "object", "properties": {"text": {"type": "string"}, "text_pair": {"type": "string"}}}]},
+        "parameters": {"type": "object", "properties": {"top_k": {
+            "type": ["integer", "null"], "minimum": 1,
+            "description": "classifiers: answer the k best labels (null: every label), best first"}}}}},
     "example": {"inputs": "Angela Merkel visited Paris ."}}}}}
 
 router = APIRouter()
@@ -39,7 +50,11 @@ router = APIRouter()
 async def predict(request: Request) -> JSONResponse:
     server = server_of(request)
     inputs, tasks = predict_request(read_json(await request.body(), server.limits), server.limits)
-    return JSONResponse(await server.answer(inputs, tasks))
+    classifiers = {name for name, config in server.predictor.model.head_configs.items()
+                   if config.type == "classification"}
+    answers = await server.answer(inputs, tasks, partial(predictor_answers, classifiers),
+                                  partial(disconnected, request))
+    return JSONResponse(answers)
 
 
 @router.post("/tasks/{name}", summary="One task's answers in the Hugging Face inference API's shape",
@@ -49,16 +64,19 @@ async def task_answers(name: str, request: Request) -> JSONResponse:
     predictor = server.predictor
     if name not in predictor.tasks:
         raise ApiError(404, "unknown_task", f"no task {name!r}; this model has: {', '.join(predictor.tasks)}")
-    inputs, one = pipeline_request(read_json(await request.body(), server.limits), server.limits)
-    answers = await server.answer(inputs, [name])
     task_type = predictor.model.head_configs[name].type
-    shaped = [pipeline_answer(task_type, result[name], predictor.tokenizer,
-                              item if isinstance(item, str) else item[0])
-              for result, item in zip(answers, inputs)]
-    if not one:
-        return JSONResponse(shaped)
-    # one input: the pipeline answers a tagger with its entities, a classifier with [answer]
-    return JSONResponse(shaped[0] if task_type == "token_classification" else [shaped[0]])
+    inputs, one, top_k = pipeline_request(read_json(await request.body(), server.limits), server.limits,
+                                          task_type)
+    # Shaped on the model thread: a tagger's entity words are read back by the tokenizer, which
+    # must not run beside the model thread's (its truncation settings are shared state).
+    shape = partial(pipeline_answers, task_type, name, predictor.tokenizer, inputs, one, top_k)
+    return JSONResponse(await server.answer(inputs, [name], shape, partial(disconnected, request)))
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the client has closed the connection (the body has been read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.get("/tasks", summary="The model's tasks: type, labels and input kind")

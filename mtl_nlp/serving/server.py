@@ -4,6 +4,7 @@ the Prometheus metrics. The routes (serving.routes) reach it through the request
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,10 +12,13 @@ from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mtl_nlp.inference import Predictor, PredictorInputError, UnknownTaskError
-from mtl_nlp.serving.batching import DynamicBatcher, Overloaded
+from mtl_nlp.inference.inputs import is_blank
+from mtl_nlp.serving.batching import DynamicBatcher, Overloaded, Shape
 from mtl_nlp.serving.requests import ApiError, Limits
 
 CHARACTERS_PER_TOKEN = 4  # for sizing batches; English subword tokenizers average about this
+MAX_WAIT_MS = 10_000.0  # a batching wait longer than this would be a typo (and a NaN no bound)
+MAX_TIMEOUT_S = 3600.0
 NOT_READY = "the model is still loading or the server is stopping"
 
 
@@ -28,9 +32,21 @@ class ServeSettings:
     max_queue: int = 512  # requests waiting for the model; more are answered 503 at once
     max_inputs: int = 256  # inputs per request
     max_request_bytes: int = 1 << 20
+    max_request_windows: int = 512  # encoder windows per request: an input is one, a long text
+    # that a tagging task reads is one per max_length - stride tokens (413 beyond)
     timeout_s: float = 30.0  # a request not answered by then gets 504
-    api_key: str | None = None  # every endpoint but /health then needs it
+    api_key: str | None = None  # every endpoint but the page and the probes then needs it
     cors_origins: tuple[str, ...] = ()  # origins a browser page may call from (none: CORS off)
+
+    def __post_init__(self) -> None:
+        for name, low in (("max_batch_tokens", 1), ("max_queue", 1), ("max_inputs", 1),
+                          ("max_request_bytes", 1), ("max_request_windows", 1)):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {getattr(self, name)!r}")
+        if not 0 <= self.max_wait_ms <= MAX_WAIT_MS:
+            raise ValueError(f"max_wait_ms must be in [0, {MAX_WAIT_MS}], got {self.max_wait_ms!r}")
+        if not 0 < self.timeout_s <= MAX_TIMEOUT_S:
+            raise ValueError(f"timeout_s must be in (0, {MAX_TIMEOUT_S}], got {self.timeout_s!r}")
 
 
 class ServerMetrics:
@@ -68,17 +84,41 @@ class Server:
     def limits(self) -> Limits:
         return Limits(self.settings.max_request_bytes, self.settings.max_inputs)
 
-    def count_tokens(self, inputs: list[Any]) -> int:
-        """An estimate (4 characters a token, at most max_length an input): tokenizing here too
-        would run the tokenizer twice per request, once of them on the event loop."""
-        texts = [item if isinstance(item, str) else " ".join(item) for item in inputs]
-        return sum(min(self.predictor.max_length, 2 + len(text) // CHARACTERS_PER_TOKEN) for text in texts)
+    def count_tokens(self, inputs: list[Any], tasks: list[str] | None) -> int:
+        """An estimate for sizing batches (4 characters a token; at most max_length an input,
+        except a text that a tagging task reads in windows): tokenizing here would run the
+        tokenizer on the event loop, beside the model thread's."""
+        windowed = self._windowed(tasks)
+        total = 0
+        for item in inputs:
+            tokens = 2 + len(item if isinstance(item, str) else " ".join(item)) // CHARACTERS_PER_TOKEN
+            total += tokens if windowed and isinstance(item, str) else min(self.predictor.max_length, tokens)
+        return total
+
+    def _windowed(self, tasks: list[str] | None) -> bool:
+        """Whether a long text sent for `tasks` is read as windows (a tagging task reads it)."""
+        configs = self.predictor.model.head_configs
+        return any(configs[task].type == "token_classification" for task in tasks or configs)
+
+    def check_cost(self, inputs: list[Any], tasks: list[str] | None) -> None:
+        """On the model thread, before the model: 413 for a request whose inputs cost more
+        encoder windows than `max_request_windows`."""
+        windows = self.predictor.count_windows(inputs, tasks)
+        limit = self.settings.max_request_windows
+        if sum(windows) > limit:
+            longest = max(range(len(windows)), key=windows.__getitem__)
+            raise ApiError(413, "request_too_costly",
+                           f"the request costs {sum(windows)} encoder windows (input {longest} alone "
+                           f"{windows[longest]}: a tagging task reads a text longer than "
+                           f"{self.predictor.max_length} tokens as overlapping windows); the limit is "
+                           f"{limit} per request (--max-request-windows)")
 
     def run_batch(self, inputs: list[Any], tasks: list[str] | None) -> list[dict[str, Any]]:
-        """One model call over merged requests (on the batcher's model thread)."""
+        """One model call over merged requests (on the batcher's model thread); classification
+        answers carry every label's score, for the per-task endpoint's top_k."""
         self.metrics.batch_inputs.observe(len(inputs))
         return self.predictor.predict([tuple(item) if isinstance(item, list) else item for item in inputs],
-                                      tasks)
+                                      tasks, all_scores=True)
 
     def queue_full(self) -> bool:
         return self.batcher is not None and self.batcher.queue.full()
@@ -88,7 +128,7 @@ class Server:
         model takes, so the first user does not pay for it."""
         settings = self.settings
         self.batcher = DynamicBatcher(self.run_batch, self.count_tokens, settings.max_batch_tokens,
-                                      settings.max_wait_ms, settings.max_queue)
+                                      settings.max_wait_ms, settings.max_queue, check=self.check_cost)
         self.batcher.start()
         self.metrics.queue_depth.set_function(self.batcher.queue.qsize)
         if len(self.predictor.pair_tasks) < len(self.predictor.tasks):
@@ -103,23 +143,57 @@ class Server:
         if self.batcher is not None:
             await self.batcher.drain()
 
-    async def answer(self, inputs: list[Any], tasks: list[str] | None) -> list[dict[str, Any]]:
-        """The Predictor's answers for one request's inputs, through the batching queue; ApiError
-        for inputs it refuses, a server not ready, a full queue or a timeout."""
+    async def answer(self, inputs: list[Any], tasks: list[str] | None, shape: Shape | None = None,
+                     gone: Callable[[], Awaitable[None]] | None = None) -> Any:
+        """The Predictor's answers for one request's inputs through the batching queue, passed
+        through `shape` on the model thread; ApiError for inputs it refuses, a server not ready, a
+        full queue, a timeout, or a client gone (`gone` returns when it disconnects) first."""
+        checked = self.check(inputs, tasks)
+        if not self.ready or self.batcher is None:
+            raise ApiError(503, "not_ready", NOT_READY)
         try:
-            self.predictor.check_inputs(inputs, tasks)
+            return await asyncio.wait_for(unless_gone(self.batcher.submit(checked, tasks, shape), gone),
+                                          self.settings.timeout_s)
+        except Overloaded as error:
+            raise ApiError(503, "overloaded", f"{error}; retry later") from None
+        except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
+            raise ApiError(504, "timeout", f"no answer within {self.settings.timeout_s:g} s") from None
+
+    def check(self, inputs: list[Any], tasks: list[str] | None) -> list[Any]:
+        """`inputs` checked as the Predictor checks them (422 naming the input or the task), and
+        422 for a task named twice or an input with no text (empty or whitespace only)."""
+        if tasks is not None:
+            repeated = next((task for index, task in enumerate(tasks) if task in tasks[:index]), None)
+            if repeated is not None:
+                raise ApiError(422, "invalid_tasks", f"task {repeated!r} is asked for more than once")
+        try:
+            checked = self.predictor.check_inputs(inputs, tasks)
         except UnknownTaskError as error:
             raise ApiError(422, "unknown_task", str(error)) from None
         except PredictorInputError as error:
             raise ApiError(422, "invalid_inputs", str(error)) from None
-        if not self.ready or self.batcher is None:
-            raise ApiError(503, "not_ready", NOT_READY)
-        try:
-            return await asyncio.wait_for(self.batcher.submit(inputs, tasks), self.settings.timeout_s)
-        except Overloaded as error:
-            raise ApiError(503, "overloaded", f"{error}; retry later") from None
-        except TimeoutError:
-            raise ApiError(504, "timeout", f"no answer within {self.settings.timeout_s:g} s") from None
+        blank = next((index for index, item in enumerate(checked) if is_blank(item)), None)
+        if blank is not None:
+            raise ApiError(422, "empty_input", f"input {blank} has no text (empty or only whitespace); "
+                           "no task can answer it")
+        return inputs
+
+
+async def unless_gone(work: Awaitable[Any], gone: Callable[[], Awaitable[None]] | None) -> Any:
+    """`work`'s result, unless `gone()` returns first: then `work` is cancelled (a job still
+    queued never reaches the model) and ApiError 499 is raised."""
+    if gone is None:
+        return await work
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done() or task.cancelled():
+        raise ApiError(499, "client_closed", "the client closed the connection before the answer")
+    return task.result()
 
 
 def server_of(request: Request) -> Server:
