@@ -317,10 +317,7 @@ def test_the_page_in_a_real_browser_shows_labels_and_highlighted_entities(checkp
     from selenium.webdriver.support.ui import WebDriverWait
 
     server, url = start_server(checkpoint, "--precision", "no")
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,800"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(options=options)
+    browser = headless_chromium(webdriver)
     try:
         browser.get(url + "/")
         wait = WebDriverWait(browser, 20)
@@ -340,6 +337,52 @@ def test_the_page_in_a_real_browser_shows_labels_and_highlighted_entities(checkp
         assert sentiment.startswith(expected["sentiment"]["label"])
         # MTL_NLP_SCREENSHOT=FILE keeps the picture (the README's is taken so)
         browser.save_screenshot(os.environ.get("MTL_NLP_SCREENSHOT", str(tmp_path / "serve-page.png")))
+    finally:
+        browser.quit()
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+
+
+def headless_chromium(webdriver):
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,800"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options)
+
+
+@pytest.mark.browser
+def test_the_page_asks_a_keyed_server_for_its_key_and_then_answers(checkpoint, predictor, monkeypatch):
+    """With an API key set, the page opens, asks for the key when the API answers 401, sends it
+    (X-API-Key) once typed, and shows the answers."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    monkeypatch.setenv("MTL_NLP_API_KEY", "s3cret")
+    server, url = start_server(checkpoint, "--precision", "no")
+    browser = headless_chromium(webdriver)
+    try:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda page: page.find_element(By.ID, "key").is_displayed())
+        assert browser.find_element(By.ID, "error").text == "type the server's API key"
+        assert not browser.find_elements(By.CSS_SELECTOR, "#tasks input")
+        browser.find_element(By.ID, "key").send_keys("wrong")
+        browser.find_element(By.ID, "use-key").click()
+        wait.until(lambda page: "refused this key" in page.find_element(By.ID, "error").text)
+        key = browser.find_element(By.ID, "key")
+        key.clear()
+        key.send_keys("s3cret")
+        browser.find_element(By.ID, "use-key").click()
+        wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, "#tasks input"))
+        assert not browser.find_element(By.ID, "key").is_displayed()
+        box = browser.find_element(By.ID, "text")
+        box.clear()
+        box.send_keys(TEXTS[1])
+        browser.find_element(By.ID, "run").click()
+        wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, '.answer[data-task="sentiment"]'))
+        sentiment = browser.find_element(By.CSS_SELECTOR, '.answer[data-task="sentiment"] p').text
+        assert sentiment.startswith(predictor.predict(TEXTS[1])["sentiment"]["label"])
     finally:
         browser.quit()
         server.send_signal(signal.SIGTERM)
@@ -605,6 +648,18 @@ def test_every_serve_option_is_range_checked(checkpoint, capsys, option, value, 
     with pytest.raises(SystemExit) as exited:
         cli_main(["serve", str(checkpoint), option, value])
     assert exited.value.code == 2 and expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"max_queue": 0}, "max_queue must be an integer >= 1, got 0"),
+    ({"max_request_windows": -1}, "max_request_windows must be an integer >= 1, got -1"),
+    ({"max_wait_ms": float("nan")}, "max_wait_ms must be in [0, 10000.0], got nan"),
+    ({"timeout_s": 0}, "timeout_s must be in (0, 3600.0], got 0"),
+])
+def test_serve_settings_are_range_checked_in_python_too(settings, message):
+    with pytest.raises(ValueError) as refused:
+        ServeSettings(**settings)
+    assert str(refused.value) == message
 
 
 def test_cors_preflight_probes_and_the_page_pass_the_key_and_refusals_carry_cors(predictor):
