@@ -277,7 +277,7 @@ def test_a_task_named_twice_is_answered_once(checkpoint, monkeypatch):
     assert seen[0] == ["sentiment", "ner"]
 
 
-def test_count_windows_is_the_number_of_windows_a_tagging_task_reads(checkpoint, tiny_tokenizer):
+def test_count_windows_is_the_number_of_windows_a_tagging_task_reads(checkpoint, tiny_tokenizer, monkeypatch):
     predictor = Predictor.from_pretrained(checkpoint, mixed_precision="no")
     texts = ["anna", "anna visited new york . " * 6, "anna visited new york . " * 7, "anna " * 29,
              "anna " * 30, "anna " * 31, "anna visited new york . " * 40, "東京" * 200]
@@ -286,6 +286,16 @@ def test_count_windows_is_the_number_of_windows_a_tagging_task_reads(checkpoint,
     assert windows[0] == 1 and windows[-1] > 10
     assert predictor.count_windows(texts) == windows
     assert predictor.count_windows(texts, tasks=["sentiment"]) == [1] * len(texts)  # no task reads windows
+    # with a limit, counting stops once the total is over it: lower bounds, over the limit
+    limited = predictor.count_windows(texts, limit=5)
+    assert sum(limited) > 5 and all(mine <= exact for mine, exact in zip(limited, windows))
+    long_text = "anna visited new york . " * 4000  # 20,000 tokens: counted from its beginning
+    calls = []
+    tokenize = type(predictor.tokenizer).__call__
+    monkeypatch.setattr(type(predictor.tokenizer), "__call__", lambda self, text, **options: (
+        calls.append(len(text)), tokenize(self, text, **options))[1])
+    assert 5 < predictor.count_windows([long_text], limit=5)[0] < 50
+    assert calls and max(calls) < len(long_text) // 10
 
 
 def test_a_predictor_shared_between_threads_answers_every_call(tiny_model_dir, tiny_tokenizer, tmp_path):

@@ -32,6 +32,8 @@ from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 SORT_GROUP_BATCHES = 64  # inputs tokenized and sorted by token count together, in batches
+PREFIX_CHARACTERS_PER_TOKEN = 6  # English averages about 4.5 characters a token: a beginning this long
+# (in characters, per token wanted) holds the tokens wanted
 
 
 class Predictor:
@@ -131,24 +133,45 @@ class Predictor:
         results = self._answer([inputs] if single else list(inputs), task_list(tasks), all_scores=all_scores)
         return results[0] if single else results
 
-    def count_windows(self, inputs: list[TextInput], tasks: str | list[str] | None = None) -> list[int]:
+    def count_windows(
+        self, inputs: list[TextInput], tasks: str | list[str] | None = None, limit: int | None = None
+    ) -> list[int]:
         """The encoder windows each input costs: one, or for a text that a requested tagging task
         reads as overlapping windows (longer than max_length tokens), one per max_length tokens
         less the stride past its first window. Only texts that may be that long are tokenized
-        (every token holds at least one byte of the text)."""
+        (every token holds at least one byte of the text). With `limit`, counting stops short once
+        the total passes it (the counts are then lower bounds): a text far over it is counted
+        from its beginning, not tokenized whole."""
         names = task_list(tasks) or self.tasks
         windowed = any(self.model.head_configs[task].type == "token_classification"
                        and not self.model.head_configs[task].text_pair for task in names)
         span = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
-        counts = []
+        step = span - self.stride
+        counts: list[int] = []
         with self._lock:
             for item in inputs:
-                if not windowed or not isinstance(item, str) or len(item.encode("utf-8")) <= span:
+                over = limit is not None and sum(counts) > limit
+                if over or not windowed or not isinstance(item, str) or len(item.encode("utf-8")) <= span:
                     counts.append(1)
                     continue
-                tokens = len(self.tokenizer(item, add_special_tokens=False, verbose=False)["input_ids"])
-                counts.append(1 + max(0, math.ceil((tokens - span) / (span - self.stride))))
+                # tokens that take the total past the limit: enough to refuse the request
+                enough = None if limit is None else span + (limit - sum(counts)) * step + 1
+                counts.append(1 + max(0, math.ceil((self._count_tokens(item, enough) - span) / step)))
         return counts
+
+    def _count_tokens(self, text: str, enough: int | None) -> int:
+        """The tokens of `text`, or of its beginning when that alone holds `enough` of them (a text
+        near a request's byte limit takes the model's thread about 0.6 s to tokenize whole)."""
+        def count(part: str) -> int:
+            return len(self.tokenizer(part, add_special_tokens=False, verbose=False)["input_ids"])
+
+        cut = None if enough is None else enough * PREFIX_CHARACTERS_PER_TOKEN
+        if cut is not None and len(text) > cut:
+            cut = text.rfind(" ", 0, cut) if " " in text[cut // 2 : cut] else cut  # not inside a word
+            tokens = count(text[:cut])
+            if tokens >= enough:
+                return tokens
+        return count(text)
 
     def predict_stream(
         self, inputs: Iterable[TextInput], tasks: str | list[str] | None = None,

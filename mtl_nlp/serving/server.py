@@ -103,12 +103,12 @@ class Server:
     def check_cost(self, inputs: list[Any], tasks: list[str] | None) -> None:
         """On the model thread, before the model: 413 for a request whose inputs cost more
         encoder windows than `max_request_windows`."""
-        windows = self.predictor.count_windows(inputs, tasks)
         limit = self.settings.max_request_windows
+        windows = self.predictor.count_windows(inputs, tasks, limit)
         if sum(windows) > limit:
             longest = max(range(len(windows)), key=windows.__getitem__)
             raise ApiError(413, "request_too_costly",
-                           f"the request costs {sum(windows)} encoder windows (input {longest} alone "
+                           f"the request costs at least {sum(windows)} encoder windows (input {longest} "
                            f"{windows[longest]}: a tagging task reads a text longer than "
                            f"{self.predictor.max_length} tokens as overlapping windows); the limit is "
                            f"{limit} per request (--max-request-windows)")
