@@ -716,3 +716,19 @@ def test_task_endpoints_take_the_pipelines_top_k(topic_checkpoint, tmp_path):
                     assert_close(served.json(), _plain(exported(inputs, **parameters)))
         # /predict answers as the Predictor does (no every-label scores for a classifier)
         assert client.post("/predict", json={"inputs": TEXTS}).json() == predictor.predict(TEXTS)
+
+
+def test_entity_words_are_the_tokens_over_each_entity(predictor):
+    """Found by bisection (a long text has tens of thousands of tokens and entities): the same
+    words as scanning every token for each entity."""
+    from mtl_nlp.serving.requests import entity_words
+
+    tokenizer = predictor.tokenizer
+    entities = predictor.predict(LONG, tasks="ner")["ner"]
+    assert len(entities) > 20
+    encoding = tokenizer(LONG, return_offsets_mapping=True, add_special_tokens=False)
+    scanned = [tokenizer.convert_tokens_to_string(
+        [token for token, (first, last) in zip(encoding.tokens(), encoding["offset_mapping"])
+         if first < entity["end"] and last > entity["start"] and first != last]) for entity in entities]
+    assert entity_words(tokenizer, LONG, entities) == scanned
+    assert entity_words(tokenizer, LONG, []) == []

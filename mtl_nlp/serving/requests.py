@@ -5,6 +5,7 @@ inference API (`transformers.pipeline`) for the per-task endpoint."""
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,10 +157,9 @@ def pipeline_answer(task_type: str, answer: Any, tokenizer: Any, text: str, top_
     tokenizer writes them back (lower-cased by an uncased tokenizer, as the pipeline does). With
     `top_k` (not LEGACY) a classifier answers its k best labels (None: all), best first."""
     if task_type == "token_classification":
-        encoding = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False) if answer else None
-        return [{"entity_group": entity["label"], "score": entity["score"],
-                 "word": entity_word(tokenizer, encoding, entity["start"], entity["end"]),
-                 "start": entity["start"], "end": entity["end"]} for entity in answer]
+        return [{"entity_group": entity["label"], "score": entity["score"], "word": word,
+                 "start": entity["start"], "end": entity["end"]}
+                for entity, word in zip(answer, entity_words(tokenizer, text, answer))]
     if task_type == "regression":  # the export read with function_to_apply="none"
         scores = {"value": answer["value"]}
     elif task_type == "multilabel" or "scores" in answer:  # every label's probability
@@ -173,8 +173,18 @@ def pipeline_answer(task_type: str, answer: Any, tokenizer: Any, text: str, top_
     return [{"label": label, "score": score} for label, score in ranked]
 
 
-def entity_word(tokenizer: Any, encoding: Any, start: int, end: int) -> str:
-    """The tokens of the text's characters [start, end), written back by the tokenizer."""
-    tokens = [token for token, (first, last) in zip(encoding.tokens(), encoding["offset_mapping"])
-              if first < end and last > start and first != last]
-    return tokenizer.convert_tokens_to_string(tokens)
+def entity_words(tokenizer: Any, text: str, entities: list[dict[str, Any]]) -> list[str]:
+    """Each entity's tokens (those over its characters [start, end)) written back by the
+    tokenizer. Found by bisection on the tokens' offsets, which only grow: a text of 500 windows
+    holds tens of thousands of tokens and of entities, too many to scan the tokens per entity."""
+    if not entities:
+        return []
+    encoding = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+    tokens, offsets = encoding.tokens(), encoding["offset_mapping"]
+    starts, ends = [first for first, _ in offsets], [last for _, last in offsets]
+    words = []
+    for entity in entities:
+        span = range(bisect_right(ends, entity["start"]), bisect_left(starts, entity["end"]))
+        words.append(tokenizer.convert_tokens_to_string(
+            [tokens[index] for index in span if starts[index] != ends[index]]))
+    return words
