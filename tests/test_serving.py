@@ -532,9 +532,9 @@ def test_a_large_request_runs_in_a_model_call_of_its_own():
                                  max_queue=16)
         batcher.start()
         first = asyncio.ensure_future(batcher.submit(["a"], None))
-        await asyncio.sleep(0.05)
+        while not calls:  # until "a" is in the model
+            await asyncio.sleep(0.01)
         queued = [asyncio.ensure_future(batcher.submit([text], None)) for text in ("b", "B" * 100, "c")]
-        await asyncio.sleep(0.01)
         release.set()
         await asyncio.gather(first, *queued)
         await batcher.drain()
@@ -579,14 +579,16 @@ def test_a_request_whose_client_left_never_reaches_the_model(predictor):
 
             batcher.predict = slow
             first = asyncio.ensure_future(request("the film was great", None))
-            await asyncio.sleep(0.05)  # in the model
+            while not calls:  # until the first is in the model
+                await asyncio.sleep(0.01)
             leave = asyncio.Event()
             gone = asyncio.ensure_future(request("peter went to paris", leave))
-            await asyncio.sleep(0.05)  # queued
+            while batcher.queue.empty():  # until the second is queued
+                await asyncio.sleep(0.01)
             leave.set()
-            await asyncio.sleep(0.05)
+            status = await gone  # answered at once, while the model still runs the first
             release.set()
-            return await first, await gone
+            return await first, status
 
     assert run(scenario()) == (200, 499)
     assert calls == [["the film was great"]]
