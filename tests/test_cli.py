@@ -93,7 +93,10 @@ def test_predict_streams_one_json_line_per_input_line(trained, tmp_path):
     expected = predictor.predict(["Anna Schmidt visited Berlin .", "", "The team won the final ."],
                                  tasks=["demo_sentiment", "demo_topic"])
     assert [set(line) for line in lines] == [{"demo_sentiment", "demo_topic"}] * 3
-    assert [line["demo_topic"]["label"] for line in lines] == [e["demo_topic"]["label"] for e in expected]
+    # the blank line keeps its place and gets no confident label: None for every task
+    assert lines[1] == expected[1] == {"demo_sentiment": None, "demo_topic": None}
+    assert [line["demo_topic"]["label"] for line in (lines[0], lines[2])] == [
+        answer["demo_topic"]["label"] for answer in (expected[0], expected[2])]
 
 
 def test_predict_reads_a_tab_as_text_when_no_task_takes_pairs(trained, tmp_path):
