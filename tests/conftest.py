@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from process_group import ALL_CORES_VARIABLE
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
 
@@ -21,13 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, each worker keeps to its own share of the cores (and so does every
-    process it starts): training sizes its torch threads to the cores it may use, so workers
-    side by side do not oversubscribe the machine, which slows small CPU runs far more than 2x."""
+    process it starts, but the process groups of process_group.py, which share out every core):
+    training sizes its torch threads to the cores it may use, so workers side by side do not
+    oversubscribe the machine, which slows small CPU runs far more than 2x."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not worker or not count or not hasattr(os, "sched_setaffinity"):
         return
     cores, index, count = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw")), int(count)
     if count > 1 and len(cores) >= count:
+        os.environ[ALL_CORES_VARIABLE] = ",".join(map(str, cores))  # for the process groups tests launch
         share = set(cores[index::count])
         os.sched_setaffinity(0, share)
         torch.set_num_threads(len(share))
