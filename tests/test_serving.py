@@ -344,6 +344,42 @@ def test_the_page_in_a_real_browser_shows_labels_and_highlighted_entities(checkp
         server.communicate(timeout=30)
 
 
+def test_the_docs_pages_and_their_scripts_come_from_the_server_with_or_without_a_key(predictor):
+    """FastAPI's docs load Swagger UI and ReDoc from a CDN, blank on a closed network: here they
+    are served from the installed package, and open without the API key (a browser sends none)."""
+    with client_for(predictor, api_key="s3cret") as client:
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        assert "/static-offline-docs/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+        script = client.get("/static-offline-docs/swagger-ui-bundle.js")
+        assert script.status_code == 200 and len(script.content) > 100_000
+        assert client.get("/static-offline-docs/swagger-ui.css").status_code == 200
+        redoc = client.get("/redoc")
+        assert redoc.status_code == 200 and "/static-offline-docs/redoc.standalone.js" in redoc.text
+        assert {"/predict", "/tasks/{name}"} <= set(client.get("/openapi.json").json()["paths"])
+        assert client.post("/predict", json={"inputs": ["hi"]}).status_code == 401  # the API still needs it
+
+
+@pytest.mark.browser
+def test_the_docs_page_shows_the_endpoints_offline(checkpoint):
+    """Headless Chromium, on a machine without internet, renders /docs with every endpoint."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, url = start_server(checkpoint, "--precision", "no")
+    browser = headless_chromium(webdriver)
+    try:
+        browser.get(url + "/docs")
+        paths = lambda page: [e.text for e in page.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")]  # noqa: E731
+        WebDriverWait(browser, 20).until(lambda page: "/predict" in paths(page))
+        assert {"/predict", "/tasks/{name}", "/tasks", "/health", "/ready", "/metrics"} <= set(paths(browser))
+    finally:
+        browser.quit()
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+
+
 def headless_chromium(webdriver):
     options = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,800"):

@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtl_nlp.inference import Predictor
-from mtl_nlp.serving.guard import GuardAndMeasure, error_response
+from mtl_nlp.serving.guard import DOCS_ASSETS, GuardAndMeasure, error_response
 from mtl_nlp.serving.requests import ApiError
 from mtl_nlp.serving.routes import router
 from mtl_nlp.serving.server import Server, ServeSettings
@@ -33,7 +34,9 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         yield
         await server.stop()
 
-    app = FastAPI(title="mtl-nlp", lifespan=lifespan,
+    # The docs pages load Swagger UI and ReDoc from the installed fastapi-offline package, not a
+    # CDN: a server on a closed network shows them too.
+    app = FastAPIOffline(title="mtl-nlp", lifespan=lifespan, static_url=DOCS_ASSETS.rstrip("/"),
                   description="Every task of one multi-task checkpoint from one encoder pass.")
     app.state.server = server
     # The last middleware added runs first: CORS before the guard, so that a browser's preflight

@@ -17,9 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mtl_nlp.serving.requests import ApiError
 
-# Answered without the API key: the probes of load balancers, and the page, which holds nothing
-# secret and asks a person for the key when the API answers 401.
-OPEN_PATHS = ("/health", "/ready", "/")
+# Answered without the API key: the probes of load balancers, the page, which holds nothing
+# secret and asks a person for the key when the API answers 401, and the API's docs (its schema
+# and the docs' own scripts, served from the installed package: a browser sends no key for them).
+OPEN_PATHS = ("/health", "/ready", "/", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
+DOCS_ASSETS = "/static-offline-docs/"
 MODEL_PATHS = ("/predict", "/tasks/")  # POSTs to these wait for the model
 UNAUTHORIZED = "this server needs its API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
 
@@ -92,7 +94,8 @@ class GuardAndMeasure:
     def refusal(self, scope: Scope) -> ApiError | None:
         """Why the request is refused before its body is read, or None."""
         path, headers = scope["path"], Headers(scope=scope)
-        if self.api_key and path not in OPEN_PATHS and not has_key(headers, self.api_key):
+        open_path = path in OPEN_PATHS or path.startswith(DOCS_ASSETS)
+        if self.api_key and not open_path and not has_key(headers, self.api_key):
             return ApiError(401, "unauthorized", UNAUTHORIZED)
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_request_bytes:
