@@ -426,6 +426,188 @@ def test_the_page_asks_a_keyed_server_for_its_key_and_then_answers(checkpoint, p
         server.communicate(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def page_checkpoint(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
+    """For the page's tests: a pair task listed first (the page asks for it in a request of its own,
+    so its answer must still come first) and a multilabel task beside a tagger and a classifier."""
+    directory = tmp_path_factory.mktemp("page-checkpoint")
+    heads = [HeadConfig(name="similarity", type="regression", pooling="pooler", text_pair=True),
+             HeadConfig(name="topics", type="multilabel", labels=["film", "food", "sport", "travel"],
+                        pooling="pooler"),
+             HeadConfig(name="ner", type="token_classification", labels=TAGS),
+             HeadConfig(name="sentiment", type="classification", labels=["negative", "positive"],
+                        pooling="pooler")]
+    model = sharpen(MultiTaskModel(BertModel.from_pretrained(tiny_model_dir), heads))
+    model.save_pretrained(directory, tokenizer=tiny_tokenizer, extra={"max_length": 64})
+    return directory
+
+
+@pytest.fixture(scope="module")
+def page_browser(page_checkpoint):
+    """(headless Chromium, URL of `mtl-nlp serve` page_checkpoint), shared by the page's tests.
+    Every request waits out an 800 ms batching window: long enough to see the page while it waits."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    server, url = start_server(page_checkpoint, "--precision", "no", "--max-wait-ms", "800")
+    try:
+        browser = headless_chromium(webdriver)
+        try:
+            yield browser, url
+        finally:
+            browser.quit()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+
+
+COUNT_FETCHES = """const real = window.fetch; window.fetched = [];
+window.fetch = (path, options) => { window.fetched.push(String(path)); return real(path, options); };"""
+
+
+def open_page(page_browser, text: str = TEXTS[1], pair: str = "", ticked: list[str] | None = None):
+    """The page loaded afresh with its tasks, `text` and `pair` typed and only the tasks `ticked`
+    ticked (None: every task, as it opens); from then on window.fetched lists the API calls."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser, url = page_browser
+    browser.get(url + "/")
+    WebDriverWait(browser, 20).until(lambda page: page.find_elements(By.CSS_SELECTOR, "#tasks input"))
+    for box in browser.find_elements(By.CSS_SELECTOR, "#tasks input"):
+        if ticked is not None and box.get_attribute("value") not in ticked:
+            box.click()
+    for field, value in (("text", text), ("pair", pair)):
+        browser.execute_script("arguments[0].value = arguments[1]", browser.find_element(By.ID, field), value)
+    browser.execute_script(COUNT_FETCHES)
+    return browser
+
+
+def shown_message(browser) -> str:
+    """The page's message once one shows (a visible #error), or AssertionError after 5 s."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    error = browser.find_element(By.ID, "error")
+    WebDriverWait(browser, 5).until(lambda page: error.is_displayed() and error.text)
+    return error.text
+
+
+def shown_tasks(browser) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [block.get_attribute("data-task") for block in browser.find_elements(By.CSS_SELECTOR, ".answer")]
+
+
+def wait_for_answers(browser, count: int) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 20).until(lambda page: len(shown_tasks(page)) == count)
+
+
+@pytest.mark.browser
+def test_the_page_asks_for_a_task_when_none_is_ticked_and_calls_nothing(page_browser):
+    from selenium.webdriver.common.by import By
+
+    browser = open_page(page_browser, ticked=[])
+    browser.find_element(By.ID, "run").click()
+    assert "tick at least one task" in shown_message(browser)
+    assert browser.execute_script("return window.fetched") == []
+    assert shown_tasks(browser) == []
+
+
+@pytest.mark.browser
+def test_the_page_names_the_pair_task_that_needs_the_second_text(page_browser):
+    """A pair task ticked, the second text empty (or blank): the page names the task and the other
+    tasks answer (only the pair task ticked: nothing is sent); with the second text every task does."""
+    from selenium.webdriver.common.by import By
+
+    for pair in ("", "  \n"):
+        browser = open_page(page_browser, pair=pair)
+        browser.find_element(By.ID, "run").click()
+        assert shown_message(browser) == "similarity needs the second text"
+        wait_for_answers(browser, 3)
+        assert shown_tasks(browser) == ["topics", "ner", "sentiment"]
+        assert browser.execute_script("return window.fetched") == ["predict"]
+    browser = open_page(page_browser, ticked=["similarity"])
+    browser.find_element(By.ID, "run").click()
+    assert shown_message(browser) == "similarity needs the second text"
+    assert browser.execute_script("return window.fetched") == []
+    browser.execute_script("arguments[0].value = arguments[1]", browser.find_element(By.ID, "pair"), PAIR[1])
+    browser.find_element(By.ID, "run").click()
+    wait_for_answers(browser, 1)
+    assert shown_tasks(browser) == ["similarity"]
+    assert browser.find_element(By.ID, "error").text == ""
+
+
+@pytest.mark.browser
+def test_the_page_says_the_text_is_empty_instead_of_sending_it(page_browser):
+    """The server answers 422 for a text with no words: the page says so before asking it."""
+    from selenium.webdriver.common.by import By
+
+    for text in ("", " \t\n "):
+        browser = open_page(page_browser, text=text, pair=PAIR[1])
+        browser.find_element(By.ID, "run").click()
+        assert "the text is empty" in shown_message(browser)
+        assert browser.execute_script("return window.fetched") == []
+        assert shown_tasks(browser) == []
+
+
+@pytest.mark.browser
+def test_the_page_shows_each_multilabel_label_with_its_score(page_browser, page_checkpoint):
+    from selenium.webdriver.common.by import By
+
+    expected = Predictor.from_pretrained(page_checkpoint, mixed_precision="no").predict(TEXTS[1])["topics"]
+    assert len(expected["labels"]) >= 2  # the tiny model predicts several topics: each needs its score
+    browser = open_page(page_browser, text=TEXTS[1], ticked=["topics"])
+    browser.find_element(By.ID, "run").click()
+    wait_for_answers(browser, 1)
+    line = browser.find_element(By.CSS_SELECTOR, '.answer[data-task="topics"] p').text
+    shown = [(label, float(score)) for label, score in re.findall(r"(\w+) (\d\.\d{3})", line)]
+    assert [label for label, _ in shown] == expected["labels"]
+    for label, score in shown:
+        assert score == pytest.approx(expected["scores"][label], abs=1e-3)
+
+
+@pytest.mark.browser
+def test_the_predict_button_shows_it_is_working_until_the_answer_or_an_error_arrives(page_browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def busy(button) -> bool:
+        shows = button.get_attribute("aria-busy") == "true" and "working" in button.text.lower()
+        return shows and not button.is_enabled()
+
+    def back(button) -> bool:
+        idle = button.get_attribute("aria-busy") != "true" and button.text == "Predict"
+        return idle and button.is_enabled()
+
+    browser = open_page(page_browser, pair=PAIR[1])
+    button = browser.find_element(By.ID, "run")
+    button.click()
+    assert busy(button)  # the answer takes the 800 ms batching window at least
+    wait_for_answers(browser, 4)
+    assert back(button)
+    # the network fails half a second after the click
+    browser.execute_script("window.fetch = () => new Promise((_, fail) => "
+                           "setTimeout(() => fail(new TypeError('Failed to fetch')), 500))")
+    button.click()
+    assert busy(button)
+    assert "Failed to fetch" in shown_message(browser)
+    WebDriverWait(browser, 5).until(lambda page: back(button))
+
+
+@pytest.mark.browser
+def test_the_page_shows_the_answers_in_the_order_of_the_task_checkboxes(page_browser):
+    """The pair task is the first checkbox; its answer comes from a request of its own."""
+    from selenium.webdriver.common.by import By
+
+    browser = open_page(page_browser, pair=PAIR[1])
+    boxes = [box.get_attribute("value") for box in browser.find_elements(By.CSS_SELECTOR, "#tasks input")]
+    assert boxes == ["similarity", "topics", "ner", "sentiment"]
+    browser.find_element(By.ID, "run").click()
+    wait_for_answers(browser, 4)
+    assert shown_tasks(browser) == boxes
+
+
 def test_export_onnx_writes_a_standalone_graph_whose_logits_are_the_models(checkpoint, tmp_path, capsys):
     onnxruntime = pytest.importorskip("onnxruntime")
     from transformers import AutoTokenizer
