@@ -36,6 +36,18 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(len(share))
 
 
+# The modules that launch process groups or compile engines, the longest by far: collected first,
+# so that xdist hands them out first and the short ones fill in around them (a long module
+# handed out last would run alone at the end while the other cores wait).
+LONGEST_FIRST = ("test_strategies_distributed", "test_fully_sharded", "test_families", "test_recipe_e2e",
+                 "test_multi_head", "test_cli", "test_backends", "test_state_files", "test_finetune")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))  # stable: order kept within
+
+
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Words split into several subwords on purpose, to exercise first-subword label alignment.
 SUBWORDS = ["an", "##na", "york", "##er", "##s", "schm", "##idt", "acme", "corp", "##s"]

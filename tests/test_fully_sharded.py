@@ -26,56 +26,70 @@ def torchrun(worker: str, *args: str):
     return result
 
 
+# The one_task runs save states every 2 steps (eval_every=2, two kept), so the resume test below
+# continues the same FSDP run instead of training another.
+ONE_TASK = ("train.eval_every=2", "train.save_total_limit=2")
+
+
+def fsdp_and_ddp(model_dir: Path, folder: Path, overrides: tuple[str, ...]) -> Path:
+    """The same 4 steps trained under FSDP (folder/fsdp) and DDP (folder/ddp), 2 processes each."""
+    common = (f"model={model_dir}", "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3",
+              "train.max_steps=4", *overrides)
+    torchrun("fsdp_train.py", str(FSDP_CONFIG), str(folder / "fsdp"), f"cache_dir={folder / 'c1'}", *common)
+    torchrun("ddp_train.py", str(folder / "ddp"), f"cache_dir={folder / 'c2'}", *common)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_task_runs(tiny_model_dir, tmp_path_factory) -> Path:
+    return fsdp_and_ddp(tiny_model_dir, tmp_path_factory.mktemp("one-task"), ONE_TASK)
+
+
 @pytest.mark.parametrize("overrides", [
-    (),
+    ONE_TASK,
     ("tasks=[{name: demo_ner, layer: 1}, demo_sentiment]", "sharing.private_layers=1",
      "train.step_mode=all_tasks", "train.grad_accum=2", "weighting.method=dwa", "weighting.window=2"),
 ], ids=["one_task", "all_tasks-accum-private-layer-1"])
-def test_fsdp_trains_like_ddp_and_saves_whole_weights(tiny_model_dir, tmp_path, overrides):
-    common = (f"model={tiny_model_dir}", "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3",
-              "train.max_steps=4", *overrides)
-    torchrun("fsdp_train.py", str(FSDP_CONFIG), str(tmp_path / "fsdp"), f"cache_dir={tmp_path / 'c1'}",
-             *common)
-    torchrun("ddp_train.py", str(tmp_path / "ddp"), f"cache_dir={tmp_path / 'c2'}", *common)
-    ranks = [json.loads((tmp_path / "fsdp" / f"rank{rank}.json").read_text())["steps"] for rank in (0, 1)]
+def test_fsdp_trains_like_ddp_and_saves_whole_weights(tiny_model_dir, tmp_path, overrides, request):
+    runs = (request.getfixturevalue("one_task_runs") if overrides == ONE_TASK
+            else fsdp_and_ddp(tiny_model_dir, tmp_path, overrides))
+    ranks = [json.loads((runs / "fsdp" / f"rank{rank}.json").read_text())["steps"] for rank in (0, 1)]
     tasks = [[task for task, _ in step] for step in ranks[0]]
     assert len(tasks) == 4 and tasks == [[task for task, _ in step] for step in ranks[1]]
-    assert tasks == torch.load(tmp_path / "ddp" / "rank0.pt")["tasks"]  # the same mix as DDP
+    assert tasks == torch.load(runs / "ddp" / "rank0.pt")["tasks"]  # the same mix as DDP
     # The checkpoint holds whole weights, gathered from the shards: on 2 processes exactly DDP's
     # (reduce-scatter and all-reduce add the same two gradients).
-    sharded = MultiTaskModel.from_pretrained(tmp_path / "fsdp" / "run").state_dict()
-    replicated = MultiTaskModel.from_pretrained(tmp_path / "ddp" / "run").state_dict()
+    sharded = MultiTaskModel.from_pretrained(runs / "fsdp" / "run").state_dict()
+    replicated = MultiTaskModel.from_pretrained(runs / "ddp" / "run").state_dict()
     assert sharded.keys() == replicated.keys()
     for name, value in replicated.items():
         assert torch.equal(sharded[name], value), name
     initial = MultiTaskModel.from_encoder(str(tiny_model_dir), []).encoder.state_dict()
     assert not torch.equal(initial["embeddings.word_embeddings.weight"],
                            sharded["encoder.embeddings.word_embeddings.weight"])  # it trained
-    fsdp_metrics = json.loads((tmp_path / "fsdp" / "run" / "metrics.json").read_text())
-    ddp_metrics = json.loads((tmp_path / "ddp" / "run" / "metrics.json").read_text())
+    fsdp_metrics = json.loads((runs / "fsdp" / "run" / "metrics.json").read_text())
+    ddp_metrics = json.loads((runs / "ddp" / "run" / "metrics.json").read_text())
     assert fsdp_metrics == ddp_metrics
-    state = tmp_path / "fsdp" / "run" / "state"
+    state = runs / "fsdp" / "run" / "state"
     assert any(path.name.startswith("pytorch_model_fsdp") for path in state.iterdir())  # sharded state
 
 
-def test_fsdp_resumes_exactly_from_a_sharded_state(tiny_model_dir, tmp_path):
-    common = (str(FSDP_CONFIG), f"model={tiny_model_dir}", "mixed_precision=no", "train.batch_size=16",
-              "train.lr=1e-3", "train.max_steps=4", "train.eval_every=2", "train.save_total_limit=2")
-    torchrun("fsdp_train.py", common[0], str(tmp_path / "straight"), *common[1:],
-             f"cache_dir={tmp_path / 'c1'}")
-    assert (tmp_path / "straight" / "run" / "state-2").is_dir()
-    torchrun("fsdp_train.py", common[0], str(tmp_path / "resumed"), *common[1:],
-             f"cache_dir={tmp_path / 'c2'}", f"resume_from={tmp_path / 'straight' / 'run' / 'state-2'}")
-    straight = json.loads((tmp_path / "straight" / "rank0.json").read_text())["steps"]
+def test_fsdp_resumes_exactly_from_a_sharded_state(one_task_runs, tiny_model_dir, tmp_path):
+    straight_run = one_task_runs / "fsdp"  # 4 steps, a state saved at step 2
+    assert (straight_run / "run" / "state-2").is_dir()
+    torchrun("fsdp_train.py", str(FSDP_CONFIG), str(tmp_path / "resumed"), f"model={tiny_model_dir}",
+             "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3", "train.max_steps=4", *ONE_TASK,
+             f"cache_dir={tmp_path / 'c2'}", f"resume_from={straight_run / 'run' / 'state-2'}")
+    straight = json.loads((straight_run / "rank0.json").read_text())["steps"]
     resumed = json.loads((tmp_path / "resumed" / "rank0.json").read_text())["steps"]
     assert len(straight) == 4 and resumed == straight[2:]  # same tasks, batches, dropout and losses
-    histories = [json.loads((tmp_path / run / "run" / "trainer_state.json").read_text())["history"]
-                 for run in ("straight", "resumed")]
+    histories = [json.loads((run / "run" / "trainer_state.json").read_text())["history"]
+                 for run in (straight_run, tmp_path / "resumed")]
     scores = [{k: v for k, v in entry.items() if not k.startswith("eval_")} for entry in histories[1]]
     assert scores[-1]["step"] == 4
     assert scores[-1] == {k: v for k, v in histories[0][-1].items() if not k.startswith("eval_")}
     final = MultiTaskModel.from_pretrained(tmp_path / "resumed" / "run").state_dict()
-    for name, value in MultiTaskModel.from_pretrained(tmp_path / "straight" / "run").state_dict().items():
+    for name, value in MultiTaskModel.from_pretrained(straight_run / "run").state_dict().items():
         assert torch.equal(final[name], value), name
 
 
