@@ -220,14 +220,19 @@ def test_concurrent_requests_share_a_batch_until_the_token_bound():
     assert [len(inputs) for inputs, _ in calls] == [4, 4, 1]
 
 
-def test_requests_that_queue_while_the_model_runs_form_the_next_batch_without_waiting():
-    release = threading.Event()
-    calls = []
-
+def held_model(calls: list, release: threading.Event):
+    """A model call that records its inputs and holds the model thread until `release` is set."""
     def predict(inputs, tasks):
         calls.append(list(inputs))
         release.wait(5)
         return [{} for _ in inputs]
+
+    return predict
+
+
+def test_requests_that_queue_while_the_model_runs_form_the_next_batch_without_waiting():
+    release, calls = threading.Event(), []
+    predict = held_model(calls, release)
 
     async def scenario():
         batcher = DynamicBatcher(predict, count, 100, max_wait_ms=0, max_queue=16)
@@ -737,13 +742,8 @@ def test_a_request_costing_more_windows_than_the_limit_gets_413(predictor):
 
 def test_a_large_request_runs_in_a_model_call_of_its_own():
     """What queued before a large request is answered before it, not in the same (long) call."""
-    release = threading.Event()
-    calls = []
-
-    def predict(inputs, tasks):
-        calls.append(list(inputs))
-        release.wait(5)
-        return [{} for _ in inputs]
+    release, calls = threading.Event(), []
+    predict = held_model(calls, release)
 
     async def scenario():
         batcher = DynamicBatcher(predict, lambda inputs, tasks: sum(map(len, inputs)), 10, max_wait_ms=0,
