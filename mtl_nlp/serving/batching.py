@@ -50,7 +50,6 @@ class DynamicBatcher:
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_queue)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtl-nlp-model")
         self.batches = 0
-        self.batch_sizes: list[int] = []  # inputs per model call, for the metrics
         self._worker: asyncio.Task | None = None
         self._held: Job | None = None  # dequeued, but too large to join the last batch
         self._idle = asyncio.Event()
@@ -154,7 +153,6 @@ class DynamicBatcher:
         inputs = [item for index in accepted for item in jobs[index].inputs]
         if inputs:
             self.batches += 1
-            self.batch_sizes.append(len(inputs))
             answers = self.predict(inputs, names)
             start = 0
             for index in accepted:
