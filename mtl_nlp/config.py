@@ -101,6 +101,18 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class DistillConfig:
+    # {task or head: teacher checkpoint (a folder or a Hub id) that has it}; each named task learns
+    # from the teacher's outputs over its training examples beside its gold labels
+    teachers: dict[str, str] = field(default_factory=dict)
+    # linear: the gold labels' weight rises from 0 to 1 over the run (teacher annealing, BAM!);
+    # none: it stays gold_weight
+    anneal: str = "linear"
+    gold_weight: float = 0.5  # anneal none: the gold labels' weight; the teacher's is 1 - it
+    temperature: float = 1.0  # teacher probabilities are softmax(teacher logits / temperature)
+
+
+@dataclass
 class RunConfig:
     model: str = DEFAULT_MODEL  # Hub id or local path of any AutoModel encoder
     output_dir: str = "outputs/cls_ner"  # best checkpoint, metrics.json and training state
@@ -126,6 +138,7 @@ class RunConfig:
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     sharing: SharingConfig = field(default_factory=SharingConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data copy, for logging and for saving next to a checkpoint."""
@@ -203,6 +216,7 @@ CHOICES = {
     "train.epoch": ("total", "each_task"),
     "train.grad_norm_mode": ("clip", "normalize"),
     "weighting.method": choices.WEIGHTING_METHODS,
+    "distill.anneal": choices.DISTILL_ANNEALS,
 }
 
 
@@ -228,6 +242,7 @@ def validate(config: RunConfig) -> None:
         "weighting.window": config.weighting.window,
         "weighting.temperature": config.weighting.temperature,
         "weighting.lr": config.weighting.lr,
+        "distill.temperature": config.distill.temperature,
     }
     optional_positive = {
         "train.max_steps": train.max_steps,
@@ -268,6 +283,8 @@ def validate(config: RunConfig) -> None:
     if train.layer_lr_decay is not None and train.layer_lr_decay > 1:
         raise ConfigError(f"train.layer_lr_decay must be in (0, 1] (lower layers learn slower), got "
                           f"{train.layer_lr_decay}")
+    if not 0 <= config.distill.gold_weight <= 1:
+        raise ConfigError(f"distill.gold_weight must be in [0, 1], got {config.distill.gold_weight}")
     if not config.tasks:
         raise ConfigError("tasks is empty: name at least one task")
     if config.weighting.method in choices.GRADIENT_METHODS and train.step_mode != "all_tasks":
@@ -332,6 +349,12 @@ def set_value(
             valid = ", ".join(sorted(root_prefix + ".".join(parts[:depth] + [n]) for n in fields))
             raise ConfigError(f"{source}: unknown config key {full_key!r}; valid keys: {valid}")
         current = getattr(target, name)
+        hint = typing.get_type_hints(type(target))[name]
+        if depth < len(parts) - 1 and typing.get_origin(hint) is dict:  # distill.teachers.cola=DIR
+            item = ".".join(parts[depth + 1 :])
+            value_hint = typing.get_args(hint)[1]
+            current[item] = coerce(value, value_hint, root_prefix + ".".join(parts), source)
+            return
         if depth < len(parts) - 1:
             if not dataclasses.is_dataclass(current):
                 raise ConfigError(f"{source}: {full_key!r} is a value, not a section")
@@ -344,7 +367,6 @@ def set_value(
                 raise ConfigError(f"{source}: {full_key!r} is a section; give a mapping")
             apply_mapping(current, value, source, prefix=full_key + ".")
             return
-        hint = typing.get_type_hints(type(target))[name]
         setattr(target, name, coerce(value, hint, full_key, source))
 
 
@@ -371,6 +393,12 @@ def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             except ConfigError as exc:
                 errors.append(exc)
         raise errors[0]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key!r} expects a mapping, got {value!r}")
+        key_hint, value_hint = typing.get_args(hint)
+        return {coerce(name, key_hint, key, source): coerce(item, value_hint, f"{key}.{name}", source)
+                for name, item in value.items()}
     if origin is list:
         if isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]

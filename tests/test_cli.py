@@ -19,8 +19,8 @@ from mtl_nlp.cli import main as cli_main
 from mtl_nlp.inference import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["train", "finetune", "evaluate", "predict", "export", "export-onnx", "push", "serve", "tasks",
-            "compare", "affinity"]
+COMMANDS = ["train", "finetune", "distill", "evaluate", "predict", "export", "export-onnx", "push", "serve",
+            "tasks", "compare", "affinity"]
 
 
 @pytest.fixture(scope="module")

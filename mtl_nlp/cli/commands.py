@@ -48,6 +48,17 @@ def run_finetune(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def run_distill(args: argparse.Namespace, out: TextIO) -> int:
+    from mtl_nlp.config import load_config
+    from mtl_nlp.workflows.distill import distill_tasks, format_distill
+
+    config = load_config(args.config, args.overrides)
+    setup_logging(args.verbose)
+    summary = distill_tasks(config, overwrite=args.overwrite)
+    out.write(format_distill(summary) + "\n")
+    return 0
+
+
 def run_affinity(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.config import load_config
     from mtl_nlp.reports.task_groups import format_affinity

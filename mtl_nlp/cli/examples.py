@@ -26,6 +26,18 @@ compares each task's test score before and after; DIR/finetuned/finetune.json ke
 (DIR/finetuned/alone/<task>/) and names, per task, the checkpoint to serve it from: the one
 with the best validation score."""
 
+DISTILL_EXAMPLE = """\
+examples:
+  mtl-nlp distill --config recipes/configs/glue.yaml data_dir=../shared/data
+  mtl-nlp distill --config my.yaml distill.teachers.cola=outputs/cola-large   # a teacher of your own
+  mtl-nlp distill --config my.yaml distill.anneal=none distill.gold_weight=0.5
+  mtl-nlp train --config my.yaml distill.teachers.cola=DIR distill.teachers.sst2=DIR2
+
+Teachers it trains go to output_dir/teachers/<task>/ and are reused by the next call with the same
+settings and data. The teachers' outputs over every training example are computed once and cached
+beside the tokenized data. The student trains in output_dir; the table compares each task's test
+score, teacher against student; output_dir/distill.json keeps it."""
+
 AFFINITY_EXAMPLE = """\
 examples:
   mtl-nlp affinity                                 # the embedded demo tasks, default encoder

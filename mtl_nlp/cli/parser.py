@@ -15,6 +15,7 @@ from mtl_nlp import __version__
 from mtl_nlp.cli.examples import (
     AFFINITY_EXAMPLE,
     COMPARE_EXAMPLE,
+    DISTILL_EXAMPLE,
     EVALUATE_EXAMPLE,
     EXPORT_EXAMPLE,
     EXPORT_ONNX_EXAMPLE,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(commands)
     add_finetune_parser(commands)
+    add_distill_parser(commands)
     add_evaluate_parser(commands)
     add_predict_parser(commands)
     add_export_parser(commands)
@@ -103,6 +105,21 @@ def add_finetune_parser(commands: argparse._SubParsersAction) -> None:
                           help="replace an earlier second stage of the chosen tasks in DIR/finetuned/")
     finetune.add_argument("overrides", nargs="*", metavar="key=value",
                           help="config overrides on the run's saved config, e.g. train.epochs=2")
+
+
+def add_distill_parser(commands: argparse._SubParsersAction) -> None:
+    distill = commands.add_parser(
+        "distill", parents=[DEBUG], formatter_class=RAW,
+        help="train single-task teachers, then distill them into one multi-task model",
+        description="Knowledge distillation with teacher annealing (BAM!): each task's teacher (named "
+        "by distill.teachers.<task>, else trained alone into output_dir/teachers/<task>/) teaches the "
+        "one multi-task model, which then answers every task from one encoder pass.",
+        epilog=DISTILL_EXAMPLE,
+    )
+    add_config_arguments(distill, "YAML run config: the tasks, the student's and the teachers' settings")
+    distill.add_argument("--overwrite", action="store_true",
+                         help="replace a student already in output_dir, and teachers trained with other "
+                         "settings or data (matching teachers are always reused)")
 
 
 def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:

@@ -26,6 +26,9 @@ AFFINITY_PLOT = "affinity.png"
 FINETUNED_DIR = "finetuned"  # `mtl-nlp finetune`: DIR/finetuned/<task>/, one checkpoint per task
 FINETUNE_SUMMARY = "finetune.json"  # DIR/finetuned/finetune.json: scores before and after
 ONE_PASS_DIR = "one_pass"  # DIR/finetuned/one_pass/: every task's private-only second stage, assembled
+TEACHERS_DIR = "teachers"  # `mtl-nlp distill`: DIR/teachers/<task>/, the teachers it trained
+TEACHER_RECORD = "teacher.json"  # in a teacher's folder: the settings and data it was trained on
+DISTILL_SUMMARY = "distill.json"  # `mtl-nlp distill`: each task's teacher and student scores
 ALONE_DIR = "alone"  # DIR/finetuned/alone/<task>/: the task trained alone from the pretrained encoder
 
 # Resumable training states (training/state_files.py writes them).

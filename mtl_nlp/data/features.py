@@ -198,6 +198,12 @@ def check_columns(spec: TaskSpec, split: str, columns: list[str]) -> None:
             )
 
 
+def present_examples(spec: TaskSpec, split: str, dataset: Dataset) -> Dataset:
+    """The examples of a split with text to read (those with empty or missing text are dropped):
+    the rows its features are encoded from, in order, one feature row each in training."""
+    return dataset.filter(Versioned(_is_present, reading_spec(spec)), desc=f"{spec.name}/{split}")
+
+
 def stream_columns(dataset: IterableDataset) -> list[str]:
     """The columns of a stream: its declared ones, else those of its first row (read to learn
     them, as a file read lazily has no schema before it is read)."""
@@ -228,7 +234,7 @@ def encode_splits(
             encoded[split] = _encode_stream(spec, split, dataset, tokenizer, mapper, max_length)
             continue
         check_columns(spec, split, dataset.column_names)
-        present = dataset.filter(Versioned(_is_present, reader), desc=f"{spec.name}/{split}")
+        present = present_examples(spec, split, dataset)
         if len(present) == 0:
             raise DataError(f"task {spec.name!r}, split {split}: all {len(dataset)} examples have empty "
                             f"or missing text in {', '.join(input_columns(reader))}")

@@ -17,6 +17,20 @@ from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
 from mtl_nlp.data.sampling import TaskSampler, sampling_sizes, task_probabilities
 from mtl_nlp.data.streaming import StreamingBatches
+from mtl_nlp.data.teacher_columns import TEACHER_COLUMN, TeacherCollator
+
+
+def training_collator(data: TaskData, tokenizer: Any):
+    """The task's collator, padding its teacher outputs too when its rows carry them."""
+    collate = build_collator(data.spec.type, tokenizer)
+    if TEACHER_COLUMN not in data.splits["train"].column_names:
+        return collate
+    teacher = data.splits["train"].features[TEACHER_COLUMN]
+    # an entry's column holds {head: outputs} for the heads that have a teacher
+    heads = list(teacher) if data.heads else [data.spec.name]
+    types = {head: data.head_data[head].spec.type for head in heads}
+    return TeacherCollator(collate, types, entry=bool(data.heads),
+                           padding_side=getattr(tokenizer, "padding_side", "right"))
 
 
 class MultiTaskLoader:
@@ -58,14 +72,15 @@ class MultiTaskLoader:
                 list(train["length"]), batch_size, max_tokens, seed=seed, num_replicas=num_replicas,
                 rank=rank, window_batches=sort_window,
             )
-            columns = [column for column in FEATURE_COLUMNS if column in train.column_names]
+            kept = (*FEATURE_COLUMNS, TEACHER_COLUMN)
+            columns = [column for column in kept if column in train.column_names]
             self.batch_samplers[name] = sampler
             # A generator of its own: starting an iterator (every task epoch, and again after a
             # resume) then draws nothing from the global torch RNG, whose stream drives dropout and
             # is restored on resume, so a resumed run continues exactly as an uninterrupted one.
             self.loaders[name] = DataLoader(
                 train.select_columns(columns), batch_sampler=sampler,
-                collate_fn=build_collator(data.spec.type, tokenizer),
+                collate_fn=training_collator(data, tokenizer),
                 generator=torch.Generator().manual_seed(seed),
             )
         self.sizes = {name: len(sampler) for name, sampler in self.batch_samplers.items()}

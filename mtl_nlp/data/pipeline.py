@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from datasets import DatasetDict, IterableDataset
+from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import (
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
@@ -46,6 +46,8 @@ class TaskData:
     # an entry of several heads: {head: its TaskData (head spec, labels, unseen), sharing `splits`};
     # the entry's own `labels` are empty
     heads: dict[str, TaskData] = field(default_factory=dict)
+    # the training examples as loaded (before tokenization), which a teacher reads; None when streamed
+    source_train: Dataset | None = None
 
     @property
     def head_data(self) -> dict[str, TaskData]:
@@ -99,15 +101,18 @@ def prepare_task_data(
         for split, dataset in raw.items():  # before the labels are read from the label column
             if not isinstance(dataset, IterableDataset):
                 check_columns(spec, split, dataset.column_names)
+        source = raw["train"] if isinstance(raw["train"], Dataset) else None
         if spec.heads is not None:
             prepared[spec.name] = _prepare_entry(spec, raw, tokenizer, max_length, stride)
+            prepared[spec.name].source_train = source
             logger.info(describe_task_data(prepared[spec.name]))
             continue
         labels, size = labels_and_size(spec, raw["train"], min(limits, default=None))
         _check_f1(spec, labels)
         mapper = build_label_mapper(spec, raw["train"], labels)
         unseen = unseen_labels(spec, raw, labels, mapper)
-        data = TaskData(spec=spec, labels=labels, splits=raw, stream_size=size, unseen=unseen)
+        data = TaskData(spec=spec, labels=labels, splits=raw, stream_size=size, unseen=unseen,
+                        source_train=source)
         eval_mapper = build_label_mapper(spec, raw["train"], data.eval_labels) if unseen else None
         data.splits = encode_splits(spec, raw, tokenizer, mapper, max_length, stride, eval_mapper)
         prepared[spec.name] = data

@@ -16,6 +16,7 @@ from mtl_nlp.common.errors import no_checkpoint_at
 from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, HEADS_WEIGHTS, PRIVATE_WEIGHTS
 from mtl_nlp.modeling.blocks import block_class_names
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
+from mtl_nlp.modeling.distillation import distillation_loss
 from mtl_nlp.modeling.encoder import ModelLoadError, check_encoder_kind, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head, family_head_config
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
@@ -123,11 +124,17 @@ class MultiTaskModel(nn.Module):
     def forward(
         self, task: str, input_ids: Tensor, attention_mask: Tensor,
         token_type_ids: Tensor | None = None, labels: Tensor | dict[str, Tensor] | None = None,
+        teacher: Tensor | dict[str, Tensor] | None = None, gold_weight: float = 1.0,
+        temperature: float = 1.0,
     ) -> dict[str, Any]:
         """Output of one task's head ("logits"; regression values for a regression head), and the
         head's own loss when labels are given. For an entry of several heads, "logits" is {head:
         logits} from one encoder pass and the loss is the sum of the heads' weighted losses
-        (`labels`: {head: labels})."""
+        (`labels`: {head: labels}).
+
+        `teacher` (a batch's teacher outputs; {head: outputs} for an entry, holding the heads that
+        have a teacher) turns a head's loss into its distillation loss with weight `gold_weight`
+        on the gold labels and `temperature` on the teacher's logits (modeling/distillation.py)."""
         if task in self.entries:
             heads = self.entries[task]
         elif task in self.heads:
@@ -140,17 +147,27 @@ class MultiTaskModel(nn.Module):
         if task not in self.entries:
             output = {"logits": logits[task]}
             if labels is not None:
-                output["loss"] = self.heads[task].loss(logits[task], labels)
+                output["loss"] = self._loss(task, logits[task], labels, teacher, gold_weight, temperature)
         else:
             output = {"logits": logits}
             if labels is not None:
-                weights = {head: self.head_configs[head].loss_weight for head in heads}
-                losses = [weights[head] * self.heads[head].loss(logits[head], labels[head]) for head in heads]
+                teachers = teacher or {}
+                losses = [self.head_configs[head].loss_weight * self._loss(
+                    head, logits[head], labels[head], teachers.get(head), gold_weight, temperature)
+                    for head in heads]
                 output["loss"] = torch.stack(losses).sum()
         penalty = self.sharing.penalty() if labels is not None and self.training else None
         if penalty is not None:  # soft sharing: every training batch pulls the private copies together
             output["loss"] = output["loss"] + penalty
         return output
+
+    def _loss(self, head: str, logits: Tensor, labels: Tensor, teacher: Tensor | None,
+              gold_weight: float, temperature: float) -> Tensor:
+        """The head's own loss, or its distillation loss when it has teacher outputs."""
+        if teacher is None:
+            return self.heads[head].loss(logits, labels)
+        return distillation_loss(self.head_configs[head].type, logits, labels, teacher, gold_weight,
+                                 temperature)
 
     def forward_all(
         self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None,

@@ -16,10 +16,12 @@ from transformers import PreTrainedTokenizerBase
 from mtl_nlp.config import RunConfig
 from mtl_nlp.data import TaskData, prepare_task_data
 from mtl_nlp.data.multitask import MultiTaskLoader
+from mtl_nlp.distill.teacher_outputs import attach_teacher_outputs
 from mtl_nlp.modeling import MultiTaskModel, load_tokenizer
 from mtl_nlp.registry import TaskSpec, resolve_tasks
 from mtl_nlp.training.optim import build_optimizer, build_scheduler
 from mtl_nlp.training.setup import build_train_loader, count_optimizer_steps, head_configs, sharing_shape
+from mtl_nlp.training.teacher_annealing import TeacherAnnealing
 from mtl_nlp.training.weighting import LossWeighting, build_weighting
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class RunParts:
     optimizer: Any
     scheduler: Any
     steps: int  # optimizer steps the run takes
+    annealing: TeacherAnnealing | None = None  # the gold weight of distilled tasks (None: no teachers)
 
 
 def log_head_starts(model: MultiTaskModel, started: list[str], checkpoint: str | None) -> None:
@@ -65,6 +68,8 @@ def assemble_run(config: RunConfig, accelerator: Accelerator) -> RunParts:
             specs, tokenizer, config.max_length, config.data_dir, config.cache_dir, config.seed,
             config.max_train_examples, config.max_eval_examples, config.stride,
         )
+        teachers = attach_teacher_outputs(tasks, config.distill.teachers, tokenizer, config.max_length,
+                                          config.train.eval_batch_size, accelerator.device)
     loader = build_train_loader(config, tasks, tokenizer, accelerator)
     model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
     started = model.start_from_checkpoint(config.init_from) if config.init_from else []
@@ -80,4 +85,5 @@ def assemble_run(config: RunConfig, accelerator: Accelerator) -> RunParts:
     # Accelerate steps a prepared scheduler once per process for every optimizer step.
     scheduler = build_scheduler(optimizer, steps * accelerator.num_processes, train.warmup_ratio)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    return RunParts(specs, tokenizer, tasks, loader, model, weighting, optimizer, scheduler, steps)
+    annealing = TeacherAnnealing.from_config(config.distill, steps) if teachers else None
+    return RunParts(specs, tokenizer, tasks, loader, model, weighting, optimizer, scheduler, steps, annealing)

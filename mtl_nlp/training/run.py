@@ -67,7 +67,7 @@ def train_from_config(config: RunConfig) -> dict[str, Any]:
             "max_length": config.max_length, "stride": config.stride, "run_config": config.to_dict(),
             "data_sources": {head.name: spec.source for spec in specs for head in (spec, *spec.head_specs)},
         },
-        weighting=weighting, conflict_every=config.diagnostics.conflict_every,
+        weighting=weighting, conflict_every=config.diagnostics.conflict_every, annealing=parts.annealing,
     )
     if config.resume_from:
         trainer.resume(config.resume_from)

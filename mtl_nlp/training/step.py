@@ -12,6 +12,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import send_to_device
 
+from mtl_nlp.data.teacher_columns import TEACHER_COLUMN
+from mtl_nlp.training.teacher_annealing import TeacherAnnealing
 from mtl_nlp.training.unused_parameters import parameters_unused_by, zero_touching
 from mtl_nlp.training.weighting import LossWeighting, TaskGradients, cosine_matrix
 
@@ -40,7 +42,7 @@ class StepRunner:
     def __init__(
         self, accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any,
         weighting: LossWeighting, grad_accum: int, batches_per_step: int, max_grad_norm: float,
-        conflict_every: int = 0, grad_norm_mode: str = "clip",
+        conflict_every: int = 0, grad_norm_mode: str = "clip", annealing: TeacherAnnealing | None = None,
     ) -> None:
         self.accelerator, self.model = accelerator, model
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -48,6 +50,7 @@ class StepRunner:
         self.grad_accum, self.batches_per_step = grad_accum, batches_per_step
         self.max_grad_norm, self.grad_norm_mode = max_grad_norm, grad_norm_mode
         self.conflict_every = conflict_every
+        self.annealing = annealing  # the gold weight of batches with teacher outputs (None: no teachers)
         unwrapped = accelerator.unwrap_model(model)
         shared = list(unwrapped.shared_parameters())
         self.shared_ids = {id(p) for p in shared}
@@ -79,7 +82,7 @@ class StepRunner:
             sync = index == count - 1 and not separate
             context = contextlib.nullcontext() if sync else self._no_sync()
             with context:
-                loss = self._forward_backward(task, batch, result, sync)
+                loss = self._forward_backward(task, batch, result, sync, step)
             result.losses.append((task, loss))
             if separate:
                 self.task_gradients.take(task)
@@ -125,11 +128,18 @@ class StepRunner:
         DDP, whose next forward would then find the unused parameters of a synced backward."""
         return self.model.no_sync() if self.ddp else self.accelerator.no_sync(self.model)
 
-    def _forward_backward(self, task: str, batch: dict, result: StepResult, sync: bool) -> torch.Tensor:
+    def _forward_backward(
+        self, task: str, batch: dict, result: StepResult, sync: bool, step: int
+    ) -> torch.Tensor:
         mask = batch["attention_mask"]  # counted on the host, before the batch moves to the device
         result.real_tokens += int(mask.sum())
         result.padded_tokens += mask.numel()
         batch = send_to_device(batch, self.accelerator.device)
+        if TEACHER_COLUMN in batch:
+            if self.annealing is None:
+                raise ValueError(f"task {task}'s batches carry teacher outputs, but the run has no "
+                                 "teacher annealing schedule")
+            batch.update(self.annealing.loss_arguments(step))
         loss = self.model(task=task, **batch)["loss"]  # the prepared model autocasts its forward
         self.weighting.observe(task, loss.detach())
         objective = self.weighting.weigh(task, loss) / self.grad_accum

@@ -28,6 +28,7 @@ from mtl_nlp.training.progress import RunningLoss, TrainingProgress
 from mtl_nlp.training.run_reports import trainer_summary, write_json, write_run_reports
 from mtl_nlp.training.setup import count_optimizer_steps, evaluation_interval
 from mtl_nlp.training.step import StepResult, StepRunner
+from mtl_nlp.training.teacher_annealing import TeacherAnnealing
 from mtl_nlp.training.weighting import EqualWeighting, LossWeighting
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class MultiTaskTrainer:
         loader: MultiTaskLoader, eval_loaders: dict, tasks: dict[str, TaskData],
         config: TrainConfig, output_dir: str | Path, tokenizer: Any,
         checkpoint_extra: dict[str, Any] | None = None, weighting: LossWeighting | None = None,
-        conflict_every: int = 0,
+        conflict_every: int = 0, annealing: TeacherAnnealing | None = None,
     ) -> None:
         self.accelerator = accelerator
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
@@ -58,6 +59,7 @@ class MultiTaskTrainer:
         self.steps = StepRunner(
             accelerator, model, optimizer, scheduler, self.weighting, config.grad_accum,
             loader.batches_per_step, config.max_grad_norm, conflict_every, config.grad_norm_mode,
+            annealing,
         )
         self.checkpoints = RunCheckpoints(accelerator, model, optimizer, self.output_dir, tokenizer,
                                           self.progress, loader, config.save_total_limit, checkpoint_extra)

@@ -213,7 +213,7 @@ def _build_probe(config: RunConfig, accelerator: Any) -> tuple[MultiTaskLoader, 
     train = config.train
     runner = StepRunner(accelerator, parts.model, parts.optimizer, parts.scheduler, parts.weighting,
                         train.grad_accum, parts.loader.batches_per_step, train.max_grad_norm,
-                        grad_norm_mode=train.grad_norm_mode)
+                        grad_norm_mode=train.grad_norm_mode, annealing=parts.annealing)
     return parts.loader, parts.model, parts.optimizer, runner
 
 

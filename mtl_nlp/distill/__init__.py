@@ -1,0 +1,1 @@
+"""Distillation: which teacher teaches which head, and the teachers' outputs over the training data."""
