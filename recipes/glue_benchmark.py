@@ -13,11 +13,15 @@ Stages (`--stages`, in this order by default):
 - finetune: each multi-task run's second stage at the run's learning rate;
 - finetune_lrs: the second stage tuned as the single-task runs are (each task fine-tuned at every
   `--lrs` rate on the sweep seeds, at the rate with the best validation score on the others);
-- affinity: one probe, seed 1; groups: the recommended grouping, one model per group.
+- affinity: one probe, seed 1; groups: the recommended grouping, one model per group;
+- distill, distill_decay, distill_mix, distill_mix_decay: the one model taught by the seed's tuned
+  single-task runs (teacher annealing), with layer-wise lr decay 0.9, a layer mix on every task,
+  or both; multi_mix, multi_decay: the one model with those options and no teachers.
 With `--lrs-from OTHER/results.json` the single-task and finetune_lrs runs take, on every seed,
 the rate each task's sweep chose in that other benchmark (e.g. larger training sets at the rates
-swept on subsets) instead of sweeping. `--override KEY=VALUE ...` adds config overrides to the end of
-every run (e.g. `train.eval_every=epoch`), to measure one setting against the defaults in another --out.
+swept on subsets) instead of sweeping; `--task-lrs cola=1e-4 ...` gives them outright (an earlier
+sweep's choice). `--override KEY=VALUE ...` adds config overrides to the end of every run (e.g.
+`train.eval_every=epoch`), to measure one setting against the defaults in another --out.
 Every run is a fresh process of the installed CLI; results accumulate in OUT/results.json, so an
 interrupted benchmark goes on where it stopped, and while OUT/PAUSE exists no new run starts.
 """
@@ -41,7 +45,17 @@ from mtl_nlp.reports.run_results import read_metrics, read_trainer_state
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "glue.yaml"
 TASKS = ["cola", "mrpc", "rte", "stsb", "sst2", "qnli", "mnli"]
-STAGES = ["single", "multi", "private", "finetune", "finetune_lrs", "affinity", "groups"]
+# The distilled one model: the seed's tuned single-task runs are its teachers (`distill.teachers`).
+DISTILL_ARMS = {
+    "distill": [],
+    "distill_decay": ["train.layer_lr_decay=0.9"],
+    "distill_mix": [f"tasks=[{', '.join(f'{{name: {task}, layer_mix: true}}' for task in TASKS)}]"],
+    "distill_mix_decay": [f"tasks=[{', '.join(f'{{name: {task}, layer_mix: true}}' for task in TASKS)}]",
+                          "train.layer_lr_decay=0.9"],
+    "multi_mix": [f"tasks=[{', '.join(f'{{name: {task}, layer_mix: true}}' for task in TASKS)}]"],
+    "multi_decay": ["train.layer_lr_decay=0.9"],
+}
+STAGES = ["single", "multi", "private", "finetune", "finetune_lrs", "affinity", "groups", *DISTILL_ARMS]
 
 
 def run_cli(arguments: list[str], run_dir: Path, fresh: bool = True) -> dict:
@@ -110,6 +124,8 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
                 raise SystemExit(f"{args.lrs_from} holds no finished {arm} sweep of {task} "
                                  f"at --lrs {args.lrs}")
             return [chosen]
+        if arm == "single" and task in args.task_lrs:
+            return [args.task_lrs[task]]
         chosen = swept_learning_rate(args, results, task, arm)
         return args.lrs if position < args.sweep_seeds else [chosen] if chosen else []
 
@@ -135,6 +151,22 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
                          f"sharing.private_layers={args.private_layers}", *args.override]
             runs.append((f"private/seed{seed}", lambda a=arguments, f=folder, s=seed: {
                 "seed": s, "private_layers": args.private_layers, **trained(f, run_cli(a, f))}))
+        for arm, overrides in DISTILL_ARMS.items():
+            if arm not in args.stages:
+                continue
+            chosen = {task: rates(position, task, "single") for task in TASKS}
+            keys = {task: f"single/{task}/lr{lrs[0]}/seed{seed}"
+                    for task, lrs in chosen.items() if len(lrs) == 1}
+            teachers = {task: out / "runs" / key.replace("/", "-") for task, key in keys.items()}
+            trained_all = len(keys) == len(TASKS) and all(key in results for key in keys.values())
+            if arm.startswith("distill") and not trained_all:
+                continue  # the teachers are not all trained yet
+            folder = out / "runs" / f"{arm}-seed{seed}"
+            named = [f"distill.teachers.{task}={path}" for task, path in teachers.items()]
+            arguments = ["train", "--config", str(CONFIG), *common(args, seed, folder), *overrides,
+                         *(named if arm.startswith("distill") else []), *args.override]
+            runs.append((f"{arm}/seed{seed}", lambda a=arguments, f=folder, s=seed: {
+                "seed": s, **trained(f, run_cli(a, f))}))
         if "finetune" in args.stages:
             runs.append((f"finetune/seed{seed}",
                          lambda f=multi, s=seed: finetuned(f, s, args.override)))
@@ -206,6 +238,8 @@ def main() -> None:
     parser.add_argument("--lrs", nargs="*", type=float, default=[5e-5, 1e-4, 2e-4])
     parser.add_argument("--sweep-seeds", type=int, default=1, help="how many of the seeds, from the "
                         "first, run every learning rate; the others run the rate they chose")
+    parser.add_argument("--task-lrs", nargs="*", default=[], metavar="TASK=LR",
+                        help="single-task learning rates chosen before (no sweep for these tasks)")
     parser.add_argument("--lrs-from", help="results.json of a benchmark whose sweeps choose the rates")
     parser.add_argument("--subset", type=int, help="train on a seeded subset of each task "
                         "(max_train_examples)")
@@ -222,6 +256,7 @@ def main() -> None:
     malformed = [override for override in args.override if "=" not in override]
     if malformed:
         parser.error(f"--override takes KEY=VALUE pairs (e.g. train.eval_every=epoch); got {malformed[0]!r}")
+    args.task_lrs = {task: float(lr) for task, lr in (item.split("=") for item in args.task_lrs)}
     if not (Path(args.data_dir) / "glue").is_dir():
         print(f"benchmark skipped: no GLUE data at {args.data_dir}/glue (see ../shared/data/README.md)")
         return

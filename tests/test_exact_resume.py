@@ -92,3 +92,23 @@ def test_evaluating_more_often_leaves_the_training_steps_as_they_were(tiny_model
     assert cli_main(["train", *common, "train.eval_every=2", f"output_dir={tmp_path / 'often'}"]) == 0
     assert len(evaluated_once) == 8
     assert steps == evaluated_once
+
+
+def test_half_run_and_resume_with_teachers_equals_the_straight_run(tiny_model_dir, tmp_path, recorded):
+    """The gold weight follows the step: a resumed distilled run continues the schedule exactly."""
+    steps, finals = recorded
+    common = [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no",
+              "train.batch_size=8", "train.lr=1e-3", "max_train_examples=40", "max_eval_examples=8"]
+    assert cli_main(["train", *common, "train.max_steps=2", f"output_dir={tmp_path / 'teacher'}"]) == 0
+    teachers = [f"distill.teachers.{task}={tmp_path / 'teacher'}" for task in ("demo_ner", "demo_topic")]
+    distilled = [*common, *teachers, "train.max_steps=8", "train.eval_every=4", "train.save_total_limit=2"]
+    steps.clear()
+    finals.clear()
+    assert cli_main(["train", *distilled, f"output_dir={tmp_path / 'straight'}"]) == 0
+    straight_steps, straight_final = list(steps), finals[0]
+    steps.clear()
+    assert cli_main(["train", *distilled, f"output_dir={tmp_path / 'resumed'}",
+                     f"resume_from={tmp_path / 'straight' / 'state-4'}"]) == 0
+    assert steps == straight_steps[4:]
+    for name, value in straight_final.items():
+        assert torch.equal(value, finals[1][name]), name

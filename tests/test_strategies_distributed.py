@@ -64,7 +64,7 @@ def test_a_one_batch_task_trains_on_four_processes(tiny_model_dir, tmp_path):
         assert all(torch.equal(value, other["state"][name]) for other in ranks[1:]), name
 
 
-SHAPES = ["hard", "private", "soft_l2", "layer", "frozen"]
+SHAPES = ["hard", "private", "soft_l2", "layer", "frozen", "distilled"]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,8 @@ def trained_by_launcher(tiny_model_dir, tmp_path_factory) -> dict[str, dict[str,
 def test_two_processes_train_the_weights_one_process_trains(trained_by_launcher, shape):
     """Two DDP ranks with a batch each per step against one plain process accumulating both
     batches: equal updates, including the soft L2 pull on the private layers of the task a step
-    does not train. torchrun with one process (a DDP wrapper around one rank) trains them too."""
+    does not train, and distillation's annealed targets. torchrun with one process (a DDP wrapper
+    around one rank) trains them too."""
     plain = trained_by_launcher["plain"][shape]
     launchers = [name for name, shapes in trained_by_launcher.items() if shape in shapes]
     assert launchers == (["plain", "ddp-2", "ddp-1"] if shape == "hard" else ["plain", "ddp-2"])
@@ -99,3 +100,10 @@ def test_two_processes_train_the_weights_one_process_trains(trained_by_launcher,
         assert weights.keys() == plain.keys()
         for key, value in plain.items():
             torch.testing.assert_close(weights[key], value, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
+
+
+def test_teacher_outputs_change_what_a_step_trains(trained_by_launcher):
+    """The distilled shape trains the hard shape's batches with teacher logits: other weights."""
+    plain = trained_by_launcher["plain"]
+    head = "heads.sentiment.classifier.weight"
+    assert not torch.allclose(plain["distilled"][head], plain["hard"][head])

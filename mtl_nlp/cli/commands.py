@@ -54,7 +54,7 @@ def run_distill(args: argparse.Namespace, out: TextIO) -> int:
 
     config = load_config(args.config, args.overrides)
     setup_logging(args.verbose)
-    summary = distill_tasks(config, overwrite=args.overwrite)
+    summary = distill_tasks(config, overwrite=args.overwrite, retrain_teachers=args.retrain_teachers)
     out.write(format_distill(summary) + "\n")
     return 0
 

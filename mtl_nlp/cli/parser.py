@@ -118,8 +118,10 @@ def add_distill_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_config_arguments(distill, "YAML run config: the tasks, the student's and the teachers' settings")
     distill.add_argument("--overwrite", action="store_true",
-                         help="replace a student already in output_dir, and teachers trained with other "
-                         "settings or data (matching teachers are always reused)")
+                         help="replace a student already in output_dir (its teachers are kept and reused)")
+    distill.add_argument("--retrain-teachers", action="store_true",
+                         help="replace the teachers in output_dir/teachers/ trained with other settings or "
+                         "data (teachers of the same settings and data are always reused)")
 
 
 def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:

@@ -26,40 +26,47 @@ from mtl_nlp.reports.run_results import MAIN_METRICS, read_metrics_if_written
 logger = logging.getLogger(__name__)
 
 
-def distill_tasks(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
+def distill_tasks(
+    config: RunConfig, overwrite: bool = False, retrain_teachers: bool = False
+) -> dict[str, Any]:
     """Train the missing teachers, then the student from every task's teacher; return (and write
     to output_dir/distill.json) each task's teacher and student test scores.
 
-    A teacher folder that holds a teacher of other settings or data, or an output_dir that holds a
-    student already, is refused by name unless `overwrite` replaces it."""
+    A student already in output_dir is refused unless `overwrite` replaces it; a teacher folder
+    that holds a teacher of other settings or data is refused unless `retrain_teachers` replaces
+    it. Both are checked before anything is removed or trained."""
     from mtl_nlp.training.run import train_from_config  # the whole training stack, only when run
 
     output = Path(config.output_dir)
     specs = resolve_tasks(config.tasks)
     named = config.distill.teachers
-    if is_checkpoint(output):
-        if not overwrite:
-            raise ConfigError(f"output_dir {output} already holds a student; choose another output_dir or "
-                              "replace it with --overwrite (the teachers in it are kept and reused)")
-        _remove_student(output)
-    teachers, trained, seconds = dict(named), {}, {"teachers": 0.0}
+    if is_checkpoint(output) and not overwrite:
+        raise ConfigError(f"output_dir {output} already holds a student; choose another output_dir or "
+                          "replace it with --overwrite (the teachers in it are kept and reused)")
+    teachers, to_train, trained = dict(named), [], {}
     for entry, spec in zip(config.tasks, specs):
         if spec.name in named or any(head.name in named for head in spec.head_specs):
             continue
         folder = output / TEACHERS_DIR / spec.name
         teacher_config = _teacher_config(config, entry, folder)
         fingerprints = data_fingerprints(spec, teacher_config)
-        if _reusable(folder, teacher_config, fingerprints, overwrite):
-            logger.info("task %s: reusing the teacher in %s", spec.name, folder)
-            trained[spec.name] = False
-        else:
-            started = time.perf_counter()
-            train_from_config(teacher_config)
-            seconds["teachers"] += time.perf_counter() - started
-            record = {"run_config": teacher_config.to_dict(), "data": fingerprints}
-            (folder / TEACHER_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-            trained[spec.name] = True
         teachers[spec.name] = str(folder)
+        trained[spec.name] = not _reusable(folder, teacher_config, fingerprints, retrain_teachers)
+        if trained[spec.name]:
+            to_train.append((teacher_config, fingerprints))
+        else:
+            logger.info("task %s: reusing the teacher in %s", spec.name, folder)
+    if is_checkpoint(output):
+        _remove_student(output)
+    seconds = {"teachers": 0.0}
+    for teacher_config, fingerprints in to_train:
+        folder = Path(teacher_config.output_dir)
+        shutil.rmtree(folder, ignore_errors=True)  # a teacher of other settings, replaced on request
+        started = time.perf_counter()
+        train_from_config(teacher_config)
+        seconds["teachers"] += time.perf_counter() - started
+        record = {"run_config": teacher_config.to_dict(), "data": fingerprints}
+        (folder / TEACHER_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     student_config = load_config(None, [], base={**config.to_dict(), "distill": {
         **config.to_dict()["distill"], "teachers": teachers}}, base_source="distill")
     started = time.perf_counter()
@@ -90,9 +97,10 @@ def data_fingerprints(spec: TaskSpec, config: RunConfig) -> dict[str, str]:
     return {split: getattr(dataset, "_fingerprint", None) or "streamed" for split, dataset in raw.items()}
 
 
-def _reusable(folder: Path, config: RunConfig, fingerprints: dict[str, str], overwrite: bool) -> bool:
-    """True when `folder` holds a finished teacher of these settings and data; a folder holding
-    anything else is refused (or emptied with `overwrite`), a missing one is to be trained."""
+def _reusable(folder: Path, config: RunConfig, fingerprints: dict[str, str], retrain: bool) -> bool:
+    """True when `folder` holds a finished teacher of these settings and data; False when there is
+    none (or, with `retrain`, one of other settings or data, to be replaced); a ConfigError naming
+    the difference otherwise."""
     if not folder.exists():
         return False
     record_file = folder / TEACHER_RECORD
@@ -105,11 +113,11 @@ def _reusable(folder: Path, config: RunConfig, fingerprints: dict[str, str], ove
         reason = (f"other settings ({', '.join(changed[:5])})" if changed else
                   "other data (the examples' fingerprints differ)")
     else:
-        reason = "no finished teacher"
-    if not overwrite:
-        raise ConfigError(f"{folder} holds {reason}; move it away, name it with distill.teachers."
-                          f"{folder.name}=DIR to use it as it is, or retrain it with --overwrite")
-    shutil.rmtree(folder)
+        reason = "no finished run"
+    if not retrain:
+        raise ConfigError(f"{folder} holds a teacher of {reason}; move it away, name it with "
+                          f"distill.teachers.{folder.name}=DIR to use it as it is, or replace it with "
+                          "--retrain-teachers")
     return False
 
 

@@ -102,6 +102,16 @@ def glue_table(rows: list[tuple[str, dict[str, dict[int, float]], float | None, 
                                         for label, scores, wall, passes in rows)])
 
 
+DISTILL_ROWS = {  # recipes/glue_benchmark.py's DISTILL_ARMS
+    "multi_decay": "multi-task, layer-wise lr decay 0.9",
+    "multi_mix": "multi-task, layer mix",
+    "distill": "distilled from the single-task runs",
+    "distill_decay": "distilled, layer-wise lr decay 0.9",
+    "distill_mix": "distilled, layer mix",
+    "distill_mix_decay": "distilled, layer mix and lr decay 0.9",
+}
+
+
 def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
     """The table of every arm with results, keyed as recipes/glue_benchmark.py keys them:
     "single/<task>/lr<lr>/seed<n>", "multi/seed<n>", "private/seed<n>", "finetune/seed<n>",
@@ -148,6 +158,9 @@ def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
         count = len(arm("groups/")[0]["groups"])
         rows.append((f"affinity grouping ({count} models)", model_scores(arm("groups/"), tasks),
                      mean_wall("groups/"), count))
+    for prefix, label in DISTILL_ROWS.items():
+        if arm(f"{prefix}/"):
+            rows.append((label, model_scores(arm(f"{prefix}/"), tasks), mean_wall(f"{prefix}/"), 1))
     shown = [task for task in tasks if any(scores.get(task) for _, scores, _, _ in rows)]
     notes = [f"{label} learning rates chosen: "
              + ", ".join(f"{task} {info['lr']:g}" for task, info in chosen.items())

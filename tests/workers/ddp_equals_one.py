@@ -20,8 +20,10 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from transformers import AutoTokenizer
 
 from mtl_nlp import HeadConfig, MultiTaskModel
+from mtl_nlp.data.teacher_columns import TEACHER_COLUMN
 from mtl_nlp.modeling.sharing import SharingShape
 from mtl_nlp.training.step import StepRunner
+from mtl_nlp.training.teacher_annealing import TeacherAnnealing
 from mtl_nlp.training.weighting import EqualWeighting
 
 SHAPES = {
@@ -30,14 +32,16 @@ SHAPES = {
     "soft_l2": (SharingShape(private_layers=1, soft_l2=0.5), None),
     "layer": (SharingShape(), 1),
     "frozen": (SharingShape(freeze_layers=1), None),
+    "distilled": (SharingShape(), None),  # every batch carries teacher logits; the gold weight anneals
 }
 TEXTS = ["the film is dull", "a great and moving story", "anna visited new york .", "the plot is thin",
          "what a lovely day", "the team won the final ."]
 TASKS = ["sentiment", "topic", "sentiment", "topic"]  # the task of each step
 
 
-def batches(tokenizer, task: str, step: int) -> list[dict]:
-    """The step's two batches of `task` (3 texts each, labels fixed by position)."""
+def batches(tokenizer, task: str, step: int, teacher: bool = False) -> list[dict]:
+    """The step's two batches of `task` (3 texts each, labels fixed by position; with `teacher`,
+    teacher logits fixed by position too)."""
     classes = 2 if task == "sentiment" else 3
     made = []
     for part in range(2):
@@ -45,6 +49,9 @@ def batches(tokenizer, task: str, step: int) -> list[dict]:
         batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
         batch.pop("token_type_ids", None)
         batch["labels"] = torch.tensor([(step + part + i) % classes for i in range(3)])
+        if teacher:
+            batch[TEACHER_COLUMN] = torch.tensor([[float((step + part + i + k) % 3) for k in range(classes)]
+                                                  for i in range(3)])
         made.append(batch)
     return made
 
@@ -77,11 +84,13 @@ def train_shape(accelerator: Accelerator, model_dir: str, shape_name: str, out: 
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
     ranks = accelerator.num_processes
+    distilled = shape_name == "distilled"
+    annealing = TeacherAnnealing("linear", 0.5, 2.0, total_steps=len(TASKS)) if distilled else None
     runner = StepRunner(accelerator, model, optimizer, scheduler, EqualWeighting(["sentiment", "topic"]),
-                        grad_accum=2 // ranks, batches_per_step=1, max_grad_norm=0.0)
+                        grad_accum=2 // ranks, batches_per_step=1, max_grad_norm=0.0, annealing=annealing)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     for step, task in enumerate(TASKS):
-        step_batches = batches(tokenizer, task, step)
+        step_batches = batches(tokenizer, task, step, teacher=distilled)
         mine = step_batches if ranks == 1 else [step_batches[accelerator.process_index]]
         runner.run(iter((task, batch) for batch in mine), step + 1)
     if accelerator.is_main_process:
