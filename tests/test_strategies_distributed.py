@@ -64,7 +64,7 @@ def test_a_one_batch_task_trains_on_four_processes(tiny_model_dir, tmp_path):
         assert all(torch.equal(value, other["state"][name]) for other in ranks[1:]), name
 
 
-SHAPES = ["hard", "private", "soft_l2", "layer", "frozen", "distilled"]
+SHAPES = ["hard", "private", "soft_l2", "layer", "frozen", "distilled", "mixed"]
 
 
 @pytest.fixture(scope="module")

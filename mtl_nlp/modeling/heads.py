@@ -18,6 +18,7 @@ from transformers.activations import ACT2FN
 
 from mtl_nlp.common.task_types import POOLINGS
 from mtl_nlp.common.tokenizing import IGNORE_INDEX
+from mtl_nlp.modeling.layer_mix import ScalarMix
 
 LABEL_FREE_TYPES = ("regression",)  # head types that predict a value, not one of a label set
 # The activation after the dense layer of each family's sequence classifier (first token ->
@@ -89,6 +90,8 @@ class HeadConfig:
     # the encoder family's prediction head (dense -> activation -> norm, PREDICTION_HEAD_FAMILIES)
     # as the pooler of a `pooler` head and before a tagging head's classifier
     prediction_head: bool = False
+    # the head reads a learned mix of every encoder layer (modeling/layer_mix.py), not one layer
+    layer_mix: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,8 +128,11 @@ class PooledHead(nn.Module):
             self.activation = ACT2FN[config.pooler_activation]
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(hidden_size, outputs)
+        self.layer_mix = layer_mix_of(config, encoder_config)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        if self.layer_mix is not None:  # hidden: every layer's states, stacked
+            hidden = self.layer_mix(hidden)
         pooled = pool(hidden, attention_mask, self.pooling)
         if self.pooler is not None:
             pooled = self.pooler(pooled)
@@ -178,8 +184,11 @@ class TokenClassificationHead(nn.Module):
             self.head = family_prediction_head(_needed(encoder_config, config))
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(hidden_size, len(config.labels))
+        self.layer_mix = layer_mix_of(config, encoder_config)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        if self.layer_mix is not None:  # hidden: every layer's states, stacked
+            hidden = self.layer_mix(hidden)
         if self.head is not None:
             hidden = self.head(hidden)
         return self.classifier(self.dropout(hidden))
@@ -254,11 +263,18 @@ HEAD_TYPES: dict[str, type[nn.Module]] = {
 }
 
 
-def _needed(encoder_config: PretrainedConfig | None, config: HeadConfig) -> PretrainedConfig:
+def _needed(encoder_config: PretrainedConfig | None, config: HeadConfig,
+            what: str = "the family's prediction head") -> PretrainedConfig:
     if encoder_config is None:
-        raise ValueError(f"head {config.name!r} has the family's prediction head: build it with the "
-                         "encoder's config")
+        raise ValueError(f"head {config.name!r} has {what}: build it with the encoder's config")
     return encoder_config
+
+
+def layer_mix_of(config: HeadConfig, encoder_config: EncoderConfig) -> ScalarMix | None:
+    """The head's mix of the embeddings' output and every encoder layer's, when it has one."""
+    if not config.layer_mix:
+        return None
+    return ScalarMix(_needed(encoder_config, config, "a layer mix").num_hidden_layers + 1)
 
 
 def build_head(hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> nn.Module:

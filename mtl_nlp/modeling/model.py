@@ -53,7 +53,8 @@ class MultiTaskModel(nn.Module):
         if pretrained:
             self._init_poolers(encoder)
         self.sharing = LayerSharing(
-            encoder, sharing or SharingShape(), {c.name: c.layer for c in heads}, pretrained
+            encoder, sharing or SharingShape(), {c.name: c.layer for c in heads}, pretrained,
+            mixed={c.name for c in heads if c.layer_mix},
         )
 
     def _init_poolers(self, encoder: PreTrainedModel) -> None:
@@ -268,8 +269,7 @@ class MultiTaskModel(nn.Module):
                                  f"{self.sharing.shape}: start from it with the same sharing.* settings")
         same = [task for task, config in self.head_configs.items()
                 if (other := saved.head_configs.get(task)) is not None
-                and (other.type, other.labels, other.pooling, other.layer, other.prediction_head)
-                == (config.type, config.labels, config.pooling, config.layer, config.prediction_head)]
+                and _head_shape(other) == _head_shape(config)]
         theirs, ours = saved.state_dict(), self.state_dict()
         copied = {}
         for key, tensor in ours.items():
@@ -288,6 +288,12 @@ class MultiTaskModel(nn.Module):
         """Copy a saved checkpoint's encoder and head weights into this model, in place."""
         with torch.no_grad():
             self.load_state_dict(self.checkpoint_state_dict(directory))
+
+
+def _head_shape(config: HeadConfig) -> tuple:
+    """What a head's weights mean: two heads alike in these hold interchangeable weights."""
+    return (config.type, config.labels, config.pooling, config.layer, config.prediction_head,
+            config.layer_mix)
 
 
 def owning_task(key: str) -> str | None:

@@ -56,14 +56,24 @@ class LayerSharing(nn.Module):
     """The private layer copies of each task and the routing of hidden states to the heads.
 
     `task_layers` maps each task to the encoder layer its head reads (1-based, None = the last).
-    A task gets private copies only if its head reads above the shared layers.
+    A task gets private copies only if its head reads above the shared layers. The tasks in
+    `mixed` read every layer's states, stacked (their heads mix them; see layer_mix.py).
     """
 
     def __init__(
         self, encoder: PreTrainedModel, shape: SharingShape, task_layers: dict[str, int | None],
-        pretrained: bool = True,
+        pretrained: bool = True, mixed: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         super().__init__()
+        self.mixed = frozenset(mixed)
+        if self.mixed and shape.private_layers:
+            raise SharingError(f"task(s) {', '.join(sorted(self.mixed))}: a layer mix reads every layer of "
+                               "one shared encoder, and sharing.private_layers gives each task layers of its "
+                               "own: use one or the other")
+        both = sorted(task for task in self.mixed if task_layers.get(task) is not None)
+        if both:
+            raise SharingError(f"task(s) {', '.join(both)}: a head reads one `layer` or a `layer_mix` of "
+                               "them all, not both")
         # every shape that names layers is checked against the encoder's depth, so that
         # freeze_layers=100 is an error and not a silently frozen encoder
         names_layers = shape.private_layers or shape.freeze_layers or any(task_layers.values())
@@ -146,6 +156,8 @@ class LayerSharing(nn.Module):
         """{task: the hidden states its head reads}, running the shared layers once, stopping
         after the deepest shared layer any requested head needs, and each requested task's
         private layers only for that task."""
+        if self.mixed.intersection(tasks):
+            return self._with_every_layer(encoder, inputs, tasks)
         if self.is_trivial:
             hidden = encoder(**inputs).last_hidden_state
             return dict.fromkeys(tasks, hidden)
@@ -161,6 +173,24 @@ class LayerSharing(nn.Module):
             else:
                 hidden = captured[self.depth(task)]
             results[task] = self.layout.finish(encoder, hidden)
+        return results
+
+    def _with_every_layer(
+        self, encoder: PreTrainedModel, inputs: dict[str, Tensor], tasks: list[str]
+    ) -> dict[str, Tensor]:
+        """One pass that keeps every layer's states: a mixing task gets them stacked [layers + 1,
+        batch, length, hidden] (the embeddings' output first), the others their layer's."""
+        output = encoder(**inputs, output_hidden_states=True)
+        every = output.hidden_states
+        stacked = torch.stack(every)
+        results = {}
+        for task in tasks:
+            if task in self.mixed:
+                results[task] = stacked
+            elif self.task_layers.get(task) is not None:
+                results[task] = self.layout.finish(encoder, every[self.task_layers[task]])
+            else:
+                results[task] = output.last_hidden_state
         return results
 
     def penalty(self) -> Tensor | None:

@@ -66,6 +66,10 @@ def export_task(checkpoint: str | Path, task: str, output_dir: str | Path, overw
     if task not in model.head_configs:
         raise ExportError(f"{checkpoint} has no task {task!r}; its tasks: {', '.join(model.task_names)}")
     head = model.head_configs[task]
+    if head.layer_mix:
+        raise ExportError(f"task {task!r} reads a learned mix of every encoder layer (layer_mix), which no "
+                          "standard transformers classifier computes; serve it with mtl_nlp (Predictor, "
+                          "serve, ONNX), or train it without layer_mix to export it")
     layout = _check_exportable(model, head)
     config = _task_config(checkpoint, model, head)
     standard = _auto_class(head).from_config(config)

@@ -23,8 +23,9 @@ MULTI_HEAD = "multi_head"
 # `type` are the heads').
 HEAD_KEYS = ("name", "type", "text_column", "text_pair_column", "label_column", "tokens_column",
              "tags_column", "labels", "pooling", "threshold", "label_separator", "layer", "loss_weight",
-             "metric")
-HEAD_ONLY_KEYS = tuple(key for key in HEAD_KEYS if key not in ("name", "loss_weight"))
+             "metric", "layer_mix")
+# what an entry with heads takes besides its data keys (layer_mix: a default for its heads)
+HEAD_ONLY_KEYS = tuple(key for key in HEAD_KEYS if key not in ("name", "loss_weight", "layer_mix"))
 
 
 class TaskError(MtlNlpError, ValueError):
@@ -63,6 +64,8 @@ class TaskSpec:
     threshold: float = 0.5  # multilabel: a label is predicted when its probability reaches this
     label_separator: str = ","  # multilabel: separates the labels of a text-valued label cell
     layer: int | None = None  # the head reads this encoder layer's hidden states (None: the last)
+    # the head reads a learned mix of every encoder layer's states (ELMo's scalar mix), at no extra pass
+    layer_mix: bool = False
     max_train_examples: int | None = None  # train on a seeded random subset of this many examples
     # read the training file as a stream (data larger than memory): local json/csv/tsv/conll files,
     # with a validation file; `size` (training examples) spares the counting pass over the file
@@ -143,6 +146,9 @@ class TaskSpec:
             raise TaskError(
                 f"task {self.name!r}: layer must be an encoder layer number from 1, got {self.layer!r}"
             )
+        if self.layer is not None and self.layer_mix:
+            raise TaskError(f"task {self.name!r}: a head reads one `layer` or a `layer_mix` of them all, "
+                            "not both")
         if self.max_train_examples is not None and self.max_train_examples < 1:
             raise TaskError(
                 f"task {self.name!r}: max_train_examples must be positive, got {self.max_train_examples}"
@@ -180,8 +186,10 @@ class TaskSpec:
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise TaskError(f"task {self.name!r}: {key} must be a whole number, got {value!r}")
-        if not isinstance(self.streaming, bool):
-            raise TaskError(f"task {self.name!r}: streaming must be true or false, got {self.streaming!r}")
+        for key in ("streaming", "layer_mix"):
+            value = getattr(self, key)
+            if not isinstance(value, bool):
+                raise TaskError(f"task {self.name!r}: {key} must be true or false, got {value!r}")
         labels = self.labels
         if labels is not None and (isinstance(labels, str | Mapping) or not isinstance(labels, list | tuple)
                                    or not all(isinstance(label, str | int) and not isinstance(label, bool)
@@ -320,6 +328,7 @@ def _entry_from_dict(data: Mapping[str, Any]) -> TaskSpec:
     if isinstance(heads, str | Mapping) or not isinstance(heads, list | tuple) or not heads:
         raise TaskError(f"task {name!r}: heads must be a non-empty list of head entries, got {heads!r}")
     shared = {k: v for k, v in data.items() if k not in ("name", "heads", "loss_weight", "description")}
+    # a head's own value wins over the entry's (layer_mix: the entry's is every head's default)
     specs = []
     for head in heads:
         if not isinstance(head, Mapping):
@@ -332,7 +341,7 @@ def _entry_from_dict(data: Mapping[str, Any]) -> TaskSpec:
         missing = [key for key in ("name", "type") if key not in head]
         if missing:
             raise TaskError(f"task {name!r}: head {head_name!r} is missing {', '.join(missing)}")
-        specs.append(TaskSpec(**shared, **head))
+        specs.append(TaskSpec(**{**shared, **head}))
     tagging = [spec for spec in specs if spec.type == "token_classification"]
     reader = tagging[0] if tagging else specs[0]
     inputs = {key: getattr(reader, key) for key in

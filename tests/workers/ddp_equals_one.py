@@ -33,6 +33,7 @@ SHAPES = {
     "layer": (SharingShape(), 1),
     "frozen": (SharingShape(freeze_layers=1), None),
     "distilled": (SharingShape(), None),  # every batch carries teacher logits; the gold weight anneals
+    "mixed": (SharingShape(), "mix"),  # the topic head reads a learned mix of every layer
 }
 TEXTS = ["the film is dull", "a great and moving story", "anna visited new york .", "the plot is thin",
          "what a lovely day", "the team won the final ."]
@@ -74,7 +75,7 @@ def train_shape(accelerator: Accelerator, model_dir: str, shape_name: str, out: 
     torch.manual_seed(0)
     heads = [HeadConfig(name="sentiment", type="classification", labels=["neg", "pos"], dropout=0.0),
              HeadConfig(name="topic", type="classification", labels=["a", "b", "c"], dropout=0.0,
-                        layer=topic_layer)]
+                        layer=None if topic_layer == "mix" else topic_layer, layer_mix=topic_layer == "mix")]
     model = MultiTaskModel.from_encoder(model_dir, heads, shape)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
