@@ -352,6 +352,12 @@ def test_distill_trains_the_missing_teachers_then_reuses_them(tiny_model_dir, tm
     assert rows["demo_topic"]["teacher_trained_here"] is None  # named by the user
     student = json.loads((out / "metrics.json").read_text())
     assert all(rows[task]["student"] == student[task][rows[task]["metric"]] for task in rows)
+    card = (out / "README.md").read_text()
+    assert "## Teachers" in card and "teacher annealing" in card
+    ner_score = rows["demo_ner"]["teacher"]
+    assert f"| demo_ner | {out / 'teachers' / 'demo_ner'} | demo_ner f1 {ner_score:.4f} |" in card
+    assert cli_main(["compare", str(given), str(out)]) == 0
+    assert f"{out} was distilled: demo_topic from {given}, demo_ner from" in capsys.readouterr().out
     saved = json.loads((out / "mtl_nlp.json").read_text())["run_config"]["distill"]["teachers"]
     assert saved == {"demo_topic": str(given), "demo_ner": str(out / "teachers" / "demo_ner"),
                      "demo_sentiment": str(out / "teachers" / "demo_sentiment")}

@@ -9,7 +9,7 @@ from typing import Any
 
 from mtl_nlp.common.errors import MtlNlpError
 from mtl_nlp.common.glue import GLUE_AVERAGE, glue_average
-from mtl_nlp.reports.run_results import MAIN_METRICS, read_task_scores, task_main_metric
+from mtl_nlp.reports.run_results import MAIN_METRICS, read_task_scores, run_teachers, task_main_metric
 
 
 class ComparisonError(MtlNlpError, ValueError):
@@ -29,7 +29,8 @@ def compare_runs(directories: list[str | Path]) -> dict[str, Any]:
     Returns {"runs": [dir, ...], "tasks": [{"task", "metric", "scores", "differences"}, ...],
     "summary": [{"run", "mean_difference", "shared_tasks"}, ...]}; "scores" and "differences"
     hold one value per run (None where the run lacks the task; a difference is run - first);
-    "glue_average" holds each run's GLUE average (None for a run of fewer than two GLUE tasks)."""
+    "glue_average" holds each run's GLUE average (None for a run of fewer than two GLUE tasks);
+    "teachers" each run's {task: teacher checkpoint} ({} for a run trained without teachers)."""
     if len(directories) < 2:
         raise ComparisonError(f"compare needs at least 2 run directories, got {len(directories)}")
     runs = [str(directory) for directory in directories]
@@ -45,7 +46,8 @@ def compare_runs(directories: list[str | Path]) -> dict[str, Any]:
         mean = _clean(sum(shared) / len(shared)) if shared else None
         summary.append({"run": run, "mean_difference": mean, "shared_tasks": len(shared)})
     glue = [(glue_average(tasks) or {}).get(GLUE_AVERAGE) for tasks, _ in loaded]
-    return {"runs": runs, "tasks": rows, "summary": summary, GLUE_AVERAGE: glue}
+    teachers = [run_teachers(directory) for directory in directories]
+    return {"runs": runs, "tasks": rows, "summary": summary, GLUE_AVERAGE: glue, "teachers": teachers}
 
 
 def _compare_task(task: str, runs: list[str], results: list[dict]) -> dict[str, Any]:
@@ -110,6 +112,11 @@ def format_comparison(comparison: dict[str, Any]) -> str:
     marks = ["-" * (w + 1) + ":" if r else ":" + "-" * (w + 1) for w, r in zip(widths, right)]
     rule = "|" + "|".join(marks) + "|"
     caption = f"test main metric per task; in brackets: the difference to the first run (run - {runs[0]})"
-    return "\n".join([caption, line(header), rule, *(line(cells) for cells in body)])
+    table = [caption, line(header), rule, *(line(cells) for cells in body)]
+    for run, teachers in zip(runs, comparison.get("teachers") or []):
+        if teachers:  # a distilled run: where its soft targets came from
+            taught = ", ".join(f"{task} from {teacher}" for task, teacher in teachers.items())
+            table.append(f"{run} was distilled: {taught}")
+    return "\n".join(table)
 
 

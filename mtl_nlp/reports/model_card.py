@@ -62,6 +62,7 @@ def write_checkpoint_card(
         "",
         *_tasks_section(tasks, config),
         *_results_section(tasks, metrics, mains, split, glue),
+        *_teachers_section(config),
         "## How to use",
         "",
         "```python",
@@ -183,6 +184,29 @@ def _results_section(
                 lines.append(f"| {name} | {metric} | {shown} |")
     if glue is not None:
         lines.append(f"| GLUE average | (GLUE's metric per task) | {glue:.4f} |")
+    return [*lines, ""]
+
+
+def _teachers_section(config: dict[str, Any]) -> list[str]:
+    """A distilled model's teachers: each task's, with its own test score where its folder has one."""
+    distill = (config.get("run_config") or {}).get("distill") or {}
+    teachers = distill.get("teachers") or {}
+    if not teachers:
+        return []
+    if distill.get("anneal") == "none":
+        schedule = f"a fixed weight of {distill.get('gold_weight')} on the gold labels"
+    else:
+        schedule = "teacher annealing: the gold labels' weight rising from 0 to 1 over the run"
+    lines = ["## Teachers", "", "Distilled from single-task teachers (their outputs mixed with the gold "
+             f"labels, {schedule}; teacher temperature {distill.get('temperature', 1.0)}):", "",
+             "| task | teacher | teacher's test score |", "|---|---|---|"]
+    for task, teacher in teachers.items():  # a task, or an entry of several heads
+        heads = [head["name"] for head in config["tasks"] if task in (head["name"], head.get("entry"))]
+        scores = read_metrics_if_written(teacher) if Path(teacher).is_dir() else {}
+        mains = main_metrics_of(scores) if scores else {}
+        shown = ", ".join(f"{name} {mains[name]} {scores[name][mains[name]]:.4f}"
+                          for name in heads if name in mains) or "-"
+        lines.append(f"| {task} | {teacher} | {shown} |")
     return [*lines, ""]
 
 

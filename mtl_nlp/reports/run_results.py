@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_nlp.common.errors import MtlNlpError, no_checkpoint_at
-from mtl_nlp.common.run_files import METRICS_FILE, TRAINER_STATE
+from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, METRICS_FILE, TRAINER_STATE
 from mtl_nlp.common.task_types import MAIN_METRIC, REPORTED_METRICS
 
 # Keys of metrics.json that are not tasks: the mean main metric (with the GLUE average), each
@@ -126,3 +126,16 @@ def task_entries(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {
         key: value for key, value in result.items() if isinstance(value, dict) and key not in SUMMARY_KEYS
     }
+
+
+def run_teachers(directory: str | Path) -> dict[str, str]:
+    """{task: teacher checkpoint} of a distilled run (its saved distill.teachers); {} for a run
+    trained without teachers or a folder without a checkpoint."""
+    path = Path(directory) / CHECKPOINT_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        run_config = json.loads(path.read_text(encoding="utf-8")).get("run_config") or {}
+    except (OSError, ValueError):
+        return {}
+    return dict((run_config.get("distill") or {}).get("teachers") or {})
