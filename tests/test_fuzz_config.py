@@ -60,6 +60,10 @@ def conforms(value: Any, hint: Any) -> bool:
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(conforms(v, item) for v in value)
+    if typing.get_origin(hint) is dict:
+        key_hint, item = typing.get_args(hint)
+        return isinstance(value, dict) and all(conforms(k, key_hint) and conforms(v, item)
+                                               for k, v in value.items())
     if hint is Any:
         return True
     if hint is float:
@@ -130,6 +134,10 @@ def typed_values(hint: Any) -> st.SearchStrategy[tuple[str, Any]]:
     if typing.get_origin(hint) is list:
         names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=4)
         return st.one_of(names.map(lambda n: (",".join(n), n)), names.map(lambda n: (f"[{', '.join(n)}]", n)))
+    if typing.get_origin(hint) is dict:  # distill.teachers: {task: folder}
+        word = st.from_regex(r"[a-z][a-z0-9_/]{0,8}", fullmatch=True).filter(lambda w: w not in (*YAML_WORDS, "no", "on"))
+        names = st.dictionaries(word, word, max_size=3)
+        return names.map(lambda n: ("{" + ", ".join(f"{k}: {v}" for k, v in n.items()) + "}", n))
     if hint is bool:
         return st.sampled_from([("true", True), ("false", False), ("yes", True), ("no", False),
                                 ("True", True), ("off", False)])
