@@ -135,7 +135,8 @@ def typed_values(hint: Any) -> st.SearchStrategy[tuple[str, Any]]:
         names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=4)
         return st.one_of(names.map(lambda n: (",".join(n), n)), names.map(lambda n: (f"[{', '.join(n)}]", n)))
     if typing.get_origin(hint) is dict:  # distill.teachers: {task: folder}
-        word = st.from_regex(r"[a-z][a-z0-9_/]{0,8}", fullmatch=True).filter(lambda w: w not in (*YAML_WORDS, "no", "on"))
+        word = st.from_regex(r"[a-z][a-z0-9_/]{0,8}", fullmatch=True)
+        word = word.filter(lambda w: w not in (*YAML_WORDS, "no", "on"))  # words YAML reads as bools
         names = st.dictionaries(word, word, max_size=3)
         return names.map(lambda n: ("{" + ", ".join(f"{k}: {v}" for k, v in n.items()) + "}", n))
     if hint is bool:
