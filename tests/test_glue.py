@@ -289,10 +289,36 @@ def test_overrides_reach_every_training_and_finetuning_run(tmp_path, monkeypatch
     args = argparse.Namespace(
         stages=["single", "multi", "finetune_lrs"], seeds=[1], lrs=[1e-4], sweep_seeds=1,
         lrs_from=None, subset=None, single_epochs=3.0, private_layers=2, probe_steps=300,
-        data_dir="data", override=["train.eval_every=epoch"])
+        data_dir="data", override=["train.eval_every=epoch"], task_lrs={})
     monkeypatch.setattr(glue_benchmark, "TASKS", ["rte"])
     for _, run in glue_benchmark.plan(args, tmp_path, {}):
         run()
     assert [arguments[0] for arguments in called] == ["train", "train", "finetune"]
     assert all(arguments[-1] == "train.eval_every=epoch" for arguments in called)
     assert called[2][-3:] == ["rte", "train.lr=0.0001", "train.eval_every=epoch"]
+
+
+def test_the_distilled_arms_wait_for_the_seeds_teachers_and_name_them(tmp_path, monkeypatch):
+    import argparse
+
+    import glue_benchmark
+
+    monkeypatch.setattr(glue_benchmark, "TASKS", ["rte", "mrpc"])
+    args = argparse.Namespace(
+        stages=["single", "distill", "distill_decay"], seeds=[1], lrs=[1e-4, 2e-4], sweep_seeds=1,
+        lrs_from=None, subset=2000, single_epochs=3.0, private_layers=2, probe_steps=300,
+        data_dir="data", override=[], task_lrs={"rte": 5e-5, "mrpc": 2e-4})
+    keys = [key for key, _ in glue_benchmark.plan(args, tmp_path, {})]
+    assert keys == ["single/rte/lr5e-05/seed1", "single/mrpc/lr0.0002/seed1"]  # no sweep; no teachers yet
+    called = []
+    monkeypatch.setattr(glue_benchmark, "run_cli",
+                        lambda arguments, run_dir, fresh=True: called.append(arguments) or {})
+    monkeypatch.setattr(glue_benchmark, "trained", lambda folder, wall: {})
+    done = {key: {} for key in keys}
+    for _, run in glue_benchmark.plan(args, tmp_path, done):
+        run()
+    teachers = [f"distill.teachers.rte={tmp_path / 'runs' / 'single-rte-lr5e-05-seed1'}",
+                f"distill.teachers.mrpc={tmp_path / 'runs' / 'single-mrpc-lr0.0002-seed1'}"]
+    assert [arguments[-2:] for arguments in called] == [teachers, teachers]
+    assert "train.layer_lr_decay=0.9" in called[1] and "train.layer_lr_decay=0.9" not in called[0]
+    assert f"output_dir={tmp_path / 'runs' / 'distill-seed1'}" in called[0]
