@@ -39,16 +39,17 @@ logger = logging.getLogger(__name__)
 
 CODE_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 NAN = float("nan")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # Accelerate's mixed_precision names
 
 
 def attach_teacher_outputs(
     tasks: dict[str, TaskData], teachers: dict[str, str], tokenizer: PreTrainedTokenizerBase,
-    max_length: int, batch_size: int, device: torch.device | str = "cpu",
+    max_length: int, batch_size: int, device: torch.device | str = "cpu", precision: str = "no",
 ) -> dict[str, list[Teacher]]:
     """Add the `teacher` column to the training split of every task `teachers` names (see
-    teacher_assignments), computing the outputs or reading them from the cache; returns {task: its
-    teachers}. A streamed task is refused: its examples are read once each, in an order no cache
-    can follow."""
+    teacher_assignments), computing the outputs (under autocast in `precision`, bf16 or fp16, as
+    the run trains; "no": float32) or reading them from the cache; returns {task: its teachers}. A
+    streamed task is refused: its examples are read once each, in an order no cache can follow."""
     chosen = {}
     for task, sources in teacher_assignments(tasks, teachers).items():
         data = tasks[task]
@@ -60,7 +61,8 @@ def attach_teacher_outputs(
         # Building a teacher draws initial weights from torch's global RNG: the run's own draws
         # (its heads, dropout) stay the same whether the outputs come from the cache or not.
         with torch.random.fork_rng(devices=[]):
-            outputs = teacher_outputs(data, chosen[task], tokenizer, max_length, batch_size, device)
+            outputs = teacher_outputs(data, chosen[task], tokenizer, max_length, batch_size, device,
+                                      precision)
         train = data.splits["train"]
         if len(outputs) != len(train):
             raise RuntimeError(f"task {task}: {len(outputs)} teacher rows for {len(train)} training rows")
@@ -70,7 +72,7 @@ def attach_teacher_outputs(
 
 def teacher_outputs(
     data: TaskData, teachers: list[Teacher], tokenizer: PreTrainedTokenizerBase, max_length: int,
-    batch_size: int, device: torch.device | str,
+    batch_size: int, device: torch.device | str, precision: str = "no",
 ) -> Dataset:
     """The `teacher` column of the task's training rows, from the cache when it is there."""
     spec = data.spec
@@ -79,7 +81,7 @@ def teacher_outputs(
         "teachers": [teacher.identity() for teacher in teachers],
         "examples": examples._fingerprint, "tokenizer": tokenizer, "max_length": max_length,
         "labels": {head: data.head_data[head].labels for teacher in teachers for head in teacher.heads},
-        "code": CODE_VERSION,
+        "precision": precision, "code": CODE_VERSION,
     })
     cache_file = _cache_file(examples, key)
     if cache_file is not None and cache_file.is_file():
@@ -88,7 +90,7 @@ def teacher_outputs(
         names = ", ".join(f"{teacher.source} ({', '.join(teacher.heads)})" for teacher in teachers)
         logger.info("task %s: computing the teacher outputs of %d training examples with %s",
                     spec.name, len(examples), names)
-    teacher_pass = TeacherPass(data, teachers, tokenizer, max_length, batch_size, device)
+    teacher_pass = TeacherPass(data, teachers, tokenizer, max_length, batch_size, device, precision)
     outputs = examples.map(
         teacher_pass, batched=True, batch_size=max(256, batch_size), remove_columns=examples.column_names,
         features=Features({TEACHER_COLUMN: teacher_pass.feature()}), new_fingerprint=key,
@@ -116,10 +118,11 @@ class TeacherPass:
     teachers load on the first batch, so a cache hit loads none."""
 
     def __init__(self, data: TaskData, teachers: list[Teacher], tokenizer: PreTrainedTokenizerBase,
-                 max_length: int, batch_size: int, device: torch.device | str) -> None:
+                 max_length: int, batch_size: int, device: torch.device | str, precision: str = "no") -> None:
         self.data, self.teachers = data, teachers
         self.tokenizer, self.max_length = tokenizer, max_length
-        self.batch_size, self.device = batch_size, device
+        self.batch_size, self.device = batch_size, torch.device(device)
+        self.autocast_dtype = AUTOCAST_DTYPES.get(precision)
         self.reader = reading_spec(data.spec)
         self.tagging = self.reader.type == "token_classification"
         self.loaded: list[tuple[Teacher, MultiTaskModel, PreTrainedTokenizerBase]] | None = None
@@ -201,8 +204,10 @@ class TeacherPass:
             padded = tokenizer.pad([{key: encoded[key][row] for key in encoded} for row in chosen],
                                    return_tensors="pt")
             inputs = {key: tensor.to(self.device) for key, tensor in padded.items()}
-            logits = model.forward_all(inputs["input_ids"], inputs["attention_mask"],
-                                       inputs.get("token_type_ids"), tasks=heads)
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                enabled=self.autocast_dtype is not None):
+                logits = model.forward_all(inputs["input_ids"], inputs["attention_mask"],
+                                           inputs.get("token_type_ids"), tasks=heads)
             for head in heads:
                 output = logits[head].float().cpu()
                 for index, row in enumerate(chosen):

@@ -69,7 +69,8 @@ def assemble_run(config: RunConfig, accelerator: Accelerator) -> RunParts:
             config.max_train_examples, config.max_eval_examples, config.stride,
         )
         teachers = attach_teacher_outputs(tasks, config.distill.teachers, tokenizer, config.max_length,
-                                          config.train.eval_batch_size, accelerator.device)
+                                          config.train.eval_batch_size, accelerator.device,
+                                          accelerator.mixed_precision)
     loader = build_train_loader(config, tasks, tokenizer, accelerator)
     model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
     started = model.start_from_checkpoint(config.init_from) if config.init_from else []
