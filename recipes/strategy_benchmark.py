@@ -113,6 +113,8 @@ GRIDS = {
         # Each task's own top 2 layers: banking77 still loses with its batches and its gradients'
         # size matched (each_task; the intent_normalized grid), so give it layers of its own.
         "intent_private_2": ("intent", ["sharing.private_layers=2"]),
+        # Each task taught by its single-task run of the same seed (teacher annealing).
+        "intent_distilled": ("intent", ["teachers=single"]),
     },
     # The intent mix with each step's encoder gradient scaled to one norm (single-task runs alike):
     # at the start banking77's encoder gradient is 15x smaller than CoNLL-2003's, so beside it the
@@ -137,6 +139,8 @@ GRIDS = {
         # The same compute as the two single-task models together (840 steps): one entry trains
         # both heads on each batch, so at 3 epochs it takes half their optimizer steps.
         "atis_one_entry_6_epochs": ("atis", ["entries=atis_joint", "train.epochs=6"]),
+        # The entry with each head taught by its single-task model of the same seed, at their epochs.
+        "atis_one_entry_distilled": ("atis", ["entries=atis_joint", "teachers=single"]),
         # Private top layers per task: the intent head loses beside the slot tagger with the whole
         # encoder shared, in one entry or in two.
         "atis_two_entries_private_2": ("atis", ["sharing.private_layers=2"]),
@@ -207,14 +211,17 @@ def task_entries(mix: str, data_dir: Path, fields: dict[str, dict]) -> list[dict
     return entries
 
 
-def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, dict], list[str], str | None]:
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, dict], list[str], str | None, bool]:
     """(config overrides, per-task fields from `tasks.NAME.FIELD=VALUE`, extra CLI args, the mix
-    whose entries the arm trains instead of its own mix's, from `entries=MIX`)."""
-    plain, fields, extra, entries = [], {}, [], None
+    whose entries the arm trains instead of its own mix's, from `entries=MIX`, and whether each
+    task learns from its single-task run of the seed, from `teachers=single`)."""
+    plain, fields, extra, entries, taught = [], {}, [], None, False
     items = iter(overrides)
     for item in items:
         if item == "--config":
             extra += [item, next(items)]
+        elif item == "teachers=single":
+            taught = True
         elif item.startswith("entries="):
             entries = item.partition("=")[2]
         elif item.startswith("tasks.") and item.count(".") == 2:
@@ -225,13 +232,16 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, dict], l
             fields.setdefault(task, {})[key] = TASK_FIELDS[key](value)  # task: a MIXES key
         else:
             plain.append(item)
-    return plain, fields, extra, entries
+    return plain, fields, extra, entries, taught
 
 
 def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[str] | None,
             args: argparse.Namespace, out: Path) -> dict:
     """One recipe run in a fresh process; returns its test metrics, wall time and steps."""
-    plain, fields, extra, entries_mix = split_overrides(overrides)
+    plain, fields, extra, entries_mix, taught = split_overrides(overrides)
+    if taught:  # the mix's single-task runs of this seed (run before the arms) are the teachers
+        plain += [f"distill.teachers.{NAMES[task]}={out / 'runs' / f'{SINGLE_TASK}_{mix}_{task}-seed{seed}'}"
+                  for task in MIXES[mix]]
     entries = [e for e in task_entries(entries_mix or mix, Path(args.data_dir).resolve(), fields)
                if tasks is None or e["name"] in {NAMES[task] for task in tasks}]
     run_dir = out / "runs" / f"{name}-seed{seed}"
