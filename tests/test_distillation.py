@@ -4,6 +4,7 @@ and the step runner passing the gold weight of the step."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 
@@ -383,3 +384,67 @@ def test_distill_trains_the_missing_teachers_then_reuses_them(tiny_model_dir, tm
     assert cli_main([*other, "--retrain-teachers"]) == 0
     retrained = json.loads((out / "teachers" / "demo_ner" / "teacher.json").read_text())
     assert retrained["run_config"]["train"]["lr"] == 5e-4
+
+
+def test_each_head_of_an_entry_learns_from_its_own_teacher_and_pair_tasks_read_both_texts(
+        tiny_model_dir, tiny_tokenizer, tmp_path):
+    import json
+
+    from mtl_nlp.data.multitask import MultiTaskLoader
+    from mtl_nlp.registry import resolve_tasks
+
+    rows = [{"tokens": ["anna", "visited", "york"], "tags": ["B-PER", "O", "B-LOC"], "intent": "travel",
+             "pair": "anna went to york", "score": 4.5, "aspects": "plot,acting"},
+            {"tokens": ["acme", "corp", "won"], "tags": ["B-ORG", "I-ORG", "O"], "intent": "business",
+             "pair": "the film is dull", "score": 0.5, "aspects": "plot"}] * 4
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({**row, "text": " ".join(row["tokens"])}) + "\n" for row in rows))
+    files = {"train": str(path), "validation": str(path)}
+    specs = resolve_tasks([
+        {"name": "nlu", "format": "json", "data_files": files, "heads": [
+            {"name": "intent", "type": "classification", "label_column": "intent"},
+            {"name": "slots", "type": "token_classification"}]},
+        {"name": "similarity", "type": "regression", "format": "json", "data_files": files,
+         "text_pair_column": "pair", "label_column": "score"},
+        {"name": "aspects", "type": "multilabel", "format": "json", "data_files": files,
+         "label_column": "aspects"}])
+    tasks = prepare_task_data(specs, tiny_tokenizer, 32, cache_dir=str(tmp_path / "cache"))
+    heads = {config.name: config for config in head_configs(tasks)}
+    torch.manual_seed(3)
+    teachers = {}
+    owned = {"intent": ["intent"], "slots": ["slots"], "sentences": ["similarity", "aspects"]}
+    for folder, names in owned.items():
+        model = MultiTaskModel.from_encoder(str(tiny_model_dir), [heads[name] for name in names])
+        model.save_pretrained(tmp_path / folder, tiny_tokenizer, extra={"max_length": 32})
+        teachers[folder] = MultiTaskModel.from_pretrained(tmp_path / folder).eval()
+    attach_teacher_outputs(tasks, {"intent": str(tmp_path / "intent"), "slots": str(tmp_path / "slots"),
+                                   "similarity": str(tmp_path / "sentences"),
+                                   "aspects": str(tmp_path / "sentences")}, tiny_tokenizer, 32, 4)
+
+    first = {**rows[0], "text": " ".join(rows[0]["tokens"])}
+    words = tiny_tokenizer([first["tokens"]], is_split_into_words=True, return_tensors="pt")
+    pair = tiny_tokenizer([first["text"]], [first["pair"]], return_tensors="pt")
+    text = tiny_tokenizer([first["text"]], return_tensors="pt")
+    with torch.no_grad():
+        intent = teachers["intent"].forward_all(words["input_ids"], words["attention_mask"])["intent"][0]
+        slots = teachers["slots"].forward_all(words["input_ids"], words["attention_mask"])["slots"][0]
+        similarity = teachers["sentences"].forward_all(pair["input_ids"], pair["attention_mask"],
+                                                        tasks=["similarity"])["similarity"][0]
+        aspects = teachers["sentences"].forward_all(text["input_ids"], text["attention_mask"],
+                                                     tasks=["aspects"])["aspects"][0]
+    entry_row = tasks["nlu"].splits["train"][0][TEACHER_COLUMN]
+    assert set(entry_row) == {"intent", "slots"}
+    assert entry_row["intent"] == pytest.approx(intent.tolist(), abs=1e-5)  # the entry reads words
+    assert entry_row["slots"][1] == pytest.approx(slots[1].tolist(), abs=1e-5)  # "anna": its first token
+    assert all(math.isnan(value) for value in entry_row["slots"][0])  # [CLS]
+    train = {task: tasks[task].splits["train"][0][TEACHER_COLUMN] for task in ("similarity", "aspects")}
+    assert train["similarity"] == pytest.approx([similarity.item()], abs=1e-5)
+    assert train["aspects"] == pytest.approx(aspects.tolist(), abs=1e-5)
+
+    student = MultiTaskModel.from_encoder(str(tiny_model_dir), list(heads.values()))
+    loader = MultiTaskLoader(tasks, tiny_tokenizer, batch_size=4, strategy="round_robin")
+    for task, batch in itertools.islice(iter(loader), 3):
+        loss = student(task=task, **batch, gold_weight=0.5, temperature=2.0)["loss"]
+        plain = student.eval()(task=task, **{k: v for k, v in batch.items() if k != TEACHER_COLUMN})["loss"]
+        student.train()
+        assert torch.isfinite(loss) and loss.item() != pytest.approx(plain.item())
