@@ -367,10 +367,12 @@ def test_distill_trains_the_missing_teachers_then_reuses_them(tiny_model_dir, tm
     assert cli_main([*common, f"distill.teachers.demo_topic={given}"]) == 2
     assert "already holds a student" in capsys.readouterr().err
     modified = (out / "teachers" / "demo_ner" / "model.safetensors").stat().st_mtime_ns
+    (out / "notes.txt").write_text("mine")  # a file of the user's beside the student
     caplog.set_level(logging.INFO, logger="mtl_nlp.workflows.distill")
     assert cli_main([*common, f"distill.teachers.demo_topic={given}", "--overwrite"]) == 0
     assert "(reused)" in capsys.readouterr().out
     assert (out / "teachers" / "demo_ner" / "model.safetensors").stat().st_mtime_ns == modified
+    assert (out / "notes.txt").read_text() == "mine"
     assert sum("reusing the teacher" in record.message for record in caplog.records) == 2
     again = {row["task"]: row for row in json.loads((out / "distill.json").read_text())["tasks"]}
     assert again["demo_ner"]["student"] == rows["demo_ner"]["student"]  # the same run again

@@ -17,13 +17,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mtl_nlp.common.run_files import DISTILL_SUMMARY, TEACHER_RECORD, TEACHERS_DIR
+from mtl_nlp.common.run_files import (
+    CHECKPOINT_CONFIG,
+    CONFLICTS,
+    CONFLICTS_PLOT,
+    CURVES,
+    DISTILL_SUMMARY,
+    METRICS_FILE,
+    ONNX_DIR,
+    STATE_DIR,
+    TEACHER_RECORD,
+    TEACHERS_DIR,
+    TRAINER_STATE,
+    WRITING,
+)
 from mtl_nlp.config import ConfigError, RunConfig, load_config
-from mtl_nlp.modeling.model import is_checkpoint
+from mtl_nlp.modeling.checkpoint_files import MANIFEST, PENDING
+from mtl_nlp.modeling.model import is_checkpoint, read_checkpoint_config
 from mtl_nlp.registry import TaskSpec, resolve_tasks
 from mtl_nlp.reports.run_results import MAIN_METRICS, read_metrics_if_written
 
 logger = logging.getLogger(__name__)
+
+# What a training run writes into output_dir besides its checkpoint's files (the model card is
+# among those), removed with the student it belongs to ("logs": training.setup.LOGS_DIR).
+STUDENT_FILES = (METRICS_FILE, TRAINER_STATE, CURVES, CONFLICTS, CONFLICTS_PLOT, ONNX_DIR, "logs", WRITING,
+                 PENDING, DISTILL_SUMMARY, "README.md")
 
 
 def distill_tasks(
@@ -132,9 +151,13 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _remove_student(output: Path) -> None:
-    """Empty output_dir of the student's files, keeping its teachers."""
+    """Remove the student's files from output_dir: its checkpoint (the files its manifest lists and
+    mtl_nlp.json), what its run wrote beside it (scores, reports, resumable states, tracker logs,
+    ONNX export) and distill.json. Its teachers, and anything else a user put there, stay."""
+    saved = read_checkpoint_config(output)
+    names = {*saved.get(MANIFEST, {}), CHECKPOINT_CONFIG, *STUDENT_FILES}
     for path in output.iterdir():
-        if path.name != TEACHERS_DIR:
+        if path.name in names or (path.is_dir() and path.name.startswith(STATE_DIR)):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
