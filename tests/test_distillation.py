@@ -5,6 +5,7 @@ and the step runner passing the gold weight of the step."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 
@@ -308,8 +309,6 @@ def test_teacher_outputs_are_cached_and_a_changed_teacher_or_data_set_is_a_miss(
 
 
 def test_a_streamed_task_is_refused_with_the_reason(tiny_tokenizer, tmp_path):
-    import json
-
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"text": f"film {i}", "label": "pos" if i % 2 else "neg"}) + "\n"
                             for i in range(10)))
@@ -326,8 +325,6 @@ def test_a_streamed_task_is_refused_with_the_reason(tiny_tokenizer, tmp_path):
 # --- mtl-nlp distill end to end -----------------------------------------------------------------
 
 def test_distill_trains_the_missing_teachers_then_reuses_them(tiny_model_dir, tmp_path, capsys, caplog):
-    import json
-
     from mtl_nlp.cli import main as cli_main
 
     out = tmp_path / "distilled"
@@ -390,8 +387,6 @@ def test_distill_trains_the_missing_teachers_then_reuses_them(tiny_model_dir, tm
 
 def test_each_head_of_an_entry_learns_from_its_own_teacher_and_pair_tasks_read_both_texts(
         tiny_model_dir, tiny_tokenizer, tmp_path):
-    import json
-
     from mtl_nlp.data.multitask import MultiTaskLoader
     from mtl_nlp.registry import resolve_tasks
 
@@ -450,3 +445,40 @@ def test_each_head_of_an_entry_learns_from_its_own_teacher_and_pair_tasks_read_b
         plain = student.eval()(task=task, **{k: v for k, v in batch.items() if k != TEACHER_COLUMN})["loss"]
         student.train()
         assert torch.isfinite(loss) and loss.item() != pytest.approx(plain.item())
+
+
+def tiny_run(model_dir, folder) -> list[str]:
+    """The settings of a few-step run of the demo tasks on the tiny encoder."""
+    return ["train", f"model={model_dir}", f"cache_dir={folder / 'cache'}", "mixed_precision=no",
+            "train.batch_size=8", "max_train_examples=24", "max_eval_examples=8"]
+
+
+@pytest.fixture(scope="module")
+def demo_teacher(tiny_model_dir, tmp_path_factory):
+    """A multi-task checkpoint of the three demo tasks, trained for 2 steps: a teacher of each."""
+    from mtl_nlp.cli import main as cli_main
+
+    folder = tmp_path_factory.mktemp("teacher")
+    run = [*tiny_run(tiny_model_dir, folder), "train.max_steps=2", f"output_dir={folder / 'run'}"]
+    assert cli_main(run) == 0
+    return folder / "run"
+
+
+@pytest.mark.parametrize("overrides", [
+    ["train.step_mode=all_tasks", "weighting.method=pcgrad", "sharing.private_layers=1",
+     "train.grad_accum=2"],
+    ["weighting.method=uncertainty", "tasks=[{name: demo_ner, layer_mix: true}, demo_sentiment, demo_topic]",
+     "train.layer_lr_decay=0.8", "distill.anneal=none", "distill.gold_weight=0.3", "distill.temperature=2"],
+], ids=["all_tasks-pcgrad-private-accum", "uncertainty-layer_mix-decay-fixed_weight"])
+def test_distillation_composes_with_weighting_surgery_and_sharing_shapes(
+        demo_teacher, tiny_model_dir, tmp_path, overrides):
+    from mtl_nlp.cli import main as cli_main
+
+    tasks = ("demo_ner", "demo_sentiment", "demo_topic")
+    teachers = [f"distill.teachers.{task}={demo_teacher}" for task in tasks]
+    out = tmp_path / "student"
+    assert cli_main([*tiny_run(tiny_model_dir, tmp_path), "train.max_steps=3", f"output_dir={out}",
+                     *teachers, *overrides]) == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["step"] == 3
+    assert all(math.isfinite(value) for entry in state["loss_history"] for value in entry["losses"].values())
