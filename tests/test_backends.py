@@ -1,5 +1,5 @@
 """The Predictor's engines (mtl_nlp.inference.BACKENDS): torch.compile and ONNX Runtime give the
-same answers as torch (fp32 within 1e-4; int8 weights close), the ONNX export is cached beside the
+same answers as torch (a head reading a layer mix among them) (fp32 within 1e-4; int8 weights close), the ONNX export is cached beside the
 checkpoint, and an unknown engine is a clear error."""
 
 import importlib.util
@@ -28,7 +28,7 @@ def checkpoint(tiny_model_dir, pair_tokenizer, tmp_path_factory):
     heads = [
         HeadConfig(name="ner", type="token_classification", labels=TAGS),
         HeadConfig(name="sentiment", type="classification", labels=["negative", "positive"],
-                   pooling="pooler"),
+                   pooling="pooler", layer_mix=True),  # a learned mix of every layer
         HeadConfig(name="similarity", type="regression", pooling="pooler", text_pair=True),
     ]
     model = MultiTaskModel.from_encoder(str(tiny_model_dir), heads)
