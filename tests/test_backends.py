@@ -1,6 +1,6 @@
 """The Predictor's engines (mtl_nlp.inference.BACKENDS): torch.compile and ONNX Runtime give the
-same answers as torch (a head reading a layer mix among them) (fp32 within 1e-4; int8 weights close), the ONNX export is cached beside the
-checkpoint, and an unknown engine is a clear error."""
+same answers as torch (a head reading a layer mix among them; fp32 within 1e-4; int8 weights
+close), the ONNX export is cached beside the checkpoint, and an unknown engine is a clear error."""
 
 import importlib.util
 

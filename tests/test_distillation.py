@@ -482,3 +482,18 @@ def test_distillation_composes_with_weighting_surgery_and_sharing_shapes(
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["step"] == 3
     assert all(math.isfinite(value) for entry in state["loss_history"] for value in entry["losses"].values())
+
+
+def test_finetune_of_a_distilled_run_keeps_each_tasks_own_teacher(demo_teacher, tiny_model_dir, tmp_path):
+    from mtl_nlp.cli import main as cli_main
+
+    tasks = ("demo_ner", "demo_sentiment", "demo_topic")
+    out = tmp_path / "student"
+    assert cli_main([*tiny_run(tiny_model_dir, tmp_path), "train.max_steps=2", f"output_dir={out}",
+                     *(f"distill.teachers.{task}={demo_teacher}" for task in tasks)]) == 0
+    assert cli_main(["finetune", str(out), "--tasks", "demo_sentiment", "--compare-alone",
+                     "train.max_steps=2"]) == 0
+    stage = json.loads((out / "finetuned" / "demo_sentiment" / "mtl_nlp.json").read_text())["run_config"]
+    assert stage["distill"]["teachers"] == {"demo_sentiment": str(demo_teacher)}
+    alone = json.loads((out / "finetuned" / "alone" / "demo_sentiment" / "mtl_nlp.json").read_text())
+    assert alone["run_config"]["distill"]["teachers"] == {}  # single-task training as it is

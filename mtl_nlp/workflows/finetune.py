@@ -96,13 +96,15 @@ def finetune_tasks(
     source = f"{directory}/mtl_nlp.json run_config"
     for run in runs:
         output = directory / FINETUNED_DIR / run
+        names_of_run = {run, *(name for name, entry in entry_of.items() if entry == run)}
         base = {**run_config, "tasks": [_task_entry(run_config["tasks"], run)], "resume_from": None,
-                "init_from": str(directory), "output_dir": str(output)}
+                "init_from": str(directory), "output_dir": str(output),
+                "distill": _teachers_of(run_config, names_of_run)}
         after = train_from_config(load_config(None, overrides, base=base, base_source=source))
         if compare_alone:
             alone_output = directory / FINETUNED_DIR / ALONE_DIR / run
-            base = {**run_config, "tasks": base["tasks"], "resume_from": None, "init_from": None,
-                    "output_dir": str(alone_output)}
+            # single-task training as it is: from the pretrained encoder, without teachers
+            base = {**base, "init_from": None, "output_dir": str(alone_output), "distill": {}}
             alone = train_from_config(load_config(None, overrides, base=base, base_source=source))
             recommended, served_from, validation = recommend(directory, output, alone_output)
         for name in (name for name in names if entry_of[name] == run):
@@ -198,6 +200,15 @@ def _clear_earlier_stages(
                           "--tasks, or move the folder away) or replace it with --overwrite")
     for folder in earlier:
         shutil.rmtree(folder)
+
+
+def _teachers_of(run_config: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """A distilled run's distill section for a stage that trains `names` (a task, or an entry and
+    its heads) alone: their teachers teach it on, the other tasks' are left out."""
+    distill = dict(run_config.get("distill") or {})
+    distill["teachers"] = {task: teacher for task, teacher in (distill.get("teachers") or {}).items()
+                           if task in names}
+    return distill
 
 
 def _chosen_tasks(available: list[str], asked: list[str] | None) -> list[str]:
