@@ -329,8 +329,8 @@ def test_distill_trains_the_missing_teachers_then_reuses_them(tiny_model_dir, tm
 
     out = tmp_path / "distilled"
     common = ["distill", f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no",
-              "train.batch_size=8", "train.lr=1e-3", "train.max_steps=3", "max_train_examples=24",
-              "max_eval_examples=16", "tasks=[demo_ner, demo_sentiment, demo_topic]", f"output_dir={out}"]
+              "train.batch_size=8", "train.lr=1e-3", "train.max_steps=2", "max_train_examples=24",
+              "max_eval_examples=8", "tasks=[demo_ner, demo_sentiment, demo_topic]", f"output_dir={out}"]
     given = tmp_path / "given"  # demo_topic's teacher is named: its own run, not trained by distill
     assert cli_main(["train", *common[1:-2], "tasks=[demo_topic]", f"output_dir={given}"]) == 0
     assert cli_main([*common, f"distill.teachers.demo_topic={given}"]) == 0
