@@ -14,9 +14,10 @@ Stages (`--stages`, in this order by default):
 - finetune_lrs: the second stage tuned as the single-task runs are (each task fine-tuned at every
   `--lrs` rate on the sweep seeds, at the rate with the best validation score on the others);
 - affinity: one probe, seed 1; groups: the recommended grouping, one model per group;
-- distill, distill_decay, distill_mix, distill_mix_decay: the one model taught by the seed's tuned
-  single-task runs (teacher annealing), with layer-wise lr decay 0.9, a layer mix on every task,
-  or both; multi_mix, multi_decay: the one model with those options and no teachers.
+- distill, distill_decay, distill_t2, distill_mix, distill_mix_decay: the one model taught by the
+  seed's tuned single-task runs (teacher annealing), with layer-wise lr decay 0.9, teacher
+  temperature 2, a layer mix on every task, or mix and decay; multi_mix, multi_decay: the one
+  model with those options and no teachers.
 With `--lrs-from OTHER/results.json` the single-task and finetune_lrs runs take, on every seed,
 the rate each task's sweep chose in that other benchmark (e.g. larger training sets at the rates
 swept on subsets) instead of sweeping; `--task-lrs cola=1e-4 ...` gives them outright (an earlier
@@ -49,6 +50,7 @@ TASKS = ["cola", "mrpc", "rte", "stsb", "sst2", "qnli", "mnli"]
 DISTILL_ARMS = {
     "distill": [],
     "distill_decay": ["train.layer_lr_decay=0.9"],
+    "distill_t2": ["distill.temperature=2"],
     "distill_mix": [f"tasks=[{', '.join(f'{{name: {task}, layer_mix: true}}' for task in TASKS)}]"],
     "distill_mix_decay": [f"tasks=[{', '.join(f'{{name: {task}, layer_mix: true}}' for task in TASKS)}]",
                           "train.layer_lr_decay=0.9"],

@@ -107,6 +107,7 @@ DISTILL_ROWS = {  # recipes/glue_benchmark.py's DISTILL_ARMS
     "multi_mix": "multi-task, layer mix",
     "distill": "distilled from the single-task runs",
     "distill_decay": "distilled, layer-wise lr decay 0.9",
+    "distill_t2": "distilled, teacher temperature 2",
     "distill_mix": "distilled, layer mix",
     "distill_mix_decay": "distilled, layer mix and lr decay 0.9",
 }
