@@ -40,7 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
 # so that xdist hands them out first and the short ones fill in around them (a long module
 # handed out last would run alone at the end while the other cores wait).
 LONGEST_FIRST = ("test_strategies_distributed", "test_fully_sharded", "test_families", "test_recipe_e2e",
-                 "test_multi_head", "test_cli", "test_backends", "test_state_files", "test_finetune")
+                 "test_multi_head", "test_cli", "test_distillation", "test_backends", "test_state_files",
+                 "test_finetune")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -23,12 +23,12 @@ def torchrun(out: Path, *overrides: str, processes: int = 2) -> subprocess.Compl
 @pytest.mark.parametrize("overrides", [
     ("train.step_mode=all_tasks", "weighting.method=pcgrad", "train.grad_accum=2",
      "sharing.private_layers=1"),
-    ("weighting.method=uncertainty", "diagnostics.conflict_every=2"),
-    ("train.step_mode=all_tasks", "weighting.method=dwa", "weighting.window=2", "train.grad_accum=2"),
-    ("tasks=[{name: demo_ner, layer: 1}, demo_sentiment]", "sharing.freeze_embeddings=true",
+    ("weighting.method=uncertainty", "diagnostics.conflict_every=2",
+     "tasks=[{name: demo_ner, layer: 1}, demo_sentiment]", "sharing.freeze_embeddings=true",
      "train.grad_accum=2"),
-], ids=["all_tasks-pcgrad-accum-private", "one_task-uncertainty-conflicts", "all_tasks-dwa-accum",
-        "one_task-ner-on-layer-1-frozen-embeddings"])
+    ("train.step_mode=all_tasks", "weighting.method=dwa", "weighting.window=2", "train.grad_accum=2"),
+], ids=["all_tasks-pcgrad-accum-private", "one_task-uncertainty-conflicts-ner-on-layer-1-frozen-embeddings",
+        "all_tasks-dwa-accum"])
 def test_two_ranks_end_with_identical_weights(tiny_model_dir, tmp_path, overrides):
     result = torchrun(tmp_path, f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}",
                       "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3", "train.max_steps=4",
