@@ -19,7 +19,9 @@ from mtl_nlp.registry import TaskError, TaskSpec
 def test_the_mix_is_the_scaled_softmax_weighted_sum_of_the_layers():
     mix = ScalarMix(3)
     states = torch.arange(3 * 2 * 4, dtype=torch.float32).reshape(3, 2, 4)
-    assert torch.allclose(mix(states), states.mean(dim=0))  # equal weights at the start
+    # a new mix reads the top layer mostly: 0.9 of it, the rest shared evenly
+    assert mix.layer_shares() == pytest.approx([0.05, 0.05, 0.9])
+    assert torch.allclose(mix(states), 0.05 * states[0] + 0.05 * states[1] + 0.9 * states[2])
     with torch.no_grad():
         mix.weights.copy_(torch.tensor([0.0, 1.0, 2.0]))
         mix.scale.fill_(2.0)
@@ -84,10 +86,22 @@ def test_a_mixed_head_trains_saves_reloads_and_refuses_export(tiny_model_dir, tm
     saved = {task["name"]: task for task in json.loads((out / "mtl_nlp.json").read_text())["tasks"]}
     assert saved["demo_topic"]["layer_mix"] is True and saved["demo_ner"]["layer_mix"] is False
     model = MultiTaskModel.from_pretrained(out)
-    assert not torch.equal(model.heads["demo_topic"].layer_mix.weights, torch.zeros(3))  # it learned
+    assert not torch.equal(model.heads["demo_topic"].layer_mix.weights, ScalarMix(3).weights)  # it learned
     predictor = Predictor.from_pretrained(out)
     again = Predictor.from_pretrained(out)
     assert predictor.predict(["the team won the final ."]) == again.predict(["the team won the final ."])
     with pytest.raises(ExportError, match="reads a learned mix of every encoder layer"):
         export_task(out, "demo_topic", tmp_path / "exported")
     assert export_task(out, "demo_ner", tmp_path / "ner").is_dir()  # its other heads still export
+
+
+def test_the_mix_weights_learn_at_their_own_rate_without_weight_decay(tiny_model_dir):
+    from mtl_nlp.training.optim import MIX_LR, build_optimizer
+
+    heads = [HeadConfig(name="mixed", type="classification", labels=["a", "b"], layer_mix=True)]
+    model = MultiTaskModel.from_encoder(str(tiny_model_dir), heads)
+    optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.01, layer_lr_decay=0.9)
+    mix = {id(p) for p in model.heads["mixed"].layer_mix.parameters()}
+    groups = [group for group in optimizer.param_groups if mix & {id(p) for p in group["params"]}]
+    assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == mix
+    assert groups[0]["lr"] == MIX_LR and groups[0]["weight_decay"] == 0.0

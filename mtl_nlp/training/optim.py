@@ -10,6 +10,10 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
 from transformers.trainer_pt_utils import get_parameter_names
 
+# The learning rate of a head's layer-mix weights (at least): the rate UDify gives the parameters
+# around its BERT encoder, its layer mix among them.
+MIX_LR = 1e-3
+
 
 def build_optimizer(
     model: nn.Module, lr: float, weight_decay: float, head_lr: float | None = None,
@@ -22,7 +26,8 @@ def build_optimizer(
     private copy of a layer learns as that layer does, and what reads the top (poolers, heads)
     at `lr` (heads at `head_lr` when given).
 
-    Learned loss weights (`weighting`'s parameters) get their own group with `weighting_lr` and no
+    A head's layer-mix weights learn at MIX_LR or more, without weight decay. Learned loss weights
+    (`weighting`'s parameters) get their own group with `weighting_lr` and no
     weight decay: at a fine-tuning lr they would barely move in a run of a few thousand steps.
     """
     decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS))
@@ -33,6 +38,8 @@ def build_optimizer(
             continue
         decayed = name in decay and not name.endswith("bias")
         rate = head_lr if name.startswith("heads.") and head_lr is not None else rates.get(name, lr)
+        if ".layer_mix." in name:  # a head's layer mix: a few scalars, see modeling/layer_mix.py
+            decayed, rate = False, max(rate, MIX_LR)
         groups.setdefault((decayed, rate), []).append(parameter)
     param_groups = [
         {"params": params, "weight_decay": weight_decay if decayed else 0.0, "lr": rate}
