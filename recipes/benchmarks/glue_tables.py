@@ -108,6 +108,7 @@ DISTILL_ROWS = {  # recipes/glue_benchmark.py's DISTILL_ARMS
     "distill": "distilled from the single-task runs",
     "distill_decay": "distilled, layer-wise lr decay 0.9",
     "distill_t2": "distilled, teacher temperature 2",
+    "distill_mix_even_init": "distilled, layer mix started even (before the top-layer start)",
     "distill_mix": "distilled, layer mix",
     "distill_mix_decay": "distilled, layer mix and lr decay 0.9",
 }
