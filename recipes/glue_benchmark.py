@@ -46,15 +46,16 @@ from mtl_nlp.reports.run_results import read_metrics, read_trainer_state
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "glue.yaml"
 TASKS = ["cola", "mrpc", "rte", "stsb", "sst2", "qnli", "mnli"]
+EVERY_TASK_MIXED = f"tasks=[{', '.join(f'{{name: {task}, layer_mix: true}}' for task in TASKS)}]"
 # The distilled one model: the seed's tuned single-task runs are its teachers (`distill.teachers`).
 DISTILL_ARMS = {
     "distill": [],
     "distill_decay": ["train.layer_lr_decay=0.9"],
     "distill_t2": ["distill.temperature=2"],
-    "distill_mix": [f"tasks=[{', '.join(f'{{name: {task}, layer_mix: true}}' for task in TASKS)}]"],
-    "distill_mix_decay": [f"tasks=[{', '.join(f'{{name: {task}, layer_mix: true}}' for task in TASKS)}]",
+    "distill_mix": [EVERY_TASK_MIXED],
+    "distill_mix_decay": [EVERY_TASK_MIXED,
                           "train.layer_lr_decay=0.9"],
-    "multi_mix": [f"tasks=[{', '.join(f'{{name: {task}, layer_mix: true}}' for task in TASKS)}]"],
+    "multi_mix": [EVERY_TASK_MIXED],
     "multi_decay": ["train.layer_lr_decay=0.9"],
 }
 STAGES = ["single", "multi", "private", "finetune", "finetune_lrs", "affinity", "groups", *DISTILL_ARMS]

@@ -208,6 +208,8 @@ def test_a_teacher_with_other_labels_or_without_the_task_is_refused_with_both_li
     with pytest.raises(ConfigError, match="has no task 'demo_sentiment'; its tasks are: demo_ner"):
         attach_teacher_outputs(tasks, {"demo_sentiment": str(tmp_path / "ner_teacher")}, tiny_tokenizer,
                                32, 8)
+    with pytest.raises(ConfigError, match="distill.teachers.demo_sentiment: no checkpoint at .*missing"):
+        attach_teacher_outputs(tasks, {"demo_sentiment": str(tmp_path / "missing")}, tiny_tokenizer, 32, 8)
     with pytest.raises(ConfigError, match="distill.teachers: cola is not a task of this run; its tasks and "
                                           "heads are: demo_ner, demo_sentiment"):
         teacher_assignments(tasks, {"cola": "x"})

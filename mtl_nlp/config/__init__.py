@@ -20,11 +20,19 @@ from mtl_nlp.config.sections import (
     TrainConfig,
     WeightingConfig,
 )
-from mtl_nlp.config.values import ConfigError, RawText, apply_mapping, coerce, parse_override, set_value
+from mtl_nlp.config.values import (
+    ConfigError,
+    RawText,
+    apply_mapping,
+    coerce,
+    dotted_keys,
+    parse_override,
+    set_value,
+)
 
 __all__ = [
     "CHOICES", "DEFAULT_MODEL", "DEFAULT_TASKS", "EVAL_EACH_EPOCH", "PATH_KEYS", "ConfigError",
     "DiagnosticsConfig", "DistillConfig", "RawText", "RunConfig", "SamplingConfig", "SharingConfig",
-    "TrainConfig", "WeightingConfig", "apply_mapping", "coerce", "load_config", "load_run_config",
-    "parse_override", "set_value", "validate",
+    "TrainConfig", "WeightingConfig", "apply_mapping", "coerce", "dotted_keys", "load_config",
+    "load_run_config", "parse_override", "set_value", "validate",
 ]

@@ -138,3 +138,15 @@ def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     raise ConfigError(
         f"{source}: {key!r} expects {getattr(hint, '__name__', hint)}, got {value!r}"
     )
+
+
+def dotted_keys(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping (a config's to_dict()) as {dotted key: value}: `{"train": {"lr": 1e-4}}`
+    gives `{"train.lr": 1e-4}`; an empty mapping gives no key."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(dotted_keys(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

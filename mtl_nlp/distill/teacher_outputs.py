@@ -155,7 +155,7 @@ class TeacherPass:
             encoded, word_starts = self._encode(batch, teacher_tokenizer, length)
             logits = self._run(model, teacher_tokenizer, encoded, teacher.heads)
             for head in teacher.heads:
-                order = teacher.orders[head] or [0]
+                order = teacher.orders[head] or [0]  # a regression head: its one output
                 if self.head_type(head) != "token_classification":
                     values[head] = [row[order].tolist() for row in logits[head]]
                     continue

@@ -15,6 +15,7 @@ from typing import Any
 from mtl_nlp.config import ConfigError
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.modeling.checkpoint_files import MANIFEST
+from mtl_nlp.modeling.encoder import ModelLoadError
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import read_checkpoint_config
 
@@ -71,8 +72,11 @@ def load_teachers(task: str, data: TaskData, sources: dict[str, str]) -> list[Te
     teachers: dict[str, Teacher] = {}
     for head, source in sources.items():
         if source not in teachers:
-            directory = resolve_checkpoint(source)
-            teachers[source] = Teacher(source, directory, read_checkpoint_config(directory))
+            try:
+                directory = resolve_checkpoint(source)
+                teachers[source] = Teacher(source, directory, read_checkpoint_config(directory))
+            except ModelLoadError as exc:
+                raise ConfigError(f"distill.teachers.{head}: {exc}") from exc
         teacher = teachers[source]
         teacher.heads.append(head)
         teacher.orders[head] = _label_order(task, head, data.head_data[head], teacher)

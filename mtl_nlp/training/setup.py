@@ -11,7 +11,7 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 
 from mtl_nlp.common.precision import describe_precision, resolve_mixed_precision
-from mtl_nlp.config import EVAL_EACH_EPOCH, ConfigError, RunConfig, TrainConfig
+from mtl_nlp.config import EVAL_EACH_EPOCH, ConfigError, RunConfig, TrainConfig, dotted_keys
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.modeling.heads import HeadConfig
@@ -66,19 +66,9 @@ def start_trackers(accelerator: Accelerator, config: RunConfig) -> None:
     if not config.tracker:
         return
     flat = {}
-    for key, value in _flatten(config.to_dict()).items():
+    for key, value in dotted_keys(config.to_dict()).items():
         flat[key] = value if isinstance(value, int | float | str | bool) else str(value)
     accelerator.init_trackers(Path(config.output_dir).name or "mtl_nlp", config=flat)
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def cpu_threads_per_process(accelerator: Accelerator) -> int:

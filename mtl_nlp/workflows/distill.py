@@ -31,7 +31,7 @@ from mtl_nlp.common.run_files import (
     TRAINER_STATE,
     WRITING,
 )
-from mtl_nlp.config import ConfigError, RunConfig, load_config
+from mtl_nlp.config import ConfigError, RunConfig, dotted_keys, load_config
 from mtl_nlp.modeling.checkpoint_files import MANIFEST, PENDING
 from mtl_nlp.modeling.model import is_checkpoint, read_checkpoint_config
 from mtl_nlp.registry import TaskSpec, resolve_tasks
@@ -125,8 +125,8 @@ def _reusable(folder: Path, config: RunConfig, fingerprints: dict[str, str], ret
     record_file = folder / TEACHER_RECORD
     record = json.loads(record_file.read_text()) if record_file.is_file() else None
     if record is not None and is_checkpoint(folder):
-        changed = [key for key, value in _flat(config.to_dict()).items()
-                   if _flat(record["run_config"]).get(key) != value]
+        saved = dotted_keys(record["run_config"])
+        changed = [key for key, value in dotted_keys(config.to_dict()).items() if saved.get(key) != value]
         if not changed and record["data"] == fingerprints:
             return True
         reason = (f"other settings ({', '.join(changed[:5])})" if changed else
@@ -138,16 +138,6 @@ def _reusable(folder: Path, config: RunConfig, fingerprints: dict[str, str], ret
                           f"distill.teachers.{folder.name}=DIR to use it as it is, or replace it with "
                           "--retrain-teachers")
     return False
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and key != "teachers":
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _remove_student(output: Path) -> None:
