@@ -34,12 +34,15 @@ def recorded(monkeypatch):
     return steps, finals
 
 
-@pytest.mark.parametrize("step_mode", ["one_task", "all_tasks"])
-def test_half_run_and_resume_equals_the_straight_run(tiny_model_dir, tmp_path, recorded, step_mode):
+@pytest.mark.parametrize(("step_mode", "shape"), [
+    ("one_task", []), ("all_tasks", []),
+    ("one_task", ["sharing.adapters.method=lora", "sharing.adapters.layers=1"]),  # per-task adapters
+])
+def test_half_run_and_resume_equals_the_straight_run(tiny_model_dir, tmp_path, recorded, step_mode, shape):
     steps, finals = recorded
     common = [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no",
               "train.batch_size=8", "train.lr=1e-3", "train.max_steps=8", "train.eval_every=4",
-              f"train.step_mode={step_mode}", "train.save_total_limit=2", "max_train_examples=40"]
+              f"train.step_mode={step_mode}", "train.save_total_limit=2", "max_train_examples=40", *shape]
     assert cli_main(["train", *common, f"output_dir={tmp_path / 'straight'}"]) == 0
     straight_steps, straight_final = list(steps), finals[0]
     assert len(straight_steps) == 8

@@ -22,3 +22,4 @@ WEIGHTING_METHODS = ("equal", "log_size", "uncertainty", "dwa", "rlw", *GRADIENT
 # `mtl-nlp affinity --every`: a measurement costs several training steps (T backward + T^2 forward).
 AFFINITY_EVERY = 5
 DISTILL_ANNEALS = ("linear", "none")  # distill.anneal: how the gold labels' weight moves over a run
+ADAPTER_METHODS = ("none", "lora")  # sharing.adapters.method: per-task adapters in the shared encoder

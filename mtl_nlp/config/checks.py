@@ -15,6 +15,7 @@ CHOICES = {
     "train.grad_norm_mode": ("clip", "normalize"),
     "weighting.method": choices.WEIGHTING_METHODS,
     "distill.anneal": choices.DISTILL_ANNEALS,
+    "sharing.adapters.method": choices.ADAPTER_METHODS,
 }
 
 
@@ -97,6 +98,38 @@ def validate(config: RunConfig) -> None:
                           "shared encoder, which sharing.freeze_encoder freezes: choose a loss weighting")
     if config.sharing.soft_l2 and not config.sharing.private_layers:
         raise ConfigError("sharing.soft_l2 pulls private layers together: set sharing.private_layers too")
+    check_adapters(config)
     if train.grad_norm_mode == "normalize" and train.max_grad_norm == 0:
         raise ConfigError("train.grad_norm_mode=normalize scales each step's encoder gradient to "
                           "train.max_grad_norm, which is 0: set it to a positive norm (1.0 by default)")
+
+
+def check_adapters(config: RunConfig) -> None:
+    """sharing.adapters: its ranges, and the sharing keys it cannot be combined with."""
+    adapters, sharing = config.sharing.adapters, config.sharing
+    if adapters.method == "none":
+        return
+    if adapters.r < 1:
+        raise ConfigError(f"sharing.adapters.r is the rank of each LoRA update: at least 1, got {adapters.r}")
+    if adapters.alpha <= 0:
+        raise ConfigError(f"sharing.adapters.alpha must be positive, got {adapters.alpha}")
+    if not 0 <= adapters.dropout < 1:
+        raise ConfigError(f"sharing.adapters.dropout must be in [0, 1), got {adapters.dropout}")
+    if adapters.lr is not None and adapters.lr <= 0:
+        raise ConfigError(f"sharing.adapters.lr must be positive, got {adapters.lr}")
+    if adapters.layers != "all" and (isinstance(adapters.layers, str) or adapters.layers < 1):
+        raise ConfigError(f"sharing.adapters.layers is `all` or a number k >= 1 of top layers, got "
+                          f"{adapters.layers!r}")
+    if adapters.target_modules is not None and not adapters.target_modules:
+        raise ConfigError("sharing.adapters.target_modules is empty: name modules, or leave it out for the "
+                          "family's attention projections")
+    if sharing.private_layers:
+        raise ConfigError("sharing.adapters gives each task an adapter in the shared layers, and "
+                          "sharing.private_layers gives each task layers of its own: use one or the other")
+    if sharing.freeze_encoder and adapters.train_base:
+        raise ConfigError("sharing.adapters.train_base trains the shared encoder, which "
+                          "sharing.freeze_encoder freezes: set one of them")
+    if not adapters.train_base and config.weighting.method in choices.GRADIENT_METHODS:
+        raise ConfigError(f"weighting.method={config.weighting.method} combines the tasks' gradients on the "
+                          "shared encoder, which adapters keep frozen: set sharing.adapters.train_base=true "
+                          "or choose a loss weighting")

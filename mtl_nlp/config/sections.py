@@ -65,6 +65,21 @@ class WeightingConfig:
 
 
 @dataclass
+class AdapterConfig:
+    """Per-task adapters (peft) in the shared encoder: each task trains its own, the base is shared."""
+
+    method: str = "none"  # none | lora: a LoRA adapter per task, trained beside its head
+    r: int = 8  # the rank of each LoRA update
+    alpha: float = 16.0  # LoRA's scaling numerator: the update is scaled by alpha / r
+    dropout: float = 0.1  # dropout on the adapter's input
+    # the modules that get adapters; None: the family's attention projections (README's families table)
+    target_modules: list[str] | None = None
+    layers: int | str = "all"  # all, or k: adapters in the top k encoder layers only
+    train_base: bool = False  # train the shared encoder too; False keeps it frozen (classic PEFT)
+    lr: float | None = None  # learning rate of the adapters; None means train.lr
+
+
+@dataclass
 class SharingConfig:
     private_layers: int = 0  # the top k encoder layers are copied per task (0: hard sharing)
     soft_l2: float = 0.0  # lambda of the L2 pull of the private copies towards their mean
@@ -73,6 +88,7 @@ class SharingConfig:
     # freeze the whole shared encoder: only private layers and heads train (the second stage of
     # `mtl-nlp finetune --private-layers-only`; with hard sharing, the heads alone)
     freeze_encoder: bool = False
+    adapters: AdapterConfig = field(default_factory=AdapterConfig)
 
 
 @dataclass

@@ -55,7 +55,9 @@ def write_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     write_files(staging)
-    manifest = {path.name: file_digest(path) for path in sorted(staging.iterdir()) if path.is_file()}
+    # every file, those in folders too (a task's adapter folder), by its path inside the checkpoint
+    manifest = {path.relative_to(staging).as_posix(): file_digest(path)
+                for path in sorted(staging.rglob("*")) if path.is_file()}
     partial = staging / f".{CHECKPOINT_CONFIG}.partial"
     partial.write_text(json.dumps({**config, MANIFEST: manifest}, indent=2) + "\n")
     os.replace(partial, staging / CHECKPOINT_CONFIG)  # from here on the staged save is complete
@@ -122,6 +124,7 @@ def _checked_view(directory: Path, scratch: Path) -> Path:
     scratch.mkdir()
     for name in [*config.get(MANIFEST, {}), CHECKPOINT_CONFIG]:
         source = staging / name if (staging / name).exists() else directory / name
+        (scratch / name).parent.mkdir(parents=True, exist_ok=True)
         (scratch / name).symlink_to(source.resolve())
     verify_files(scratch, config, shown_as=directory)
     return scratch

@@ -14,6 +14,7 @@ from transformers import AutoModel, PreTrainedModel
 
 from mtl_nlp.common.errors import no_checkpoint_at
 from mtl_nlp.common.run_files import CHECKPOINT_CONFIG, HEADS_WEIGHTS, PRIVATE_WEIGHTS
+from mtl_nlp.modeling.adapters import ADAPTERS_DIR, is_adapter_parameter
 from mtl_nlp.modeling.blocks import block_class_names
 from mtl_nlp.modeling.checkpoint_files import PENDING, consistent_view, read_manifest_config, write_checkpoint
 from mtl_nlp.modeling.distillation import distillation_loss
@@ -55,6 +56,7 @@ class MultiTaskModel(nn.Module):
         self.sharing = LayerSharing(
             encoder, sharing or SharingShape(), {c.name: c.layer for c in heads}, pretrained,
             mixed={c.name for c in heads if c.layer_mix},
+            adapter_of={c.name: c.entry or c.name for c in heads},
         )
 
     def _init_poolers(self, encoder: PreTrainedModel) -> None:
@@ -179,8 +181,10 @@ class MultiTaskModel(nn.Module):
         return {task: self.heads[task](hidden, attention_mask) for task, hidden in states.items()}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters every task trains (the shared encoder); heads and private layers are not."""
-        return (p for p in self.encoder.parameters() if p.requires_grad)
+        """Parameters every task trains (the shared encoder); heads, private layers and adapters
+        are not."""
+        return (p for name, p in self.encoder.named_parameters()
+                if p.requires_grad and not is_adapter_parameter(name))
 
     def checkpoint_config(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The JSON that makes a checkpoint directory self-describing."""
@@ -209,8 +213,13 @@ class MultiTaskModel(nn.Module):
             return {name[len(prefix):]: tensor.detach().contiguous().cpu()
                     for name, tensor in state.items() if name.startswith(prefix)}
 
+        adapters = self.sharing.adapters
+
         def write_files(folder: Path) -> None:
             encoder = part("encoder.") if state_dict is not None else None
+            if adapters is not None:  # the base without adapters, so that AutoModel reads it
+                encoder = adapters.base_state_dict()
+                adapters.save(folder / ADAPTERS_DIR)
             with self.sharing.saving(self.encoder):
                 self.encoder.save_pretrained(folder, safe_serialization=True, state_dict=encoder)
             if tokenizer is not None:
@@ -247,6 +256,8 @@ class MultiTaskModel(nn.Module):
         model.heads.load_state_dict(load_file(folder / HEADS_WEIGHTS))
         if len(model.sharing.private):
             model.sharing.private.load_state_dict(load_file(folder / PRIVATE_WEIGHTS))
+        if model.sharing.adapters is not None:
+            model.sharing.adapters.load(folder / ADAPTERS_DIR)
         return model
 
     def checkpoint_state_dict(self, directory: str | Path) -> dict[str, Tensor]:

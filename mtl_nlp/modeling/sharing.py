@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from mtl_nlp.modeling.adapters import AdapterShape, TaskAdapters, is_adapter_parameter
 from mtl_nlp.modeling.layer_layouts import LoopLayout, SharingError, layout_of
 
 __all__ = ["LayerSharing", "SharingError", "SharingShape", "layout_of"]
@@ -41,6 +42,12 @@ class SharingShape:
     # (ModernBERT's global and sliding-window layers), so that private copies and exports rebuild
     # every layer as it was; None where all layers are alike.
     layer_types: list[str] | None = field(default=None)
+    # per-task LoRA adapters in the shared encoder (modeling/adapters.py); None: no adapters
+    adapters: AdapterShape | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.adapters, dict):  # read from a checkpoint's JSON
+            self.adapters = AdapterShape(**self.adapters)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,11 +65,14 @@ class LayerSharing(nn.Module):
     `task_layers` maps each task to the encoder layer its head reads (1-based, None = the last).
     A task gets private copies only if its head reads above the shared layers. The tasks in
     `mixed` read every layer's states, stacked (their heads mix them; see layer_mix.py).
+    With adapters (`shape.adapters`), `adapter_of` maps each task to its adapter's name (an entry's
+    heads share the entry's), and a task's states are computed with its adapter active.
     """
 
     def __init__(
         self, encoder: PreTrainedModel, shape: SharingShape, task_layers: dict[str, int | None],
         pretrained: bool = True, mixed: set[str] | frozenset[str] = frozenset(),
+        adapter_of: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.mixed = frozenset(mixed)
@@ -89,7 +99,22 @@ class LayerSharing(nn.Module):
         self.private = nn.ModuleDict()
         if shape.private_layers:
             self._split(encoder, pretrained)
+        self.adapter_of = dict(adapter_of or {})
+        self.adapters = self._inject_adapters(encoder) if shape.adapters is not None else None
+        if self.adapters is not None:
+            self.shape.adapters = self.adapters.shape
         self._freeze(encoder)
+
+    def _inject_adapters(self, encoder: PreTrainedModel) -> TaskAdapters:
+        """Each task's adapter (an entry's heads share one), in the order the tasks come."""
+        if self.shape.private_layers:
+            raise SharingError("sharing.adapters gives each task an adapter in the shared layers, and "
+                               "sharing.private_layers gives each task layers of its own: use one or "
+                               "the other")
+        for task in self.task_layers:
+            self.adapter_of.setdefault(task, task)
+        names = list(dict.fromkeys(self.adapter_of[task] for task in self.task_layers))
+        return TaskAdapters(encoder, AdapterShape(**{**self.shape.adapters.to_dict(), "names": names}))
 
     def _check(self, total: int | None) -> None:
         shape = self.shape
@@ -142,8 +167,9 @@ class LayerSharing(nn.Module):
         if shape.freeze_layers:
             frozen.extend(self.layout.layers(encoder)[: shape.freeze_layers])
         for module in frozen:
-            for parameter in module.parameters():
-                parameter.requires_grad_(False)
+            for name, parameter in module.named_parameters():
+                if not is_adapter_parameter(f".{name}"):  # an adapter trains in a frozen layer
+                    parameter.requires_grad_(False)
 
     @property
     def is_trivial(self) -> bool:
@@ -155,7 +181,31 @@ class LayerSharing(nn.Module):
     ) -> dict[str, Tensor]:
         """{task: the hidden states its head reads}, running the shared layers once, stopping
         after the deepest shared layer any requested head needs, and each requested task's
-        private layers only for that task."""
+        private layers only for that task. With adapters, the tasks of each adapter are computed
+        with it active: one pass per adapter, or the layers below the adapters once."""
+        if self.adapters is not None:
+            return self._through_adapters(encoder, inputs, tasks)
+        return self._states(encoder, inputs, tasks)
+
+    def _through_adapters(
+        self, encoder: PreTrainedModel, inputs: dict[str, Tensor], tasks: list[str]
+    ) -> dict[str, Tensor]:
+        groups: dict[str, list[str]] = {}
+        for task in tasks:
+            groups.setdefault(self.adapter_of[task], []).append(task)
+        top_reading = not self.mixed.intersection(tasks) and not any(self.task_layers.get(t) for t in tasks)
+        if self.adapters.runs_bottom_once(encoder, len(groups), top_reading):
+            return self.adapters.states_from_shared_bottom(encoder, inputs, groups)
+        results = {}
+        for name, group in groups.items():
+            self.adapters.activate(name)
+            results.update(self._states(encoder, inputs, group))
+        return results
+
+    def _states(
+        self, encoder: PreTrainedModel, inputs: dict[str, Tensor], tasks: list[str]
+    ) -> dict[str, Tensor]:
+        """hidden_states without adapters (or with one adapter active)."""
         if self.mixed.intersection(tasks):
             return self._with_every_layer(encoder, inputs, tasks)
         if self.is_trivial:

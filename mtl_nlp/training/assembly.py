@@ -81,7 +81,7 @@ def assemble_run(config: RunConfig, accelerator: Accelerator) -> RunParts:
     )
     train = config.train
     optimizer = build_optimizer(model, train.lr, train.weight_decay, train.head_lr, weighting,
-                                config.weighting.lr, train.layer_lr_decay)
+                                config.weighting.lr, train.layer_lr_decay, config.sharing.adapters.lr)
     steps = count_optimizer_steps(train, loader)
     # Accelerate steps a prepared scheduler once per process for every optimizer step.
     scheduler = build_scheduler(optimizer, steps * accelerator.num_processes, train.warmup_ratio)

@@ -10,6 +10,8 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
 from transformers.trainer_pt_utils import get_parameter_names
 
+from mtl_nlp.modeling.adapters import is_adapter_parameter
+
 # The learning rate of a head's layer-mix weights (at least): the rate UDify gives the parameters
 # around its BERT encoder, its layer mix among them.
 MIX_LR = 1e-3
@@ -18,13 +20,14 @@ MIX_LR = 1e-3
 def build_optimizer(
     model: nn.Module, lr: float, weight_decay: float, head_lr: float | None = None,
     weighting: nn.Module | None = None, weighting_lr: float = 0.01, layer_lr_decay: float | None = None,
+    adapter_lr: float | None = None,
 ) -> Optimizer:
     """AdamW; no weight decay on biases and LayerNorm weights; heads may use their own lr.
 
     `layer_lr_decay` (e.g. 0.9): the top encoder layer learns at `lr`, each layer below at that
     factor times the one above it, the embeddings lowest (lr x decay^L for L layers); a task's
     private copy of a layer learns as that layer does, and what reads the top (poolers, heads)
-    at `lr` (heads at `head_lr` when given).
+    at `lr` (heads at `head_lr` when given). Adapters learn at `adapter_lr` when given.
 
     A head's layer-mix weights learn at MIX_LR or more, without weight decay. Learned loss weights
     (`weighting`'s parameters) get their own group with `weighting_lr` and no
@@ -38,6 +41,8 @@ def build_optimizer(
             continue
         decayed = name in decay and not name.endswith("bias")
         rate = head_lr if name.startswith("heads.") and head_lr is not None else rates.get(name, lr)
+        if adapter_lr is not None and is_adapter_parameter(name):
+            rate = adapter_lr
         if ".layer_mix." in name:  # a head's layer mix: a few scalars, see modeling/layer_mix.py
             decayed, rate = False, max(rate, MIX_LR)
         groups.setdefault((decayed, rate), []).append(parameter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ from mtl_nlp.common.precision import describe_precision, resolve_mixed_precision
 from mtl_nlp.config import EVAL_EACH_EPOCH, ConfigError, RunConfig, TrainConfig, dotted_keys
 from mtl_nlp.data.multitask import MultiTaskLoader
 from mtl_nlp.data.pipeline import TaskData
+from mtl_nlp.modeling.adapters import AdapterShape
 from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.model import is_checkpoint
 from mtl_nlp.modeling.sharing import SharingShape
@@ -142,9 +144,14 @@ def head_config(spec: TaskSpec, labels: list[str], entry: str | None = None) -> 
 def sharing_shape(config: RunConfig) -> SharingShape:
     """The run's `sharing.*` keys as the shape the model (and its checkpoint) records."""
     sharing = config.sharing
+    adapters = None
+    if sharing.adapters.method != "none":
+        settings = dataclasses.asdict(sharing.adapters)
+        settings.pop("lr")  # the optimizer's, not the model's
+        adapters = AdapterShape(**settings)
     return SharingShape(private_layers=sharing.private_layers, soft_l2=sharing.soft_l2,
                         freeze_layers=sharing.freeze_layers, freeze_embeddings=sharing.freeze_embeddings,
-                        freeze_encoder=sharing.freeze_encoder)
+                        freeze_encoder=sharing.freeze_encoder, adapters=adapters)
 
 
 def build_train_loader(

@@ -43,6 +43,9 @@ def sharded_conflicts(config: RunConfig) -> list[str]:
                          "sharded model)")
     if config.diagnostics.conflict_every:
         conflicts.append("diagnostics.conflict_every (needs each task's whole gradient)")
+    if config.sharing.adapters.method != "none":
+        conflicts.append("sharing.adapters (peft's adapters under FSDP are not tested with mtl_nlp; train "
+                         "them with DDP, which holds a few megabytes of adapters per task easily)")
     if config.sharing.soft_l2:
         conflicts.append("sharing.soft_l2 (pulls whole private weights together in every forward)")
     if config.train.grad_norm_mode == "normalize":

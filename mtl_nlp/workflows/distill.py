@@ -145,7 +145,7 @@ def _remove_student(output: Path) -> None:
     mtl_nlp.json), what its run wrote beside it (scores, reports, resumable states, tracker logs,
     ONNX export) and distill.json. Its teachers, and anything else a user put there, stay."""
     saved = read_checkpoint_config(output)
-    names = {*saved.get(MANIFEST, {}), CHECKPOINT_CONFIG, *STUDENT_FILES}
+    names = {*(name.split("/")[0] for name in saved.get(MANIFEST, {})), CHECKPOINT_CONFIG, *STUDENT_FILES}
     for path in output.iterdir():
         if path.name in names or (path.is_dir() and path.name.startswith(STATE_DIR)):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
