@@ -187,3 +187,53 @@ def test_config_refusals(key, value, message):
         set_value(config, name, RawText(text), source="test")
     with pytest.raises(ConfigError, match=message):
         validate(config)
+
+
+@pytest.fixture(scope="module")
+def adapter_run(tmp_path_factory, tiny_model_dir):
+    """A short run with top-layer adapters on a tagger and a pooler classifier."""
+    out = tmp_path_factory.mktemp("adapter-run") / "run"
+    assert cli_main(["train", f"model={tiny_model_dir}", f"cache_dir={out.parent / 'cache'}",
+                     "mixed_precision=no", "train.batch_size=8", "train.lr=1e-2", "train.max_steps=6",
+                     "max_train_examples=40", "max_eval_examples=8", f"output_dir={out}",
+                     "tasks=[{name: demo_topic, pooling: pooler}, demo_ner]", "sharing.adapters.method=lora",
+                     "sharing.adapters.layers=1"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("task", ["demo_topic", "demo_ner"])
+def test_export_writes_a_peft_adapter_and_a_merged_model_that_answer_as_the_predictor(
+        adapter_run, tiny_model_dir, tiny_tokenizer, tmp_path, task):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    from mtl_nlp.publish.export import export_task
+
+    model = MultiTaskModel.from_pretrained(adapter_run).eval()
+    batch = tiny_tokenizer(["the team won the final .", "anna visited new york ."], padding=True,
+                           return_tensors="pt")
+    expected = model.forward_all(**batch, tasks=[task])[task]
+    labels = model.head_configs[task].labels
+    auto = AutoModelForTokenClassification if task == "demo_ner" else AutoModelForSequenceClassification
+    folder = export_task(adapter_run, task, tmp_path / "adapter")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model_dir)  # the frozen base is the pretrained one
+    assert "classifier" in config["modules_to_save"]
+    base = auto.from_pretrained(config["base_model_name_or_path"], num_labels=len(labels))
+    with torch.no_grad():
+        answered = PeftModel.from_pretrained(base, folder).eval()(**batch).logits
+    torch.testing.assert_close(answered, expected)
+    merged = export_task(adapter_run, task, tmp_path / "merged", merge=True)
+    assert not (merged / "adapter_config.json").exists()
+    with torch.no_grad():
+        torch.testing.assert_close(auto.from_pretrained(merged).eval()(**batch).logits, expected)
+    assert "PeftModel.from_pretrained" in (folder / "README.md").read_text()
+
+
+def test_merge_without_adapters_is_refused(tiny_model_dir, tiny_tokenizer, tmp_path):
+    from mtl_nlp.publish.export import ExportError, export_task
+
+    plain = MultiTaskModel.from_encoder(str(tiny_model_dir), HEADS)
+    plain.save_pretrained(tmp_path / "plain", tiny_tokenizer)
+    with pytest.raises(ExportError, match="has no adapters .* to merge: export it without --merge"):
+        export_task(tmp_path / "plain", "ner", tmp_path / "out", merge=True)

@@ -148,7 +148,8 @@ def run_export(args: argparse.Namespace, out: TextIO) -> int:
     from mtl_nlp.publish.export import export_task
 
     setup_logging(args.verbose)
-    written = export_task(args.checkpoint, args.task, args.output, overwrite=args.overwrite)
+    written = export_task(args.checkpoint, args.task, args.output, overwrite=args.overwrite,
+                          merge=args.merge)
     out.write(f"exported task {args.task!r} to {written}\n")
     return 0
 

@@ -262,11 +262,15 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
         help="write one task as a standard transformers model",
         description="Write task NAME of checkpoint DIR to OUT as a transformers model (config "
         "with id2label, weights, tokenizer, model card) that transformers.pipeline loads with no "
-        "mtl_nlp installed.", epilog=EXPORT_EXAMPLE,
+        "mtl_nlp installed. A checkpoint with adapters (sharing.adapters) writes the task's peft "
+        "adapter folder, its head in modules_to_save, that PeftModel.from_pretrained loads on the "
+        "base it names.", epilog=EXPORT_EXAMPLE,
     )
     export.add_argument("checkpoint", metavar="DIR", help=CHECKPOINT_HELP)
     export.add_argument("--task", required=True, metavar="NAME", help="the task to export")
     export.add_argument("output", metavar="OUT", help="the folder to write the export to")
+    export.add_argument("--merge", action="store_true", help="adapters: write a plain transformers "
+                        "model with the task's adapter merged into the base weights")
     add_overwrite_argument(export)
 
 

@@ -47,6 +47,8 @@ class AdapterShape:
     target_modules: list[str] | None = None  # None: FAMILY_TARGETS of the encoder's family
     layers: int | str = "all"  # all, or the top k layers
     train_base: bool = False  # the shared encoder trains beside the adapters
+    # the pretrained encoder (Hub id or path) a frozen base keeps; None: the checkpoint's own encoder
+    base: str | None = None
     names: list[str] = field(default_factory=list)  # one adapter per task (or entry), in this order
 
     def to_dict(self) -> dict[str, Any]:

@@ -52,10 +52,15 @@ class ExportError(MtlNlpError, ValueError):
     """A task that cannot be written as a standard transformers model, and why."""
 
 
-def export_task(checkpoint: str | Path, task: str, output_dir: str | Path, overwrite: bool = False) -> Path:
+def export_task(checkpoint: str | Path, task: str, output_dir: str | Path, overwrite: bool = False,
+                merge: bool = False) -> Path:
     """Write task `task` of `checkpoint` (a directory or a Hub repository id) as a standard
     transformers model in `output_dir`, which must be new or empty unless `overwrite` (and is
     never the checkpoint itself).
+
+    A checkpoint with adapters (sharing.adapters) exports the task's adapter as a peft adapter
+    folder on its base, its head in `modules_to_save` (publish/adapter_export.py); `merge` writes
+    a plain transformers model with the adapter merged instead.
 
     Raises ExportError naming the reason (and the option to change) when the task's head or
     encoder has no standard transformers equivalent.
@@ -66,6 +71,7 @@ def export_task(checkpoint: str | Path, task: str, output_dir: str | Path, overw
     if task not in model.head_configs:
         raise ExportError(f"{checkpoint} has no task {task!r}; its tasks: {', '.join(model.task_names)}")
     head = model.head_configs[task]
+    _check_adapter_export(checkpoint, model, task, merge)
     if head.layer_mix:
         raise ExportError(f"task {task!r} reads a learned mix of every encoder layer (layer_mix), which no "
                           "standard transformers classifier computes; serve it with mtl_nlp (Predictor, "
@@ -75,16 +81,25 @@ def export_task(checkpoint: str | Path, task: str, output_dir: str | Path, overw
     standard = _auto_class(head).from_config(config)
     if head.type == "token_classification":
         _check_token_classifier(standard, head)
-    state = {**_encoder_state(model, task, standard), **_head_state(model, head, layout, standard)}
-    missing, unexpected = standard.load_state_dict(state, strict=False)
+    head_state = _head_state(model, head, layout, standard)
+    missing, unexpected = standard.load_state_dict({**_encoder_state(model, task, standard), **head_state},
+                                                   strict=False)
     if missing or unexpected:  # a mapping bug, never a user error: fail before writing anything
         raise RuntimeError(f"export of {task!r}: missing {missing}, unexpected {unexpected}")
     output_dir.mkdir(parents=True, exist_ok=True)
-    standard.save_pretrained(output_dir, safe_serialization=True)
+    if model.sharing.adapters is not None:
+        from mtl_nlp.publish.adapter_export import save_task_adapter
+
+        base = _adapter_base(checkpoint, model)
+        save_task_adapter(standard, model, head, head_state, output_dir, base, merge)
+    else:
+        standard.save_pretrained(output_dir, safe_serialization=True)
     AutoTokenizer.from_pretrained(str(checkpoint)).save_pretrained(output_dir)
     from mtl_nlp.reports.model_card import write_export_card
 
-    write_export_card(output_dir, checkpoint, read_checkpoint_config(checkpoint), head)
+    adapters = model.sharing.adapters is not None
+    adapter_base = _adapter_base(checkpoint, model) if adapters and not merge else None
+    write_export_card(output_dir, checkpoint, read_checkpoint_config(checkpoint), head, adapter_base)
     return output_dir
 
 
@@ -179,7 +194,9 @@ def _encoder_state(model: MultiTaskModel, task: str, standard: PreTrainedModel) 
     model has one."""
     prefix = standard.base_model_prefix
     wanted = set(standard.state_dict())
-    state = {f"{prefix}.{name}": tensor for name, tensor in model.encoder.state_dict().items()}
+    adapters = model.sharing.adapters
+    encoder = adapters.base_state_dict() if adapters is not None else model.encoder.state_dict()
+    state = {f"{prefix}.{name}": tensor for name, tensor in encoder.items()}
     if task in model.sharing.private:
         shared, layers = model.sharing.shared_count, model.sharing.layout.path
         for name, tensor in model.sharing.private[task].state_dict().items():
@@ -188,6 +205,28 @@ def _encoder_state(model: MultiTaskModel, task: str, standard: PreTrainedModel) 
             _, index, rest = name.split(".", 2)  # layer.{i}.rest
             state[f"{prefix}.{layers}.{shared + int(index)}.{rest}"] = tensor
     return {name: tensor for name, tensor in state.items() if name in wanted}
+
+
+def _check_adapter_export(checkpoint: Path, model: MultiTaskModel, task: str, merge: bool) -> None:
+    """--merge needs adapters; an adapter loads on its whole base, so its head reads the top layer."""
+    if model.sharing.adapters is None:
+        if merge:
+            raise ExportError(f"{checkpoint} has no adapters (sharing.adapters) to merge: export it "
+                              "without --merge")
+        return
+    depth = model.sharing.task_layers.get(task)
+    if depth is not None and depth != model.encoder.config.num_hidden_layers:
+        raise ExportError(f"task {task!r} reads encoder layer {depth}, and an adapter loads on its whole "
+                          "base encoder: train it on the top layer to export its adapter")
+
+
+def _adapter_base(checkpoint: Path, model: MultiTaskModel) -> str:
+    """Where an adapter export's base encoder is: the pretrained model the run started from when it
+    kept it frozen, else the checkpoint, whose encoder files are the trained base."""
+    adapters = model.sharing.adapters
+    if not adapters.shape.train_base and adapters.shape.base:
+        return adapters.shape.base
+    return str(Path(checkpoint).resolve())
 
 
 def _head_state(

@@ -81,10 +81,12 @@ def write_checkpoint_card(
 
 
 def write_export_card(
-    directory: str | Path, checkpoint: str | Path, config: dict[str, Any], head: Any
+    directory: str | Path, checkpoint: str | Path, config: dict[str, Any], head: Any,
+    adapter_base: str | None = None,
 ) -> Path:
     """Write README.md into a single-task export of `checkpoint` (whose mtl_nlp.json is
-    `config`); `head` is the exported task's HeadConfig."""
+    `config`); `head` is the exported task's HeadConfig; `adapter_base`: the base encoder of an
+    exported peft adapter."""
     directory, checkpoint = Path(directory), Path(checkpoint)
     task = head.to_dict()
     saved = read_metrics_if_written(checkpoint)
@@ -104,6 +106,10 @@ def write_export_card(
         options = ", top_k=None"
     if task.get("text_pair"):
         call = '{"text": "A man is playing a guitar.", "text_pair": "A person plays music."}'
+    if adapter_base is not None:
+        data = _card_data([task], config, metrics, mains, "test", adapter_base,
+                          name=directory.resolve().name, library_name="peft", pipeline_tag=pipeline_tag)
+        return _write(directory, data, _adapter_body(directory, task, config, metrics, mains, adapter_base))
     body = [
         f"# {directory.resolve().name}",
         "",
@@ -126,6 +132,37 @@ def write_export_card(
         *_config_section(config),
     ]
     return _write(directory, data, body)
+
+
+def _adapter_body(directory: Path, task: dict[str, Any], config: dict[str, Any],
+                  metrics: dict[str, dict[str, float]], mains: dict[str, str], base: str) -> list[str]:
+    """The card of a task's peft adapter: what it is, its scores, and loading it on its base."""
+    auto = "AutoModelForTokenClassification" if task["type"] == "token_classification" else \
+        "AutoModelForSequenceClassification"
+    labels = ["value"] if task["type"] == "regression" else task["labels"]
+    return [
+        f"# {directory.resolve().name}",
+        "",
+        f"Task `{task['name']}` ({TYPE_WORDS[task['type']]}) of a multi-task model trained with "
+        "[mtl_nlp](https://pypi.org/project/mtl-nlp/): the task's LoRA adapter on the encoder "
+        f"`{base}`, its head in `modules_to_save`. It needs transformers and peft.",
+        "",
+        *_tasks_section([task], config),
+        *_results_section([task], metrics, mains, "test"),
+        "## How to use",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        f"from transformers import {auto}",
+        "",
+        f"labels = {labels!r}",
+        f'base = {auto}.from_pretrained("{base}", num_labels=len(labels),',
+        "    id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})",
+        'model = PeftModel.from_pretrained(base, "PATH_OR_HUB_ID")',
+        "```",
+        "",
+        *_config_section(config),
+    ]
 
 
 def _card_data(

@@ -148,7 +148,9 @@ def sharing_shape(config: RunConfig) -> SharingShape:
     if sharing.adapters.method != "none":
         settings = dataclasses.asdict(sharing.adapters)
         settings.pop("lr")  # the optimizer's, not the model's
-        adapters = AdapterShape(**settings)
+        # a frozen base is the pretrained encoder itself: an adapter export names it as its base
+        base = config.model if not settings["train_base"] and not config.init_from else None
+        adapters = AdapterShape(**settings, base=base)
     return SharingShape(private_layers=sharing.private_layers, soft_l2=sharing.soft_l2,
                         freeze_layers=sharing.freeze_layers, freeze_embeddings=sharing.freeze_embeddings,
                         freeze_encoder=sharing.freeze_encoder, adapters=adapters)
