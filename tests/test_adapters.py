@@ -237,3 +237,33 @@ def test_merge_without_adapters_is_refused(tiny_model_dir, tiny_tokenizer, tmp_p
     plain.save_pretrained(tmp_path / "plain", tiny_tokenizer)
     with pytest.raises(ExportError, match="has no adapters .* to merge: export it without --merge"):
         export_task(tmp_path / "plain", "ner", tmp_path / "out", merge=True)
+
+
+def test_finetune_adapters_assembles_one_encoder_and_an_adapter_per_task(
+        tiny_model_dir, tiny_tokenizer, tmp_path):
+    from mtl_nlp.workflows.finetune import finetune_tasks
+
+    out = tmp_path / "multi"
+    common = [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no",
+              "train.batch_size=8", "max_train_examples=40", "max_eval_examples=8"]
+    assert cli_main(["train", *common, "train.lr=1e-2", "train.max_steps=4", f"output_dir={out}",
+                     "tasks=[demo_topic, demo_ner]"]) == 0
+    summary = finetune_tasks(out, overrides=["train.max_steps=4", "sharing.adapters.lr=5e-2"], adapters=True)
+    assembled = out / "finetuned" / "adapters"
+    assert summary["adapters"] == str(assembled) and summary["encoder_passes"]["adapters"] == 2
+    files = json.loads((assembled / "mtl_nlp.json").read_text())["files"]
+    assert sorted(name for name in files if name.endswith(".safetensors")) == [
+        "adapters/demo_ner/adapter_model.safetensors", "adapters/demo_topic/adapter_model.safetensors",
+        "heads.safetensors", "model.safetensors"]  # one encoder, an adapter per task
+    multi = MultiTaskModel.from_pretrained(out)
+    model = MultiTaskModel.from_pretrained(assembled).eval()
+    base = model.sharing.adapters.base_state_dict()
+    assert all(torch.equal(base[key], tensor) for key, tensor in multi.encoder.state_dict().items())
+    batch = tiny_tokenizer(["the team won the final .", "anna visited new york ."], padding=True,
+                           return_tensors="pt")
+    answers = model.forward_all(**batch)
+    for task in ("demo_topic", "demo_ner"):  # each task answers as its own adapter run does
+        run = MultiTaskModel.from_pretrained(out / "finetuned" / task).eval()
+        torch.testing.assert_close(answers[task], run.forward_all(**batch)[task])
+    with pytest.raises(ConfigError, match="finetune sets sharing.adapters.train_base itself"):
+        finetune_tasks(out, overrides=["sharing.adapters.train_base=true"], adapters=True, overwrite=True)

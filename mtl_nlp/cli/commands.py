@@ -43,7 +43,7 @@ def run_finetune(args: argparse.Namespace, out: TextIO) -> int:
     setup_logging(args.verbose)
     summary = finetune_tasks(args.checkpoint, split_names(args.tasks), args.overrides,
                              private_only=args.private_layers_only, compare_alone=args.compare_alone,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, adapters=args.adapters)
     out.write(format_finetune(summary) + "\n")
     return 0
 

@@ -98,6 +98,10 @@ def add_finetune_parser(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--private-layers-only", action="store_true",
                           help="a run with private layers: keep the shared encoder frozen, train each task's "
                           "private layers and head, and assemble DIR/finetuned/one_pass/ (one shared pass)")
+    finetune.add_argument("--adapters", action="store_true",
+                          help="keep the multi-task encoder frozen, train a LoRA adapter and head per task "
+                          "on it, and assemble DIR/finetuned/adapters/ (one encoder, an adapter per task; "
+                          "needs peft)")
     finetune.add_argument("--compare-alone", action="store_true",
                           help="also train each task alone from the pretrained encoder (DIR/finetuned/alone/"
                           "<task>/) and recommend, per task, the better checkpoint on validation")

@@ -29,6 +29,7 @@ ONE_PASS_DIR = "one_pass"  # DIR/finetuned/one_pass/: every task's private-only 
 TEACHERS_DIR = "teachers"  # `mtl-nlp distill`: DIR/teachers/<task>/, the teachers it trained
 TEACHER_RECORD = "teacher.json"  # in a teacher's folder: the settings and data it was trained on
 DISTILL_SUMMARY = "distill.json"  # `mtl-nlp distill`: each task's teacher and student scores
+ADAPTERS_STAGE_DIR = "adapters"  # DIR/finetuned/adapters/: the adapter second stage, one base and T adapters
 ALONE_DIR = "alone"  # DIR/finetuned/alone/<task>/: the task trained alone from the pretrained encoder
 
 # Resumable training states (training/state_files.py writes them).

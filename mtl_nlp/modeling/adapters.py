@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
@@ -131,6 +132,22 @@ class TaskAdapters:
         from peft.utils.save_and_load import get_base_model_state_dict
 
         return get_base_model_state_dict(self.peft_model)
+
+    def load_base(self, state: dict[str, Tensor]) -> None:
+        """Copy an encoder's weights (its own keys, no adapters) into the base under the adapters."""
+        from peft.utils.save_and_load import set_base_model_state_dict
+
+        with torch.no_grad():
+            set_base_model_state_dict(self.peft_model, state, strict=True)
+
+    def copy_adapter(self, other: TaskAdapters, name: str) -> None:
+        """Take adapter `name`'s weights from `other` (a model with an adapter of that name)."""
+        from peft.utils.save_and_load import get_peft_model_state_dict, set_peft_model_state_dict
+
+        weights = get_peft_model_state_dict(other.peft_model, adapter_name=name)
+        result = set_peft_model_state_dict(self.peft_model, weights, adapter_name=name)
+        if result.unexpected_keys:
+            raise SharingError(f"adapter {name!r}: weights of another shape ({result.unexpected_keys[:3]})")
 
     def save(self, folder: Path) -> None:
         """Each adapter as peft saves it: folder/<name>/adapter_config.json and its safetensors."""

@@ -273,15 +273,23 @@ class MultiTaskModel(nn.Module):
     def start_from_checkpoint(self, directory: str | Path) -> list[str]:
         """Copy a saved checkpoint's encoder, private layers and the heads of the tasks it shares
         with this model (same type and labels) into this model; return those tasks. The sharing
-        shape must be the checkpoint's, so every encoder weight has its counterpart."""
+        shape must be the checkpoint's, so every encoder weight has its counterpart, except that
+        adapters of this model start fresh on a checkpoint without them (its encoder their base)."""
         saved = MultiTaskModel.from_pretrained(directory)
-        if not saved.sharing.shape.same_weights_as(self.sharing.shape):
+        # a second stage of adapters: fresh adapters on the checkpoint's encoder as their base
+        onto_base = self.sharing.adapters is not None and saved.sharing.adapters is None
+        shape = SharingShape(**{**self.sharing.shape.to_dict(), "adapters": None}) if onto_base else \
+            self.sharing.shape
+        if not saved.sharing.shape.same_weights_as(shape):
             raise ModelLoadError(f"{directory} shares its encoder as {saved.sharing.shape}, this model as "
                                  f"{self.sharing.shape}: start from it with the same sharing.* settings")
         same = [task for task, config in self.head_configs.items()
                 if (other := saved.head_configs.get(task)) is not None
                 and _head_shape(other) == _head_shape(config)]
         theirs, ours = saved.state_dict(), self.state_dict()
+        if onto_base:
+            self.sharing.adapters.load_base(saved.encoder.state_dict())
+            ours = {key: tensor for key, tensor in ours.items() if not key.startswith("encoder.")}
         copied = {}
         for key, tensor in ours.items():
             owner = owning_task(key)

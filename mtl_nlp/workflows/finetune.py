@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from mtl_nlp.common.run_files import (
+    ADAPTERS_STAGE_DIR,
     ALONE_DIR,
     FINETUNE_SUMMARY,
     FINETUNED_DIR,
@@ -34,6 +35,7 @@ from mtl_nlp.common.run_files import (
 from mtl_nlp.config import ConfigError, load_config
 from mtl_nlp.modeling.model import MultiTaskModel, owning_task, read_checkpoint_config
 from mtl_nlp.reports.run_results import MAIN_METRICS, main_metrics_of, read_metrics, read_trainer_state
+from mtl_nlp.workflows.adapter_stage import STAGE_KEYS, adapter_stage_config, assemble_adapters
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ KEPT_KEYS = ("seed",)
 def finetune_tasks(
     directory: str | Path, tasks: list[str] | None = None, overrides: list[str] | None = None,
     private_only: bool = False, compare_alone: bool = False, overwrite: bool = False,
+    adapters: bool = False,
 ) -> dict[str, Any]:
     """Train each of `tasks` (default: all of the checkpoint's) alone from checkpoint `directory`,
     with the checkpoint's run config and `overrides` (key=value), into DIR/finetuned/<task>/ (the
@@ -61,6 +64,10 @@ def finetune_tasks(
     settings (DIR/finetuned/alone/<task>/), and each row says which checkpoint to serve the task
     from ("recommended", chosen on validation; ties keep the multi-task side).
 
+    `adapters`: the encoder stays frozen and each task trains a LoRA adapter and its head on it
+    (workflows/adapter_stage.py); the results are also assembled into DIR/finetuned/adapters/, one
+    checkpoint holding the multi-task encoder once and every task's adapter.
+
     An earlier second stage of a task in DIR/finetuned/ is refused by name, unless `overwrite`
     replaces it."""
     from mtl_nlp.training.run import train_from_config  # the whole training stack, only when run
@@ -75,21 +82,24 @@ def finetune_tasks(
     names = _chosen_tasks(list(entry_of), tasks)
     runs = list(dict.fromkeys(entry_of[name] for name in names))
     # folders under DIR/finetuned/ that this mode writes besides the tasks' own
-    reserved = [name for name, used in ((ONE_PASS_DIR, private_only), (ALONE_DIR, compare_alone)) if used]
+    reserved = [name for name, used in ((ONE_PASS_DIR, private_only), (ALONE_DIR, compare_alone),
+                                        (ADAPTERS_STAGE_DIR, adapters)) if used]
     clashing = [run for run in runs if run in reserved]
     if clashing:
         raise ConfigError(f"task {clashing[0]!r} would be written over DIR/finetuned/{clashing[0]}, which "
                           f"finetune keeps for itself in this mode ({', '.join(reserved)}): rename the task")
-    if private_only and compare_alone:
+    if sum((private_only, compare_alone, adapters)) > 1:
         raise ConfigError("--compare-alone weighs whole-model checkpoints, one encoder pass each; "
-                          "--private-layers-only keeps one shared pass: choose one")
-    _check_overrides(overrides or [], private_only)
+                          "--private-layers-only and --adapters keep one base: choose one of the three")
+    _check_overrides(overrides or [], private_only, adapters)
+    if adapters:
+        run_config = adapter_stage_config(run_config, directory)
     if private_only:
         if not saved.get("sharing", {}).get("private_layers"):
             raise ConfigError(f"{directory} has no private layers (sharing.private_layers=0): the second "
                               "stage of private layers only needs a run with sharing.private_layers=k")
         run_config = {**run_config, "sharing": {**run_config.get("sharing", {}), "freeze_encoder": True}}
-    _clear_earlier_stages(directory, runs, private_only, compare_alone, overwrite)
+    _clear_earlier_stages(directory, runs, reserved, compare_alone, overwrite)
     before_metrics = _read_metrics(directory)
     mains = main_metrics_of(before_metrics)
     rows = []
@@ -128,6 +138,12 @@ def finetune_tasks(
         assembled = assemble_one_pass(directory, runs, directory / FINETUNED_DIR / ONE_PASS_DIR)
         summary["one_pass"] = str(assembled)
         summary["encoder_passes"]["one_pass"] = 1
+    if adapters:
+        assembled = assemble_adapters(directory, runs, directory / FINETUNED_DIR / ADAPTERS_STAGE_DIR)
+        summary["adapters"] = str(assembled)
+        layers = read_checkpoint_config(assembled)["sharing"]["adapters"]["layers"]
+        # adapters on every layer: a pass per task; in the top k only: the layers below them once
+        summary["encoder_passes"]["adapters"] = len(set(entry_of.values())) if layers == "all" else 1
     (directory / FINETUNED_DIR / FINETUNE_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -169,9 +185,10 @@ def assemble_one_pass(directory: Path, runs: list[str], output: Path) -> Path:
     return output
 
 
-def _check_overrides(overrides: list[str], private_only: bool) -> None:
+def _check_overrides(overrides: list[str], private_only: bool, adapters: bool) -> None:
     """ConfigError for an override of a key finetune sets itself, or keeps from the run."""
-    fixed = (*FIXED_KEYS, "sharing.freeze_encoder") if private_only else FIXED_KEYS
+    fixed = (*FIXED_KEYS, *(("sharing.freeze_encoder",) if private_only else ()),
+             *(STAGE_KEYS if adapters else ()))
     for override in overrides:
         key = override.partition("=")[0].strip()
         if key in KEPT_KEYS:
@@ -185,14 +202,14 @@ def _check_overrides(overrides: list[str], private_only: bool) -> None:
 
 
 def _clear_earlier_stages(
-    directory: Path, runs: list[str], private_only: bool, compare_alone: bool, overwrite: bool
+    directory: Path, runs: list[str], reserved: list[str], compare_alone: bool, overwrite: bool
 ) -> None:
     """The folders this finetune writes, emptied with `overwrite`; else ConfigError naming the
     ones an earlier finetune left, which would otherwise be refused one by one mid-way."""
     finetuned = directory / FINETUNED_DIR
     folders = [finetuned / run for run in runs]
     folders += [finetuned / ALONE_DIR / run for run in runs] if compare_alone else []
-    folders += [finetuned / ONE_PASS_DIR] if private_only else []
+    folders += [finetuned / name for name in reserved if name != ALONE_DIR]  # one_pass/, adapters/
     earlier = [folder for folder in folders if folder.exists()]
     if earlier and not overwrite:
         shown = ", ".join(str(folder.relative_to(directory)) for folder in earlier)
@@ -263,6 +280,9 @@ def format_finetune(summary: dict[str, Any]) -> str:
         lines.append("with the recommended checkpoints it takes "
                      f"{summary['encoder_passes']['recommended']}. The choice follows the validation "
                      "scores: a gap of a point or two on a few hundred validation examples may be noise.")
+    if "adapters" in summary:
+        lines.append(f"{summary['adapters']}: every task's adapter on one copy of the multi-task encoder "
+                     "(each task's adapter runs its own pass, or its own top layers, over that base).")
     if "one_pass" in summary:
         lines.append(f"{summary['one_pass']}: every fine-tuned task in one checkpoint, 1 shared pass per "
                      "text (then each task's private layers), as the multi-task checkpoint.")
