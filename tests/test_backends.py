@@ -114,3 +114,33 @@ def test_the_predict_command_runs_on_onnx(checkpoint, tmp_path):
                          if line] for backend in ("torch", "onnx")}
     assert len(answers["onnx"]) == 2
     assert_same_answers(answers["onnx"], answers["torch"], 1e-4)
+
+
+@pytest.fixture(scope="module")
+def adapter_checkpoint(tiny_model_dir, pair_tokenizer, tmp_path_factory):
+    """Per-task LoRA adapters (peft) in the top layer, with effects of their own: the forward runs
+    the bottom layer once and each adapter's top layer on its output (a pass per task otherwise)."""
+    pytest.importorskip("peft")
+    from mtl_nlp.modeling.adapters import AdapterShape
+    from mtl_nlp.modeling.sharing import SharingShape
+
+    torch.manual_seed(0)
+    heads = [HeadConfig(name="ner", type="token_classification", labels=TAGS),
+             HeadConfig(name="sentiment", type="classification", labels=["negative", "positive"],
+                        pooling="pooler")]
+    shape = SharingShape(adapters=AdapterShape(layers=1))
+    model = MultiTaskModel.from_encoder(str(tiny_model_dir), heads, shape)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name or name.startswith("heads."):
+                torch.nn.init.normal_(parameter, std=0.5)
+    directory = tmp_path_factory.mktemp("adapter-checkpoint")
+    model.save_pretrained(directory, tokenizer=pair_tokenizer, extra={"max_length": 32})
+    return directory
+
+
+@pytest.mark.parametrize("backend", ["torch-compile", pytest.param("onnx", marks=needs_onnx)])
+def test_every_engine_answers_through_the_tasks_adapters(adapter_checkpoint, backend):
+    reference = Predictor.from_pretrained(adapter_checkpoint, mixed_precision="no").predict(TEXTS)
+    engine = Predictor.from_pretrained(adapter_checkpoint, mixed_precision="no", backend=backend)
+    assert_same_answers(engine.predict(TEXTS), reference, 1e-4)

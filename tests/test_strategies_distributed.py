@@ -64,7 +64,7 @@ def test_a_one_batch_task_trains_on_four_processes(tiny_model_dir, tmp_path):
         assert all(torch.equal(value, other["state"][name]) for other in ranks[1:]), name
 
 
-SHAPES = ["hard", "private", "soft_l2", "layer", "frozen", "distilled", "mixed"]
+SHAPES = ["hard", "private", "soft_l2", "layer", "frozen", "distilled", "mixed", "adapters"]
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,12 @@ def test_teacher_outputs_change_what_a_step_trains(trained_by_launcher):
     plain = trained_by_launcher["plain"]
     head = "heads.sentiment.classifier.weight"
     assert not torch.allclose(plain["distilled"][head], plain["hard"][head])
+
+
+def test_each_task_trains_its_own_adapter_under_ddp(trained_by_launcher):
+    """The adapters shape: both tasks' LoRA updates moved from their zero start, alike on 2 ranks."""
+    for name in ("plain", "ddp-2"):
+        weights = trained_by_launcher[name]["adapters"]
+        for task in ("sentiment", "topic"):
+            update = weights[f"encoder.encoder.layer.1.attention.self.query.lora_B.{task}.weight"]
+            assert update.abs().sum() > 0, (name, task)

@@ -21,6 +21,7 @@ from transformers import AutoTokenizer
 
 from mtl_nlp import HeadConfig, MultiTaskModel
 from mtl_nlp.data.teacher_columns import TEACHER_COLUMN
+from mtl_nlp.modeling.adapters import AdapterShape
 from mtl_nlp.modeling.sharing import SharingShape
 from mtl_nlp.training.step import StepRunner
 from mtl_nlp.training.teacher_annealing import TeacherAnnealing
@@ -34,6 +35,8 @@ SHAPES = {
     "frozen": (SharingShape(freeze_layers=1), None),
     "distilled": (SharingShape(), None),  # every batch carries teacher logits; the gold weight anneals
     "mixed": (SharingShape(), "mix"),  # the topic head reads a learned mix of every layer
+    # a LoRA adapter per task in the top layer, the base frozen: each step trains one task's adapter
+    "adapters": (SharingShape(adapters=AdapterShape(dropout=0.0, layers=1)), None),
 }
 TEXTS = ["the film is dull", "a great and moving story", "anna visited new york .", "the plot is thin",
          "what a lovely day", "the team won the final ."]
