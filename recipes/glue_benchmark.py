@@ -14,6 +14,10 @@ Stages (`--stages`, in this order by default):
 - finetune_lrs: the second stage tuned as the single-task runs are (each task fine-tuned at every
   `--lrs` rate on the sweep seeds, at the rate with the best validation score on the others);
 - affinity: one probe, seed 1; groups: the recommended grouping, one model per group;
+- finetune_adapters: each multi-task run's adapter second stage (`finetune --adapters`: a LoRA
+  adapter and head per task on the frozen multi-task encoder, one checkpoint);
+- lora, lora_base, lora_base_top2: per-task LoRA adapters on a frozen encoder, on a trained one,
+  and on a trained one in the top 2 layers only;
 - distill, distill_decay, distill_t2, distill_mix, distill_mix_decay: the one model taught by the
   seed's tuned single-task runs (teacher annealing), with layer-wise lr decay 0.9, teacher
   temperature 2, a layer mix on every task, or mix and decay; multi_mix, multi_decay: the one
@@ -40,7 +44,7 @@ from pathlib import Path
 
 from benchmarks.glue_tables import best_learning_rate, glue_summary
 
-from mtl_nlp.common.run_files import AFFINITY_FILE, FINETUNED_DIR, STATE_DIR
+from mtl_nlp.common.run_files import AFFINITY_FILE, CHECKPOINT_CONFIG, FINETUNED_DIR, STATE_DIR
 from mtl_nlp.reports.run_results import read_metrics, read_trainer_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +62,18 @@ DISTILL_ARMS = {
     "multi_mix": [EVERY_TASK_MIXED],
     "multi_decay": ["train.layer_lr_decay=0.9"],
 }
-STAGES = ["single", "multi", "private", "finetune", "finetune_lrs", "affinity", "groups", *DISTILL_ARMS]
+# Per-task LoRA adapters (sharing.adapters), the adapters at 5e-4 (LoRA's GLUE rates for a base-size
+# encoder are 4e-4 to 5e-4): on a frozen encoder; with the shared encoder trained at train.lr; and
+# with it trained and the adapters in the top 2 layers only (the bottom 4 run once for all tasks).
+LORA = ["sharing.adapters.method=lora", "sharing.adapters.lr=5e-4"]
+ADAPTER_ARMS = {
+    "lora": LORA,
+    "lora_base": [*LORA, "sharing.adapters.train_base=true"],
+    "lora_base_top2": [*LORA, "sharing.adapters.train_base=true", "sharing.adapters.layers=2"],
+}
+ONE_MODEL_ARMS = {**DISTILL_ARMS, **ADAPTER_ARMS}
+STAGES = ["single", "multi", "private", "finetune", "finetune_adapters", "finetune_lrs", "affinity", "groups",
+          *ONE_MODEL_ARMS]
 
 
 def run_cli(arguments: list[str], run_dir: Path, fresh: bool = True) -> dict:
@@ -77,8 +92,9 @@ def run_cli(arguments: list[str], run_dir: Path, fresh: bool = True) -> dict:
 def trained(run_dir: Path, wall: dict) -> dict:
     """A training run's test metrics, selected validation score and wall time."""
     state = read_trainer_state(run_dir)
-    return {"metrics": read_metrics(run_dir),
-            "validation": state["best_validation_overall"], "steps": state["step"], **wall}
+    files = json.loads((run_dir / CHECKPOINT_CONFIG).read_text()).get("files", {})
+    return {"metrics": read_metrics(run_dir), "validation": state["best_validation_overall"],
+            "steps": state["step"], "checkpoint_bytes": sum(file["size"] for file in files.values()), **wall}
 
 
 def common(args: argparse.Namespace, seed: int, output: Path) -> list[str]:
@@ -154,7 +170,7 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
                          f"sharing.private_layers={args.private_layers}", *args.override]
             runs.append((f"private/seed{seed}", lambda a=arguments, f=folder, s=seed: {
                 "seed": s, "private_layers": args.private_layers, **trained(f, run_cli(a, f))}))
-        for arm, overrides in DISTILL_ARMS.items():
+        for arm, overrides in ONE_MODEL_ARMS.items():
             if arm not in args.stages:
                 continue
             chosen = {task: rates(position, task, "single") for task in TASKS}
@@ -173,6 +189,9 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
         if "finetune" in args.stages:
             runs.append((f"finetune/seed{seed}",
                          lambda f=multi, s=seed: finetuned(f, s, args.override)))
+        if "finetune_adapters" in args.stages:  # each task's adapter on the frozen multi-task encoder
+            runs.append((f"finetune_adapters/seed{seed}", lambda f=multi, s=seed: finetuned(
+                f, s, ["--adapters", "sharing.adapters.lr=5e-4", *args.override])))
         if "finetune_lrs" in args.stages:
             for task in TASKS:
                 for lr in rates(position, task, "finetune_lr"):

@@ -114,6 +114,14 @@ DISTILL_ROWS = {  # recipes/glue_benchmark.py's DISTILL_ARMS
 }
 
 
+ADAPTER_ROWS = {  # recipes/glue_benchmark.py's ADAPTER_ARMS: (label, encoder passes; None: one per task)
+    "lora": ("per-task LoRA, frozen encoder", None),
+    "lora_base": ("per-task LoRA, encoder trained", None),
+    "lora_base_top2": ("per-task LoRA in the top 2 layers, encoder trained", "1 shared + 2 layers per task"),
+    "finetune_adapters": ("multi-task + adapter second stage (one encoder)", None),
+}
+
+
 def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
     """The table of every arm with results, keyed as recipes/glue_benchmark.py keys them:
     "single/<task>/lr<lr>/seed<n>", "multi/seed<n>", "private/seed<n>", "finetune/seed<n>",
@@ -163,6 +171,13 @@ def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
     for prefix, label in DISTILL_ROWS.items():
         if arm(f"{prefix}/"):
             rows.append((label, model_scores(arm(f"{prefix}/"), tasks), mean_wall(f"{prefix}/"), 1))
+    for prefix, (label, passes) in ADAPTER_ROWS.items():
+        if arm(f"{prefix}/"):
+            wall = mean_wall(f"{prefix}/")
+            if prefix == "finetune_adapters":  # the two stages together
+                wall = (mean_wall("multi/") or 0.0) + (wall or 0.0)
+            rows.append((label, model_scores(arm(f"{prefix}/"), tasks), wall,
+                         len(tasks) if passes is None else passes))
     shown = [task for task in tasks if any(scores.get(task) for _, scores, _, _ in rows)]
     notes = [f"{label} learning rates chosen: "
              + ", ".join(f"{task} {info['lr']:g}" for task, info in chosen.items())
