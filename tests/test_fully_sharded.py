@@ -144,6 +144,7 @@ class StandIn:
     (["diagnostics.conflict_every=5"], "diagnostics.conflict_every"),
     (["sharing.private_layers=1", "sharing.soft_l2=0.1"], "sharing.soft_l2"),
     (["train.grad_norm_mode=normalize"], "train.grad_norm_mode=normalize"),
+    (["sharing.adapters.method=lora"], "sharing.adapters"),
 ])
 def test_fsdp_refuses_settings_that_need_whole_gradients(monkeypatch, tmp_path, overrides, named):
     setup = StandIn.accelerator(monkeypatch, "FSDP")
