@@ -115,6 +115,9 @@ GRIDS = {
         "intent_private_2": ("intent", ["sharing.private_layers=2"]),
         # Each task taught by its single-task run of the same seed (teacher annealing).
         "intent_distilled": ("intent", ["teachers=single"]),
+        # Layer-wise learning-rate decay 0.9, alone and with the teachers (the GLUE subset's best arms).
+        "intent_decay": ("intent", ["train.layer_lr_decay=0.9"]),
+        "intent_distilled_decay": ("intent", ["teachers=single", "train.layer_lr_decay=0.9"]),
     },
     # The intent mix with each step's encoder gradient scaled to one norm (single-task runs alike):
     # at the start banking77's encoder gradient is 15x smaller than CoNLL-2003's, so beside it the
@@ -125,6 +128,7 @@ GRIDS = {
     # The intent mix at the library's own length (RunConfig: 3 epochs), single-task runs alike.
     "intent_3_epochs": {
         "intent_defaults_3_epochs": ("intent", []),
+        "intent_distilled_decay_3_epochs": ("intent", ["teachers=single", "train.layer_lr_decay=0.9"]),
     },
     # banking77 alone for 6 epochs: about the banking77 batches of the 3-epoch multi-task run and
     # its finetune stage together (730 + 891), the compute-matched single-task baseline.
