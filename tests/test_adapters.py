@@ -115,6 +115,7 @@ def test_a_run_trains_adapters_and_leaves_the_frozen_base_bit_for_bit(tiny_model
                      "train.step_mode=all_tasks", "max_train_examples=40", "max_eval_examples=8",
                      f"output_dir={out}", "tasks=[demo_topic, demo_ner]", "sharing.adapters.method=lora",
                      "sharing.adapters.r=2"]) == 0
+    assert "its own LoRA adapter (peft, rank 2): one encoder pass per task" in (out / "README.md").read_text()
     pretrained = MultiTaskModel.from_encoder(str(tiny_model_dir), HEADS).encoder.state_dict()
     trained = MultiTaskModel.from_pretrained(out)
     base = trained.sharing.adapters.base_state_dict()

@@ -58,7 +58,7 @@ def write_checkpoint_card(
         "",
         f"A multi-task model trained with [mtl_nlp](https://pypi.org/project/mtl-nlp/): one "
         f"`{base_model or config.get('encoder_type')}` encoder shared by {len(tasks)} task heads, "
-        "answered together from one encoder pass.",
+        f"{_passes(config)}.",
         "",
         *_tasks_section(tasks, config),
         *_results_section(tasks, metrics, mains, split, glue),
@@ -132,6 +132,18 @@ def write_export_card(
         *_config_section(config),
     ]
     return _write(directory, data, body)
+
+
+def _passes(config: dict[str, Any]) -> str:
+    """How the model answers its tasks, by its sharing shape."""
+    adapters = (config.get("sharing") or {}).get("adapters")
+    if not adapters:
+        return "answered together from one encoder pass"
+    what = f"each task through its own LoRA adapter (peft, rank {adapters['r']})"
+    if adapters["layers"] == "all":
+        return f"{what}: one encoder pass per task, the base encoder in memory once"
+    return (f"{what} in the top {adapters['layers']} layers: the layers below them run once for every "
+            "task, then each task's adapted top layers")
 
 
 def _adapter_body(directory: Path, task: dict[str, Any], config: dict[str, Any],
