@@ -108,16 +108,25 @@ def test_save_reload_answers_alike_and_keeps_peft_folders(tiny_model_dir, tiny_t
         torch.testing.assert_close(answered[task], expected[task])
 
 
-def test_a_run_trains_adapters_and_leaves_the_frozen_base_bit_for_bit(tiny_model_dir, tmp_path):
-    out = tmp_path / "run"
-    assert cli_main(["train", f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}",
+@pytest.fixture(scope="module")
+def adapter_run(tmp_path_factory, tiny_model_dir):
+    """A short run (all_tasks steps) with rank-2 adapters in the top layer on a tagger and a pooler
+    classifier."""
+    out = tmp_path_factory.mktemp("adapter-run") / "run"
+    assert cli_main(["train", f"model={tiny_model_dir}", f"cache_dir={out.parent / 'cache'}",
                      "mixed_precision=no", "train.batch_size=8", "train.lr=1e-2", "train.max_steps=6",
                      "train.step_mode=all_tasks", "max_train_examples=40", "max_eval_examples=8",
-                     f"output_dir={out}", "tasks=[demo_topic, demo_ner]", "sharing.adapters.method=lora",
-                     "sharing.adapters.r=2"]) == 0
-    assert "its own LoRA adapter (peft, rank 2): one encoder pass per task" in (out / "README.md").read_text()
+                     f"output_dir={out}", "tasks=[{name: demo_topic, pooling: pooler}, demo_ner]",
+                     "sharing.adapters.method=lora", "sharing.adapters.r=2",
+                     "sharing.adapters.layers=1"]) == 0
+    return out
+
+
+def test_a_run_trains_adapters_and_leaves_the_frozen_base_bit_for_bit(adapter_run, tiny_model_dir):
+    card = (adapter_run / "README.md").read_text()
+    assert "its own LoRA adapter (peft, rank 2) in the top 1 layers: the layers below them run once" in card
     pretrained = MultiTaskModel.from_encoder(str(tiny_model_dir), HEADS).encoder.state_dict()
-    trained = MultiTaskModel.from_pretrained(out)
+    trained = MultiTaskModel.from_pretrained(adapter_run)
     base = trained.sharing.adapters.base_state_dict()
     assert set(base) == set(pretrained)
     assert all(torch.equal(base[key], pretrained[key]) for key in pretrained)
@@ -188,18 +197,6 @@ def test_config_refusals(key, value, message):
         set_value(config, name, RawText(text), source="test")
     with pytest.raises(ConfigError, match=message):
         validate(config)
-
-
-@pytest.fixture(scope="module")
-def adapter_run(tmp_path_factory, tiny_model_dir):
-    """A short run with top-layer adapters on a tagger and a pooler classifier."""
-    out = tmp_path_factory.mktemp("adapter-run") / "run"
-    assert cli_main(["train", f"model={tiny_model_dir}", f"cache_dir={out.parent / 'cache'}",
-                     "mixed_precision=no", "train.batch_size=8", "train.lr=1e-2", "train.max_steps=6",
-                     "max_train_examples=40", "max_eval_examples=8", f"output_dir={out}",
-                     "tasks=[{name: demo_topic, pooling: pooler}, demo_ner]", "sharing.adapters.method=lora",
-                     "sharing.adapters.layers=1"]) == 0
-    return out
 
 
 @pytest.mark.parametrize("task", ["demo_topic", "demo_ner"])
