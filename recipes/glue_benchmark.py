@@ -14,6 +14,7 @@ Stages (`--stages`, in this order by default):
 - finetune_lrs: the second stage tuned as the single-task runs are (each task fine-tuned at every
   `--lrs` rate on the sweep seeds, at the rate with the best validation score on the others);
 - affinity: one probe, seed 1; groups: the recommended grouping, one model per group;
+- finetune_distilled: the second stage of each distill_decay run (its tasks keep their teachers);
 - finetune_adapters: each multi-task run's adapter second stage (`finetune --adapters`: a LoRA
   adapter and head per task on the frozen multi-task encoder, one checkpoint);
 - lora, lora_base, lora_base_top2: per-task LoRA adapters on a frozen encoder, on a trained one,
@@ -73,7 +74,7 @@ ADAPTER_ARMS = {
 }
 ONE_MODEL_ARMS = {**DISTILL_ARMS, **ADAPTER_ARMS}
 STAGES = ["single", "multi", "private", "finetune", "finetune_adapters", "finetune_lrs", "affinity", "groups",
-          *ONE_MODEL_ARMS]
+          *ONE_MODEL_ARMS, "finetune_distilled"]
 
 
 def run_cli(arguments: list[str], run_dir: Path, fresh: bool = True) -> dict:
@@ -189,6 +190,11 @@ def plan(args: argparse.Namespace, out: Path, results: dict) -> list[tuple[str, 
         if "finetune" in args.stages:
             runs.append((f"finetune/seed{seed}",
                          lambda f=multi, s=seed: finetuned(f, s, args.override)))
+        distilled = out / "runs" / f"distill_decay-seed{seed}"
+        if "finetune_distilled" in args.stages and f"distill_decay/seed{seed}" in results:
+            # the distilled student's second stage: each task keeps its teacher
+            runs.append((f"finetune_distilled/seed{seed}",
+                         lambda f=distilled, s=seed: finetuned(f, s, args.override)))
         if "finetune_adapters" in args.stages:  # each task's adapter on the frozen multi-task encoder
             runs.append((f"finetune_adapters/seed{seed}", lambda f=multi, s=seed: finetuned(
                 f, s, ["--adapters", "sharing.adapters.lr=5e-4", *args.override])))

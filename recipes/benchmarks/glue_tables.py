@@ -119,6 +119,7 @@ ADAPTER_ROWS = {  # recipes/glue_benchmark.py's ADAPTER_ARMS: (label, encoder pa
     "lora_base": ("per-task LoRA, encoder trained", None),
     "lora_base_top2": ("per-task LoRA in the top 2 layers, encoder trained", "1 shared + 2 layers per task"),
     "finetune_adapters": ("multi-task + adapter second stage (one encoder)", None),
+    "finetune_distilled": ("distilled (lr decay 0.9) + finetune", None),
 }
 
 
@@ -174,8 +175,9 @@ def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
     for prefix, (label, passes) in ADAPTER_ROWS.items():
         if arm(f"{prefix}/"):
             wall = mean_wall(f"{prefix}/")
-            if prefix == "finetune_adapters":  # the two stages together
-                wall = (mean_wall("multi/") or 0.0) + (wall or 0.0)
+            first = {"finetune_adapters": "multi/", "finetune_distilled": "distill_decay/"}.get(prefix)
+            if first:  # the two stages together
+                wall = (mean_wall(first) or 0.0) + (wall or 0.0)
             rows.append((label, model_scores(arm(f"{prefix}/"), tasks), wall,
                          len(tasks) if passes is None else passes))
     shown = [task for task in tasks if any(scores.get(task) for _, scores, _, _ in rows)]
