@@ -114,7 +114,7 @@ DISTILL_ROWS = {  # recipes/glue_benchmark.py's DISTILL_ARMS
 }
 
 
-ADAPTER_ROWS = {  # recipes/glue_benchmark.py's ADAPTER_ARMS: (label, encoder passes; None: one per task)
+ROUTE_ROWS = {  # adapter arms and second stages: (label, encoder passes; None: one per task)
     "lora": ("per-task LoRA, frozen encoder", None),
     "lora_base": ("per-task LoRA, encoder trained", None),
     "lora_base_top2": ("per-task LoRA in the top 2 layers, encoder trained", "1 shared + 2 layers per task"),
@@ -172,7 +172,7 @@ def glue_summary(results: dict[str, dict[str, Any]], tasks: list[str]) -> str:
     for prefix, label in DISTILL_ROWS.items():
         if arm(f"{prefix}/"):
             rows.append((label, model_scores(arm(f"{prefix}/"), tasks), mean_wall(f"{prefix}/"), 1))
-    for prefix, (label, passes) in ADAPTER_ROWS.items():
+    for prefix, (label, passes) in ROUTE_ROWS.items():
         if arm(f"{prefix}/"):
             wall = mean_wall(f"{prefix}/")
             first = {"finetune_adapters": "multi/", "finetune_distilled": "distill_decay/"}.get(prefix)
