@@ -20,7 +20,8 @@ from mtl_nlp.common.task_types import POOLINGS
 from mtl_nlp.common.tokenizing import IGNORE_INDEX
 from mtl_nlp.modeling.layer_mix import ScalarMix
 
-LABEL_FREE_TYPES = ("regression",)  # head types that predict a value, not one of a label set
+# head types that predict a value, or pick one of each example's own options, not one of a label set
+LABEL_FREE_TYPES = ("regression", "multiple_choice")
 # The activation after the dense layer of each family's sequence classifier (first token ->
 # dense -> activation -> classifier), by config.model_type; tanh for the others (BERT, ALBERT,
 # RoBERTa, XLM-R, MPNet). A `pooler` head computes its family's, so that it exports to the
@@ -255,11 +256,45 @@ class MultiLabelHead(PooledHead):
         return torch.sigmoid(logits.float())
 
 
+class MultipleChoiceHead(PooledHead):
+    """One score per (question, option) row, the pooled head with one output (transformers'
+    *ForMultipleChoice computation); an example's options are rows of the batch, and
+    `option_scores` arranges them [batch, options]. Cross-entropy over the options, argmax."""
+
+    def __init__(self, hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> None:
+        super().__init__(hidden_size, config, 1, encoder_config)
+
+    def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        """Each row's score [rows]."""
+        return super().forward(hidden, attention_mask).squeeze(-1)
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Cross-entropy over each example's options ([batch, options] logits), in float32."""
+        return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """The chosen option of each example [batch]."""
+        return logits.argmax(dim=-1)
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """Each option's probability [batch, options]; an absent option's is 0."""
+        return logits_to_probabilities(logits)
+
+
+def option_scores(row_scores: Tensor, choice_mask: Tensor) -> Tensor:
+    """[batch, options] scores from one score per row (the options of each example in turn, padded
+    to the batch's most); options that `choice_mask` marks absent (0) get the lowest value, so that
+    no softmax gives them weight and no argmax picks them."""
+    scores = row_scores.view(choice_mask.shape)
+    return scores.masked_fill(choice_mask == 0, torch.finfo(scores.dtype).min)
+
+
 HEAD_TYPES: dict[str, type[nn.Module]] = {
     "classification": SequenceClassificationHead,
     "token_classification": TokenClassificationHead,
     "regression": RegressionHead,
     "multilabel": MultiLabelHead,
+    "multiple_choice": MultipleChoiceHead,
 }
 
 
