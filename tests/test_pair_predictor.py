@@ -89,7 +89,7 @@ def test_malformed_inputs_are_named(predictor):
     with pytest.raises(TypeError, match=r"input 0 is a tuple of 3 item\(s\); a tuple input is one "
                                         r"\(text, text_pair\) pair"):
         predictor.predict(("a", "b", "c"))
-    with pytest.raises(TypeError, match=r"input 1 is int, expected a str or a \(text, text_pair\) tuple"):
+    with pytest.raises(TypeError, match=r"input 1 is int, expected a str, a \(text, text_pair\) tuple or a"):
         predictor.predict(["a", 3])
     assert predictor.predict([]) == []
 

@@ -156,7 +156,9 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "input", nargs="?", default="-",
         help="text file, one input a line (default -: stdin); `text<TAB>text_pair` is a pair for "
-        "sentence-pair tasks, a line without a TAB a single text for the other tasks",
+        "sentence-pair tasks, a line without a TAB a single text for the other tasks, and (a model with "
+        'multiple-choice tasks) a JSON line {"question": ..., "choices": [...]} a question with its '
+        "options",
     )
     predict.add_argument("--tasks", help="comma-separated subset of the checkpoint's tasks")
     predict.add_argument("--output", metavar="FILE", help="write the JSON lines here (default: stdout)")

@@ -4,7 +4,7 @@ registry validates, the heads build, training scores and the result readers inte
 
 from __future__ import annotations
 
-TASK_TYPES = ("classification", "token_classification", "regression", "multilabel")
+TASK_TYPES = ("classification", "token_classification", "regression", "multilabel", "multiple_choice")
 SENTENCE_TYPES = ("classification", "regression", "multilabel")  # one prediction per input text
 # Sentence representations of the sentence-level heads: mean of token states, first token,
 # first token through a dense + tanh pooler (the standard transformers classifiers' computation).
@@ -17,6 +17,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "token_classification": ("f1", "precision", "recall"),
     "regression": ("pearson", "spearman"),
     "multilabel": ("micro_f1", "macro_f1"),
+    "multiple_choice": ("accuracy",),
 }
 # Each task type's default main metric (a task entry may choose another: `metric:`).
 MAIN_METRIC = {task_type: choices[0] for task_type, choices in TASK_METRICS.items()}
@@ -27,4 +28,5 @@ REPORTED_METRICS: dict[str, frozenset[str]] = {
     "classification": frozenset({"accuracy", "macro_f1"}),
     "regression": frozenset({"pearson", "spearman", "mse"}),
     "multilabel": frozenset({"micro_f1", "macro_f1"}),
+    "multiple_choice": frozenset({"accuracy"}),
 }

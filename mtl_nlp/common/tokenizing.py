@@ -18,3 +18,12 @@ def encode_texts(
     if pairs is None:
         return tokenizer(texts, truncation=True, max_length=max_length, **kwargs)
     return tokenizer(texts, pairs, truncation="longest_first", max_length=max_length, **kwargs)
+
+
+def option_pairs(question: str, options: list[str], context: str | None) -> tuple[list[str], list[str]]:
+    """The (first, second) texts of a multiple-choice question's rows, one per option: (question,
+    option), or with a context (context, question + option), as transformers' multiple-choice
+    example recipe pairs them."""
+    if context:
+        return [context] * len(options), [f"{question} {option}" for option in options]
+    return [question] * len(options), list(options)

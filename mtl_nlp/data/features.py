@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from mtl_nlp.common.errors import DataError
 from mtl_nlp.common.long_texts import default_stride, plan_word_windows
 from mtl_nlp.common.tokenizing import IGNORE_INDEX, encode_texts
+from mtl_nlp.data.choices import encode_choices
 from mtl_nlp.data.code_version import Versioned
 from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
 from mtl_nlp.data.word_pieces import align_piece_labels, continuation_ids, piece_starts
@@ -173,9 +174,13 @@ def reading_spec(spec: TaskSpec) -> TaskSpec:
 
 
 def input_columns(spec: TaskSpec) -> list[str]:
-    """The columns a task reads its inputs from (words, or one or two texts)."""
+    """The columns a task reads its inputs from (words, one or two texts, or a question and its
+    options)."""
     if spec.type == "token_classification":
         return [spec.tokens_column]
+    if spec.type == "multiple_choice":
+        context = [spec.context_column] if spec.context_column else []
+        return [spec.question_column, spec.choices_column, *context]
     return [spec.text_column] + ([spec.text_pair_column] if spec.text_pair_column else [])
 
 
@@ -183,6 +188,9 @@ def _is_present(spec: TaskSpec, example: dict[str, Any]) -> bool:
     if spec.type == "token_classification":
         tokens = example[spec.tokens_column]
         return bool(tokens) and all(isinstance(t, str) and t.strip() for t in tokens)
+    if spec.type == "multiple_choice":  # its options are checked as it is encoded (an error, not a drop)
+        question = example[spec.question_column]
+        return isinstance(question, str) and bool(question.strip())
     # A pair task needs both texts: a pair with one side missing is not an example.
     return all(isinstance(example[c], str) and bool(example[c].strip()) for c in input_columns(spec))
 
@@ -250,6 +258,9 @@ def encode_splits(
         if spec.heads is not None:  # split_mapper: {head: its mapper}
             function = Versioned(_encode_entry, tokenizer=tokenizer, spec=spec, mappers=split_mapper,
                                  max_length=max_length, split=split, stride=windows)
+        elif reader.type == "multiple_choice":
+            function = Versioned(encode_choices, tokenizer=tokenizer, spec=spec, max_length=max_length,
+                                 split=split)
         else:
             function = functools.partial(_encode_tagging, stride=windows) if tagging else _encode_sentences
             function = Versioned(
@@ -298,7 +309,9 @@ def windowed_examples(features: Dataset) -> int:
 
 
 def _add_length(batch: dict[str, list]) -> dict[str, list]:
-    return {"length": [len(ids) for ids in batch["input_ids"]]}
+    """Each example's tokens: its row's, or (multiple choice) options x its longest option's."""
+    return {"length": [len(ids) * max(map(len, ids)) if ids and isinstance(ids[0], list) else len(ids)
+                       for ids in batch["input_ids"]]}
 
 
 def _log_windows(spec: TaskSpec, split: str, features: Dataset, max_length: int) -> None:
@@ -312,11 +325,14 @@ def _log_windows(spec: TaskSpec, split: str, features: Dataset, max_length: int)
 
 
 def _log_truncation(spec: TaskSpec, split: str, features: Dataset, max_length: int) -> None:
-    truncated = sum(length >= max_length for length in features["length"])
+    if spec.type == "multiple_choice":  # an example is truncated when one of its options is
+        truncated = sum(any(len(row) >= max_length for row in rows) for rows in features["input_ids"])
+    else:
+        truncated = sum(length >= max_length for length in features["length"])
     if truncated:
         if spec.type == "token_classification":
             consequence = "words past the limit are not trained on; evaluation scores every word"
-        elif spec.text_pair_column:
+        elif spec.text_pair_column or spec.type == "multiple_choice":
             consequence = "the longer text of each pair loses its last tokens first"
         else:
             consequence = "the model sees only their first tokens"

@@ -82,7 +82,7 @@ def resolve_labels(spec: TaskSpec, train: Dataset, values: Iterable[object] | No
 def declared_labels(spec: TaskSpec, train: Dataset) -> list[str] | None:
     """The labels known without reading the data (none for regression, the entry's, or the
     column's ClassLabel names), or None when the training labels must be read."""
-    if spec.type == "regression":
+    if spec.type in ("regression", "multiple_choice"):  # a value, or one of each example's options
         return []
     if spec.labels is not None:
         return list(spec.labels)

@@ -17,6 +17,7 @@ from transformers import (
 )
 
 from mtl_nlp.common.errors import DataError
+from mtl_nlp.data.choices import ChoicesCollator, with_hub_answer_column
 from mtl_nlp.data.features import IGNORE_INDEX, check_columns, encode_splits
 from mtl_nlp.data.labels import (
     build_label_mapper,
@@ -98,6 +99,8 @@ def prepare_task_data(
         raw = load_task_splits(spec, data_dir=data_dir, cache_dir=cache_dir, seed=seed)
         limits = [n for n in (max_train_examples, spec.max_train_examples) if n is not None]
         raw = limit_examples(raw, min(limits, default=None), max_eval_examples, seed)
+        if spec.type == "multiple_choice":
+            raw = with_hub_answer_column(spec, raw)
         for split, dataset in raw.items():  # before the labels are read from the label column
             if not isinstance(dataset, IterableDataset):
                 check_columns(spec, split, dataset.column_names)
@@ -165,7 +168,7 @@ def unseen_labels(
     lack (ATIS has test intents and slot tags that never occur in train). They are kept and
     scored as errors, never dropped, so scores stay comparable with published ones; a warning
     says how many there are."""
-    if spec.type == "regression":
+    if spec.type in ("regression", "multiple_choice"):
         return {}
     known = set(labels)
     found: dict[str, dict[str, int]] = {}
@@ -260,6 +263,8 @@ def build_collator(task_type: str, tokenizer: PreTrainedTokenizerBase):
         return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
     if task_type == MULTI_HEAD:
         return HeadLabelsCollator(tokenizer)
+    if task_type == "multiple_choice":
+        return ChoicesCollator(tokenizer)
     return DataCollatorWithPadding(tokenizer)
 
 

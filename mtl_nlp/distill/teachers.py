@@ -57,6 +57,10 @@ def teacher_assignments(tasks: dict[str, TaskData], teachers: dict[str, str]) ->
         known = sorted({*heads_of, *entry_of})
         raise ConfigError(f"distill.teachers: {', '.join(unknown)} is not a task of this run; its tasks and "
                           f"heads are: {', '.join(known)}")
+    choosing = [key for key in teachers if key in tasks and tasks[key].spec.type == "multiple_choice"]
+    if choosing:
+        raise ConfigError(f"distill.teachers: {', '.join(choosing)} is a multiple_choice task, whose "
+                          "examples have options of their own; teachers teach the other task types")
     assigned: dict[str, dict[str, str]] = {}
     for name, heads in heads_of.items():
         for head in heads:

@@ -1,15 +1,36 @@
-"""What goes into the Predictor: the task names asked for, each input checked (a text or a
-(text, text_pair) pair), and `mtl-nlp predict`'s input and output lines."""
+"""What goes into the Predictor: the task names asked for, each input checked (a text, a
+(text, text_pair) pair, or a question with its options), and `mtl-nlp predict`'s input and output
+lines."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mtl_nlp.inference.errors import PredictorInputError, UnknownTaskError
 
-TextInput = str | tuple[str, str]  # a text, or a (text, text_pair) pair for sentence-pair tasks
+
+@dataclass(frozen=True)
+class ChoiceInput:
+    """A question with its options (and an optional context read before it), for the
+    multiple-choice tasks; given as {"question", "choices": [...], "context"?}."""
+
+    question: str
+    choices: tuple[str, ...]
+    context: str | None = None
+
+
+# a text, a (text, text_pair) pair for sentence-pair tasks, or a question with its options
+TextInput = str | tuple[str, str] | ChoiceInput
+TEXT, PAIR, CHOICES = "text", "pair", "choices"  # the kinds of input, each answered by its own tasks
+KIND_WORDS = {TEXT: "a single text", PAIR: "a (text, text_pair) pair", CHOICES: "a question with its options"}
+
+
+def input_kind(item: TextInput) -> str:
+    """TEXT, PAIR or CHOICES."""
+    return CHOICES if isinstance(item, ChoiceInput) else PAIR if isinstance(item, tuple) else TEXT
 
 
 def task_list(tasks: str | Iterable[str] | None) -> list[str] | None:
@@ -21,7 +42,10 @@ def task_list(tasks: str | Iterable[str] | None) -> list[str] | None:
 
 
 def is_blank(item: TextInput) -> bool:
-    """Whether an input has no text to read: empty or only whitespace (for a pair, either text)."""
+    """Whether an input has no text to read: empty or only whitespace (for a pair, either text; for
+    a question with options, the question)."""
+    if isinstance(item, ChoiceInput):
+        return not item.question.strip()
     texts = item if isinstance(item, tuple) else (item,)
     return any(not text.strip() for text in texts)
 
@@ -34,9 +58,14 @@ def check_known_tasks(tasks: list[str] | None, known: list[str]) -> None:
 
 
 def as_input(index: int, item: object) -> TextInput:
-    """A str, or a (text, text_pair) pair as a tuple; a 2-item list of str counts as a pair."""
+    """A str, a (text, text_pair) pair as a tuple (a 2-item list of str counts as a pair), or a
+    question with its options from a {"question", "choices", "context"?} mapping."""
     if isinstance(item, str):
         return checked_text(index, item)
+    if isinstance(item, ChoiceInput):
+        return item
+    if isinstance(item, Mapping):
+        return choice_input(index, item)
     if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
         return (checked_text(index, item[0]), checked_text(index, item[1]))
     if isinstance(item, tuple):
@@ -45,8 +74,26 @@ def as_input(index: int, item: object) -> TextInput:
             "(text, text_pair) pair of two str (pass a list of inputs for a batch)"
         )
     raise PredictorInputError(
-        f"input {index} is {type(item).__name__}, expected a str or a (text, text_pair) tuple"
+        f"input {index} is {type(item).__name__}, expected a str, a (text, text_pair) tuple or a "
+        '{"question": ..., "choices": [...]} mapping'
     )
+
+
+def choice_input(index: int, item: Mapping) -> ChoiceInput:
+    """A question with its options from a mapping, each part checked."""
+    unknown = sorted(set(item) - {"question", "choices", "context"})
+    if unknown or "question" not in item or "choices" not in item:
+        raise PredictorInputError(f'input {index}: a question with options is {{"question": str, "choices": '
+                                  f'[str, ...], "context": str (optional)}}; got the keys {sorted(item)}')
+    question, choices, context = item["question"], item["choices"], item.get("context")
+    if not isinstance(question, str) or (context is not None and not isinstance(context, str)):
+        raise PredictorInputError(f"input {index}: the question and the context must be str")
+    if (isinstance(choices, str) or not isinstance(choices, list | tuple) or not choices
+            or not all(isinstance(choice, str) and choice.strip() for choice in choices)):
+        raise PredictorInputError(f"input {index}: choices must be a non-empty list of non-empty str, got "
+                                  f"{choices!r}")
+    return ChoiceInput(checked_text(index, question), tuple(checked_text(index, c) for c in choices),
+                       None if context is None else checked_text(index, context))
 
 
 def checked_text(index: int, text: str) -> str:
@@ -62,13 +109,21 @@ def checked_text(index: int, text: str) -> str:
     return text
 
 
-def input_from_line(line: str, pairs: bool = True) -> TextInput:
+def input_from_line(line: str, pairs: bool = True, choices: bool = False) -> TextInput | dict:
     """One input line of `mtl-nlp predict`: `text<TAB>text_pair` is a pair (split at the first
     TAB, for the sentence-pair tasks), a line without a TAB a single text. With `pairs` False
     (no requested task reads pairs) every line is a single text, TABs included. A blank line
     is kept (an empty text, or with `pairs` an empty pair) so that output line i still answers
-    input line i: the Predictor answers it None for every task that reads it."""
+    input line i: the Predictor answers it None for every task that reads it. With `choices` (a
+    requested task is multiple choice), a line that starts with `{` is a JSON question with its
+    options, {"question", "choices": [...], "context"?}."""
     line = line.rstrip("\r\n")
+    if choices and line.lstrip().startswith("{"):  # a question with options, as JSON
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PredictorInputError(f"a line starting with {{ is read as a question with options, and "
+                                      f"is not valid JSON: {error}") from None
     text, tab, text_pair = line.partition("\t")
     if pairs and not line.strip():  # a blank line: an empty pair, which the pair tasks answer None
         return (text, text_pair)

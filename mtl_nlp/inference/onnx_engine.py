@@ -43,6 +43,12 @@ class _AllTasks(nn.Module):
 
 def export_onnx(model: nn.Module, tokenizer: Any, path: Path) -> Path:
     """Write `model`'s forward for all tasks to ONNX at `path` (batch and length dynamic)."""
+    choosing = [name for name, head in model.head_configs.items() if head.type == "multiple_choice"]
+    if choosing:
+        raise BackendError(f"multiple-choice task(s) {', '.join(choosing)} read [questions, options, length] "
+                           "inputs, which the ONNX export (one text per row) does not take: use the torch or "
+                           "torch-compile backend, or export the task (mtl-nlp export) to "
+                           "AutoModelForMultipleChoice")
     sample = tokenizer(["a short text", "another short text here"], padding=True, return_tensors="pt")
     names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")

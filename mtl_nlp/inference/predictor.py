@@ -21,15 +21,31 @@ from transformers import AutoTokenizer
 from mtl_nlp.common.long_texts import default_stride
 from mtl_nlp.common.precision import resolve_mixed_precision
 from mtl_nlp.common.tokenizing import encode_texts
+from mtl_nlp.inference.choice_answers import choice_answers
 from mtl_nlp.inference.engines import build_engine
 from mtl_nlp.inference.entities import entities_from_tags, windowed_text_entities
 from mtl_nlp.inference.errors import PredictorInputError
-from mtl_nlp.inference.inputs import TextInput, as_input, check_known_tasks, is_blank, task_list
+from mtl_nlp.inference.inputs import (
+    CHOICES,
+    KIND_WORDS,
+    PAIR,
+    TEXT,
+    ChoiceInput,
+    TextInput,
+    as_input,
+    check_known_tasks,
+    input_kind,
+    is_blank,
+    task_list,
+)
+from mtl_nlp.inference.sentence_answers import sentence_answers
 from mtl_nlp.modeling.checkpoint_files import consistent_view
-from mtl_nlp.modeling.heads import HeadConfig
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 
+# what each kind of input's tasks take, and what a model lacks when none does
+TAKES = {TEXT: "single texts", PAIR: "(text, text_pair) pairs", CHOICES: "questions with options"}
+NO_TASK = {TEXT: "single-text task", PAIR: "sentence-pair task", CHOICES: "multiple-choice task"}
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 SORT_GROUP_BATCHES = 64  # inputs tokenized and sorted by token count together, in batches
 PREFIX_CHARACTERS_PER_TOKEN = 6  # English averages about 4.5 characters a token: a beginning this long
@@ -51,9 +67,11 @@ class Predictor:
     per-call state on shared objects.
 
     Which tasks answer which input: a str is answered by the single-text tasks, a
-    (text, text_pair) tuple by the sentence-pair tasks. Asking (tasks=[...]) for a task with the
-    other kind of input is an error. Single texts share one encoder pass per batch for all their
-    tasks; pairs run in their own encoder passes. Inputs are batched by token count so padding stays
+    (text, text_pair) tuple by the sentence-pair tasks, a {"question", "choices": [...],
+    "context"?} mapping by the multiple-choice tasks ({"label": the chosen option, "score"}).
+    Asking (tasks=[...]) for a task with another kind of input is an error. Single texts share one
+    encoder pass per batch for all their tasks; pairs, and questions with options, run in their
+    own encoder passes. Inputs are batched by token count so padding stays
     small.
 
     The Predictor takes the model it is given for inference: eval mode, on `device`, and in bf16
@@ -109,7 +127,12 @@ class Predictor:
     @property
     def pair_tasks(self) -> list[str]:
         """The tasks that read (text, text_pair) pairs."""
-        return [task for task in self.tasks if self.model.head_configs[task].text_pair]
+        return [task for task in self.tasks if self._kind_of(task) == PAIR]
+
+    def _kind_of(self, task: str) -> str:
+        """The kind of input `task` reads: TEXT, PAIR or CHOICES."""
+        config = self.model.head_configs[task]
+        return CHOICES if config.type == "multiple_choice" else PAIR if config.text_pair else TEXT
 
     def predict(
         self, inputs: TextInput | list[TextInput], tasks: str | list[str] | None = None,
@@ -123,12 +146,12 @@ class Predictor:
         answered once). With `all_scores`, a classification answer also holds "scores":
         {label: probability} for every label.
         """
-        single = isinstance(inputs, (str, tuple))
-        unordered = (bytes, bytearray, Mapping, AbstractSet)  # not a sequence of inputs
+        single = isinstance(inputs, (str, tuple, Mapping, ChoiceInput))  # a mapping: one question
+        unordered = (bytes, bytearray, AbstractSet)  # not a sequence of inputs
         if not single and (isinstance(inputs, unordered) or not isinstance(inputs, Iterable)):
             raise PredictorInputError(
                 f"input 0 is {type(inputs).__name__}; predict takes a str, a (text, text_pair) "
-                "tuple, or a list of them"
+                'tuple, a {"question", "choices"} mapping, or a list of them'
             )
         results = self._answer([inputs] if single else list(inputs), task_list(tasks), all_scores=all_scores)
         return results[0] if single else results
@@ -217,10 +240,10 @@ class Predictor:
         results: list[dict[str, Any] | None] = [None] * len(batch)
         group = self.batch_size * SORT_GROUP_BATCHES
         with self._lock:
-            for pair, kind_tasks in tasks_by_kind.items():
+            for kind, kind_tasks in tasks_by_kind.items():
                 of_kind = []
                 for i, item in enumerate(batch):
-                    if isinstance(item, tuple) != pair:
+                    if input_kind(item) != kind:
                         continue
                     if is_blank(item):  # no text, no answer: not a confident label for nothing
                         results[i] = dict.fromkeys(kind_tasks)
@@ -228,7 +251,9 @@ class Predictor:
                         of_kind.append(i)
                 for start in range(0, len(of_kind), group):  # bounded tokenizer output for long lists
                     indices = of_kind[start : start + group]
-                    answers = self._answer_kind([batch[i] for i in indices], kind_tasks, all_scores)
+                    items = [batch[i] for i in indices]
+                    answers = (choice_answers(self, items, kind_tasks) if kind == CHOICES
+                               else self._answer_kind(items, kind_tasks, all_scores))
                     for index, result in zip(indices, answers):
                         results[index] = result
         return results
@@ -256,36 +281,32 @@ class Predictor:
 
     def _tasks_by_kind(
         self, batch: list[TextInput], tasks: list[str] | None, offset: int = 0
-    ) -> dict[bool, list[str]]:
-        """{is_pair: the tasks answering that kind of input} for the kinds present in `batch`;
+    ) -> dict[str, list[str]]:
+        """{kind: the tasks answering that kind of input} for the kinds present in `batch`;
         clear errors for unknown tasks and for inputs no requested task can take."""
         explicit = tasks is not None
         tasks = list(tasks) if explicit else self.tasks
         self._check_known(tasks)
-        pair_tasks = [task for task in tasks if task in self.pair_tasks]
-        text_tasks = [task for task in tasks if task not in self.pair_tasks]
-        by_kind: dict[bool, list[str]] = {}
+        by_kind: dict[str, list[str]] = {}
         for index, item in enumerate(batch, start=offset):
-            pair = isinstance(item, tuple)
-            if pair in by_kind:
+            kind = input_kind(item)
+            if kind in by_kind:
                 continue
-            given = "a (text, text_pair) pair" if pair else "a single text"
-            wrong = text_tasks if pair else pair_tasks
+            wrong = [task for task in tasks if self._kind_of(task) != kind]
             if explicit and wrong:
-                takes = "single texts" if pair else "(text, text_pair) pairs"
-                raise PredictorInputError(f"task {wrong[0]!r} takes {takes}; input {index} is {given}")
-            answering = pair_tasks if pair else text_tasks
+                raise PredictorInputError(f"task {wrong[0]!r} takes {TAKES[self._kind_of(wrong[0])]}; input "
+                                          f"{index} is {KIND_WORDS[kind]}")
+            answering = [task for task in tasks if self._kind_of(task) == kind]
             if not answering:
-                takes = "sentence-pair task" if pair else "single-text task"
                 raise PredictorInputError(
-                    f"input {index} is {given}, but this model has no {takes} "
+                    f"input {index} is {KIND_WORDS[kind]}, but this model has no {NO_TASK[kind]} "
                     f"(tasks: {', '.join(f'{t} ({self._takes(t)})' for t in self.tasks)})"
                 )
-            by_kind[pair] = answering
+            by_kind[kind] = answering
         return by_kind
 
     def _takes(self, task: str) -> str:
-        return "pairs" if self.model.head_configs[task].text_pair else "texts"
+        return {TEXT: "texts", PAIR: "pairs", CHOICES: "questions with options"}[self._kind_of(task)]
 
     def _logits(self, inputs: dict[str, Tensor], tasks: list[str]) -> dict[str, Tensor]:
         """{task: logits} of one encoder pass over a batch, from the backend's engine."""
@@ -374,25 +395,3 @@ class Predictor:
                 for task in tasks
             })
         return answers
-
-
-def sentence_answers(
-    config: HeadConfig, scores: Tensor, decoded: Tensor, all_scores: bool = False
-) -> list[dict[str, Any]]:
-    """One sentence-level task's answers for a batch, from its head's scores and decoding; with
-    `all_scores` a classification answer also holds every label's probability."""
-    if config.type == "regression":
-        return [{"value": value} for value in scores.tolist()]
-    if config.type == "multilabel":
-        return [
-            {"labels": [label for label, on in zip(config.labels, row_on) if on],
-             "scores": dict(zip(config.labels, row_scores))}
-            for row_scores, row_on in zip(scores.tolist(), decoded.tolist())
-        ]
-    chosen = scores.gather(1, decoded.long().unsqueeze(1)).squeeze(1)
-    answers = [{"label": config.labels[index], "score": score}
-               for index, score in zip(decoded.tolist(), chosen.tolist())]
-    if all_scores:
-        for answer, row_scores in zip(answers, scores.tolist()):
-            answer["scores"] = dict(zip(config.labels, row_scores))
-    return answers

@@ -281,14 +281,6 @@ class MultipleChoiceHead(PooledHead):
         return logits_to_probabilities(logits)
 
 
-def option_scores(row_scores: Tensor, choice_mask: Tensor) -> Tensor:
-    """[batch, options] scores from one score per row (the options of each example in turn, padded
-    to the batch's most); options that `choice_mask` marks absent (0) get the lowest value, so that
-    no softmax gives them weight and no argmax picks them."""
-    scores = row_scores.view(choice_mask.shape)
-    return scores.masked_fill(choice_mask == 0, torch.finfo(scores.dtype).min)
-
-
 HEAD_TYPES: dict[str, type[nn.Module]] = {
     "classification": SequenceClassificationHead,
     "token_classification": TokenClassificationHead,

@@ -21,6 +21,7 @@ from mtl_nlp.modeling.distillation import distillation_loss
 from mtl_nlp.modeling.encoder import ModelLoadError, check_encoder_kind, load_encoder
 from mtl_nlp.modeling.heads import HeadConfig, build_head, family_head_config
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
+from mtl_nlp.modeling.options import option_rows, option_scores
 from mtl_nlp.modeling.sharing import LayerSharing, SharingShape
 
 FORMAT_VERSION = 1
@@ -128,7 +129,7 @@ class MultiTaskModel(nn.Module):
         self, task: str, input_ids: Tensor, attention_mask: Tensor,
         token_type_ids: Tensor | None = None, labels: Tensor | dict[str, Tensor] | None = None,
         teacher: Tensor | dict[str, Tensor] | None = None, gold_weight: float = 1.0,
-        temperature: float = 1.0,
+        temperature: float = 1.0, choice_mask: Tensor | None = None,
     ) -> dict[str, Any]:
         """Output of one task's head ("logits"; regression values for a regression head), and the
         head's own loss when labels are given. For an entry of several heads, "logits" is {head:
@@ -137,7 +138,10 @@ class MultiTaskModel(nn.Module):
 
         `teacher` (a batch's teacher outputs; {head: outputs} for an entry, holding the heads that
         have a teacher) turns a head's loss into its distillation loss with weight `gold_weight`
-        on the gold labels and `temperature` on the teacher's logits (modeling/distillation.py)."""
+        on the gold labels and `temperature` on the teacher's logits (modeling/distillation.py).
+
+        A multiple-choice task reads [batch, options, length] inputs (`choice_mask` [batch, options]
+        marks the options each example has) and answers [batch, options] scores."""
         if task in self.entries:
             heads = self.entries[task]
         elif task in self.heads:
@@ -145,8 +149,7 @@ class MultiTaskModel(nn.Module):
         else:
             known = ", ".join([*self.heads, *self.entries])
             raise KeyError(f"unknown task {task!r}; this model has: {known}")
-        states = self.task_states(input_ids, attention_mask, token_type_ids, heads)
-        logits = {head: self.heads[head](states[head], attention_mask) for head in heads}
+        logits = self._logits(heads, input_ids, attention_mask, token_type_ids, choice_mask)
         if task not in self.entries:
             output = {"logits": logits[task]}
             if labels is not None:
@@ -174,11 +177,28 @@ class MultiTaskModel(nn.Module):
 
     def forward_all(
         self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None,
-        tasks: list[str] | None = None,
+        tasks: list[str] | None = None, choice_mask: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Logits of every head (or of `tasks`) from ONE encoder pass."""
-        states = self.task_states(input_ids, attention_mask, token_type_ids, tasks)
-        return {task: self.heads[task](hidden, attention_mask) for task, hidden in states.items()}
+        """Logits of every head (or of `tasks`) from ONE encoder pass (multiple-choice tasks: of
+        [batch, options, length] inputs, and only those)."""
+        return self._logits(list(tasks or self.heads), input_ids, attention_mask, token_type_ids, choice_mask)
+
+    def _logits(self, heads: list[str], input_ids: Tensor, attention_mask: Tensor,
+                token_type_ids: Tensor | None, choice_mask: Tensor | None) -> dict[str, Tensor]:
+        """{head: its logits}: one encoder pass over the rows (each option of each example, for
+        multiple-choice heads, whose row scores are then arranged [batch, options])."""
+        choosing = [head for head in heads if self.head_configs[head].type == "multiple_choice"]
+        if choosing and len(choosing) != len(heads):
+            raise ValueError(f"multiple-choice task(s) {', '.join(choosing)} read a question's options, the "
+                             f"other tasks texts: ask for them apart")
+        if choosing:
+            input_ids, attention_mask, token_type_ids, choice_mask = option_rows(
+                input_ids, attention_mask, token_type_ids, choice_mask)
+        states = self.task_states(input_ids, attention_mask, token_type_ids, heads)
+        logits = {head: self.heads[head](states[head], attention_mask) for head in heads}
+        if choosing:
+            logits = {head: option_scores(scores, choice_mask) for head, scores in logits.items()}
+        return logits
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters every task trains (the shared encoder); heads, private layers and adapters

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoConfig,
+    AutoModelForMultipleChoice,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -40,6 +41,13 @@ SEQUENCE_HEAD_LAYOUT = {
     "camembert": ("classifier.dense", "classifier.out_proj"),
     # ModernBERT: the first token -> its prediction head (dense, activation, norm) -> classifier
     "modernbert": ("head", "classifier"),
+}
+# The same for each family's AutoModelForMultipleChoice, where it differs: RoBERTa, XLM-R,
+# CamemBERT and MPNet read the encoder's pooler (first token, dense, tanh), ELECTRA a summary layer.
+CHOICE_HEAD_LAYOUT = {
+    **SEQUENCE_HEAD_LAYOUT,
+    **dict.fromkeys(("roberta", "xlm-roberta", "camembert", "mpnet"), ("{base}.pooler.dense", "classifier")),
+    "electra": ("sequence_summary.summary", "classifier"),
 }
 PROBLEM_TYPES = {
     "classification": "single_label_classification",
@@ -115,10 +123,11 @@ def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> tuple[str, str
         raise ExportError(f"task {head.name!r}: {model_type}'s sequence classifier has a prediction head "
                           "(dense, activation, norm) that this head, trained before heads had it, lacks; "
                           "train it again to export it")
-    if model_type not in SEQUENCE_HEAD_LAYOUT:
+    layouts = CHOICE_HEAD_LAYOUT if head.type == "multiple_choice" else SEQUENCE_HEAD_LAYOUT
+    if model_type not in layouts:
         raise ExportError(
             f"task {head.name!r}: sentence heads export for the encoder families "
-            f"{', '.join(SEQUENCE_HEAD_LAYOUT)}; this checkpoint's encoder is {model_type!r} "
+            f"{', '.join(layouts)}; this checkpoint's encoder is {model_type!r} "
             "(its tagging heads export)"
         )
     expected = family_pooler_activation(encoder_config)
@@ -139,7 +148,7 @@ def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> tuple[str, str
             "entry (the first token through a dense layer, as the family's sequence classifier does) "
             "to export it"
         )
-    return SEQUENCE_HEAD_LAYOUT[model_type]
+    return layouts[model_type]
 
 
 def _check_token_classifier(standard: PreTrainedModel, head: HeadConfig) -> None:
@@ -160,6 +169,8 @@ def _check_token_classifier(standard: PreTrainedModel, head: HeadConfig) -> None
 def _auto_class(head: HeadConfig) -> type:
     if head.type == "token_classification":
         return AutoModelForTokenClassification
+    if head.type == "multiple_choice":
+        return AutoModelForMultipleChoice
     return AutoModelForSequenceClassification
 
 
@@ -174,7 +185,7 @@ def _task_config(checkpoint: Path, model: MultiTaskModel, head: HeadConfig):
     if head.type == "regression":
         config.num_labels = 1
         config.id2label, config.label2id = {0: "value"}, {"value": 0}
-    else:
+    elif head.type != "multiple_choice":  # a multiple-choice head scores options: no labels
         config.id2label = dict(enumerate(head.labels))
         config.label2id = {label: index for index, label in enumerate(head.labels)}
     if head.type in PROBLEM_TYPES:

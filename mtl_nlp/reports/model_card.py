@@ -26,14 +26,29 @@ TASK_TAGS = {
     "token_classification": "token-classification",
     "regression": "text-classification",
     "multilabel": "text-classification",
+    "multiple_choice": "multiple-choice",
 }
 TYPE_WORDS = {
     "classification": "text classification",
     "token_classification": "token tagging (BIO entities)",
     "regression": "regression (one score per text)",
     "multilabel": "multi-label classification",
+    "multiple_choice": "multiple choice (one of each question's options)",
 }
 MAX_LISTED_LABELS = 20
+# transformers has no multiple-choice pipeline: the export's card shows the model called directly
+CHOICE_USAGE = [
+    "```python",
+    "from transformers import AutoModelForMultipleChoice, AutoTokenizer",
+    "",
+    'tokenizer = AutoTokenizer.from_pretrained("PATH_OR_HUB_ID")',
+    'model = AutoModelForMultipleChoice.from_pretrained("PATH_OR_HUB_ID")',
+    'question, choices = "Where do you keep the milk?", ["fridge", "oven", "garden"]',
+    'rows = tokenizer([question] * len(choices), choices, padding=True, return_tensors="pt")',
+    "logits = model(**{key: value.unsqueeze(0) for key, value in rows.items()}).logits",
+    "print(choices[logits.argmax(-1).item()])",
+    "```",
+]
 
 
 def write_checkpoint_card(
@@ -122,12 +137,14 @@ def write_export_card(
         *_results_section([task], metrics, mains, "test"),
         "## How to use",
         "",
-        "```python",
-        "from transformers import pipeline",
-        "",
-        f'model = pipeline("{pipeline_tag}", model="PATH_OR_HUB_ID"{options})',
-        f"model({call})",
-        "```",
+        *(CHOICE_USAGE if head.type == "multiple_choice" else [
+            "```python",
+            "from transformers import pipeline",
+            "",
+            f'model = pipeline("{pipeline_tag}", model="PATH_OR_HUB_ID"{options})',
+            f"model({call})",
+            "```",
+        ]),
         "",
         *_config_section(config),
     ]

@@ -97,9 +97,9 @@ def main_metric(metrics: dict[str, float]) -> str:
     pearson (regression) or micro_f1 (multilabel). ValueError for an unknown key set."""
     keys = frozenset(metrics)
     matches = [main for known, main in METRIC_SETS.items() if known <= keys]
-    # A superset still matches (a later version may add, say, an eval loss), as long as it
-    # points at one task type only.
-    if len(matches) == 1:
+    # A superset still matches (a later version may add, say, an eval loss), as long as the
+    # types it matches agree on the main metric (classification's set holds multiple choice's).
+    if len(set(matches)) == 1:
         return matches[0]
     expected = "; ".join("{" + ", ".join(sorted(known)) + "}" for known in METRIC_SETS)
     raise ValueError(f"unknown metric set {{{', '.join(sorted(keys))}}}: expected one of {expected}")

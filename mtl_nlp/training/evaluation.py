@@ -21,6 +21,7 @@ from mtl_nlp.training.class_reports import (
 )
 from mtl_nlp.training.metrics import (
     EXACT_MATCH,
+    choice_metrics,
     classification_metrics,
     exact_match,
     multilabel_metrics,
@@ -103,6 +104,8 @@ def task_scores(
         return tagging_metrics(gold, predicted), report
     if task_type == "regression":
         return regression_metrics(labels, predictions), {}
+    if task_type == "multiple_choice":  # option indices: no label set to report on
+        return choice_metrics(labels, predictions), {}
     if task_type == "multilabel":
         gold_rows = [[int(g) for g in row] for row in labels]
         report = multilabel_report(gold_rows, predictions, names) if with_report else {}

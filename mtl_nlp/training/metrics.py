@@ -13,6 +13,13 @@ def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
+def choice_metrics(gold: list[int], chosen: list[int]) -> dict[str, float]:
+    """Multiple choice: the share of questions whose chosen option is the answer."""
+    if len(gold) != len(chosen):
+        raise ValueError(f"{len(gold)} answers but {len(chosen)} choices")
+    return {"accuracy": sum(g == c for g, c in zip(gold, chosen)) / len(gold) if gold else 0.0}
+
+
 def classification_metrics(
     gold: list[str], predicted: list[str], positive: str | None = None
 ) -> dict[str, float]:
