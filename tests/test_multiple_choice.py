@@ -174,3 +174,22 @@ def test_every_family_exports_to_its_multiple_choice_model(tmp_path, tiny_model_
     with torch.no_grad():
         expected = MultiTaskModel.from_pretrained(tmp_path / "ckpt").eval().forward_all(**inputs)["mc"]
         torch.testing.assert_close(exported(**inputs).logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_server_answers_questions_with_options(choice_run):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mtl_nlp.serving.app import ServeSettings, create_app
+
+    question = {"question": "what barks ?", "choices": ["cat", "dog"]}
+    predictor = Predictor.from_pretrained(choice_run, mixed_precision="no")
+    with TestClient(create_app(predictor, ServeSettings())) as client:
+        both = client.post("/predict", json={"inputs": [question, "the team won"]}).json()
+        assert both[0]["csqa"]["label"] == "dog" and set(both[1]) == {"demo_topic"}
+        assert client.post("/tasks/csqa", json={"inputs": question}).json() == both[0]["csqa"]
+        refused = client.post("/tasks/csqa", json={"inputs": "what barks"})
+        assert refused.status_code == 422
+        assert "takes questions with options" in refused.json()["error"]["message"]
+        listed = {task["name"]: task["input"] for task in client.get("/tasks").json()["tasks"]}
+        assert listed == {"csqa": "choices", "quiz": "choices", "demo_topic": "text"}

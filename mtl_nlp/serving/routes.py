@@ -83,7 +83,8 @@ async def disconnected(request: Request) -> None:
 async def task_list(request: Request) -> dict[str, Any]:
     head_configs = server_of(request).predictor.model.head_configs
     return {"tasks": [{"name": name, "type": config.type, "labels": list(config.labels),
-                       "input": "pair" if config.text_pair else "text"}
+                       "input": "choices" if config.type == "multiple_choice"
+                       else "pair" if config.text_pair else "text"}
                       for name, config in head_configs.items()]}
 
 
