@@ -66,6 +66,9 @@ def distill_tasks(
     for entry, spec in zip(config.tasks, specs):
         if spec.name in named or any(head.name in named for head in spec.head_specs):
             continue
+        if spec.type == "multiple_choice":  # no teacher: its examples' options are their own
+            logger.info("task %s: multiple choice learns from its gold answers alone", spec.name)
+            continue
         folder = output / TEACHERS_DIR / spec.name
         teacher_config = _teacher_config(config, entry, folder)
         fingerprints = data_fingerprints(spec, teacher_config)
