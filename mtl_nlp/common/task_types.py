@@ -4,7 +4,13 @@ registry validates, the heads build, training scores and the result readers inte
 
 from __future__ import annotations
 
-TASK_TYPES = ("classification", "token_classification", "regression", "multilabel", "multiple_choice")
+TASK_TYPES = ("classification", "token_classification", "regression", "multilabel", "multiple_choice",
+              "extractive_qa")
+# the types whose examples carry no label set: a value, one of each example's own options, or a
+# span of each example's own context
+LABEL_FREE_TYPES = ("regression", "multiple_choice", "extractive_qa")
+# the types no teacher teaches (distill): each example's options or context are its own
+UNTAUGHT_TYPES = ("multiple_choice", "extractive_qa")
 SENTENCE_TYPES = ("classification", "regression", "multilabel")  # one prediction per input text
 # Sentence representations of the sentence-level heads: mean of token states, first token,
 # first token through a dense + tanh pooler (the standard transformers classifiers' computation).
@@ -18,6 +24,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("pearson", "spearman"),
     "multilabel": ("micro_f1", "macro_f1"),
     "multiple_choice": ("accuracy",),
+    "extractive_qa": ("f1", "exact_match"),  # SQuAD's token F1 and exact match
 }
 # Each task type's default main metric (a task entry may choose another: `metric:`).
 MAIN_METRIC = {task_type: choices[0] for task_type, choices in TASK_METRICS.items()}
@@ -29,4 +36,5 @@ REPORTED_METRICS: dict[str, frozenset[str]] = {
     "regression": frozenset({"pearson", "spearman", "mse"}),
     "multilabel": frozenset({"micro_f1", "macro_f1"}),
     "multiple_choice": frozenset({"accuracy"}),
+    "extractive_qa": frozenset({"exact_match", "f1"}),
 }

@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from mtl_nlp.common.errors import DataError
 from mtl_nlp.common.long_texts import default_stride, plan_word_windows
 from mtl_nlp.common.tokenizing import IGNORE_INDEX, encode_texts
+from mtl_nlp.data.answers import ROW_COLUMN, encode_questions
 from mtl_nlp.data.choices import encode_choices
 from mtl_nlp.data.code_version import Versioned
 from mtl_nlp.data.labels import LabelMapper, LabelTargets, label_column
@@ -181,6 +182,8 @@ def input_columns(spec: TaskSpec) -> list[str]:
     if spec.type == "multiple_choice":
         context = [spec.context_column] if spec.context_column else []
         return [spec.question_column, spec.choices_column, *context]
+    if spec.type == "extractive_qa":
+        return [spec.question_column, spec.context_column]
     return [spec.text_column] + ([spec.text_pair_column] if spec.text_pair_column else [])
 
 
@@ -191,6 +194,9 @@ def _is_present(spec: TaskSpec, example: dict[str, Any]) -> bool:
     if spec.type == "multiple_choice":  # its options are checked as it is encoded (an error, not a drop)
         question = example[spec.question_column]
         return isinstance(question, str) and bool(question.strip())
+    if spec.type == "extractive_qa":  # its answers are checked as it is encoded
+        texts = (example[spec.question_column], example[spec.context_column])
+        return all(isinstance(text, str) and bool(text.strip()) for text in texts)
     # A pair task needs both texts: a pair with one side missing is not an example.
     return all(isinstance(example[c], str) and bool(example[c].strip()) for c in input_columns(spec))
 
@@ -261,6 +267,9 @@ def encode_splits(
         elif reader.type == "multiple_choice":
             function = Versioned(encode_choices, tokenizer=tokenizer, spec=spec, max_length=max_length,
                                  split=split)
+        elif reader.type == "extractive_qa":  # windows of the context in every split
+            function = Versioned(encode_questions, tokenizer=tokenizer, spec=spec, max_length=max_length,
+                                 split=split, stride=default_stride(max_length) if stride is None else stride)
         else:
             function = functools.partial(_encode_tagging, stride=windows) if tagging else _encode_sentences
             function = Versioned(
@@ -272,6 +281,9 @@ def encode_splits(
             desc=f"tokenize {spec.name}/{split}",
         )
         features = features.map(Versioned(_add_length), batched=True, desc=f"lengths {spec.name}/{split}")
+        if reader.type == "extractive_qa":
+            features = features.map(Versioned(_add_row), batched=True, with_indices=True,
+                                    desc=f"rows {spec.name}/{split}")
         if "example_index" in features.column_names:
             _log_windows(spec, split, features, max_length)
         else:
@@ -312,6 +324,10 @@ def _add_length(batch: dict[str, list]) -> dict[str, list]:
     """Each example's tokens: its row's, or (multiple choice) options x its longest option's."""
     return {"length": [len(ids) * max(map(len, ids)) if ids and isinstance(ids[0], list) else len(ids)
                        for ids in batch["input_ids"]]}
+
+
+def _add_row(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+    return {ROW_COLUMN: list(indices)}
 
 
 def _log_windows(spec: TaskSpec, split: str, features: Dataset, max_length: int) -> None:

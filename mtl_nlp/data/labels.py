@@ -9,11 +9,14 @@ from collections.abc import Iterable
 from datasets import ClassLabel, Dataset, IterableDataset, Sequence
 
 from mtl_nlp.common.errors import DataError
+from mtl_nlp.common.task_types import LABEL_FREE_TYPES
 from mtl_nlp.registry import TaskSpec
 
 
 def label_column(spec: TaskSpec) -> str:
     """The column that holds the task's targets."""
+    if spec.type == "extractive_qa":
+        return spec.answers_column
     return spec.tags_column if spec.type == "token_classification" else spec.label_column
 
 
@@ -82,7 +85,7 @@ def resolve_labels(spec: TaskSpec, train: Dataset, values: Iterable[object] | No
 def declared_labels(spec: TaskSpec, train: Dataset) -> list[str] | None:
     """The labels known without reading the data (none for regression, the entry's, or the
     column's ClassLabel names), or None when the training labels must be read."""
-    if spec.type in ("regression", "multiple_choice"):  # a value, or one of each example's options
+    if spec.type in LABEL_FREE_TYPES:  # a value, one of an example's options, a span of its context
         return []
     if spec.labels is not None:
         return list(spec.labels)

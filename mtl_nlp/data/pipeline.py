@@ -17,6 +17,7 @@ from transformers import (
 )
 
 from mtl_nlp.common.errors import DataError
+from mtl_nlp.common.task_types import LABEL_FREE_TYPES
 from mtl_nlp.data.choices import ChoicesCollator, with_hub_answer_column
 from mtl_nlp.data.features import IGNORE_INDEX, check_columns, encode_splits
 from mtl_nlp.data.labels import (
@@ -168,7 +169,7 @@ def unseen_labels(
     lack (ATIS has test intents and slot tags that never occur in train). They are kept and
     scored as errors, never dropped, so scores stay comparable with published ones; a warning
     says how many there are."""
-    if spec.type in ("regression", "multiple_choice"):
+    if spec.type in LABEL_FREE_TYPES:
         return {}
     known = set(labels)
     found: dict[str, dict[str, int]] = {}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtl_nlp.common.task_types import UNTAUGHT_TYPES
 from mtl_nlp.config import ConfigError
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.modeling.checkpoint_files import MANIFEST
@@ -57,10 +58,11 @@ def teacher_assignments(tasks: dict[str, TaskData], teachers: dict[str, str]) ->
         known = sorted({*heads_of, *entry_of})
         raise ConfigError(f"distill.teachers: {', '.join(unknown)} is not a task of this run; its tasks and "
                           f"heads are: {', '.join(known)}")
-    choosing = [key for key in teachers if key in tasks and tasks[key].spec.type == "multiple_choice"]
-    if choosing:
-        raise ConfigError(f"distill.teachers: {', '.join(choosing)} is a multiple_choice task, whose "
-                          "examples have options of their own; teachers teach the other task types")
+    questions = [key for key in teachers if key in tasks and tasks[key].spec.type in UNTAUGHT_TYPES]
+    if questions:
+        raise ConfigError(f"distill.teachers: {', '.join(questions)} is a multiple_choice or extractive_qa "
+                          "task, whose examples have options or contexts of their own; teachers teach the "
+                          "other task types")
     assigned: dict[str, dict[str, str]] = {}
     for name, heads in heads_of.items():
         for head in heads:

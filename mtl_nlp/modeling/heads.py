@@ -16,12 +16,10 @@ from torch import Tensor, nn
 from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
 
-from mtl_nlp.common.task_types import POOLINGS
+from mtl_nlp.common.task_types import LABEL_FREE_TYPES, POOLINGS
 from mtl_nlp.common.tokenizing import IGNORE_INDEX
 from mtl_nlp.modeling.layer_mix import ScalarMix
 
-# head types that predict a value, or pick one of each example's own options, not one of a label set
-LABEL_FREE_TYPES = ("regression", "multiple_choice")
 # The activation after the dense layer of each family's sequence classifier (first token ->
 # dense -> activation -> classifier), by config.model_type; tanh for the others (BERT, ALBERT,
 # RoBERTa, XLM-R, MPNet). A `pooler` head computes its family's, so that it exports to the
@@ -281,12 +279,44 @@ class MultipleChoiceHead(PooledHead):
         return logits_to_probabilities(logits)
 
 
+class QuestionAnsweringHead(nn.Module):
+    """Each token's score as the answer's start and as its end: one linear layer of two outputs,
+    transformers' *ForQuestionAnswering `qa_outputs`; logits [batch, length, 2]. The loss is the
+    mean of the start and end cross-entropies against [batch, 2] token positions (the first
+    token: no answer in the window)."""
+
+    def __init__(self, hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> None:
+        super().__init__()
+        self.qa_outputs = nn.Linear(hidden_size, 2)
+        self.layer_mix = layer_mix_of(config, encoder_config)
+
+    def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        if self.layer_mix is not None:  # hidden: every layer's states, stacked
+            hidden = self.layer_mix(hidden)
+        return self.qa_outputs(hidden)
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """(start cross-entropy + end cross-entropy) / 2 in float32."""
+        starts, ends = logits.float().unbind(dim=-1)
+        return (F.cross_entropy(starts, labels[:, 0]) + F.cross_entropy(ends, labels[:, 1])) / 2
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """The start and end logits themselves [batch, length, 2], float32: answers are decoded per
+        example over its windows (common/answer_spans.py)."""
+        return logits.float()
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """The start and end logits [batch, length, 2], float32."""
+        return logits.float()
+
+
 HEAD_TYPES: dict[str, type[nn.Module]] = {
     "classification": SequenceClassificationHead,
     "token_classification": TokenClassificationHead,
     "regression": RegressionHead,
     "multilabel": MultiLabelHead,
     "multiple_choice": MultipleChoiceHead,
+    "extractive_qa": QuestionAnsweringHead,
 }
 
 

@@ -42,7 +42,8 @@ class TaskSpec:
     """
 
     name: str
-    type: str  # classification | token_classification | regression | multilabel | multiple_choice
+    # classification | token_classification | regression | multilabel | multiple_choice | extractive_qa
+    type: str
     dataset: str | None = None  # Hub id, e.g. "fancyzhx/ag_news"
     dataset_config: str | None = None  # Hub configuration name, if the dataset has several
     data_files: Mapping[str, str] | None = None  # {split: path}; relative paths use data_dir
@@ -60,7 +61,10 @@ class TaskSpec:
     # answer's index, its option label (the Hub's answerKey "A".."E") or its text
     question_column: str = "question"
     choices_column: str = "choices"
-    context_column: str | None = None
+    context_column: str | None = None  # extractive_qa: the text its answers are spans of (default context)
+    # extractive_qa: the gold answers, the Hub's squad schema {"text": [...], "answer_start": [...]}
+    # (character offsets into the context); an empty list: a question the context does not answer
+    answers_column: str = "answers"
     labels: tuple[str, ...] | None = None  # label set; else ClassLabel names or sorted train labels
     loss_weight: float = 1.0  # multiplies this task's loss
     metric: str | None = None  # main metric (one of TASK_METRICS[type]); None: the type's default
@@ -124,8 +128,8 @@ class TaskSpec:
                 )
         if self.data_files is not None and self.format is None:
             raise TaskError(f"task {self.name!r}: data_files needs a format ({', '.join(FORMATS)})")
-        if self.type == "multiple_choice":
-            self._check_choices()
+        if self.type in ("multiple_choice", "extractive_qa"):
+            self._check_questions()
         if self.type == "token_classification" and {self.format, self.local_format} & set(TEXT_TABLE_FORMATS):
             raise TaskError(
                 f"task {self.name!r}: token_classification reads lists of words and tags; use format "
@@ -221,11 +225,11 @@ class TaskSpec:
         if self.streaming:
             raise TaskError(f"task {self.name!r}: an entry with several heads cannot stream its data yet; "
                             "remove streaming")
-        choices = [head.name for head in self.heads if head.type == "multiple_choice"]
-        if choices:
-            raise TaskError(f"task {self.name!r}: head(s) {', '.join(choices)} read a question and its "
-                            "options, which the other heads of an entry cannot read; give each "
-                            "multiple_choice task an entry of its own")
+        questions = [head.name for head in self.heads if head.type in ("multiple_choice", "extractive_qa")]
+        if questions:
+            raise TaskError(f"task {self.name!r}: head(s) {', '.join(questions)} read a question (with its "
+                            "options or its context), which the other heads of an entry cannot read; give "
+                            "each multiple_choice or extractive_qa task an entry of its own")
         tagging = [head for head in self.heads if head.type == "token_classification"]
         sentence = [head for head in self.heads if head.type != "token_classification"]
         if tagging:
@@ -240,14 +244,18 @@ class TaskSpec:
             _check_same_input(self.name, sentence, lambda head: (head.text_column, head.text_pair_column),
                               "text column (and text pair column)")
 
-    def _check_choices(self) -> None:
-        """A multiple-choice task reads lists of options (JSON or the Hub), in an entry of its own."""
+    def _check_questions(self) -> None:
+        """Multiple choice and extractive QA read lists (options, answers) from JSON or the Hub, in an
+        entry of their own; extractive QA reads `context` unless told another column."""
+        what = "a list of options" if self.type == "multiple_choice" else "a list of answers"
         if {self.format, self.local_format} & {*TEXT_TABLE_FORMATS, "conll"}:
-            raise TaskError(f"task {self.name!r}: multiple_choice reads a list of options per question; use "
-                            "format json (csv/tsv cells hold plain text) or a Hub dataset")
+            raise TaskError(f"task {self.name!r}: {self.type} reads {what} per question; use format json "
+                            "(csv/tsv cells hold plain text) or a Hub dataset")
         if self.streaming:
-            raise TaskError(f"task {self.name!r}: a multiple_choice task cannot stream its data yet; remove "
+            raise TaskError(f"task {self.name!r}: a {self.type} task cannot stream its data yet; remove "
                             "streaming")
+        if self.type == "extractive_qa" and self.context_column is None:
+            object.__setattr__(self, "context_column", "context")
 
     def _check_streaming(self) -> None:
         size = self.size
@@ -296,7 +304,7 @@ TASK_KEYS = frozenset(f.name for f in dataclasses.fields(TaskSpec)) - {"heads"}
 # The value kind of each key, checked before anything reads the values (see _check_value_types).
 TEXT_KEYS = ("type", "dataset", "dataset_config", "format", "local_format", "text_column", "text_pair_column",
              "label_column", "tokens_column", "tags_column", "question_column", "choices_column",
-             "context_column", "metric", "pooling", "label_separator", "description")
+             "context_column", "answers_column", "metric", "pooling", "label_separator", "description")
 # The text keys with a default: null (YAML's `key:` with no value) is not a value for them.
 REQUIRED_TEXT_KEYS = tuple(key for key in TEXT_KEYS if isinstance(_default(key), str))
 MAPPING_KEYS = {"data_files": "file paths", "local_files": "file paths", "splits": "source split names"}

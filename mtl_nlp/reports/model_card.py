@@ -27,6 +27,7 @@ TASK_TAGS = {
     "regression": "text-classification",
     "multilabel": "text-classification",
     "multiple_choice": "multiple-choice",
+    "extractive_qa": "question-answering",
 }
 TYPE_WORDS = {
     "classification": "text classification",
@@ -34,6 +35,7 @@ TYPE_WORDS = {
     "regression": "regression (one score per text)",
     "multilabel": "multi-label classification",
     "multiple_choice": "multiple choice (one of each question's options)",
+    "extractive_qa": "extractive question answering (a span of each question's context)",
 }
 MAX_LISTED_LABELS = 20
 # transformers has no multiple-choice pipeline: the export's card shows the model called directly

@@ -10,9 +10,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mtl_nlp.common.long_texts import merge_word_sequences
+from mtl_nlp.data.answers import ROW_COLUMN
 from mtl_nlp.data.batching import SortedBatchSampler
 from mtl_nlp.data.features import FEATURE_COLUMNS, IGNORE_INDEX, WINDOW_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator
+from mtl_nlp.training.answer_evaluation import evaluate_answers
 from mtl_nlp.training.class_reports import (
     ClassReport,
     classification_report,
@@ -38,7 +40,7 @@ def build_eval_loaders(
     loaders = {}
     for name, data in tasks.items():
         dataset = data.splits[split or data.eval_split]
-        wanted = FEATURE_COLUMNS + WINDOW_COLUMNS
+        wanted = FEATURE_COLUMNS + WINDOW_COLUMNS + (ROW_COLUMN,)
         columns = [column for column in wanted if column in dataset.column_names]
         loader = DataLoader(
             dataset.select_columns(columns),
@@ -49,6 +51,9 @@ def build_eval_loaders(
             generator=torch.Generator(),
         )
         loaders[name] = accelerator.prepare(loader)
+        # an extractive QA task's answers are decoded from its windows' offsets and context, which
+        # the scoring reads from the split by row (they do not go through the collator)
+        loaders[name].scored_split = dataset
     return loaders
 
 
@@ -156,6 +161,8 @@ def _evaluate_task(
 ) -> tuple[dict[str, float], ClassReport]:
     """One task's scores and report over every example of its loader."""
     task_type = task_data.spec.type
+    if task_type == "extractive_qa":  # answers decoded per question over its windows: no report
+        return evaluate_answers(accelerator, model, task, loader, loader.scored_split), {}
     all_predictions: list = []
     all_labels: list = []
     all_windows: list[tuple[int, int]] = []

@@ -31,6 +31,7 @@ from mtl_nlp.common.run_files import (
     TRAINER_STATE,
     WRITING,
 )
+from mtl_nlp.common.task_types import UNTAUGHT_TYPES
 from mtl_nlp.config import ConfigError, RunConfig, dotted_keys, load_config
 from mtl_nlp.modeling.checkpoint_files import MANIFEST, PENDING
 from mtl_nlp.modeling.model import is_checkpoint, read_checkpoint_config
@@ -66,8 +67,8 @@ def distill_tasks(
     for entry, spec in zip(config.tasks, specs):
         if spec.name in named or any(head.name in named for head in spec.head_specs):
             continue
-        if spec.type == "multiple_choice":  # no teacher: its examples' options are their own
-            logger.info("task %s: multiple choice learns from its gold answers alone", spec.name)
+        if spec.type in UNTAUGHT_TYPES:  # no teacher: its examples' options or context are their own
+            logger.info("task %s (%s) learns from its gold answers alone", spec.name, spec.type)
             continue
         folder = output / TEACHERS_DIR / spec.name
         teacher_config = _teacher_config(config, entry, folder)
