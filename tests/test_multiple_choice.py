@@ -200,8 +200,8 @@ def test_distill_trains_no_teacher_for_a_multiple_choice_task(tmp_path, tiny_mod
     from mtl_nlp.workflows.distill import distill_tasks
 
     hub = write_questions(tmp_path, "hub")
-    tasks = (f"tasks=[{{name: few_csqa, type: multiple_choice, format: json, data_files: {json.dumps(hub)}}}, "
-             "demo_topic]")
+    tasks = (f"tasks=[{{name: few_csqa, type: multiple_choice, format: json, "
+             f"data_files: {json.dumps(hub)}}}, demo_topic]")
     config = load_config(None, [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}",
                                 "mixed_precision=no", "train.batch_size=4", "train.max_steps=2",
                                 "max_eval_examples=4", "max_train_examples=12",
