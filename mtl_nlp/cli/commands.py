@@ -127,14 +127,15 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
     predictor = Predictor.from_pretrained(checkpoint, **options)
     pairs = any(task in predictor.pair_tasks for task in tasks or predictor.tasks)
     configs = predictor.model.head_configs
-    choices = any(configs[task].type == "multiple_choice" for task in tasks or predictor.tasks)
+    questions = any(configs[task].type in ("multiple_choice", "extractive_qa")
+                    for task in tasks or predictor.tasks)
     source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
     target = open(args.output, "w", encoding="utf-8") if args.output else out  # noqa: SIM115
     # A person typing at a terminal gets each answer at once; files and pipes go in chunks of
     # 8 batches, length-sorted for little padding.
     chunk = 1 if source.isatty() else None
     try:
-        inputs = (input_from_line(line, pairs, choices) for line in read_lines(source))
+        inputs = (input_from_line(line, pairs, questions) for line in read_lines(source))
         for result in predictor.predict_stream(inputs, tasks=tasks, chunk_size=chunk):
             target.write(to_json_line(result) + "\n")
             target.flush()

@@ -157,8 +157,8 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
         "input", nargs="?", default="-",
         help="text file, one input a line (default -: stdin); `text<TAB>text_pair` is a pair for "
         "sentence-pair tasks, a line without a TAB a single text for the other tasks, and (a model with "
-        'multiple-choice tasks) a JSON line {"question": ..., "choices": [...]} a question with its '
-        "options",
+        'multiple-choice or extractive QA tasks) a JSON line {"question": ..., "choices": [...]} or '
+        '{"question": ..., "context": ...} a question',
     )
     predict.add_argument("--tasks", help="comma-separated subset of the checkpoint's tasks")
     predict.add_argument("--output", metavar="FILE", help="write the JSON lines here (default: stdout)")

@@ -22,15 +22,28 @@ class ChoiceInput:
     context: str | None = None
 
 
-# a text, a (text, text_pair) pair for sentence-pair tasks, or a question with its options
-TextInput = str | tuple[str, str] | ChoiceInput
-TEXT, PAIR, CHOICES = "text", "pair", "choices"  # the kinds of input, each answered by its own tasks
-KIND_WORDS = {TEXT: "a single text", PAIR: "a (text, text_pair) pair", CHOICES: "a question with its options"}
+@dataclass(frozen=True)
+class QuestionInput:
+    """A question and the context its answer is a span of, for the extractive QA tasks; given as
+    {"question", "context"}."""
+
+    question: str
+    context: str
+
+
+# a text, a (text, text_pair) pair for sentence-pair tasks, a question with its options or with
+# its context
+TextInput = str | tuple[str, str] | ChoiceInput | QuestionInput
+TEXT, PAIR, CHOICES, QUESTION = "text", "pair", "choices", "question"  # each kind has its own tasks
+KIND_WORDS = {TEXT: "a single text", PAIR: "a (text, text_pair) pair", CHOICES: "a question with its options",
+              QUESTION: "a question with its context"}
 
 
 def input_kind(item: TextInput) -> str:
-    """TEXT, PAIR or CHOICES."""
-    return CHOICES if isinstance(item, ChoiceInput) else PAIR if isinstance(item, tuple) else TEXT
+    """TEXT, PAIR, CHOICES or QUESTION."""
+    if isinstance(item, ChoiceInput | QuestionInput):
+        return CHOICES if isinstance(item, ChoiceInput) else QUESTION
+    return PAIR if isinstance(item, tuple) else TEXT
 
 
 def task_list(tasks: str | Iterable[str] | None) -> list[str] | None:
@@ -46,6 +59,8 @@ def is_blank(item: TextInput) -> bool:
     a question with options, the question)."""
     if isinstance(item, ChoiceInput):
         return not item.question.strip()
+    if isinstance(item, QuestionInput):
+        return not item.question.strip() or not item.context.strip()
     texts = item if isinstance(item, tuple) else (item,)
     return any(not text.strip() for text in texts)
 
@@ -62,10 +77,10 @@ def as_input(index: int, item: object) -> TextInput:
     question with its options from a {"question", "choices", "context"?} mapping."""
     if isinstance(item, str):
         return checked_text(index, item)
-    if isinstance(item, ChoiceInput):
+    if isinstance(item, ChoiceInput | QuestionInput):
         return item
     if isinstance(item, Mapping):
-        return choice_input(index, item)
+        return choice_input(index, item) if "choices" in item else question_input(index, item)
     if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
         return (checked_text(index, item[0]), checked_text(index, item[1]))
     if isinstance(item, tuple):
@@ -77,6 +92,17 @@ def as_input(index: int, item: object) -> TextInput:
         f"input {index} is {type(item).__name__}, expected a str, a (text, text_pair) tuple or a "
         '{"question": ..., "choices": [...]} mapping'
     )
+
+
+def question_input(index: int, item: Mapping) -> QuestionInput:
+    """A question with its context from a {"question", "context"} mapping."""
+    if set(item) != {"question", "context"}:
+        raise PredictorInputError(f'input {index}: a question is {{"question": str, "context": str}} '
+                                  f'(extractive QA) or {{"question": str, "choices": [str, ...]}} (multiple '
+                                  f"choice); got the keys {sorted(item)}")
+    if not isinstance(item["question"], str) or not isinstance(item["context"], str):
+        raise PredictorInputError(f"input {index}: the question and the context must be str")
+    return QuestionInput(checked_text(index, item["question"]), checked_text(index, item["context"]))
 
 
 def choice_input(index: int, item: Mapping) -> ChoiceInput:
@@ -109,21 +135,21 @@ def checked_text(index: int, text: str) -> str:
     return text
 
 
-def input_from_line(line: str, pairs: bool = True, choices: bool = False) -> TextInput | dict:
+def input_from_line(line: str, pairs: bool = True, questions: bool = False) -> TextInput | dict:
     """One input line of `mtl-nlp predict`: `text<TAB>text_pair` is a pair (split at the first
     TAB, for the sentence-pair tasks), a line without a TAB a single text. With `pairs` False
     (no requested task reads pairs) every line is a single text, TABs included. A blank line
     is kept (an empty text, or with `pairs` an empty pair) so that output line i still answers
-    input line i: the Predictor answers it None for every task that reads it. With `choices` (a
-    requested task is multiple choice), a line that starts with `{` is a JSON question with its
-    options, {"question", "choices": [...], "context"?}."""
+    input line i: the Predictor answers it None for every task that reads it. With `questions` (a
+    requested task is multiple choice or extractive QA), a line that starts with `{` is a JSON
+    question, {"question", "choices": [...], "context"?} or {"question", "context"}."""
     line = line.rstrip("\r\n")
-    if choices and line.lstrip().startswith("{"):  # a question with options, as JSON
+    if questions and line.lstrip().startswith("{"):  # a question, as JSON
         try:
             return json.loads(line)
         except json.JSONDecodeError as error:
-            raise PredictorInputError(f"a line starting with {{ is read as a question with options, and "
-                                      f"is not valid JSON: {error}") from None
+            raise PredictorInputError(f"a line starting with {{ is read as a question, and is not valid "
+                                      f"JSON: {error}") from None
     text, tab, text_pair = line.partition("\t")
     if pairs and not line.strip():  # a blank line: an empty pair, which the pair tasks answer None
         return (text, text_pair)

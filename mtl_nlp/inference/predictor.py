@@ -29,6 +29,7 @@ from mtl_nlp.inference.inputs import (
     CHOICES,
     KIND_WORDS,
     PAIR,
+    QUESTION,
     TEXT,
     ChoiceInput,
     TextInput,
@@ -38,14 +39,17 @@ from mtl_nlp.inference.inputs import (
     is_blank,
     task_list,
 )
+from mtl_nlp.inference.question_answers import question_answers
 from mtl_nlp.inference.sentence_answers import sentence_answers
 from mtl_nlp.modeling.checkpoint_files import consistent_view
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 
 # what each kind of input's tasks take, and what a model lacks when none does
-TAKES = {TEXT: "single texts", PAIR: "(text, text_pair) pairs", CHOICES: "questions with options"}
-NO_TASK = {TEXT: "single-text task", PAIR: "sentence-pair task", CHOICES: "multiple-choice task"}
+TAKES = {TEXT: "single texts", PAIR: "(text, text_pair) pairs", CHOICES: "questions with options",
+         QUESTION: "questions with a context"}
+NO_TASK = {TEXT: "single-text task", PAIR: "sentence-pair task", CHOICES: "multiple-choice task",
+           QUESTION: "extractive QA task"}
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 SORT_GROUP_BATCHES = 64  # inputs tokenized and sorted by token count together, in batches
 PREFIX_CHARACTERS_PER_TOKEN = 6  # English averages about 4.5 characters a token: a beginning this long
@@ -68,7 +72,8 @@ class Predictor:
 
     Which tasks answer which input: a str is answered by the single-text tasks, a
     (text, text_pair) tuple by the sentence-pair tasks, a {"question", "choices": [...],
-    "context"?} mapping by the multiple-choice tasks ({"label": the chosen option, "score"}).
+    "context"?} mapping by the multiple-choice tasks ({"label": the chosen option, "score"}), a
+    {"question", "context"} mapping by the extractive QA tasks ({"answer", "score", "start", "end"}).
     Asking (tasks=[...]) for a task with another kind of input is an error. Single texts share one
     encoder pass per batch for all their tasks; pairs, and questions with options, run in their
     own encoder passes. Inputs are batched by token count so padding stays
@@ -131,8 +136,9 @@ class Predictor:
 
     def _kind_of(self, task: str) -> str:
         """The kind of input `task` reads: TEXT, PAIR or CHOICES."""
+        kinds = {"multiple_choice": CHOICES, "extractive_qa": QUESTION}
         config = self.model.head_configs[task]
-        return CHOICES if config.type == "multiple_choice" else PAIR if config.text_pair else TEXT
+        return kinds.get(config.type, PAIR if config.text_pair else TEXT)
 
     def predict(
         self, inputs: TextInput | list[TextInput], tasks: str | list[str] | None = None,
@@ -252,7 +258,8 @@ class Predictor:
                 for start in range(0, len(of_kind), group):  # bounded tokenizer output for long lists
                     indices = of_kind[start : start + group]
                     items = [batch[i] for i in indices]
-                    answers = (choice_answers(self, items, kind_tasks) if kind == CHOICES
+                    answer = {CHOICES: choice_answers, QUESTION: question_answers}.get(kind)
+                    answers = (answer(self, items, kind_tasks) if answer is not None
                                else self._answer_kind(items, kind_tasks, all_scores))
                     for index, result in zip(indices, answers):
                         results[index] = result
@@ -300,13 +307,10 @@ class Predictor:
             if not answering:
                 raise PredictorInputError(
                     f"input {index} is {KIND_WORDS[kind]}, but this model has no {NO_TASK[kind]} "
-                    f"(tasks: {', '.join(f'{t} ({self._takes(t)})' for t in self.tasks)})"
+                    f"(tasks: {', '.join(f'{t} ({TAKES[self._kind_of(t)]})' for t in self.tasks)})"
                 )
             by_kind[kind] = answering
         return by_kind
-
-    def _takes(self, task: str) -> str:
-        return {TEXT: "texts", PAIR: "pairs", CHOICES: "questions with options"}[self._kind_of(task)]
 
     def _logits(self, inputs: dict[str, Tensor], tasks: list[str]) -> dict[str, Tensor]:
         """{task: logits} of one encoder pass over a batch, from the backend's engine."""

@@ -46,9 +46,10 @@ def family_head_config(config: HeadConfig, encoder_config: PretrainedConfig) -> 
     """`config` for a new head on this encoder: a `pooler` head takes the family's activation,
     and a pooler or tagging head of a PREDICTION_HEAD_FAMILIES encoder its prediction head."""
     changes: dict[str, Any] = {}
-    if config.pooling == "pooler" and config.type != "token_classification":
+    per_token = config.type in ("token_classification", "extractive_qa")
+    if config.pooling == "pooler" and not per_token:
         changes["pooler_activation"] = family_pooler_activation(encoder_config)
-    reads_through_head = config.type == "token_classification" or config.pooling == "pooler"
+    reads_through_head = per_token or config.pooling == "pooler"
     if encoder_config.model_type in PREDICTION_HEAD_FAMILIES and reads_through_head:
         changes["prediction_head"] = True
     return dataclasses.replace(config, **changes) if changes else config
@@ -287,12 +288,17 @@ class QuestionAnsweringHead(nn.Module):
 
     def __init__(self, hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> None:
         super().__init__()
+        self.head = None  # the family's prediction head first, as ModernBERT's QA model has it
+        if config.prediction_head:
+            self.head = family_prediction_head(_needed(encoder_config, config))
         self.qa_outputs = nn.Linear(hidden_size, 2)
         self.layer_mix = layer_mix_of(config, encoder_config)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         if self.layer_mix is not None:  # hidden: every layer's states, stacked
             hidden = self.layer_mix(hidden)
+        if self.head is not None:
+            hidden = self.head(hidden)
         return self.qa_outputs(hidden)
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:

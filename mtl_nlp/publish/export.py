@@ -14,6 +14,7 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -117,7 +118,7 @@ def _check_exportable(model: MultiTaskModel, head: HeadConfig) -> tuple[str, str
     sentence head's family has none, or the head does not compute what the family's does."""
     encoder_config = model.encoder.config
     model_type = encoder_config.model_type
-    if head.type == "token_classification":
+    if head.type in ("token_classification", "extractive_qa"):  # heads on every token
         return None
     if model_type in PREDICTION_HEAD_FAMILIES and head.pooling == "pooler" and not head.prediction_head:
         raise ExportError(f"task {head.name!r}: {model_type}'s sequence classifier has a prediction head "
@@ -171,6 +172,8 @@ def _auto_class(head: HeadConfig) -> type:
         return AutoModelForTokenClassification
     if head.type == "multiple_choice":
         return AutoModelForMultipleChoice
+    if head.type == "extractive_qa":
+        return AutoModelForQuestionAnswering
     return AutoModelForSequenceClassification
 
 
@@ -185,7 +188,7 @@ def _task_config(checkpoint: Path, model: MultiTaskModel, head: HeadConfig):
     if head.type == "regression":
         config.num_labels = 1
         config.id2label, config.label2id = {0: "value"}, {"value": 0}
-    elif head.type != "multiple_choice":  # a multiple-choice head scores options: no labels
+    elif head.type not in ("multiple_choice", "extractive_qa"):  # options or spans: no labels
         config.id2label = dict(enumerate(head.labels))
         config.label2id = {label: index for index, label in enumerate(head.labels)}
     if head.type in PROBLEM_TYPES:
@@ -247,6 +250,9 @@ def _head_state(
     weights = model.heads[head.name].state_dict()
     if head.type == "token_classification":  # (`head`) + dropout + `classifier`: the same names
         return dict(weights)
+    if head.type == "extractive_qa":  # `qa_outputs`, which ModernBERT names `classifier`
+        output = "qa_outputs" if "qa_outputs.weight" in standard.state_dict() else "classifier"
+        return {name.replace("qa_outputs.", f"{output}.", 1): tensor for name, tensor in weights.items()}
     dense, output = (name.format(base=standard.base_model_prefix) for name in layout)
     names = {"pooler": dense, "classifier": output}
     return {f"{names[module]}.{param}": tensor

@@ -51,6 +51,20 @@ CHOICE_USAGE = [
     "print(choices[logits.argmax(-1).item()])",
     "```",
 ]
+# transformers 5 has no question-answering pipeline either: the model called on a question
+ANSWER_USAGE = [
+    "```python",
+    "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+    "",
+    'tokenizer = AutoTokenizer.from_pretrained("PATH_OR_HUB_ID")',
+    'model = AutoModelForQuestionAnswering.from_pretrained("PATH_OR_HUB_ID")',
+    'inputs = tokenizer("Where does Anna live?", "Anna lives in Berlin.", return_tensors="pt")',
+    "outputs = model(**inputs)",
+    "start, end = outputs.start_logits.argmax().item(), outputs.end_logits.argmax().item()",
+    'print(tokenizer.decode(inputs["input_ids"][0, start : end + 1]))',
+    "```",
+]
+OWN_USAGE = {"multiple_choice": CHOICE_USAGE, "extractive_qa": ANSWER_USAGE}
 
 
 def write_checkpoint_card(
@@ -139,7 +153,7 @@ def write_export_card(
         *_results_section([task], metrics, mains, "test"),
         "## How to use",
         "",
-        *(CHOICE_USAGE if head.type == "multiple_choice" else [
+        *(OWN_USAGE[head.type] if head.type in OWN_USAGE else [
             "```python",
             "from transformers import pipeline",
             "",

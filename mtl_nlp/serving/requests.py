@@ -87,11 +87,12 @@ def pipeline_request(data: dict[str, Any], limits: Limits,
                        f'{{"text": ..., "text_pair": ...}}, got {json.dumps(inputs)[:80]}')
     _check_count(items, limits)
     top_k = _top_k(data.get("parameters") or {}, task_type)
-    if task_type == "multiple_choice":  # {"question", "choices"}: checked as the Predictor reads it
+    if task_type in QUESTION_TYPES:  # {"question", "choices" or "context"}: the Predictor checks them
         return items, one, top_k
     return [_pipeline_input(index, item) for index, item in enumerate(items)], one, top_k
 
 
+QUESTION_TYPES = ("multiple_choice", "extractive_qa")  # inputs: a question with options or a context
 LEGACY = "legacy"  # no top_k given: the pipeline's answer of one label per input
 
 
@@ -142,9 +143,10 @@ def predictor_answers(classifiers: set[str], answers: list[dict[str, Any]]) -> l
 def pipeline_answers(task_type: str, task: str, tokenizer: Any, inputs: list[Any], one: bool, top_k: Any,
                      answers: list[dict[str, Any]]) -> Any:
     """A request's answers for `task` as `transformers.pipeline` gives them (on the model thread:
-    a tagger's words are read back by the tokenizer). A multiple-choice task, which no pipeline
-    has, answers as the Predictor does: {"label": the chosen option, "score"}."""
-    if task_type == "multiple_choice":
+    a tagger's words are read back by the tokenizer). A multiple-choice task answers as the
+    Predictor does, {"label": the chosen option, "score"}, and an extractive QA task as the
+    question-answering pipeline did (transformers 5 has neither): {"answer", "score", "start", "end"}."""
+    if task_type in QUESTION_TYPES:
         return answers[0][task] if one else [result[task] for result in answers]
     shaped = [pipeline_answer(task_type, result[task], tokenizer, item if isinstance(item, str) else item[0],
                               top_k) for result, item in zip(answers, inputs)]

@@ -79,12 +79,13 @@ async def disconnected(request: Request) -> None:
         pass
 
 
+INPUT_OF = {"multiple_choice": "choices", "extractive_qa": "question"}  # the other kinds: text or pair
+
 @router.get("/tasks", summary="The model's tasks: type, labels and input kind")
 async def task_list(request: Request) -> dict[str, Any]:
     head_configs = server_of(request).predictor.model.head_configs
     return {"tasks": [{"name": name, "type": config.type, "labels": list(config.labels),
-                       "input": "choices" if config.type == "multiple_choice"
-                       else "pair" if config.text_pair else "text"}
+                       "input": INPUT_OF.get(config.type, "pair" if config.text_pair else "text")}
                       for name, config in head_configs.items()]}
 
 

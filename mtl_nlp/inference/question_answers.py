@@ -1,0 +1,62 @@
+"""The Predictor's answers for questions with a context (extractive QA): the context read in windows
+sharing `stride` tokens, as in training, the windows of a batch of questions in encoder passes of
+`batch_size` windows, and each question's best span over its windows with its character offsets,
+as transformers' question-answering pipeline answered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtl_nlp.common.answer_spans import WindowScores, best_answers
+from mtl_nlp.inference.errors import PredictorInputError
+from mtl_nlp.inference.inputs import QuestionInput
+
+NO_ANSWER = {"answer": "", "score": 0.0, "start": 0, "end": 0}  # a context no window holds a token of
+
+
+def question_answers(predictor: Any, items: list[QuestionInput], tasks: list[str]) -> list[dict[str, Any]]:
+    """{task: {"answer", "score", "start", "end"}} for each question, in order; `predictor` gives
+    the tokenizer, max_length, stride, batch size and engine."""
+    tokenizer = predictor.tokenizer
+    questions = [item.question.lstrip() for item in items]
+    _check_room(predictor, questions)
+    encoded = tokenizer(questions, [item.context for item in items], truncation="only_second",
+                        max_length=predictor.max_length, stride=predictor.stride, padding=True,
+                        return_overflowing_tokens=True, return_offsets_mapping=True, return_tensors="pt")
+    owners = encoded.pop("overflow_to_sample_mapping").tolist()
+    offsets = encoded.pop("offset_mapping").tolist()
+    logits: dict[str, list] = {task: [] for task in tasks}
+    for begin in range(0, len(owners), predictor.batch_size):
+        inputs = {key: value[begin : begin + predictor.batch_size].to(predictor.device)
+                  for key, value in encoded.items()}
+        for task, value in predictor._logits(inputs, tasks).items():
+            logits[task].extend(value.float().cpu())
+    windows: list[list[int]] = [[] for _ in items]
+    for window, owner in enumerate(owners):
+        windows[owner].append(window)
+    answers = []
+    for index, item in enumerate(items):
+        answer = {}
+        for task in tasks:
+            scored = [WindowScores(logits[task][w][:, 0].tolist(), logits[task][w][:, 1].tolist(),
+                                   _context_offsets(encoded.sequence_ids(w), offsets[w]))
+                      for w in windows[index]]
+            found = best_answers(scored, item.context)
+            answer[task] = found[0].to_dict() if found else dict(NO_ANSWER)
+        answers.append(answer)
+    return answers
+
+
+def _context_offsets(sequence_ids: list[int | None], offsets: list[list[int]]) -> list[tuple | None]:
+    return [tuple(span) if part == 1 else None for part, span in zip(sequence_ids, offsets)]
+
+
+def _check_room(predictor: Any, questions: list[str]) -> None:
+    """PredictorInputError naming a question that leaves its context no window beyond the stride."""
+    tokenizer = predictor.tokenizer
+    room = predictor.max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    for index, ids in enumerate(tokenizer(questions, add_special_tokens=False)["input_ids"]):
+        if room - len(ids) <= predictor.stride:
+            raise PredictorInputError(f"question {index} takes {len(ids)} of max_length="
+                                      f"{predictor.max_length} tokens, leaving its context no more than the "
+                                      f"stride ({predictor.stride})")
