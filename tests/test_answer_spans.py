@@ -87,3 +87,15 @@ def test_an_unanswerable_question_is_answered_by_the_empty_answer_only():
     assert squad_scores(["", "Paris"], [[], []]) == {"exact_match": 0.5, "f1": 0.5}
     with pytest.raises(ValueError, match="2 predictions for 1 questions"):
         squad_scores(["a", "b"], [["a"]])
+
+
+def test_the_empty_answer_wins_when_every_window_scores_no_answer_above_every_span():
+    window = WindowScores([5, 0, 0, 1, 0, 0, 2, 0, 0], [5, 0, 0, 0, 0, 0, 2, 1, 0], WORDS)
+    empty = best_answers([window], CONTEXT, no_answer=True)[0]
+    assert (empty.text, empty.start, empty.end, empty.logit) == ("", 0, 0, 10.0)
+    # p(start) x p(end) of the first token, the softmaxes over it and the context tokens
+    assert empty.score == pytest.approx(softmax([5, 1, 0, 0, 2, 0])[0] * softmax([5, 0, 0, 0, 2, 1])[0])
+    assert best_answers([window], CONTEXT)[0].text == "Berlin"  # a task of answerable questions only
+    # the window scoring lowest as no answer decides: here one holding a span scored above it
+    answering = WindowScores([-5, 0, 0, 1, 0, 0, 2, 0, 0], [-5, 0, 0, 0, 0, 0, 2, 1, 0], WORDS)
+    assert best_answers([window, answering], CONTEXT, no_answer=True)[0].text == "Berlin"

@@ -8,6 +8,11 @@ are both context tokens, end not before start, at most `max_answer_length` token
 (the logits, comparable across windows: the ranking of transformers' run_qa post-processing);
 each answer's `score` is its probability within its window, p(start) x p(end) with both softmaxes
 over the window's context tokens (the score transformers' question-answering pipeline gave).
+
+For a task whose questions may have no answer (SQuAD 2.0), the first token's start + end logit is
+the no-answer score (what training teaches it for a window without the answer): the empty answer
+wins when the lowest no-answer score over the windows beats every span, as transformers' run_qa
+post-processing decides it.
 """
 
 from __future__ import annotations
@@ -71,16 +76,33 @@ def window_candidates(window: WindowScores, context: str, n_best: int = N_BEST,
 
 
 def best_answers(windows: Sequence[WindowScores], context: str, top_k: int = 1, n_best: int = N_BEST,
-                 max_answer_length: int = MAX_ANSWER_LENGTH) -> list[Answer]:
+                 max_answer_length: int = MAX_ANSWER_LENGTH, no_answer: bool = False) -> list[Answer]:
     """The `top_k` best answers over every window of one context (a span that two windows both
-    hold counts once, with its better logit); [] when no window holds a context token."""
+    hold counts once, with its better logit); [] when no window holds a context token. With
+    `no_answer`, the empty answer ranks by the lowest no-answer score among them."""
     found: dict[tuple[int, int], Answer] = {}
     for window in windows:
         for answer in window_candidates(window, context, n_best, max_answer_length):
             kept = found.get((answer.start, answer.end))
             if kept is None or answer.logit > kept.logit:
                 found[(answer.start, answer.end)] = answer
-    return sorted(found.values(), key=lambda answer: -answer.logit)[:top_k]
+    ranked = list(found.values())
+    if no_answer and windows:
+        ranked.append(_empty_answer(windows))
+    return sorted(ranked, key=lambda answer: -answer.logit)[:top_k]
+
+
+def _empty_answer(windows: Sequence[WindowScores]) -> Answer:
+    """The empty answer, scored by the window whose first token scores lowest as no answer; its
+    probability: p(start) x p(end) of that token, the softmaxes over it and the context."""
+    def null(window: WindowScores) -> float:
+        return float(window.start_logits[0] + window.end_logits[0])
+
+    window = min(windows, key=null)
+    inside = np.array([index == 0 or offset is not None for index, offset in enumerate(window.offsets)])
+    start = _softmax_over(np.asarray(window.start_logits, dtype=np.float64), inside)[0]
+    end = _softmax_over(np.asarray(window.end_logits, dtype=np.float64), inside)[0]
+    return Answer("", 0, 0, null(window), float(start * end))
 
 
 def _softmax_over(logits: np.ndarray, inside: np.ndarray) -> np.ndarray:

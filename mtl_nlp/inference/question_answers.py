@@ -41,7 +41,7 @@ def question_answers(predictor: Any, items: list[QuestionInput], tasks: list[str
             scored = [WindowScores(logits[task][w][:, 0].tolist(), logits[task][w][:, 1].tolist(),
                                    _context_offsets(encoded.sequence_ids(w), offsets[w]))
                       for w in windows[index]]
-            found = best_answers(scored, item.context)
+            found = best_answers(scored, item.context, no_answer=predictor.model.head_configs[task].no_answer)
             answer[task] = found[0].to_dict() if found else dict(NO_ANSWER)
         answers.append(answer)
     return answers

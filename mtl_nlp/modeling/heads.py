@@ -92,6 +92,7 @@ class HeadConfig:
     prediction_head: bool = False
     # the head reads a learned mix of every encoder layer (modeling/layer_mix.py), not one layer
     layer_mix: bool = False
+    no_answer: bool = False  # extractive_qa: the empty answer is an answer (common/answer_spans.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -65,6 +65,9 @@ class TaskSpec:
     # extractive_qa: the gold answers, the Hub's squad schema {"text": [...], "answer_start": [...]}
     # (character offsets into the context); an empty list: a question the context does not answer
     answers_column: str = "answers"
+    # extractive_qa: questions may have no answer in their context (SQuAD 2.0): the empty answer
+    # is given when its score (the first token's) beats every span's
+    no_answer: bool = False
     labels: tuple[str, ...] | None = None  # label set; else ClassLabel names or sorted train labels
     loss_weight: float = 1.0  # multiplies this task's loss
     metric: str | None = None  # main metric (one of TASK_METRICS[type]); None: the type's default
@@ -130,6 +133,8 @@ class TaskSpec:
             raise TaskError(f"task {self.name!r}: data_files needs a format ({', '.join(FORMATS)})")
         if self.type in ("multiple_choice", "extractive_qa"):
             self._check_questions()
+        if self.no_answer and self.type != "extractive_qa":
+            raise TaskError(f"task {self.name!r}: no_answer is for extractive_qa tasks, not {self.type}")
         if self.type == "token_classification" and {self.format, self.local_format} & set(TEXT_TABLE_FORMATS):
             raise TaskError(
                 f"task {self.name!r}: token_classification reads lists of words and tags; use format "
@@ -198,7 +203,7 @@ class TaskSpec:
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise TaskError(f"task {self.name!r}: {key} must be a whole number, got {value!r}")
-        for key in ("streaming", "layer_mix"):
+        for key in ("streaming", "layer_mix", "no_answer"):
             value = getattr(self, key)
             if not isinstance(value, bool):
                 raise TaskError(f"task {self.name!r}: {key} must be true or false, got {value!r}")

@@ -34,11 +34,14 @@ def evaluate_answers(
         gathered, gathered_rows = accelerator.gather_for_metrics((logits, rows))
         for row, window in zip(gathered_rows.tolist(), gathered.tolist()):
             logits_of[row] = window
-    return score_windows(split, logits_of)
+    no_answer = accelerator.unwrap_model(model).head_configs[task].no_answer
+    return score_windows(split, logits_of, no_answer)
 
 
-def score_windows(split: Dataset, logits_of: dict[int, list[list[float]]]) -> dict[str, float]:
-    """SQuAD's scores of the answers decoded from each window's [length, 2] logits (by row)."""
+def score_windows(split: Dataset, logits_of: dict[int, list[list[float]]], no_answer: bool = False
+                  ) -> dict[str, float]:
+    """SQuAD's scores of the answers decoded from each window's [length, 2] logits (by row);
+    `no_answer`: the empty answer is an answer too."""
     rows = sorted(logits_of)
     windows: dict[int, list[WindowScores]] = defaultdict(list)
     contexts: dict[int, str] = {}
@@ -53,6 +56,6 @@ def score_windows(split: Dataset, logits_of: dict[int, list[list[float]]]) -> di
     examples = sorted(windows)
     predictions = []
     for example in examples:
-        found = best_answers(windows[example], contexts[example])
+        found = best_answers(windows[example], contexts[example], no_answer=no_answer)
         predictions.append(found[0].text if found else "")
     return squad_scores(predictions, [golds[example] for example in examples])

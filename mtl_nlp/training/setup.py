@@ -137,7 +137,7 @@ def head_config(spec: TaskSpec, labels: list[str], entry: str | None = None) -> 
         name=spec.name, type=spec.type, labels=list(labels), pooling=spec.pooling,
         threshold=spec.threshold, text_pair=spec.text_pair_column is not None,
         layer=spec.layer, entry=entry, loss_weight=spec.loss_weight if entry else 1.0,
-        layer_mix=spec.layer_mix,
+        layer_mix=spec.layer_mix, no_answer=spec.no_answer,
     )
 
 
