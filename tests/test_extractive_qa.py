@@ -150,6 +150,7 @@ def test_no_answer_is_a_key_of_extractive_qa_tasks_and_reaches_the_head():
     from mtl_nlp.training.setup import head_config
 
     with pytest.raises(TaskError, match="no_answer is for extractive_qa tasks, not classification"):
-        TaskSpec(name="x", type="classification", data_files={"train": "x.jsonl"}, format="json", no_answer=True)
+        TaskSpec(name="x", type="classification", data_files={"train": "x.jsonl"}, format="json",
+                 no_answer=True)
     squad2 = TaskSpec(name="squad2", type="extractive_qa", dataset="rajpurkar/squad_v2", no_answer=True)
     assert head_config(squad2, []).no_answer is True and squad2.context_column == "context"
