@@ -3,7 +3,8 @@
 The benchmark tasks load from the Hugging Face Hub by default; a run with `data_dir=PATH` reads
 them from local files laid out as PATH/conll2003/{train,valid,test}.txt,
 PATH/sst2/{train,dev,test}.tsv, PATH/ag_news/{train,test}.tsv, PATH/stsb/{train,dev,test}.tsv and
-PATH/glue/<task>/{train,test}.tsv for the GLUE tasks cola, mrpc, rte, qnli and mnli.
+PATH/glue/<task>/{train,test}.tsv for the GLUE tasks cola, mrpc, rte, qnli and mnli,
+PATH/commonsenseqa/{train,test}.jsonl and PATH/qa/{train,test}.jsonl (squad).
 """
 
 from __future__ import annotations
@@ -121,6 +122,29 @@ BUILTIN_TASKS = (
         description="STS Benchmark sentence-pair similarity, a score from 0 to 5 (Pearson/Spearman)",
     ),
     *GLUE_TASKS,
+    TaskSpec(
+        name="commonsense_qa",
+        type="multiple_choice",
+        # The Hub's test split carries no answers: its validation split (the official dev set) is
+        # the test set, and model selection uses a part held out of train.
+        dataset="tau/commonsense_qa",
+        splits={"train": "train", "test": "validation"},
+        local_files={"train": "commonsenseqa/train.jsonl", "test": "commonsenseqa/test.jsonl"},
+        local_format="json",
+        description="CommonsenseQA: a question and five options (accuracy)",
+    ),
+    TaskSpec(
+        name="squad",
+        type="extractive_qa",
+        # SQuAD v1.1: its validation split (every gold answer) is the test set. The local files
+        # follow the benchmark data: qa/train.jsonl holds SQuADShifts (SQuAD's protocol on new
+        # domains) and qa/test.jsonl SQuAD v1.1 dev, so Hub and local training data differ.
+        dataset="rajpurkar/squad",
+        splits={"train": "train", "test": "validation"},
+        local_files={"train": "qa/train.jsonl", "test": "qa/test.jsonl"},
+        local_format="json",
+        description="SQuAD v1.1 extractive question answering (exact match and F1)",
+    ),
     demo_task("demo_ner", "token_classification", "embedded demo NER (PER, ORG, LOC) from templates"),
     demo_task("demo_sentiment", "classification", "embedded demo review sentiment (negative, positive)"),
     demo_task("demo_topic", "classification", "embedded demo news topics (4 AG News classes)"),
