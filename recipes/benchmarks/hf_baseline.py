@@ -1,6 +1,8 @@
 """The baseline a user would otherwise run: one task, HF `Trainer`, default random batches.
 
-It trains on the very features mtl_nlp builds (same tokenization and label alignment), so the
+It trains on the very features mtl_nlp builds (same tokenization and label alignment; for
+extractive QA the same context windows as transformers' run_qa preprocessing, scored with the
+same span decoding as its post-processing; for multiple choice the rows of run_swag), so the
 comparison isolates batching and the training loop. Run as a module so each arm gets a fresh
 process:
 
@@ -20,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import (
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     Trainer,
@@ -29,12 +33,18 @@ from transformers import (
 import mtl_nlp  # noqa: F401  (registers the built-in tasks)
 from mtl_nlp.common.precision import resolve_mixed_precision
 from mtl_nlp.config import DEFAULT_MODEL
+from mtl_nlp.data.choices import CHOICE_MASK
 from mtl_nlp.data.features import FEATURE_COLUMNS
 from mtl_nlp.data.pipeline import TaskData, build_collator, prepare_task_data
 from mtl_nlp.modeling.encoder import load_tokenizer, resolve_model_path
 from mtl_nlp.registry import get_task
+from mtl_nlp.training.answer_evaluation import score_windows
 from mtl_nlp.training.evaluation import tagged_sequences
-from mtl_nlp.training.metrics import classification_metrics, tagging_metrics
+from mtl_nlp.training.metrics import choice_metrics, classification_metrics, tagging_metrics
+
+# the transformers models of the types with no label set (options, or spans of a context)
+QUESTION_MODELS = {"multiple_choice": AutoModelForMultipleChoice,
+                   "extractive_qa": AutoModelForQuestionAnswering}
 
 
 class CountingCollator:
@@ -49,10 +59,16 @@ class CountingCollator:
         batch = self.collator(features)
         self.real_tokens += int(batch["attention_mask"].sum())
         self.padded_tokens += batch["attention_mask"].numel()
+        batch.pop(CHOICE_MASK, None)  # every question has its options: transformers' models take none
+        labels = batch.get("labels")
+        if labels is not None and labels.dim() == 2:  # extractive QA: [start, end] token positions
+            batch["start_positions"], batch["end_positions"] = batch.pop("labels").unbind(dim=1)
         return batch
 
 
 def _model_for(data: TaskData, model: str) -> torch.nn.Module:
+    if data.spec.type in QUESTION_MODELS:  # no labels: options, or spans of a context
+        return QUESTION_MODELS[data.spec.type].from_pretrained(resolve_model_path(model))
     auto = (AutoModelForTokenClassification if data.spec.type == "token_classification"
             else AutoModelForSequenceClassification)
     return auto.from_pretrained(
@@ -61,9 +77,16 @@ def _model_for(data: TaskData, model: str) -> torch.nn.Module:
     )
 
 
-def score(data: TaskData, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The same metrics mtl_nlp reports, from a Trainer's prediction output."""
+def score(data: TaskData, logits: Any, labels: np.ndarray, split: Any = None) -> dict[str, float]:
+    """The same metrics mtl_nlp reports, from a Trainer's prediction output (extractive QA: the
+    windows' start and end logits, decoded per question from `split` as mtl_nlp decodes them)."""
+    if data.spec.type == "extractive_qa":
+        starts, ends = logits
+        return score_windows(split, {row: np.stack([starts[row], ends[row]], axis=-1).tolist()
+                                     for row in range(len(starts))}, data.spec.no_answer)
     predictions = logits.argmax(-1).tolist()
+    if data.spec.type == "multiple_choice":
+        return choice_metrics(labels.tolist(), predictions)
     if data.spec.type == "token_classification":
         return tagging_metrics(*tagged_sequences(predictions, labels.tolist(), data.labels))
     return classification_metrics([data.labels[i] for i in labels.tolist()],
@@ -74,13 +97,13 @@ def train_with_trainer(
     task: str, data_dir: str, model: str = DEFAULT_MODEL, epochs: float = 1.0, batch_size: int = 32,
     lr: float = 5e-5, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
     mixed_precision: str = "auto", seed: int = 42, max_length: int = 128,
-    max_train_examples: int | None = None, max_eval_examples: int | None = None,
+    max_train_examples: int | None = None, max_eval_examples: int | None = None, stride: int | None = None,
 ) -> dict[str, Any]:
     """Train `task` with the HF Trainer and return throughput, padding, memory and test scores."""
     tokenizer = load_tokenizer(model)
     data = prepare_task_data([get_task(task)], tokenizer, max_length, data_dir, seed=seed,
                              max_train_examples=max_train_examples,
-                             max_eval_examples=max_eval_examples)[task]
+                             max_eval_examples=max_eval_examples, stride=stride)[task]
     columns = [c for c in FEATURE_COLUMNS if c in data.splits["train"].column_names]
     train = data.splits["train"].select_columns(columns)
     collator = CountingCollator(build_collator(data.spec.type, tokenizer))
@@ -95,14 +118,17 @@ def train_with_trainer(
             bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=use_cpu,
             save_strategy="no", eval_strategy="no", report_to="none", logging_steps=100,
             seed=seed, disable_tqdm=True,
+            # the features hold the model's inputs only; QA's `labels` become start/end positions
+            # in the collator, which the Trainer would otherwise drop as no forward argument
+            remove_unused_columns=False,
         )
         trainer = Trainer(model=_model_for(data, model), args=args, train_dataset=train,
                           data_collator=collator)
         output = trainer.train()
         seconds = output.metrics["train_runtime"]
         real, padded = collator.real_tokens, collator.padded_tokens
-        test = data.splits[data.eval_split].select_columns(columns)
-        prediction = trainer.predict(test)
+        scored = data.splits[data.eval_split]
+        prediction = trainer.predict(scored.select_columns(columns))
     return {
         "task": task,
         "train_seconds": seconds,
@@ -110,7 +136,7 @@ def train_with_trainer(
         "padding_fraction": 1 - real / padded,
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "mixed_precision": precision,
-        "test": score(data, prediction.predictions, prediction.label_ids),
+        "test": score(data, prediction.predictions, prediction.label_ids, scored),
     }
 
 
@@ -126,11 +152,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mixed-precision", default="auto")
     parser.add_argument("--max-train-examples", type=int)
     parser.add_argument("--max-eval-examples", type=int)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--stride", type=int, help="tokens the windows of a long context share")
     args = parser.parse_args(argv)
     result = train_with_trainer(
         args.task, args.data_dir, args.model, args.epochs, args.batch_size, args.lr,
-        mixed_precision=args.mixed_precision, max_train_examples=args.max_train_examples,
-        max_eval_examples=args.max_eval_examples,
+        mixed_precision=args.mixed_precision, max_length=args.max_length,
+        max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
+        stride=args.stride,
     )
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
