@@ -50,6 +50,12 @@ LOCAL = {
     "atis_intent": {"type": "classification", "format": "json", "label_column": "intent",
                     "data_files": ATIS_FILES},
     "atis_slots": {"type": "token_classification", "format": "json", "data_files": ATIS_FILES},
+    # Extractive QA (SQuADShifts to train, SQuAD v1.1 dev to test) and CommonsenseQA.
+    "squad": {"type": "extractive_qa", "format": "json",
+              "data_files": {"train": "qa/train.jsonl", "test": "qa/test.jsonl"}},
+    "commonsenseqa": {"type": "multiple_choice", "format": "json",
+                      "data_files": {"train": "commonsenseqa/train.jsonl",
+                                     "test": "commonsenseqa/test.jsonl"}},
     # One entry, two heads named as the two single tasks, so the tables line them up.
     "atis_joint": {"format": "json", "data_files": ATIS_FILES, "heads": [
         {"name": "atis_intent", "type": "classification", "label_column": "intent"},
@@ -57,6 +63,7 @@ LOCAL = {
 }
 
 NAMES = {"conll2003": "conll", "sst2": "sst", "ag_news": "agnews", "banking77": "banking77",
+         "squad": "squad", "commonsenseqa": "csqa",
          "atis_intent": "atis_intent", "atis_slots": "atis_slots", "atis_joint": "atis"}
 
 # Mixes: {task: training examples (None = all)}. "scaled" keeps the full mix's proportions at a
@@ -73,8 +80,11 @@ MIXES = {
     # ATIS intents and slots as two entries, or as one entry with two heads (entries=atis_joint).
     "atis": {"atis_intent": None, "atis_slots": None},
     "atis_joint": {"atis_joint": None},
+    # A question task beside a small NER task and sentiment (the issue's mixes).
+    "qa_mix": {"squad": 4000, "conll2003": 3000, "sst2": 4000},
+    "mc_mix": {"commonsenseqa": None, "conll2003": 3000, "sst2": 4000},
 }
-EPOCHS_BY_GRID = {"atis": 3, "intent_3_epochs": 3}
+EPOCHS_BY_GRID = {"atis": 3, "intent_3_epochs": 3, "questions": 2}
 EPOCHS = {"small_ner": 2}
 # Every sweep arm (single-task runs included) starts from this baseline and changes one lever,
 # so a change of the library's defaults does not change what an arm measured.
@@ -150,6 +160,12 @@ GRIDS = {
         "atis_two_entries_private_2": ("atis", ["sharing.private_layers=2"]),
         "atis_one_entry_private_2": ("atis", ["entries=atis_joint", "sharing.private_layers=2"]),
     },
+    # Extractive QA and multiple choice, single-task (the mix's single arms) and in a mix, every
+    # run at transformers' run_qa lengths (GRID_BASE: 384 tokens, windows sharing 128).
+    "questions": {
+        "qa_mix": ("qa_mix", []),
+        "mc_mix": ("mc_mix", []),
+    },
     "final": {
         "recipe_config": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml"]),
         "recipe_config_proportional": ("full", ["--config", "recipes/configs/conll_sst2_agnews.yaml",
@@ -195,6 +211,7 @@ GRIDS = {
 }
 SINGLE_TASK = "single"  # the arm name prefix of single-task runs
 GRID_BASE = {"sweep": BASELINE, "intent": [], "intent_3_epochs": [],
+             "questions": ["max_length=384", "stride=128"],
              "intent_normalized": ["train.grad_norm_mode=normalize"]}  # what every run starts from
 
 
