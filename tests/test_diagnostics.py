@@ -132,12 +132,16 @@ def test_main_metric_unknown_set_is_a_clear_error(metrics):
 
 
 def test_main_metric_agrees_with_the_training_metrics():
+    from mtl_nlp.training.squad_metrics import squad_scores
+
     """The key sets task_types records are those training.metrics produces."""
     produced = {
         "token_classification": training_metrics.tagging_metrics([["B-PER", "O"]], [["B-PER", "O"]]),
         "classification": training_metrics.classification_metrics(["a"], ["a"]),
         "regression": training_metrics.regression_metrics([1.0, 2.0], [1.0, 2.5]),
         "multilabel": training_metrics.multilabel_metrics([[1, 0]], [[1, 1]]),
+        "multiple_choice": training_metrics.choice_metrics([1, 0], [1, 1]),
+        "extractive_qa": squad_scores(["Paris"], [["Paris", "in Paris"]]),
     }
     assert set(produced) == set(MAIN_METRIC) == set(REPORTED_METRICS)
     for task_type, metrics in produced.items():

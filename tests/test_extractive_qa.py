@@ -103,7 +103,7 @@ def test_the_predictor_answers_with_a_span_of_the_context(qa_run):
     assert set(answers[1]) == {"demo_topic"}
     with pytest.raises(PredictorInputError, match="task 'facts' takes questions with a context; input 0 is"):
         predictor.predict("where does anna live ?", tasks="facts")
-    with pytest.raises(PredictorInputError, match=r'input 0: a question is \{"question": str, "context"'):
+    with pytest.raises(PredictorInputError, match=r"input 0 is a mapping of the keys \['question', 'text'\]"):
         predictor.predict({"question": "where ?", "text": "x"})
 
 

@@ -32,7 +32,8 @@ def test_duplicate_registration_raises():
 
 
 def test_unknown_task_lists_registered_names():
-    with pytest.raises(TaskError, match=r"unknown task 'nope'; registered tasks: .*ag_news, cola, conll2003"):
+    with pytest.raises(TaskError, match=r"unknown task 'nope'; registered tasks: .*ag_news, cola, "
+                                        "commonsense_qa, conll2003"):
         get_task("nope")
 
 

@@ -67,6 +67,9 @@ def set_value(
         hint = typing.get_type_hints(type(target))[name]
         if depth < len(parts) - 1 and typing.get_origin(hint) is dict:  # distill.teachers.cola=DIR
             item = ".".join(parts[depth + 1 :])
+            if not item:
+                raise ConfigError(f"{source}: {full_key}.<name> needs a name after the dot (e.g. "
+                                  f"{full_key}.cola=DIR)")
             value_hint = typing.get_args(hint)[1]
             current[item] = coerce(value, value_hint, root_prefix + ".".join(parts), source)
             return

@@ -97,9 +97,9 @@ def as_input(index: int, item: object) -> TextInput:
 def question_input(index: int, item: Mapping) -> QuestionInput:
     """A question with its context from a {"question", "context"} mapping."""
     if set(item) != {"question", "context"}:
-        raise PredictorInputError(f'input {index}: a question is {{"question": str, "context": str}} '
-                                  f'(extractive QA) or {{"question": str, "choices": [str, ...]}} (multiple '
-                                  f"choice); got the keys {sorted(item)}")
+        raise PredictorInputError(f"input {index} is a mapping of the keys {sorted(item)}; a question is "
+                                  '{"question": str, "context": str} (extractive QA) or {"question": str, '
+                                  '"choices": [str, ...]} (multiple choice)')
     if not isinstance(item["question"], str) or not isinstance(item["context"], str):
         raise PredictorInputError(f"input {index}: the question and the context must be str")
     return QuestionInput(checked_text(index, item["question"]), checked_text(index, item["context"]))
@@ -109,8 +109,9 @@ def choice_input(index: int, item: Mapping) -> ChoiceInput:
     """A question with its options from a mapping, each part checked."""
     unknown = sorted(set(item) - {"question", "choices", "context"})
     if unknown or "question" not in item or "choices" not in item:
-        raise PredictorInputError(f'input {index}: a question with options is {{"question": str, "choices": '
-                                  f'[str, ...], "context": str (optional)}}; got the keys {sorted(item)}')
+        raise PredictorInputError(f"input {index} is a mapping of the keys {sorted(item)}; a question with "
+                                  'options is {"question": str, "choices": [str, ...], "context": str '
+                                  "(optional)}")
     question, choices, context = item["question"], item["choices"], item.get("context")
     if not isinstance(question, str) or (context is not None and not isinstance(context, str)):
         raise PredictorInputError(f"input {index}: the question and the context must be str")

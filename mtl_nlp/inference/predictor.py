@@ -48,6 +48,8 @@ from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 # what each kind of input's tasks take, and what a model lacks when none does
 TAKES = {TEXT: "single texts", PAIR: "(text, text_pair) pairs", CHOICES: "questions with options",
          QUESTION: "questions with a context"}
+READS = {TEXT: "texts", PAIR: "pairs", CHOICES: "questions with options",
+         QUESTION: "questions with a context"}
 NO_TASK = {TEXT: "single-text task", PAIR: "sentence-pair task", CHOICES: "multiple-choice task",
            QUESTION: "extractive QA task"}
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
@@ -307,7 +309,7 @@ class Predictor:
             if not answering:
                 raise PredictorInputError(
                     f"input {index} is {KIND_WORDS[kind]}, but this model has no {NO_TASK[kind]} "
-                    f"(tasks: {', '.join(f'{t} ({TAKES[self._kind_of(t)]})' for t in self.tasks)})"
+                    f"(tasks: {', '.join(f'{t} ({READS[self._kind_of(t)]})' for t in self.tasks)})"
                 )
             by_kind[kind] = answering
         return by_kind
