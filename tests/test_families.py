@@ -65,12 +65,16 @@ def test_trained_private_layers_reload_and_export_as_the_task_model(family, tiny
         assert_same_answers(tmp_path / "ckpt", task, export_task(tmp_path / "ckpt", task, tmp_path / task))
 
 
-SHAPED = [(family, None, None) for family in ["distilbert", "albert", "electra", "deberta-v2", "mpnet",
-                                              "xlm-roberta", "modernbert"]]
+# The families with a shaped case below run it in the fast suite; their hard-sharing case (the
+# same engines, a plainer forward) runs with -m slow, which keeps the suite within its minutes.
+SHAPED_TOO = ("distilbert", "deberta-v2", "modernbert")
+SHAPED = [pytest.param(family, None, None, marks=[pytest.mark.slow] if family in SHAPED_TOO else [])
+          for family in ["distilbert", "albert", "electra", "deberta-v2", "mpnet", "xlm-roberta",
+                         "modernbert"]]
 # a private top layer for the sentence heads and the NER head on the shared layer 1, at once: the
 # stack replayed by name (DistilBERT) or with relative positions (DeBERTa), and ModernBERT's slots
 SHAPED += [(family, SharingShape(private_layers=1), 1)
-           for family in ["distilbert", "deberta-v2", "modernbert"]]
+           for family in SHAPED_TOO]
 
 
 @pytest.mark.parametrize("family, shape, ner_layer", SHAPED)

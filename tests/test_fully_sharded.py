@@ -47,8 +47,10 @@ def one_task_runs(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("overrides", [
     ONE_TASK,
-    ("tasks=[{name: demo_ner, layer: 1}, demo_sentiment]", "sharing.private_layers=1",
-     "train.step_mode=all_tasks", "train.grad_accum=2", "weighting.method=dwa", "weighting.window=2"),
+    # two more launches (about 45 s on 2 cores): with -m slow
+    pytest.param(("tasks=[{name: demo_ner, layer: 1}, demo_sentiment]", "sharing.private_layers=1",
+                  "train.step_mode=all_tasks", "train.grad_accum=2", "weighting.method=dwa",
+                  "weighting.window=2"), marks=pytest.mark.slow),
 ], ids=["one_task", "all_tasks-accum-private-layer-1"])
 def test_fsdp_trains_like_ddp_and_saves_whole_weights(tiny_model_dir, tmp_path, overrides, request):
     runs = (request.getfixturevalue("one_task_runs") if overrides == ONE_TASK

@@ -26,7 +26,9 @@ def torchrun(out: Path, *overrides: str, processes: int = 2) -> subprocess.Compl
     ("weighting.method=uncertainty", "diagnostics.conflict_every=2",
      "tasks=[{name: demo_ner, layer: 1}, demo_sentiment]", "sharing.freeze_embeddings=true",
      "train.grad_accum=2"),
-    ("train.step_mode=all_tasks", "weighting.method=dwa", "weighting.window=2", "train.grad_accum=2"),
+    # a loss weighting, with accumulation: the other cases cover the launch (with -m slow)
+    pytest.param(("train.step_mode=all_tasks", "weighting.method=dwa", "weighting.window=2",
+                  "train.grad_accum=2"), marks=pytest.mark.slow),
 ], ids=["all_tasks-pcgrad-accum-private", "one_task-uncertainty-conflicts-ner-on-layer-1-frozen-embeddings",
         "all_tasks-dwa-accum"])
 def test_two_ranks_end_with_identical_weights(tiny_model_dir, tmp_path, overrides):
