@@ -35,8 +35,14 @@ class QuestionInput:
 # its context
 TextInput = str | tuple[str, str] | ChoiceInput | QuestionInput
 TEXT, PAIR, CHOICES, QUESTION = "text", "pair", "choices", "question"  # each kind has its own tasks
-KIND_WORDS = {TEXT: "a single text", PAIR: "a (text, text_pair) pair", CHOICES: "a question with its options",
-              QUESTION: "a question with its context"}
+KIND_WORDS = {TEXT: "a single text", PAIR: "a (text, text_pair) pair",
+              CHOICES: "a question with its options", QUESTION: "a question with its context"}
+# what each kind's tasks take, read (shorter), and what a model lacks when none takes it
+TAKES = {TEXT: "single texts", PAIR: "(text, text_pair) pairs", CHOICES: "questions with options",
+         QUESTION: "questions with a context"}
+READS = {TEXT: "texts", PAIR: "pairs", CHOICES: "questions with options", QUESTION: "questions with a context"}
+NO_TASK = {TEXT: "single-text task", PAIR: "sentence-pair task", CHOICES: "multiple-choice task",
+           QUESTION: "extractive QA task"}
 
 
 def input_kind(item: TextInput) -> str:

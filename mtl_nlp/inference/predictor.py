@@ -28,8 +28,11 @@ from mtl_nlp.inference.errors import PredictorInputError
 from mtl_nlp.inference.inputs import (
     CHOICES,
     KIND_WORDS,
+    NO_TASK,
     PAIR,
     QUESTION,
+    READS,
+    TAKES,
     TEXT,
     ChoiceInput,
     TextInput,
@@ -45,13 +48,6 @@ from mtl_nlp.modeling.checkpoint_files import consistent_view
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 
-# what each kind of input's tasks take, and what a model lacks when none does
-TAKES = {TEXT: "single texts", PAIR: "(text, text_pair) pairs", CHOICES: "questions with options",
-         QUESTION: "questions with a context"}
-READS = {TEXT: "texts", PAIR: "pairs", CHOICES: "questions with options",
-         QUESTION: "questions with a context"}
-NO_TASK = {TEXT: "single-text task", PAIR: "sentence-pair task", CHOICES: "multiple-choice task",
-           QUESTION: "extractive QA task"}
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 SORT_GROUP_BATCHES = 64  # inputs tokenized and sorted by token count together, in batches
 PREFIX_CHARACTERS_PER_TOKEN = 6  # English averages about 4.5 characters a token: a beginning this long
