@@ -40,7 +40,8 @@ KIND_WORDS = {TEXT: "a single text", PAIR: "a (text, text_pair) pair",
 # what each kind's tasks take, read (shorter), and what a model lacks when none takes it
 TAKES = {TEXT: "single texts", PAIR: "(text, text_pair) pairs", CHOICES: "questions with options",
          QUESTION: "questions with a context"}
-READS = {TEXT: "texts", PAIR: "pairs", CHOICES: "questions with options", QUESTION: "questions with a context"}
+READS = {TEXT: "texts", PAIR: "pairs", CHOICES: "questions with options",
+         QUESTION: "questions with a context"}
 NO_TASK = {TEXT: "single-text task", PAIR: "sentence-pair task", CHOICES: "multiple-choice task",
            QUESTION: "extractive QA task"}
 
