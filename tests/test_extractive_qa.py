@@ -154,3 +154,13 @@ def test_no_answer_is_a_key_of_extractive_qa_tasks_and_reaches_the_head():
                  no_answer=True)
     squad2 = TaskSpec(name="squad2", type="extractive_qa", dataset="rajpurkar/squad_v2", no_answer=True)
     assert head_config(squad2, []).no_answer is True and squad2.context_column == "context"
+
+
+def test_the_onnx_engine_answers_questions_as_torch_does(qa_run):
+    pytest.importorskip("onnxruntime")
+    question = {"question": "how many apples ?", "context": FACTS[2][0]}
+    expected = Predictor.from_pretrained(qa_run, mixed_precision="no").predict(question)["facts"]
+    answered = Predictor.from_pretrained(qa_run, backend="onnx").predict(question)["facts"]
+    assert (answered["answer"], answered["start"], answered["end"]) == (
+        expected["answer"], expected["start"], expected["end"])
+    assert answered["score"] == pytest.approx(expected["score"], abs=1e-4)
