@@ -188,8 +188,8 @@ def run_tasks(args: argparse.Namespace, out: TextIO) -> int:
         shown = ", ".join(labels[:LISTED_LABELS])
         if len(labels) > LISTED_LABELS:
             shown += f", ... ({len(labels)})"
-        if spec.type == "regression":
-            shown = "(a number)"
+        shown = {"regression": "(a number)", "multiple_choice": "(one of each question's options)",
+                 "extractive_qa": "(a span of each question's context)"}.get(spec.type, shown)
         rows.append((name, spec.type, spec.source, shown or "(from the data)"))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
