@@ -55,7 +55,7 @@ def test_a_misplaced_answer_start_is_found_and_no_answer_points_at_the_first_tok
      "split validation, row 7: answer 'rome' is not in its context"),
     ({"text": ["paris", "berlin"], "answer_start": [0]}, "where ?", "2 answer texts for 1 answer starts"),
     ({"text": ["paris"], "answer_start": [0]}, "where does anna work when she is not at home ?",
-     r"row 7: the question takes \d+ of max_length=24 tokens, leaving its context's windows no more than"),
+     r"row 7: the question leaves its context -?\d+ of max_length=24 tokens, no more than the stride \(4\)"),
 ])
 def test_a_bad_row_is_an_error_naming_it(tiny_tokenizer, answers, question, message):
     with pytest.raises(DataError, match=message):
@@ -101,6 +101,10 @@ def test_the_predictor_answers_with_a_span_of_the_context(qa_run):
     answer = answers[0]["facts"]
     assert context[answer["start"]:answer["end"]] == answer["answer"] and 0 < answer["score"] <= 1
     assert set(answers[1]) == {"demo_topic"}
+    long_question = {"question": " ".join(["where"] * 30), "context": FACTS[0][0]}
+    with pytest.raises(PredictorInputError, match=r"question 0 leaves its context -?\d+ of max_length=32 "
+                                                  r"tokens, no more than the stride \(4\)"):
+        predictor.predict(long_question)
     with pytest.raises(PredictorInputError, match="task 'facts' takes questions with a context; input 0 is"):
         predictor.predict("where does anna live ?", tasks="facts")
     with pytest.raises(PredictorInputError, match=r"input 0 is a mapping of the keys \['question', 'text'\]"):

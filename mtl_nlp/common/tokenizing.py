@@ -27,3 +27,10 @@ def option_pairs(question: str, options: list[str], context: str | None) -> tupl
     if context:
         return [context] * len(options), [f"{question} {option}" for option in options]
     return [question] * len(options), list(options)
+
+
+def context_room(tokenizer: PreTrainedTokenizerBase, questions: list[str], max_length: int) -> list[int]:
+    """The tokens each question leaves its context in a (question, context) window of max_length
+    (special tokens counted): a context's windows need more than the stride they share."""
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    return [room - len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]

@@ -18,6 +18,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from mtl_nlp.common.errors import DataError
+from mtl_nlp.common.tokenizing import context_room
 from mtl_nlp.registry import TaskSpec
 
 OFFSETS_COLUMN = "offsets"
@@ -81,14 +82,12 @@ def _check_room(tokenizer: PreTrainedTokenizerBase, questions: list[str], indice
                 max_length: int, stride: int, split: str) -> None:
     """DataError naming the row of a question that leaves its context's windows no room beyond the
     stride they share (the tokenizer would fail, or read the context a token at a time)."""
-    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
-    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
-    longest = max(range(len(lengths)), key=lengths.__getitem__)
-    if room - lengths[longest] <= stride:
-        raise DataError(f"task {spec.name!r}, split {split}, row {indices[longest]}: the question takes "
-                        f"{lengths[longest]} of max_length={max_length} tokens, leaving its context's "
-                        f"windows no more than the stride ({stride}) they share: raise max_length or lower "
-                        "stride")
+    rooms = context_room(tokenizer, questions, max_length)
+    tightest = min(range(len(rooms)), key=rooms.__getitem__)
+    if rooms[tightest] <= stride:
+        raise DataError(f"task {spec.name!r}, split {split}, row {indices[tightest]}: the question leaves "
+                        f"its context {rooms[tightest]} of max_length={max_length} tokens, no more than the "
+                        f"stride ({stride}) its windows share: raise max_length or lower stride")
 
 
 def _answer_tokens(spans: list[list[int]], answer: list[tuple[str, int]]) -> list[int]:

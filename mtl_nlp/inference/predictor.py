@@ -48,6 +48,7 @@ from mtl_nlp.modeling.checkpoint_files import consistent_view
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
 
+QUESTION_KINDS = {"multiple_choice": CHOICES, "extractive_qa": QUESTION}  # the task types of dict inputs
 STREAM_CHUNK_BATCHES = 8  # predict_stream holds this many batches of inputs at a time
 SORT_GROUP_BATCHES = 64  # inputs tokenized and sorted by token count together, in batches
 PREFIX_CHARACTERS_PER_TOKEN = 6  # English averages about 4.5 characters a token: a beginning this long
@@ -133,10 +134,9 @@ class Predictor:
         return [task for task in self.tasks if self._kind_of(task) == PAIR]
 
     def _kind_of(self, task: str) -> str:
-        """The kind of input `task` reads: TEXT, PAIR or CHOICES."""
-        kinds = {"multiple_choice": CHOICES, "extractive_qa": QUESTION}
+        """The kind of input `task` reads: TEXT, PAIR, CHOICES or QUESTION."""
         config = self.model.head_configs[task]
-        return kinds.get(config.type, PAIR if config.text_pair else TEXT)
+        return QUESTION_KINDS.get(config.type, PAIR if config.text_pair else TEXT)
 
     def predict(
         self, inputs: TextInput | list[TextInput], tasks: str | list[str] | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from mtl_nlp.common.answer_spans import WindowScores, best_answers
+from mtl_nlp.common.tokenizing import context_room
 from mtl_nlp.inference.errors import PredictorInputError
 from mtl_nlp.inference.inputs import QuestionInput
 
@@ -53,10 +54,8 @@ def _context_offsets(sequence_ids: list[int | None], offsets: list[list[int]]) -
 
 def _check_room(predictor: Any, questions: list[str]) -> None:
     """PredictorInputError naming a question that leaves its context no window beyond the stride."""
-    tokenizer = predictor.tokenizer
-    room = predictor.max_length - tokenizer.num_special_tokens_to_add(pair=True)
-    for index, ids in enumerate(tokenizer(questions, add_special_tokens=False)["input_ids"]):
-        if room - len(ids) <= predictor.stride:
-            raise PredictorInputError(f"question {index} takes {len(ids)} of max_length="
-                                      f"{predictor.max_length} tokens, leaving its context no more than the "
-                                      f"stride ({predictor.stride})")
+    for index, room in enumerate(context_room(predictor.tokenizer, questions, predictor.max_length)):
+        if room <= predictor.stride:
+            raise PredictorInputError(f"question {index} leaves its context {room} of max_length="
+                                      f"{predictor.max_length} tokens, no more than the stride "
+                                      f"({predictor.stride})")

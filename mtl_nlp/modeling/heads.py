@@ -256,29 +256,18 @@ class MultiLabelHead(PooledHead):
         return torch.sigmoid(logits.float())
 
 
-class MultipleChoiceHead(PooledHead):
+class MultipleChoiceHead(SequenceClassificationHead):
     """One score per (question, option) row, the pooled head with one output (transformers'
     *ForMultipleChoice computation); an example's options are rows of the batch, and
-    `option_scores` arranges them [batch, options]. Cross-entropy over the options, argmax."""
+    `option_scores` arranges them [batch, options], which the classification head's loss,
+    decoding and probabilities then read as an example's labels (an absent option gets 0)."""
 
     def __init__(self, hidden_size: int, config: HeadConfig, encoder_config: EncoderConfig = None) -> None:
-        super().__init__(hidden_size, config, 1, encoder_config)
+        PooledHead.__init__(self, hidden_size, config, 1, encoder_config)  # one score, not one per label
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """Each row's score [rows]."""
         return super().forward(hidden, attention_mask).squeeze(-1)
-
-    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """Cross-entropy over each example's options ([batch, options] logits), in float32."""
-        return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-
-    def decode(self, logits: Tensor) -> Tensor:
-        """The chosen option of each example [batch]."""
-        return logits.argmax(dim=-1)
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """Each option's probability [batch, options]; an absent option's is 0."""
-        return logits_to_probabilities(logits)
 
 
 class QuestionAnsweringHead(nn.Module):
