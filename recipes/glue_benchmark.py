@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -44,8 +45,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.glue_tables import best_learning_rate, glue_summary
+from safetensors import safe_open
 
-from mtl_nlp.common.run_files import AFFINITY_FILE, CHECKPOINT_CONFIG, FINETUNED_DIR, STATE_DIR
+from mtl_nlp.common.run_files import (
+    ADAPTERS_STAGE_DIR,
+    AFFINITY_FILE,
+    CHECKPOINT_CONFIG,
+    FINETUNED_DIR,
+    HEADS_WEIGHTS,
+    STATE_DIR,
+)
+from mtl_nlp.modeling.adapters import ADAPTERS_DIR
 from mtl_nlp.reports.run_results import read_metrics, read_trainer_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,9 +103,33 @@ def run_cli(arguments: list[str], run_dir: Path, fresh: bool = True) -> dict:
 def trained(run_dir: Path, wall: dict) -> dict:
     """A training run's test metrics, selected validation score and wall time."""
     state = read_trainer_state(run_dir)
-    files = json.loads((run_dir / CHECKPOINT_CONFIG).read_text()).get("files", {})
     return {"metrics": read_metrics(run_dir), "validation": state["best_validation_overall"],
-            "steps": state["step"], "checkpoint_bytes": sum(file["size"] for file in files.values()), **wall}
+            "steps": state["step"], "checkpoint_bytes": checkpoint_bytes(run_dir),
+            "seconds_per_step": round(state["train_seconds"] / max(state["step"], 1), 4),
+            "peak_memory_mb": state.get("peak_memory_mb"), "task_parameters": task_parameters(run_dir),
+            **wall}
+
+
+def task_parameters(run_dir: Path) -> dict[str, int]:
+    """Each task's own parameters in the checkpoint in `run_dir`: its head, and its adapter where
+    it has one (what a task adds to the shared encoder)."""
+    def sizes(path: Path) -> dict[str, int]:
+        with safe_open(str(path), "pt") as weights:
+            return {name: math.prod(weights.get_slice(name).get_shape()) for name in weights.keys()}
+
+    heads = sizes(run_dir / HEADS_WEIGHTS)
+    counts = {task: sum(n for name, n in heads.items() if name.startswith(f"{task}.")) for task in TASKS}
+    for task in TASKS:
+        adapter = run_dir / ADAPTERS_DIR / task / "adapter_model.safetensors"
+        if adapter.is_file():
+            counts[task] += sum(sizes(adapter).values())
+    return counts
+
+
+def checkpoint_bytes(run_dir: Path) -> int:
+    """The size on disk of the checkpoint in `run_dir`, as its manifest lists its files."""
+    files = json.loads((run_dir / CHECKPOINT_CONFIG).read_text()).get("files", {})
+    return sum(file["size"] for file in files.values())
 
 
 def common(args: argparse.Namespace, seed: int, output: Path) -> list[str]:
@@ -229,7 +263,10 @@ def finetuned(multi: Path, seed: int, overrides: list[str]) -> dict:
     wall = run_cli(["finetune", str(multi), *overrides], multi, fresh=False)
     metrics = {task: read_metrics(multi / FINETUNED_DIR / task)[task]
                for task in TASKS}
-    return {"seed": seed, "metrics": metrics, **wall}
+    # what there is to serve: one checkpoint of T adapters, else T whole models
+    assembled = multi / FINETUNED_DIR / ADAPTERS_STAGE_DIR
+    served = [assembled] if assembled.is_dir() else [multi / FINETUNED_DIR / task for task in TASKS]
+    return {"seed": seed, "metrics": metrics, "checkpoint_bytes": sum(map(checkpoint_bytes, served)), **wall}
 
 
 def finetuned_at(multi: Path, folder: Path, task: str, overrides: list[str]) -> dict:

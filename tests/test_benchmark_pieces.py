@@ -1,9 +1,12 @@
+import argparse
+
 import numpy as np
 import pytest
 from benchmarks.answer_scores import score_answers, word_spans
 from benchmarks.hf_baseline import CountingCollator, score
 from benchmarks.inference_timing import time_call
 from benchmarks.profile_breakdown import breakdown, parse_raw
+from benchmarks.trainer_pair import limit_flags, limit_overrides, pair_table
 
 from mtl_nlp import TaskSpec
 from mtl_nlp.data.pipeline import TaskData, build_collator
@@ -151,3 +154,21 @@ def test_serve_load_statistics_and_loopback_only():
     with pytest.raises(SystemExit, match="only sends to loopback"):
         check_loopback("http://example.org/predict")
     assert parse_cores("0") == {0} and parse_cores("0,2-4") == {0, 2, 3, 4}  # taskset's lists
+
+
+def test_trainer_pair_passes_only_the_set_data_limits_to_each_arm():
+    args = argparse.Namespace(max_train_examples=4000, max_eval_examples=None)
+    assert limit_flags(args) == ["--max-train-examples", "4000"]
+    assert limit_overrides(args) == ["max_train_examples=4000"]
+
+
+def test_trainer_pair_table_gives_each_pair_its_ratio_and_both_scores():
+    def arm(rate, exact):
+        return {"real_tokens_per_second": rate, "test": {"exact_match": exact, "f1": exact + 0.1}}
+
+    rows = [{"hf_trainer": arm(1000.0, 0.5), "mtl_nlp": arm(2000.0, 0.52)},
+            {"hf_trainer": arm(1000.0, 0.5), "mtl_nlp": arm(1600.0, 0.51)},
+            {"hf_trainer": arm(1000.0, 0.5), "mtl_nlp": arm(1800.0, 0.50)}]
+    table = pair_table("squad", rows).splitlines()
+    assert table[2] == "| 1 | 1000 | 2000 | 2.00 | 0.5000 | 0.5200 | 0.6000 | 0.6200 |"
+    assert table[-1] == "median tokens/s ratio over 3 pair(s): 1.80"

@@ -322,3 +322,19 @@ def test_the_distilled_arms_wait_for_the_seeds_teachers_and_name_them(tmp_path, 
     assert [arguments[-2:] for arguments in called] == [teachers, teachers]
     assert "train.layer_lr_decay=0.9" in called[1] and "train.layer_lr_decay=0.9" not in called[0]
     assert f"output_dir={tmp_path / 'runs' / 'distill-seed1'}" in called[0]
+
+
+def test_each_tasks_own_parameters_are_its_head_and_its_adapter(tmp_path, monkeypatch):
+    import glue_benchmark
+    import torch
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(glue_benchmark, "TASKS", ["rte", "mrpc"])
+    save_file({"rte.classifier.weight": torch.zeros(2, 8), "rte.classifier.bias": torch.zeros(2),
+               "mrpc.classifier.weight": torch.zeros(2, 8), "mrpc.classifier.bias": torch.zeros(2)},
+              tmp_path / "heads.safetensors")
+    adapter = tmp_path / "adapters" / "rte"
+    adapter.mkdir(parents=True)
+    save_file({"lora_A": torch.zeros(4, 8), "lora_B": torch.zeros(8, 4)},
+              adapter / "adapter_model.safetensors")
+    assert glue_benchmark.task_parameters(tmp_path) == {"rte": 18 + 64, "mrpc": 18}

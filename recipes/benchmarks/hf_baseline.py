@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--mixed-precision", default="auto")
+    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-train-examples", type=int)
     parser.add_argument("--max-eval-examples", type=int)
     parser.add_argument("--max-length", type=int, default=128)
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = train_with_trainer(
         args.task, args.data_dir, args.model, args.epochs, args.batch_size, args.lr,
-        mixed_precision=args.mixed_precision, max_length=args.max_length,
+        mixed_precision=args.mixed_precision, seed=args.seed, max_length=args.max_length,
         max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
         stride=args.stride,
     )
