@@ -168,3 +168,14 @@ def test_the_onnx_engine_answers_questions_as_torch_does(qa_run):
     assert (answered["answer"], answered["start"], answered["end"]) == (
         expected["answer"], expected["start"], expected["end"])
     assert answered["score"] == pytest.approx(expected["score"], abs=1e-4)
+
+
+def test_the_benchmarks_plain_transformers_answers_equal_the_predictors(qa_run, tmp_path):
+    from benchmarks.question_inference import plain_answerer
+
+    predictor = Predictor.from_pretrained(qa_run, mixed_precision="no")
+    export_task(qa_run, "facts", tmp_path / "facts")
+    plain = plain_answerer(str(tmp_path / "facts"), "extractive_qa", predictor.max_length, predictor.stride)
+    items = [{"question": question, "context": "a long day . " + context + " the end ."}
+             for context, question, _ in FACTS]
+    assert plain(items) == [answer["facts"]["answer"] for answer in predictor.predict(items, tasks="facts")]

@@ -210,3 +210,14 @@ def test_distill_trains_no_teacher_for_a_multiple_choice_task(tmp_path, tiny_mod
     assert rows["few_csqa"]["teacher_dir"] is None and rows["few_csqa"]["teacher"] is None
     assert rows["demo_topic"]["teacher_dir"] == str(tmp_path / "run" / "teachers" / "demo_topic")
     assert not (tmp_path / "run" / "teachers" / "few_csqa").exists()
+
+
+def test_the_benchmarks_plain_transformers_choices_equal_the_predictors(choice_run, tmp_path):
+    from benchmarks.question_inference import plain_answerer
+
+    predictor = Predictor.from_pretrained(choice_run, mixed_precision="no")
+    export_task(choice_run, "csqa", tmp_path / "csqa")
+    plain = plain_answerer(str(tmp_path / "csqa"), "multiple_choice", predictor.max_length, predictor.stride)
+    items = [{"question": question, "choices": options} for question, options, _ in QUESTIONS]
+    items.append({"question": "what is hot ?", "choices": ["ice", "sun"], "context": "in summer"})
+    assert plain(items) == [answer["csqa"]["label"] for answer in predictor.predict(items, tasks="csqa")]
