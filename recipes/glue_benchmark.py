@@ -18,7 +18,8 @@ Stages (`--stages`, in this order by default):
 - finetune_adapters: each multi-task run's adapter second stage (`finetune --adapters`: a LoRA
   adapter and head per task on the frozen multi-task encoder, one checkpoint);
 - lora, lora_base, lora_base_top2: per-task LoRA adapters on a frozen encoder, on a trained one,
-  and on a trained one in the top 2 layers only;
+  and on a trained one in the top 2 layers only; lora_heads_5e-4, lora_2e-3: on a frozen encoder
+  with the heads at the adapters' rate, and with both at 2e-3;
 - distill, distill_decay, distill_t2, distill_mix, distill_mix_decay: the one model taught by the
   seed's tuned single-task runs (teacher annealing), with layer-wise lr decay 0.9, teacher
   temperature 2, a layer mix on every task, or mix and decay; multi_mix, multi_decay: the one
@@ -81,6 +82,10 @@ ADAPTER_ARMS = {
     "lora": LORA,
     "lora_base": [*LORA, "sharing.adapters.train_base=true"],
     "lora_base_top2": [*LORA, "sharing.adapters.train_base=true", "sharing.adapters.layers=2"],
+    # on a frozen encoder the heads are the rest of what trains: at the adapters' rate, as peft
+    # trains `modules_to_save`, and both at 2e-3 (3 epochs are a tenth of LoRA's GLUE schedules)
+    "lora_heads_5e-4": [*LORA, "train.head_lr=5e-4"],
+    "lora_2e-3": ["sharing.adapters.method=lora", "sharing.adapters.lr=2e-3", "train.head_lr=2e-3"],
 }
 ONE_MODEL_ARMS = {**DISTILL_ARMS, **ADAPTER_ARMS}
 STAGES = ["single", "multi", "private", "finetune", "finetune_adapters", "finetune_lrs", "affinity", "groups",

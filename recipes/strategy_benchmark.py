@@ -128,6 +128,11 @@ GRIDS = {
         # Layer-wise learning-rate decay 0.9, alone and with the teachers (the GLUE subset's best arms).
         "intent_decay": ("intent", ["train.layer_lr_decay=0.9"]),
         "intent_distilled_decay": ("intent", ["teachers=single", "train.layer_lr_decay=0.9"]),
+        # Per-task capacity from LoRA adapters (the GLUE benchmark's adapter rate): on a frozen
+        # encoder, and with the shared encoder trained beside them.
+        "intent_lora": ("intent", ["sharing.adapters.method=lora", "sharing.adapters.lr=5e-4"]),
+        "intent_lora_base": ("intent", ["sharing.adapters.method=lora", "sharing.adapters.lr=5e-4",
+                                        "sharing.adapters.train_base=true"]),
     },
     # The intent mix with each step's encoder gradient scaled to one norm (single-task runs alike):
     # at the start banking77's encoder gradient is 15x smaller than CoNLL-2003's, so beside it the

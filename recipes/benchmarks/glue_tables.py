@@ -118,6 +118,8 @@ ROUTE_ROWS = {  # adapter arms and second stages: (label, encoder passes; None: 
     "lora": ("per-task LoRA, frozen encoder", None),
     "lora_base": ("per-task LoRA, encoder trained", None),
     "lora_base_top2": ("per-task LoRA in the top 2 layers, encoder trained", "1 shared + 2 layers per task"),
+    "lora_heads_5e-4": ("per-task LoRA, frozen encoder, heads at the adapters' 5e-4", None),
+    "lora_2e-3": ("per-task LoRA, frozen encoder, adapters and heads at 2e-3", None),
     "finetune_adapters": ("multi-task + adapter second stage (one encoder)", None),
     "finetune_distilled": ("distilled (lr decay 0.9) + finetune", None),
 }

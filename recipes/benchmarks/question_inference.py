@@ -12,13 +12,18 @@ dict inputs (`{"question", "context"}` / `{"question", "choices"}`) in fp32 and 
 transformers 5 has no question-answering pipeline, so the plain model with run_qa's decoding is
 what a user would otherwise write. Prints questions/s (median over `--rounds`), the speed-up over
 the plain model, and the share of questions whose answer equals the plain model's.
+
+With `--serve`, `mtl-nlp serve CHECKPOINT` then runs on 127.0.0.1 and gets the same questions, one a
+request to /predict, at each `--concurrency`: questions/s and p50/p99 latency.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,6 +41,7 @@ from mtl_nlp.publish.export import export_task
 from mtl_nlp.registry import get_task
 
 from .machine import describe_machine
+from .serve_load import send_all, start
 
 PLAIN_BATCH = 32
 PLAIN = "plain transformers model fp32"
@@ -138,6 +144,25 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                                      for name, found in answers.items()}}
 
 
+def served(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Questions/s and latency of `mtl-nlp serve` at each concurrency, one question a request."""
+    items = test_inputs(args.task, args.data_dir, args.limit)
+    command = [sys.executable, "-m", "mtl_nlp.cli", "serve", args.checkpoint, "--port", str(args.port),
+               "--device", "cpu"]
+    url = f"http://127.0.0.1:{args.port}/predict"
+    server = start(command, url.replace("/predict", "/ready"), threads=torch.get_num_threads(), cores=None)
+    try:
+        found = {}
+        for concurrency in args.concurrency:
+            asyncio.run(send_all([url], items[:32], concurrency))  # warm up
+            found[f"concurrency {concurrency}"] = {key: round(value, 1) for key, value in
+                                                   asyncio.run(send_all([url], items, concurrency)).items()}
+        return found
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
@@ -146,7 +171,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000, help="test questions")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64, help="the Predictor's batch")
-    print(json.dumps({"machine": describe_machine(), **compare(parser.parse_args())}, indent=2))
+    parser.add_argument("--serve", action="store_true", help="then time `mtl-nlp serve` on the questions")
+    parser.add_argument("--concurrency", nargs="*", type=int, default=[1, 8])
+    parser.add_argument("--port", type=int, default=8700)
+    args = parser.parse_args()
+    figures = compare(args)
+    if args.serve:
+        figures["mtl-nlp serve"] = served(args)
+    print(json.dumps({"machine": describe_machine(), **figures}, indent=2))
 
 
 if __name__ == "__main__":
