@@ -952,3 +952,16 @@ def test_entity_words_are_the_tokens_over_each_entity(predictor):
          if first < entity["end"] and last > entity["start"] and first != last]) for entity in entities]
     assert entity_words(tokenizer, LONG, entities) == scanned
     assert entity_words(tokenizer, LONG, []) == []
+
+
+@pytest.mark.parametrize("head", [HeadConfig(name="qa", type="extractive_qa"),
+                                  HeadConfig(name="mc", type="multiple_choice")])
+def test_a_model_of_question_tasks_only_warms_up_and_serves(tiny_model_dir, tiny_tokenizer, head):
+    model = MultiTaskModel(BertModel.from_pretrained(tiny_model_dir), [head])
+    predictor = Predictor(model, tiny_tokenizer, max_length=32, stride=4, mixed_precision="no")
+    question = ({"question": "where ?", "context": "anna lives in paris ."} if head.type == "extractive_qa"
+                else {"question": "what barks ?", "choices": ["cat", "dog"]})
+    with TestClient(create_app(predictor, ServeSettings())) as client:
+        assert client.get("/ready").json() == {"status": "ready"}
+        answer = client.post(f"/tasks/{head.name}", json={"inputs": question}).json()
+    assert answer == pytest.approx(predictor.predict(question)[head.name])

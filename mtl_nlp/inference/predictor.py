@@ -131,9 +131,9 @@ class Predictor:
     @property
     def pair_tasks(self) -> list[str]:
         """The tasks that read (text, text_pair) pairs."""
-        return [task for task in self.tasks if self._kind_of(task) == PAIR]
+        return [task for task in self.tasks if self.kind_of(task) == PAIR]
 
-    def _kind_of(self, task: str) -> str:
+    def kind_of(self, task: str) -> str:
         """The kind of input `task` reads: TEXT, PAIR, CHOICES or QUESTION."""
         config = self.model.head_configs[task]
         return QUESTION_KINDS.get(config.type, PAIR if config.text_pair else TEXT)
@@ -297,15 +297,15 @@ class Predictor:
             kind = input_kind(item)
             if kind in by_kind:
                 continue
-            wrong = [task for task in tasks if self._kind_of(task) != kind]
+            wrong = [task for task in tasks if self.kind_of(task) != kind]
             if explicit and wrong:
-                raise PredictorInputError(f"task {wrong[0]!r} takes {TAKES[self._kind_of(wrong[0])]}; input "
+                raise PredictorInputError(f"task {wrong[0]!r} takes {TAKES[self.kind_of(wrong[0])]}; input "
                                           f"{index} is {KIND_WORDS[kind]}")
-            answering = [task for task in tasks if self._kind_of(task) == kind]
+            answering = [task for task in tasks if self.kind_of(task) == kind]
             if not answering:
                 raise PredictorInputError(
                     f"input {index} is {KIND_WORDS[kind]}, but this model has no {NO_TASK[kind]} "
-                    f"(tasks: {', '.join(f'{t} ({READS[self._kind_of(t)]})' for t in self.tasks)})"
+                    f"(tasks: {', '.join(f'{t} ({READS[self.kind_of(t)]})' for t in self.tasks)})"
                 )
             by_kind[kind] = answering
         return by_kind

@@ -12,7 +12,7 @@ from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mtl_nlp.inference import Predictor, PredictorInputError, UnknownTaskError
-from mtl_nlp.inference.inputs import is_blank
+from mtl_nlp.inference.inputs import CHOICES, PAIR, QUESTION, TEXT, is_blank
 from mtl_nlp.serving.batching import DynamicBatcher, Overloaded, Shape
 from mtl_nlp.serving.requests import ApiError, Limits
 
@@ -20,6 +20,10 @@ CHARACTERS_PER_TOKEN = 4  # for sizing batches; English subword tokenizers avera
 MAX_WAIT_MS = 10_000.0  # a batching wait longer than this would be a typo (and a NaN no bound)
 MAX_TIMEOUT_S = 3600.0
 NOT_READY = "the model is still loading or the server is stopping"
+# the warm-up request of each kind of input (as the JSON body carries it)
+WARM_UP = {TEXT: "warm up", PAIR: ["warm up", "warm up"],
+           CHOICES: {"question": "warm up", "choices": ["yes", "no"]},
+           QUESTION: {"question": "warm up ?", "context": "warm up"}}
 
 
 @dataclass(frozen=True)
@@ -131,10 +135,9 @@ class Server:
                                       settings.max_wait_ms, settings.max_queue, check=self.check_cost)
         self.batcher.start()
         self.metrics.queue_depth.set_function(self.batcher.queue.qsize)
-        if len(self.predictor.pair_tasks) < len(self.predictor.tasks):
-            await self.batcher.submit(["warm up"], None)
-        if self.predictor.pair_tasks:
-            await self.batcher.submit([["warm up", "warm up"]], None)
+        kinds = {self.predictor.kind_of(task) for task in self.predictor.tasks}
+        for kind in (kind for kind in WARM_UP if kind in kinds):  # a model of question tasks only too
+            await self.batcher.submit([WARM_UP[kind]], None)
         self.ready = True
 
     async def stop(self) -> None:
