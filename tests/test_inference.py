@@ -324,3 +324,23 @@ def test_cli_lists_tasks(capsys):
     assert cli_main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "conll2003" in out and "token_classification" in out and "ag_news" in out
+
+
+@pytest.mark.parametrize("head, question", [
+    (HeadConfig(name="qa", type="extractive_qa"), {"question": "where ?", "context": "anna is in paris ."}),
+    (HeadConfig(name="mc", type="multiple_choice"), {"question": "what barks ?", "choices": ["cat", "dog"]}),
+])
+def test_question_inputs_run_the_encoder_without_autograd(tiny_model_dir, tiny_tokenizer, head, question):
+    from transformers import BertModel
+
+    model = MultiTaskModel(BertModel.from_pretrained(tiny_model_dir), [head])
+    predictor = Predictor(model, tiny_tokenizer, max_length=32, stride=4, mixed_precision="no")
+    engine, grad_enabled = predictor._engine, []
+
+    def recording(inputs, tasks):
+        grad_enabled.append(torch.is_grad_enabled())
+        return engine(inputs, tasks)
+
+    predictor._engine = recording
+    predictor.predict(question)
+    assert grad_enabled == [False]  # a graph kept per batch would hold every window's activations

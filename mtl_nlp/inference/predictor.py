@@ -310,6 +310,7 @@ class Predictor:
             by_kind[kind] = answering
         return by_kind
 
+    @torch.no_grad()  # every path's pass (questions and options call this directly): no graph kept
     def _logits(self, inputs: dict[str, Tensor], tasks: list[str]) -> dict[str, Tensor]:
         """{task: logits} of one encoder pass over a batch, from the backend's engine."""
         return self._engine(inputs, tasks)
