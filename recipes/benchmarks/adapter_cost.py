@@ -49,14 +49,19 @@ TASKS = ["cola", "mrpc", "rte", "stsb", "sst2", "qnli", "mnli"]
 ADAPTER_LR = 5e-4  # recipes/glue_benchmark.py's adapter rate
 
 
-def build(shape: str, args: argparse.Namespace, accelerator: Accelerator) -> tuple[StepRunner, list, int]:
-    """The step runner of one shape, its batches (the same for every shape), and its trainable
-    parameter count."""
+def training_data(args: argparse.Namespace) -> tuple[dict, list]:
+    """The tasks (2,000 training examples each) and the batches every shape trains on, one task a
+    batch as `train.step_mode: one_task` draws them: prepared once for all shapes."""
     tokenizer = load_tokenizer(args.model)
     tasks = prepare_task_data(resolve_tasks(args.tasks), tokenizer, 128, data_dir=args.data_dir,
                               max_train_examples=2000, max_eval_examples=10)
     loader = MultiTaskLoader(tasks, tokenizer, batch_size=args.batch_size, step_mode="one_task", seed=1)
-    batches = list(itertools.islice(iter(loader), args.warmup + args.steps))
+    return tasks, list(itertools.islice(iter(loader), args.warmup + args.steps))
+
+
+def build(shape: str, tasks: dict, args: argparse.Namespace,
+          accelerator: Accelerator) -> tuple[StepRunner, int]:
+    """The step runner of one shape, and its trainable parameter count."""
     model = MultiTaskModel.from_encoder(args.model, head_configs(tasks), SharingShape(adapters=SHAPES[shape]))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = build_optimizer(model, 1e-4, 0.01, adapter_lr=ADAPTER_LR)
@@ -67,7 +72,7 @@ def build(shape: str, args: argparse.Namespace, accelerator: Accelerator) -> tup
     weighting = build_weighting(WeightingConfig(), sizes, dict.fromkeys(sizes, 1.0))
     runner = StepRunner(accelerator, model, optimizer, scheduler, weighting, grad_accum=1,
                         batches_per_step=1, max_grad_norm=1.0)
-    return runner, batches, trainable
+    return runner, trainable
 
 
 def accelerator_for(args: argparse.Namespace) -> Accelerator:
@@ -78,11 +83,11 @@ def accelerator_for(args: argparse.Namespace) -> Accelerator:
 def time_steps(args: argparse.Namespace) -> dict:
     """Median seconds per step of each shape, the shapes taking turns on the same batches."""
     accelerator = accelerator_for(args)
-    built = {shape: build(shape, args, accelerator) for shape in args.shapes}
-    batches = next(iter(built.values()))[1]
+    tasks, batches = training_data(args)
+    built = {shape: build(shape, tasks, args, accelerator) for shape in args.shapes}
     seconds: dict[str, list[float]] = {shape: [] for shape in built}
     for step, batch in enumerate(batches):
-        for shape, (runner, _, _) in built.items():
+        for shape, (runner, _) in built.items():
             started = time.perf_counter()
             runner.run(iter([batch]), step + 1)
             if torch.cuda.is_available():
@@ -96,13 +101,14 @@ def time_steps(args: argparse.Namespace) -> dict:
             "precision": accelerator.mixed_precision,
             "median_seconds": {shape: round(value, 4) for shape, value in medians.items()},
             f"ratio_to_{args.shapes[0]}": ratios,
-            "trainable_parameters": {shape: parts[2] for shape, parts in built.items()}}
+            "trainable_parameters": {shape: trainable for shape, (_, trainable) in built.items()}}
 
 
 def one_shape_memory(args: argparse.Namespace) -> dict:
     """This process trains one shape `--memory-steps` steps: its peak memory."""
-    runner, batches, trainable = build(args.shape, args, accelerator_for(args))
-    for step, batch in enumerate(batches[:args.memory_steps]):
+    tasks, batches = training_data(args)
+    runner, trainable = build(args.shape, tasks, args, accelerator_for(args))
+    for step, batch in enumerate(batches):
         runner.run(iter([batch]), step + 1)
     return {"peak_memory_mb": round(peak_memory_mb(), 1), "trainable_parameters": trainable}
 

@@ -47,7 +47,7 @@ PLAIN_BATCH = 32
 PLAIN = "plain transformers model fp32"
 
 
-def test_inputs(task: str, data_dir: str, limit: int) -> list[dict[str, Any]]:
+def question_inputs(task: str, data_dir: str, limit: int) -> list[dict[str, Any]]:
     """The first `limit` test questions of `task` as Predictor dict inputs."""
     spec = get_task(task)
     splits = load_task_splits(spec, data_dir=data_dir)
@@ -111,10 +111,9 @@ def plain_answerer(folder: str, kind: str, max_length: int, stride: int) -> Call
     return answer_questions if kind == "extractive_qa" else choose
 
 
-def compare(args: argparse.Namespace) -> dict[str, Any]:
+def compare(args: argparse.Namespace, items: list[dict[str, Any]]) -> dict[str, Any]:
     """Questions/s of the plain model and of the Predictor in fp32 and bf16, and their agreement."""
     kind = get_task(args.task).type
-    items = test_inputs(args.task, args.data_dir, args.limit)
     predictors = {precision: Predictor.from_pretrained(args.checkpoint, batch_size=args.batch_size,
                                                        mixed_precision=precision)
                   for precision in ("no", "bf16")}
@@ -144,9 +143,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                                      for name, found in answers.items()}}
 
 
-def served(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+def served(args: argparse.Namespace, items: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Questions/s and latency of `mtl-nlp serve` at each concurrency, one question a request."""
-    items = test_inputs(args.task, args.data_dir, args.limit)
     command = [sys.executable, "-m", "mtl_nlp.cli", "serve", args.checkpoint, "--port", str(args.port),
                "--device", "cpu"]
     url = f"http://127.0.0.1:{args.port}/predict"
@@ -175,9 +173,10 @@ def main() -> None:
     parser.add_argument("--concurrency", nargs="*", type=int, default=[1, 8])
     parser.add_argument("--port", type=int, default=8700)
     args = parser.parse_args()
-    figures = compare(args)
+    items = question_inputs(args.task, args.data_dir, args.limit)
+    figures = compare(args, items)
     if args.serve:
-        figures["mtl-nlp serve"] = served(args)
+        figures["mtl-nlp serve"] = served(args, items)
     print(json.dumps({"machine": describe_machine(), **figures}, indent=2))
 
 
