@@ -6,6 +6,8 @@ useful tokens/s of each, their ratio, and both test scores.
         --max-length 384 --stride 128 --epochs 2 --max-train-examples 4000 --pairs 1
     python -m recipes.benchmarks.trainer_pair --task commonsense_qa --data-dir ../shared/data \
         --max-length 128 --epochs 2 --max-train-examples 4000
+    python -m recipes.benchmarks.trainer_pair --task commonsense_qa ... --mtl-overrides \
+        train.sort_window=1 --tag random_batches     # another mtl_nlp arm against the same HF runs
 
 The HF Trainer arm is recipes.benchmarks.hf_baseline: transformers' example-recipe model
 (`*ForQuestionAnswering`, `*ForMultipleChoice`, ...) on the very features mtl_nlp builds (for
@@ -56,7 +58,8 @@ def mtl_nlp(args: argparse.Namespace, seed: int, output_dir: Path) -> dict:
     command = [sys.executable, "-m", "mtl_nlp.cli", "train", f"tasks=[{args.task}]",
                f"data_dir={args.data_dir}", f"output_dir={output_dir}", f"seed={seed}",
                f"max_length={args.max_length}", f"train.epochs={args.epochs}",
-               f"train.batch_size={args.batch_size}", f"train.lr={args.lr}", *limit_overrides(args)]
+               f"train.batch_size={args.batch_size}", f"train.lr={args.lr}", *limit_overrides(args),
+               *args.mtl_overrides]
     if args.stride is not None:
         command.append(f"stride={args.stride}")
     wall = run(command)
@@ -94,16 +97,22 @@ def main() -> None:
     parser.add_argument("--max-train-examples", type=int)
     parser.add_argument("--max-eval-examples", type=int)
     parser.add_argument("--out", default=str(ROOT / "outputs" / "trainer_pair"))
+    parser.add_argument("--mtl-overrides", nargs="*", default=[],
+                        help="config overrides of the mtl_nlp arm only (KEY=VALUE ...)")
+    parser.add_argument("--tag", default="", help="names the mtl_nlp arm's results when it has overrides")
     args = parser.parse_args()
     out = Path(args.out) / args.task
     out.mkdir(parents=True, exist_ok=True)
+    if args.mtl_overrides and not args.tag:
+        parser.error("--mtl-overrides needs --tag, so that its results do not mix with the plain arm's")
+    tag = f"_{args.tag}" if args.tag else ""
     rows = []
     for index in range(args.pairs):
         seed = args.seed + index
         arms = {}
         for arm, runner, target in (("hf_trainer", hf_trainer, out / f"hf_trainer_{seed}.json"),
-                                    ("mtl_nlp", mtl_nlp, out / f"mtl_nlp_{seed}")):
-            done = out / f"{arm}_{seed}_result.json"
+                                    ("mtl_nlp", mtl_nlp, out / f"mtl_nlp{tag}_{seed}")):
+            done = out / f"{arm}{tag if arm == 'mtl_nlp' else ''}_{seed}_result.json"
             if not done.exists():
                 print(f"running {args.task} {arm} seed {seed}", flush=True)
                 done.write_text(json.dumps({"settings": vars(args), **runner(args, seed, target)}, indent=2))
