@@ -31,6 +31,7 @@ from mtl_nlp.config import ConfigError
 from mtl_nlp.data.features import input_columns, present_examples, reading_spec
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.data.teacher_columns import TEACHER_COLUMN
+from mtl_nlp.distill.teacher_fit import report_fit, teacher_fit
 from mtl_nlp.distill.teachers import Teacher, load_teachers, teacher_assignments
 from mtl_nlp.modeling.encoder import load_tokenizer
 from mtl_nlp.modeling.model import MultiTaskModel
@@ -45,11 +46,13 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # Accelerate'
 def attach_teacher_outputs(
     tasks: dict[str, TaskData], teachers: dict[str, str], tokenizer: PreTrainedTokenizerBase,
     max_length: int, batch_size: int, device: torch.device | str = "cpu", precision: str = "no",
+    temperature: float = 1.0,
 ) -> dict[str, list[Teacher]]:
     """Add the `teacher` column to the training split of every task `teachers` names (see
     teacher_assignments), computing the outputs (under autocast in `precision`, bf16 or fp16, as
-    the run trains; "no": float32) or reading them from the cache; returns {task: its teachers}. A
-    streamed task is refused: its examples are read once each, in an order no cache can follow."""
+    the run trains; "no": float32) or reading them from the cache; returns {task: its teachers}.
+    Each teacher's fit to the gold labels at `temperature` is logged (teacher_fit). A streamed
+    task is refused: its examples are read once each, in an order no cache can follow."""
     chosen = {}
     for task, sources in teacher_assignments(tasks, teachers).items():
         data = tasks[task]
@@ -67,7 +70,23 @@ def attach_teacher_outputs(
         if len(outputs) != len(train):
             raise RuntimeError(f"task {task}: {len(outputs)} teacher rows for {len(train)} training rows")
         data.splits["train"] = concatenate_datasets([train, outputs], axis=1)
+        head_types = {head: data.head_data[head].spec.type
+                      for teacher in chosen[task] for head in teacher.heads}
+        fit = teacher_fit(data.splits["train"], head_types, bool(data.heads), temperature)
+        report_fit(task, fit, temperature)
+        _record_fit(outputs, fit, temperature)
     return chosen
+
+
+def _record_fit(outputs: Dataset, fit: dict[str, dict[str, float]], temperature: float) -> None:
+    """Add the teachers' fit to the JSON record beside the cached outputs (none for data in memory)."""
+    if not outputs.cache_files:
+        return
+    record_file = Path(outputs.cache_files[0]["filename"]).with_suffix(".json")
+    if record_file.is_file():
+        record = json.loads(record_file.read_text())
+        record["fit"] = {"temperature": temperature, **fit}
+        record_file.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def teacher_outputs(

@@ -70,7 +70,7 @@ def assemble_run(config: RunConfig, accelerator: Accelerator) -> RunParts:
         )
         teachers = attach_teacher_outputs(tasks, config.distill.teachers, tokenizer, config.max_length,
                                           config.train.eval_batch_size, accelerator.device,
-                                          accelerator.mixed_precision)
+                                          accelerator.mixed_precision, config.distill.temperature)
     loader = build_train_loader(config, tasks, tokenizer, accelerator)
     model = MultiTaskModel.from_encoder(config.model, head_configs(tasks), sharing_shape(config))
     started = model.start_from_checkpoint(config.init_from) if config.init_from else []
