@@ -84,7 +84,7 @@ MIXES = {
     "qa_mix": {"squad": 4000, "conll2003": 3000, "sst2": 4000},
     "mc_mix": {"commonsenseqa": None, "conll2003": 3000, "sst2": 4000},
 }
-EPOCHS_BY_GRID = {"atis": 3, "intent_3_epochs": 3, "questions": 2}
+EPOCHS_BY_GRID = {"atis": 3, "intent_3_epochs": 3, "shared_3_epochs": 3, "questions": 2}
 EPOCHS = {"small_ner": 2}
 # Every sweep arm (single-task runs included) starts from this baseline and changes one lever,
 # so a change of the library's defaults does not change what an arm measured.
@@ -148,6 +148,13 @@ GRIDS = {
         "intent_distilled_decay_3_epochs": ("intent", ["teachers=single", "train.layer_lr_decay=0.9"]),
         # the teachers without the decay: at 1 epoch their soft 77-way outputs slowed banking77
         "intent_distilled_3_epochs": ("intent", ["teachers=single"]),
+    },
+    # The shared mix (CoNLL-2003, SST-2, AG News at the scaled sizes) under the library's defaults
+    # for RunConfig's 3 epochs: does a task taught by its single-task run keep what the mix gives?
+    "shared_3_epochs": {
+        "shared_defaults_3_epochs": ("scaled", []),
+        "shared_decay_3_epochs": ("scaled", ["train.layer_lr_decay=0.9"]),
+        "shared_distilled_decay_3_epochs": ("scaled", ["teachers=single", "train.layer_lr_decay=0.9"]),
     },
     # banking77 alone for 6 epochs: about the banking77 batches of the 3-epoch multi-task run and
     # its finetune stage together (730 + 891), the compute-matched single-task baseline.
@@ -219,7 +226,7 @@ GRIDS = {
     },
 }
 SINGLE_TASK = "single"  # the arm name prefix of single-task runs
-GRID_BASE = {"sweep": BASELINE, "intent": [], "intent_3_epochs": [],
+GRID_BASE = {"sweep": BASELINE, "intent": [], "intent_3_epochs": [], "shared_3_epochs": [],
              "questions": ["max_length=384", "stride=128"],
              "intent_normalized": ["train.grad_norm_mode=normalize"]}  # what every run starts from
 

@@ -69,7 +69,7 @@ def test_a_teacher_right_on_most_rows_but_close_to_uniform_is_warned_about(caplo
     warnings = [record.message for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "banking77" in warnings[0] and "71.0%" in warnings[0] and "0.120" in warnings[0]
-    assert "distill.temperature" in warnings[0]
+    assert "undertrained" in warnings[0] and "train it longer" in warnings[0]
     caplog.clear()
     report_fit("sst2", {"sst2": {"agreement": 0.9, "confidence": 0.85, "scored": 100}}, 1.0)
     assert [record.levelno for record in caplog.records] == [logging.INFO]
