@@ -5,10 +5,9 @@ its probability thinly: after one epoch the 77-way banking77 teacher of the inte
 68% of its rows with a mean top probability of 0.125 (GLUE's teachers, after three epochs: within
 0.15 of their agreement). Teacher annealing starts the student on such outputs alone, and that
 student (with layer-wise decay) scored 13 points below the plain one model on banking77 over 3
-seeds; sharpening the outputs with a
-lower distill.temperature did not make up for it (BENCHMARKS.md). The fit is logged before
-training, with a warning for a teacher that looks undertrained, and recorded beside the cached
-outputs.
+seeds; sharpening the outputs with a lower distill.temperature did not make up for it
+(BENCHMARKS.md). The fit is logged before training, with a warning for a teacher that looks
+undertrained, and recorded beside the cached outputs.
 """
 
 from __future__ import annotations
