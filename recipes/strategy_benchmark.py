@@ -148,6 +148,8 @@ GRIDS = {
         "intent_distilled_decay_3_epochs": ("intent", ["teachers=single", "train.layer_lr_decay=0.9"]),
         # the teachers without the decay: at 1 epoch their soft 77-way outputs slowed banking77
         "intent_distilled_3_epochs": ("intent", ["teachers=single"]),
+        # only the task the one model loses taught: the others keep what the mix gives them
+        "intent_distilled_banking77_3_epochs": ("intent", ["teachers=single:banking77"]),
     },
     # The shared mix (CoNLL-2003, SST-2, AG News at the scaled sizes) under the library's defaults
     # for RunConfig's 3 epochs: does a task taught by its single-task run keep what the mix gives?
@@ -248,17 +250,19 @@ def task_entries(mix: str, data_dir: Path, fields: dict[str, dict]) -> list[dict
     return entries
 
 
-def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, dict], list[str], str | None, bool]:
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, dict], list[str], str | None,
+                                                  list[str] | None]:
     """(config overrides, per-task fields from `tasks.NAME.FIELD=VALUE`, extra CLI args, the mix
-    whose entries the arm trains instead of its own mix's, from `entries=MIX`, and whether each
-    task learns from its single-task run of the seed, from `teachers=single`)."""
-    plain, fields, extra, entries, taught = [], {}, [], None, False
+    whose entries the arm trains instead of its own mix's, from `entries=MIX`, and the tasks (MIXES
+    keys) that learn from their single-task run of the seed: every task with `teachers=single`,
+    those listed with `teachers=single:TASK,TASK`, None without)."""
+    plain, fields, extra, entries, taught = [], {}, [], None, None
     items = iter(overrides)
     for item in items:
         if item == "--config":
             extra += [item, next(items)]
-        elif item == "teachers=single":
-            taught = True
+        elif item.startswith("teachers=single"):
+            taught = item.partition(":")[2].split(",") if ":" in item else []
         elif item.startswith("entries="):
             entries = item.partition("=")[2]
         elif item.startswith("tasks.") and item.count(".") == 2:
@@ -276,9 +280,9 @@ def run_arm(name: str, mix: str, overrides: list[str], seed: int, tasks: list[st
             args: argparse.Namespace, out: Path) -> dict:
     """One recipe run in a fresh process; returns its test metrics, wall time and steps."""
     plain, fields, extra, entries_mix, taught = split_overrides(overrides)
-    if taught:  # the mix's single-task runs of this seed (run before the arms) are the teachers
+    if taught is not None:  # the mix's single-task runs of this seed (run before the arms) teach
         plain += [f"distill.teachers.{NAMES[task]}={out / 'runs' / f'{SINGLE_TASK}_{mix}_{task}-seed{seed}'}"
-                  for task in MIXES[mix]]
+                  for task in taught or MIXES[mix]]
     entries = [e for e in task_entries(entries_mix or mix, Path(args.data_dir).resolve(), fields)
                if tasks is None or e["name"] in {NAMES[task] for task in tasks}]
     run_dir = out / "runs" / f"{name}-seed{seed}"
