@@ -54,7 +54,8 @@ def run_distill(args: argparse.Namespace, out: TextIO) -> int:
 
     config = load_config(args.config, args.overrides)
     setup_logging(args.verbose)
-    summary = distill_tasks(config, overwrite=args.overwrite, retrain_teachers=args.retrain_teachers)
+    summary = distill_tasks(config, overwrite=args.overwrite, retrain_teachers=args.retrain_teachers,
+                            taught=split_names(args.tasks))
     out.write(format_distill(summary) + "\n")
     return 0
 

@@ -31,6 +31,7 @@ examples:
   mtl-nlp distill --config recipes/configs/glue.yaml data_dir=../shared/data
   mtl-nlp distill --config my.yaml distill.teachers.cola=outputs/cola-large   # a teacher of your own
   mtl-nlp distill --config my.yaml distill.anneal=none distill.gold_weight=0.5
+  mtl-nlp distill --config my.yaml --tasks banking77      # teach only the task the one model loses
   mtl-nlp train --config my.yaml distill.teachers.cola=DIR distill.teachers.sst2=DIR2
 
 Teachers it trains go to output_dir/teachers/<task>/ and are reused by the next call with the same

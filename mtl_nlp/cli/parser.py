@@ -126,6 +126,8 @@ def add_distill_parser(commands: argparse._SubParsersAction) -> None:
     distill.add_argument("--retrain-teachers", action="store_true",
                          help="replace the teachers in output_dir/teachers/ trained with other settings or "
                          "data (teachers of the same settings and data are always reused)")
+    distill.add_argument("--tasks", help="comma-separated tasks to teach (default: all); the others learn "
+                         "from their gold labels alone, e.g. teach only the tasks the plain one model loses")
 
 
 def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:

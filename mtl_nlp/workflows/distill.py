@@ -47,25 +47,33 @@ STUDENT_FILES = (METRICS_FILE, TRAINER_STATE, CURVES, CONFLICTS, CONFLICTS_PLOT,
 
 
 def distill_tasks(
-    config: RunConfig, overwrite: bool = False, retrain_teachers: bool = False
+    config: RunConfig, overwrite: bool = False, retrain_teachers: bool = False,
+    taught: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train the missing teachers, then the student from every task's teacher; return (and write
     to output_dir/distill.json) each task's teacher and student test scores.
 
-    A student already in output_dir is refused unless `overwrite` replaces it; a teacher folder
-    that holds a teacher of other settings or data is refused unless `retrain_teachers` replaces
-    it. Both are checked before anything is removed or trained."""
+    `taught` names the tasks that learn from a teacher (all by default); the others learn from
+    their gold labels alone and get no teacher. A student already in output_dir is refused unless
+    `overwrite` replaces it; a teacher folder that holds a teacher of other settings or data is
+    refused unless `retrain_teachers` replaces it. Both are checked before anything is removed or
+    trained."""
     from mtl_nlp.training.run import train_from_config  # the whole training stack, only when run
 
     output = Path(config.output_dir)
     specs = resolve_tasks(config.tasks)
     named = config.distill.teachers
+    if taught is not None:
+        _check_taught(taught, specs, named)
     if is_checkpoint(output) and not overwrite:
         raise ConfigError(f"output_dir {output} already holds a student; choose another output_dir or "
                           "replace it with --overwrite (the teachers in it are kept and reused)")
     teachers, to_train, trained = dict(named), [], {}
     for entry, spec in zip(config.tasks, specs):
         if spec.name in named or any(head.name in named for head in spec.head_specs):
+            continue
+        if taught is not None and spec.name not in taught:
+            logger.info("task %s learns from its gold labels alone (not among the taught tasks)", spec.name)
             continue
         if spec.type in UNTAUGHT_TYPES:  # no teacher: its examples' options or context are their own
             logger.info("task %s (%s) learns from its gold answers alone", spec.name, spec.type)
@@ -99,6 +107,19 @@ def distill_tasks(
     summary["seconds"] = {key: round(value, 1) for key, value in seconds.items()}
     (output / DISTILL_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _check_taught(taught: list[str], specs: list[TaskSpec], named: dict[str, str]) -> None:
+    """Refuse taught tasks the config does not have, and named teachers of tasks left untaught."""
+    tasks = [spec.name for spec in specs]
+    unknown = [name for name in taught if name not in tasks]
+    if unknown:
+        raise ConfigError(f"--tasks names {', '.join(unknown)}, not a task of the config; its tasks: "
+                          f"{', '.join(tasks)}")
+    untaught = [name for name in named if (_entry(specs, name) or name) not in taught]
+    if untaught:
+        raise ConfigError(f"distill.teachers names a teacher for {', '.join(untaught)}, which --tasks leaves "
+                          f"out ({', '.join(taught)}); add it to --tasks or drop its teacher")
 
 
 def _teacher_config(config: RunConfig, entry: Any, folder: Path) -> RunConfig:
