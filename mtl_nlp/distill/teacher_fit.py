@@ -37,6 +37,7 @@ def teacher_fit(
     `temperature` there, "scored": how many}} for the single-label and tagging heads of `rows`, a
     training split carrying `labels` and the `teacher` column."""
     totals = {head: [0, 0.0, 0] for head, kind in head_types.items() if kind in FITTED_TYPES}
+    rows = rows.select_columns(["labels", TEACHER_COLUMN])  # the inputs are not decoded
     for begin in range(0, len(rows), batch_rows):
         batch = rows[begin : begin + batch_rows]
         for head in totals:
