@@ -34,4 +34,7 @@ def test_distill_tasks_refuses_unknown_tasks_and_named_teachers_it_leaves_out(
     assert cli_main([*common, "--tasks", "demo_sentiment", f"distill.teachers.demo_ner={tmp_path}"]) == 2
     error = capsys.readouterr().err
     assert "distill.teachers names a teacher for demo_ner, which --tasks leaves out (demo_sentiment)" in error
+    assert cli_main([*common, "--tasks", " , "]) == 2
+    assert "--tasks names no task; name the tasks to teach among: demo_ner, demo_sentiment" in (
+        capsys.readouterr().err)
     assert not (tmp_path / "out").exists()  # refused before anything was trained

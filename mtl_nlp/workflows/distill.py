@@ -112,6 +112,8 @@ def distill_tasks(
 def _check_taught(taught: list[str], specs: list[TaskSpec], named: dict[str, str]) -> None:
     """Refuse taught tasks the config does not have, and named teachers of tasks left untaught."""
     tasks = [spec.name for spec in specs]
+    if not taught:
+        raise ConfigError(f"--tasks names no task; name the tasks to teach among: {', '.join(tasks)}")
     unknown = [name for name in taught if name not in tasks]
     if unknown:
         raise ConfigError(f"--tasks names {', '.join(unknown)}, not a task of the config; its tasks: "
