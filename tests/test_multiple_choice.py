@@ -195,23 +195,6 @@ def test_the_server_answers_questions_with_options(choice_run):
         assert listed == {"csqa": "choices", "quiz": "choices", "demo_topic": "text"}
 
 
-def test_distill_trains_no_teacher_for_a_multiple_choice_task(tmp_path, tiny_model_dir):
-    from mtl_nlp.config import load_config
-    from mtl_nlp.workflows.distill import distill_tasks
-
-    hub = write_questions(tmp_path, "hub")
-    tasks = (f"tasks=[{{name: few_csqa, type: multiple_choice, format: json, "
-             f"data_files: {json.dumps(hub)}}}, demo_topic]")
-    config = load_config(None, [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}",
-                                "mixed_precision=no", "train.batch_size=4", "train.max_steps=2",
-                                "max_eval_examples=4", "max_train_examples=12",
-                                f"output_dir={tmp_path / 'run'}", tasks])
-    rows = {row["task"]: row for row in distill_tasks(config)["tasks"]}
-    assert rows["few_csqa"]["teacher_dir"] is None and rows["few_csqa"]["teacher"] is None
-    assert rows["demo_topic"]["teacher_dir"] == str(tmp_path / "run" / "teachers" / "demo_topic")
-    assert not (tmp_path / "run" / "teachers" / "few_csqa").exists()
-
-
 def test_the_benchmarks_plain_transformers_choices_equal_the_predictors(choice_run, tmp_path):
     from benchmarks.question_inference import plain_answerer
 

@@ -9,8 +9,9 @@ TASK_TYPES = ("classification", "token_classification", "regression", "multilabe
 # the types whose examples carry no label set: a value, one of each example's own options, or a
 # span of each example's own context
 LABEL_FREE_TYPES = ("regression", "multiple_choice", "extractive_qa")
-# the types no teacher teaches (distill): each example's options or context are its own
-UNTAUGHT_TYPES = ("multiple_choice", "extractive_qa")
+# the types no teacher teaches (distill): an extractive QA task trains on windows of its contexts,
+# cut by the student's tokenizer, which no teacher's outputs (over its own windows) line up with
+UNTAUGHT_TYPES = ("extractive_qa",)
 SENTENCE_TYPES = ("classification", "regression", "multilabel")  # one prediction per input text
 # Sentence representations of the sentence-level heads: mean of token states, first token,
 # first token through a dense + tanh pooler (the standard transformers classifiers' computation).

@@ -2,8 +2,9 @@
 
 A training row of a task with a teacher has a `teacher` column (mtl_nlp.distill.teacher_outputs
 writes it): the teacher's logits in the student's label order, one row per text (a regression
-teacher's value as a row of one), or for a tagging head one row per token of the student's
-tokenization, NaN except at each word's first token. An entry of several heads holds
+teacher's value as a row of one; a multiple-choice teacher's: its score of each of the example's
+options), or for a tagging head one row per token of the student's tokenization, NaN except at
+each word's first token. An entry of several heads holds
 {head: that} for each head with a teacher.
 """
 
@@ -18,8 +19,14 @@ TEACHER_COLUMN = "teacher"
 
 
 def teacher_tensor(rows: list[Any], head_type: str, length: int, padding_side: str) -> torch.Tensor:
-    """One head's teacher outputs of a batch: [batch, outputs] ([batch] for regression), or for
-    tagging [batch, length, labels] with NaN rows at padding."""
+    """One head's teacher outputs of a batch: [batch, outputs] ([batch] for regression; for multiple
+    choice [batch, the most options], -inf for the options an example lacks), or for tagging
+    [batch, length, labels] with NaN rows at padding."""
+    if head_type == "multiple_choice":  # -inf: the padded options get no probability (not NaN: unscored)
+        values = torch.full((len(rows), max(len(row) for row in rows)), float("-inf"))
+        for index, row in enumerate(rows):
+            values[index, : len(row)] = torch.tensor(row, dtype=torch.float32)
+        return values
     if head_type != "token_classification":
         values = torch.tensor(rows, dtype=torch.float32)
         return values.squeeze(-1) if head_type == "regression" else values

@@ -23,7 +23,7 @@ from mtl_nlp.data.teacher_columns import TEACHER_COLUMN, teacher_tensor
 
 logger = logging.getLogger(__name__)
 
-FITTED_TYPES = ("classification", "token_classification")  # heads whose outputs are class scores
+FITTED_TYPES = ("classification", "token_classification", "multiple_choice")  # class scores
 # a teacher whose mean top probability is under this share of its agreement with the gold labels
 # teaches near-uniform targets
 UNSURE_SHARE = 0.5

@@ -10,7 +10,8 @@ do not sit in RAM. A JSON file beside it records the teachers and their label na
 
 A tagging teacher scores each word on its first token, as tagging is scored; its word scores go to
 the first token of the same word in the student's tokenization (NaN elsewhere), so a teacher with
-another tokenizer teaches the student too.
+another tokenizer teaches the student too. A multiple-choice teacher scores each of an example's
+options, read with its own tokenizer as well.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from transformers import PreTrainedTokenizerBase
 
 from mtl_nlp.common.tokenizing import encode_texts
 from mtl_nlp.config import ConfigError
+from mtl_nlp.data.choices import CHOICE_MASK, ChoicesCollator, encode_choices
 from mtl_nlp.data.features import input_columns, present_examples, reading_spec
 from mtl_nlp.data.pipeline import TaskData
 from mtl_nlp.data.teacher_columns import TEACHER_COLUMN
@@ -144,6 +146,7 @@ class TeacherPass:
         self.autocast_dtype = AUTOCAST_DTYPES.get(precision)
         self.reader = reading_spec(data.spec)
         self.tagging = self.reader.type == "token_classification"
+        self.choices = self.reader.type == "multiple_choice"
         self.loaded: list[tuple[Teacher, MultiTaskModel, PreTrainedTokenizerBase]] | None = None
 
     def head_type(self, head: str) -> str:
@@ -174,6 +177,9 @@ class TeacherPass:
             encoded, word_starts = self._encode(batch, teacher_tokenizer, length)
             logits = self._run(model, teacher_tokenizer, encoded, teacher.heads)
             for head in teacher.heads:
+                if self.choices:  # an example's options, in its order: no labels to reorder
+                    values[head] = [row.tolist() for row in logits[head]]
+                    continue
                 order = teacher.orders[head] or [0]  # a regression head: its one output
                 if self.head_type(head) != "token_classification":
                     values[head] = [row[order].tolist() for row in logits[head]]
@@ -188,7 +194,13 @@ class TeacherPass:
     def _encode(self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int
                 ) -> tuple[dict[str, list], list[dict[int, int]] | None]:
         """The batch as the teacher reads it, and for word input each row's first-token positions
-        of its words (those the teacher's max_length reaches)."""
+        of its words (those the teacher's max_length reaches). A multiple-choice row: its options."""
+        if self.choices:
+            rows = range(len(next(iter(batch.values()))))
+            encoded = encode_choices(batch, list(rows), tokenizer=tokenizer, spec=self.reader,
+                                     max_length=max_length, split="train")
+            encoded.pop("labels")
+            return encoded, None
         columns = input_columns(self.reader)
         if not self.tagging:
             pairs = batch[columns[1]] if len(columns) > 1 else None
@@ -214,29 +226,46 @@ class TeacherPass:
     @torch.no_grad()
     def _run(self, model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list],
              heads: list[str]) -> dict[str, list[torch.Tensor]]:
-        """{head: each row's logits, unpadded}, in length-sorted batches of batch_size."""
+        """{head: each row's logits, unpadded}, in length-sorted batches of batch_size (a
+        multiple-choice row: its options' scores)."""
         count = len(encoded["input_ids"])
-        order = sorted(range(count), key=lambda row: len(encoded["input_ids"][row]))
+        order = sorted(range(count), key=lambda row: self._tokens(encoded["input_ids"][row]))
         results: dict[str, list[torch.Tensor | None]] = {head: [None] * count for head in heads}
         for begin in range(0, count, self.batch_size):
             chosen = order[begin : begin + self.batch_size]
-            padded = tokenizer.pad([{key: encoded[key][row] for key in encoded} for row in chosen],
-                                   return_tensors="pt")
+            padded = self._pad(tokenizer, [{key: encoded[key][row] for key in encoded} for row in chosen])
             inputs = {key: tensor.to(self.device) for key, tensor in padded.items()}
             with torch.autocast(self.device.type, dtype=self.autocast_dtype,
                                 enabled=self.autocast_dtype is not None):
                 logits = model.forward_all(inputs["input_ids"], inputs["attention_mask"],
-                                           inputs.get("token_type_ids"), tasks=heads)
+                                           inputs.get("token_type_ids"), tasks=heads,
+                                           choice_mask=inputs.get(CHOICE_MASK))
             for head in heads:
                 output = logits[head].float().cpu()
                 for index, row in enumerate(chosen):
                     value = output[index]
-                    if self.head_type(head) == "token_classification":
+                    if self.choices:
+                        value = value[: len(encoded["input_ids"][row])]  # the options it has
+                    elif self.head_type(head) == "token_classification":
                         value = _unpad(value, len(encoded["input_ids"][row]), tokenizer.padding_side)
                     elif value.dim() == 0:  # a regression value
                         value = value.reshape(1)
                     results[head][row] = value
         return results
+
+    def _tokens(self, ids: list) -> int:
+        """A row's length to sort by: its tokens (a multiple-choice row: its longest option's)."""
+        return max(map(len, ids)) if self.choices else len(ids)
+
+    def _pad(self, tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, list]]
+             ) -> dict[str, torch.Tensor]:
+        """Rows padded as the teacher reads them (multiple choice: [rows, most options, length] and
+        the mask of the options each row has)."""
+        if not self.choices:
+            return tokenizer.pad(rows, return_tensors="pt")
+        padded = ChoicesCollator(tokenizer)([{**row, "labels": 0} for row in rows])
+        padded.pop("labels")
+        return dict(padded)
 
 
 def _first_tokens(word_ids: list[int | None]) -> dict[int, int]:

@@ -60,9 +60,9 @@ def teacher_assignments(tasks: dict[str, TaskData], teachers: dict[str, str]) ->
                           f"heads are: {', '.join(known)}")
     questions = [key for key in teachers if key in tasks and tasks[key].spec.type in UNTAUGHT_TYPES]
     if questions:
-        raise ConfigError(f"distill.teachers: {', '.join(questions)} is a multiple_choice or extractive_qa "
-                          "task, whose examples have options or contexts of their own; teachers teach the "
-                          "other task types")
+        raise ConfigError(f"distill.teachers: {', '.join(questions)} is an extractive_qa task, which trains "
+                          "on windows of its contexts cut by the student's tokenizer, and a teacher's span "
+                          "scores do not line up with them; teachers teach the other task types")
     assigned: dict[str, dict[str, str]] = {}
     for name, heads in heads_of.items():
         for head in heads:

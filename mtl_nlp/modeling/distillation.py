@@ -5,7 +5,9 @@ A head learns from `gold_weight` x the gold labels plus (1 - gold_weight) x the 
 gold_weight 1 every loss equals the head's own loss. The teacher's outputs are its raw logits (a
 regression teacher's values), in the student's label order; teacher probabilities are
 softmax(logits / temperature) (sigmoid per label for multilabel). Positions and rows the teacher
-did not score (NaN) learn from their gold labels alone.
+did not score (NaN) learn from their gold labels alone. A multiple-choice head is a single-label
+head whose classes are each example's options (its teacher scores the options a padded example
+lacks -inf: no probability, as the student's own scores of them).
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ def regression_loss(
 
 DISTILLATION_LOSSES = {
     "classification": classification_loss,
+    # an example's options are its classes; the teacher's scores of options it lacks are -inf
+    "multiple_choice": classification_loss,
     "token_classification": token_classification_loss,
     "multilabel": multilabel_loss,
     "regression": regression_loss,

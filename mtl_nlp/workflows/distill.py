@@ -75,7 +75,7 @@ def distill_tasks(
         if taught is not None and spec.name not in taught:
             logger.info("task %s learns from its gold labels alone (not among the taught tasks)", spec.name)
             continue
-        if spec.type in UNTAUGHT_TYPES:  # no teacher: its examples' options or context are their own
+        if spec.type in UNTAUGHT_TYPES:  # no teacher: its windows are the student tokenizer's own
             logger.info("task %s (%s) learns from its gold answers alone", spec.name, spec.type)
             continue
         folder = output / TEACHERS_DIR / spec.name
