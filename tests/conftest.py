@@ -135,6 +135,16 @@ def recipe():
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def restore_registry_of_module():
+    """Tasks a module-scoped run registers are gone after the module (autouse fixtures of a scope
+    run before its other fixtures, so the snapshot is taken before any of them registers)."""
+    saved = dict(store._REGISTRY)
+    yield
+    store._REGISTRY.clear()
+    store._REGISTRY.update(saved)
+
+
 @pytest.fixture(autouse=True)
 def restore_registry():
     """Each test sees the built-in registry and leaves it as it found it."""

@@ -141,6 +141,29 @@ def test_an_export_pushes_whole_and_the_default_message_names_the_folder(run_dir
     assert fake_hub.commits[-1]["message"] == "Upload ner-export with mtl_nlp"
 
 
+def test_an_exported_peft_adapter_pushes_whole_with_a_card_naming_its_base(
+        tmp_path, tiny_model_dir, tiny_tokenizer, fake_hub):
+    pytest.importorskip("peft")
+    from mtl_nlp.modeling.adapters import AdapterShape
+    from mtl_nlp.modeling.sharing import SharingShape
+
+    heads = [HeadConfig(name="sentiment", type="classification", labels=["negative", "positive"],
+                        pooling="pooler")]
+    shape = SharingShape(adapters=AdapterShape(r=2, dropout=0.0))
+    MultiTaskModel.from_encoder(str(tiny_model_dir), heads, shape).save_pretrained(
+        tmp_path / "run", tokenizer=tiny_tokenizer)
+    exported = export_task(tmp_path / "run", "sentiment", tmp_path / "sentiment-adapter")
+    assert not (exported / "config.json").exists()  # a peft adapter folder, not a whole model
+    push_to_hub(exported, "me/sentiment-adapter")
+    pushed = fake_hub.repo("me/sentiment-adapter")
+    assert files_under(pushed) == files_under(exported)
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= files_under(pushed)
+    card = ModelCard.load(pushed / "README.md")
+    assert card.data.library_name == "peft"
+    base = json.loads((pushed / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert f'AutoModelForSequenceClassification.from_pretrained("{base}", num_labels' in card.text
+
+
 def test_push_during_an_interrupted_save_uploads_the_new_save_whole(
     run_dir, fake_hub, tiny_model_dir, tiny_tokenizer, tmp_path
 ):
@@ -169,7 +192,8 @@ def test_a_checkpoint_with_files_of_two_saves_is_not_pushed(run_dir, fake_hub, t
 
 
 def test_pushing_a_folder_that_is_no_model(tmp_path, fake_hub):
-    with pytest.raises(ModelLoadError, match="neither an mtl_nlp checkpoint .* nor a task export"):
+    with pytest.raises(ModelLoadError, match=r"neither an mtl_nlp checkpoint .* nor a task export "
+                                             r"\(config.json or adapter_config.json\)"):
         push_to_hub(tmp_path, "me/demo")
     with pytest.raises(FileNotFoundError, match="no checkpoint at .*missing: there is no such folder$"):
         push_to_hub(tmp_path / "missing", "me/demo")

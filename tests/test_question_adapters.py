@@ -68,6 +68,8 @@ def test_the_exported_adapter_answers_as_the_checkpoint_does(question_adapter_ru
     folder = export_task(question_adapter_run, task, tmp_path / "adapter")
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(tiny_model_dir)
+    usage = f'base = {auto.__name__}.from_pretrained("{tiny_model_dir}")\n'  # no labels: options or spans
+    assert usage in (folder / "README.md").read_text()
     with torch.no_grad():
         answered = PeftModel.from_pretrained(auto.from_pretrained(tiny_model_dir), folder).eval()(**inputs)
         merged = auto.from_pretrained(export_task(question_adapter_run, task, tmp_path / "merged",

@@ -13,6 +13,12 @@ LABEL_FREE_TYPES = ("regression", "multiple_choice", "extractive_qa")
 # cut by the student's tokenizer, which no teacher's outputs (over its own windows) line up with
 UNTAUGHT_TYPES = ("extractive_qa",)
 SENTENCE_TYPES = ("classification", "regression", "multilabel")  # one prediction per input text
+# The transformers class each type exports to (`export`, and the usage its cards show); the
+# sentence types: AutoModelForSequenceClassification.
+AUTO_MODEL_CLASSES = {"token_classification": "AutoModelForTokenClassification",
+                      "multiple_choice": "AutoModelForMultipleChoice",
+                      "extractive_qa": "AutoModelForQuestionAnswering"}
+SENTENCE_AUTO_MODEL = "AutoModelForSequenceClassification"
 # Sentence representations of the sentence-level heads: mean of token states, first token,
 # first token through a dense + tanh pooler (the standard transformers classifiers' computation).
 POOLINGS = ("mean", "cls", "pooler")

@@ -1,8 +1,9 @@
 """Export one task of a multi-task checkpoint to a standard transformers model.
 
-The export is a plain `AutoModelForTokenClassification` / `AutoModelForSequenceClassification`
-directory (config with id2label/label2id, safetensors weights, the tokenizer, a model card) that
-`transformers.pipeline` loads with no mtl_nlp installed. It holds exactly the layers the task
+The export is a plain transformers model directory of the task's type (`AutoModelFor...`: token or
+sequence classification, multiple choice, question answering; config with id2label/label2id,
+safetensors weights, the tokenizer, a model card) that transformers loads with no mtl_nlp
+installed. It holds exactly the layers the task
 uses: the shared layers, the task's private layers, and no layer above the one its head reads.
 """
 
@@ -11,18 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForMultipleChoice,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-)
+import transformers
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
 from mtl_nlp.common.errors import MtlNlpError
 from mtl_nlp.common.output_folders import check_output_folder
+from mtl_nlp.common.task_types import AUTO_MODEL_CLASSES, SENTENCE_AUTO_MODEL
 from mtl_nlp.modeling.heads import PREDICTION_HEAD_FAMILIES, HeadConfig, family_pooler_activation
 from mtl_nlp.modeling.hub_checkpoint import resolve_checkpoint
 from mtl_nlp.modeling.model import MultiTaskModel, read_checkpoint_config
@@ -168,13 +163,7 @@ def _check_token_classifier(standard: PreTrainedModel, head: HeadConfig) -> None
 
 
 def _auto_class(head: HeadConfig) -> type:
-    if head.type == "token_classification":
-        return AutoModelForTokenClassification
-    if head.type == "multiple_choice":
-        return AutoModelForMultipleChoice
-    if head.type == "extractive_qa":
-        return AutoModelForQuestionAnswering
-    return AutoModelForSequenceClassification
+    return getattr(transformers, AUTO_MODEL_CLASSES.get(head.type, SENTENCE_AUTO_MODEL))
 
 
 def _task_config(checkpoint: Path, model: MultiTaskModel, head: HeadConfig):

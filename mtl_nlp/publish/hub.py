@@ -37,6 +37,9 @@ NOT_PUSHED = re.compile(
     rf"^({re.escape(STATE_DIR)}|{re.escape(WRITING)}|{re.escape(STATE_DIR)}-\d+|{re.escape(ONNX_DIR)})$|^\."
 )
 ATTEMPTS = 5  # a run saving during the push: take the files of one save again
+# what a task export holds: a transformers model's config, or a peft adapter's (export of a task
+# of an adapter checkpoint)
+EXPORT_CONFIGS = ("config.json", "adapter_config.json")
 
 
 def push_to_hub(
@@ -90,10 +93,10 @@ def snapshot_for_upload(directory: Path, target: Path) -> None:
     if not directory.is_dir():
         raise FileNotFoundError(no_checkpoint_at(directory))
     checkpoint = (directory / CHECKPOINT_CONFIG).is_file() or (directory / PENDING).is_dir()
-    if not checkpoint and not (directory / "config.json").is_file():
+    if not checkpoint and not any((directory / name).is_file() for name in EXPORT_CONFIGS):
         raise ModelLoadError(
             f"{directory} is neither an mtl_nlp checkpoint ({CHECKPOINT_CONFIG}) nor a task export "
-            "(config.json): nothing to push"
+            f"({' or '.join(EXPORT_CONFIGS)}): nothing to push"
         )
     saved: set[str] = set()
     if checkpoint:

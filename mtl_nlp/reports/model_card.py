@@ -18,6 +18,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from mtl_nlp.common.glue import GLUE_AVERAGE
 from mtl_nlp.common.run_files import CHECKPOINT_CONFIG
+from mtl_nlp.common.task_types import AUTO_MODEL_CLASSES, SENTENCE_AUTO_MODEL
 from mtl_nlp.reports.run_results import OVERALL, main_metrics_of, read_metrics_if_written, task_entries
 
 CARD = "README.md"
@@ -182,9 +183,16 @@ def _passes(config: dict[str, Any]) -> str:
 def _adapter_body(directory: Path, task: dict[str, Any], config: dict[str, Any],
                   metrics: dict[str, dict[str, float]], mains: dict[str, str], base: str) -> list[str]:
     """The card of a task's peft adapter: what it is, its scores, and loading it on its base."""
-    auto = "AutoModelForTokenClassification" if task["type"] == "token_classification" else \
-        "AutoModelForSequenceClassification"
-    labels = ["value"] if task["type"] == "regression" else task["labels"]
+    auto = AUTO_MODEL_CLASSES.get(task["type"], SENTENCE_AUTO_MODEL)
+    if task["type"] in ("multiple_choice", "extractive_qa"):  # no label set: options or spans
+        base_lines = [f'base = {auto}.from_pretrained("{base}")']
+    else:
+        labels = ["value"] if task["type"] == "regression" else task["labels"]
+        base_lines = [
+            f"labels = {labels!r}",
+            f'base = {auto}.from_pretrained("{base}", num_labels=len(labels),',
+            "    id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})",
+        ]
     return [
         f"# {directory.resolve().name}",
         "",
@@ -200,9 +208,7 @@ def _adapter_body(directory: Path, task: dict[str, Any], config: dict[str, Any],
         "from peft import PeftModel",
         f"from transformers import {auto}",
         "",
-        f"labels = {labels!r}",
-        f'base = {auto}.from_pretrained("{base}", num_labels=len(labels),',
-        "    id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})",
+        *base_lines,
         'model = PeftModel.from_pretrained(base, "PATH_OR_HUB_ID")',
         "```",
         "",
