@@ -111,6 +111,20 @@ def test_the_predictor_answers_with_a_span_of_the_context(qa_run):
         predictor.predict({"question": "where ?", "text": "x"})
 
 
+def test_windows_batched_by_length_answer_in_order_as_one_by_one(qa_run):
+    predictor = Predictor.from_pretrained(qa_run, mixed_precision="no")
+    long_context = " ".join(context for context, _, _ in FACTS * 3)  # several windows of 32 tokens
+    questions = [{"question": question, "context": context} for context, question, _ in FACTS]
+    questions += [{"question": question, "context": long_context} for _, question, _ in FACTS]
+    alone = [predictor.predict(question) for question in questions]
+    predictor.batch_size = 3  # each pass mixes windows of several questions and lengths
+    batched = predictor.predict(questions)
+    for one, many in zip(alone, batched):
+        assert (many["facts"]["answer"], many["facts"]["start"], many["facts"]["end"]) == \
+            (one["facts"]["answer"], one["facts"]["start"], one["facts"]["end"])
+        assert many["facts"]["score"] == pytest.approx(one["facts"]["score"], abs=1e-5)
+
+
 def test_predict_and_serve_read_questions_with_a_context(qa_run, tmp_path, capsys):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient

@@ -149,6 +149,20 @@ def test_the_predictor_answers_questions_with_options_and_texts_apart(choice_run
         predictor.predict({"question": "what barks ?", "choices": []})
 
 
+def test_questions_batched_by_length_are_answered_in_order_as_one_by_one(choice_run):
+    predictor = Predictor.from_pretrained(choice_run, mixed_precision="no")
+    questions = [{"question": question, "choices": options, **({"context": "at home"} if index % 2 else {})}
+                 for index, (question, options, _) in enumerate(QUESTIONS * 2)]
+    questions.append({"question": "where do you keep milk in a very long question ?", "choices": ["x"]})
+    alone = [predictor.predict(question) for question in questions]
+    predictor.batch_size = 2  # batches mix questions of 1 to 4 options and of every length
+    batched = predictor.predict(questions)
+    for one, many in zip(alone, batched):
+        for task in ("csqa", "quiz"):
+            assert many[task]["label"] == one[task]["label"]
+            assert many[task]["score"] == pytest.approx(one[task]["score"], abs=1e-5)
+
+
 def test_predict_reads_questions_as_json_lines(choice_run, tmp_path, capsys):
     inputs = tmp_path / "inputs.txt"
     inputs.write_text('the team won\n{"question": "what barks ?", "choices": ["cat", "dog"]}\n')

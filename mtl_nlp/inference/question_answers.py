@@ -1,7 +1,8 @@
 """The Predictor's answers for questions with a context (extractive QA): the context read in windows
 sharing `stride` tokens, as in training, the windows of a batch of questions in encoder passes of
-`batch_size` windows, and each question's best span over its windows with its character offsets,
-as transformers' question-answering pipeline answered."""
+`batch_size` windows (sorted by length, each pass padded to its longest), and each question's best
+span over its windows with its character offsets, as transformers' question-answering pipeline
+answered."""
 
 from __future__ import annotations
 
@@ -22,16 +23,19 @@ def question_answers(predictor: Any, items: list[QuestionInput], tasks: list[str
     questions = [item.question.lstrip() for item in items]
     _check_room(predictor, questions)
     encoded = tokenizer(questions, [item.context for item in items], truncation="only_second",
-                        max_length=predictor.max_length, stride=predictor.stride, padding=True,
-                        return_overflowing_tokens=True, return_offsets_mapping=True, return_tensors="pt")
-    owners = encoded.pop("overflow_to_sample_mapping").tolist()
-    offsets = encoded.pop("offset_mapping").tolist()
-    logits: dict[str, list] = {task: [] for task in tasks}
-    for begin in range(0, len(owners), predictor.batch_size):
-        inputs = {key: value[begin : begin + predictor.batch_size].to(predictor.device)
-                  for key, value in encoded.items()}
-        for task, value in predictor._logits(inputs, tasks).items():
-            logits[task].extend(value.float().cpu())
+                        max_length=predictor.max_length, stride=predictor.stride,
+                        return_overflowing_tokens=True, return_offsets_mapping=True)
+    owners = encoded.pop("overflow_to_sample_mapping")
+    offsets = encoded.pop("offset_mapping")
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    # windows sorted by length, so that a batch pads little: a context's last window is short
+    order = sorted(range(len(owners)), key=lengths.__getitem__)
+    logits: dict[str, list] = {task: [None] * len(owners) for task in tasks}
+    for begin in range(0, len(order), predictor.batch_size):
+        chosen = order[begin : begin + predictor.batch_size]
+        for task, value in predictor._logits(predictor._padded(encoded, chosen), tasks).items():
+            for window, row in zip(chosen, value.float().cpu()):
+                logits[task][window] = row[: lengths[window]]  # padded on the right
     windows: list[list[int]] = [[] for _ in items]
     for window, owner in enumerate(owners):
         windows[owner].append(window)
