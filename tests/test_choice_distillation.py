@@ -11,10 +11,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_distillation import char_tokenizer
+from test_distillation import save_char_encoder
 from test_extractive_qa import write_facts
 from test_multiple_choice import QUESTIONS, write_questions
-from transformers import BertConfig, BertModel
 
 from mtl_nlp.config import ConfigError, load_config
 from mtl_nlp.data.multitask import training_collator
@@ -58,13 +57,7 @@ def choice_task(tiny_tokenizer, tmp_path):
 
 def test_a_choice_teacher_with_another_tokenizer_scores_each_examples_options(
         choice_task, tiny_tokenizer, tmp_path):
-    teacher_tokenizer = char_tokenizer()
-    encoder_dir = tmp_path / "char-bert"
-    torch.manual_seed(1)
-    BertModel(BertConfig(vocab_size=len(teacher_tokenizer), hidden_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=32, max_position_embeddings=256)
-              ).save_pretrained(encoder_dir)
-    teacher_tokenizer.save_pretrained(encoder_dir)
+    teacher_tokenizer, encoder_dir = save_char_encoder(tmp_path / "char-bert")
     head = HeadConfig(name="quiz", type="multiple_choice", pooling="pooler")
     MultiTaskModel.from_encoder(str(encoder_dir), [head]).save_pretrained(
         tmp_path / "teacher", teacher_tokenizer, extra={"max_length": 128})

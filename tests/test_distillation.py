@@ -230,16 +230,22 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
+def save_char_encoder(folder) -> tuple[PreTrainedTokenizerFast, object]:
+    """A tiny random BERT reading single characters (another tokenizer than the student's), saved
+    to `folder` with its tokenizer."""
+    tokenizer = char_tokenizer()
+    torch.manual_seed(1)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=32, max_position_embeddings=256)
+              ).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return tokenizer, folder
+
+
 def test_a_tagging_teacher_with_another_tokenizer_teaches_each_words_first_token(
         demo_tasks, tiny_tokenizer, tmp_path):
     tasks = demo_tasks(8)
-    teacher_tokenizer = char_tokenizer()
-    encoder_dir = tmp_path / "char-bert"
-    torch.manual_seed(1)
-    BertModel(BertConfig(vocab_size=len(teacher_tokenizer), hidden_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=32, max_position_embeddings=256)
-              ).save_pretrained(encoder_dir)
-    teacher_tokenizer.save_pretrained(encoder_dir)
+    teacher_tokenizer, encoder_dir = save_char_encoder(tmp_path / "char-bert")
     heads = [config for config in head_configs(tasks) if config.name == "demo_ner"]
     MultiTaskModel.from_encoder(str(encoder_dir), heads).save_pretrained(
         tmp_path / "teacher", teacher_tokenizer, extra={"max_length": 256})
