@@ -1,0 +1,104 @@
+"""Extractive QA and multiple choice in a mix with tagging and classification, under the multi-task
+strategies: sharing shapes, loss weighting and gradient surgery, sampling schedules, exact resume
+and two DDP processes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_exact_resume import recorded  # noqa: F401 (a fixture)
+from test_extractive_qa import FACTS, write_facts
+from test_multiple_choice import write_questions
+from test_strategies_distributed import torchrun
+
+from mtl_nlp.cli import main as cli_main
+from mtl_nlp.inference import Predictor
+
+TASKS = ["facts", "quiz", "demo_ner", "demo_sentiment"]
+SETTINGS = ["mixed_precision=no", "train.batch_size=4", "train.lr=1e-3", "max_length=32", "stride=4",
+            "max_train_examples=24", "max_eval_examples=8"]
+
+
+def question_mix(folder, facts_fields: str = "", quiz_fields: str = "") -> str:
+    """The `tasks=` override of a QA task, a multiple-choice task (each with extra entry fields), a
+    tagger and a classifier."""
+    facts, quiz = json.dumps(write_facts(folder)), json.dumps(write_questions(folder, "plain"))
+    return (f"tasks=[{{name: facts, type: extractive_qa, format: json, data_files: {facts}{facts_fields}}}, "
+            f"{{name: quiz, type: multiple_choice, format: json, choices_column: options, "
+            f"label_column: answer, data_files: {quiz}{quiz_fields}}}, demo_ner, demo_sentiment]")
+
+
+def test_question_heads_read_a_lower_layer_or_a_layer_mix(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    tasks = question_mix(tmp_path, facts_fields=", layer: 1", quiz_fields=", layer_mix: true")
+    assert cli_main(["train", f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", *SETTINGS,
+                     "train.max_steps=4", "sampling.strategy=round_robin", f"output_dir={out}", tasks]) == 0
+    heads = {head["name"]: head for head in json.loads((out / "mtl_nlp.json").read_text())["tasks"]}
+    assert heads["facts"]["layer"] == 1 and heads["quiz"]["layer_mix"] is True
+    answers = Predictor.from_pretrained(out, mixed_precision="no").predict(
+        [{"question": "where does anna live ?", "context": FACTS[0][0]},
+         {"question": "what barks ?", "choices": ["cat", "dog"]}])
+    assert set(answers[0]) == {"facts"} and set(answers[1]) == {"quiz"}
+
+
+@pytest.mark.parametrize("strategy", [
+    ("train.step_mode=all_tasks", "weighting.method=pcgrad", "sharing.private_layers=1"),
+    ("weighting.method=uncertainty", "sharing.private_layers=1", "sharing.soft_l2=0.1",
+     "sampling.strategy=round_robin"),
+    ("train.step_mode=all_tasks", "weighting.method=dwa", "weighting.window=2", "sharing.freeze_layers=1"),
+    ("sampling.strategy=annealed", "weighting.method=equal", "sharing.freeze_embeddings=true"),
+], ids=["all_tasks-pcgrad-private", "uncertainty-soft_l2-round_robin", "all_tasks-dwa-frozen",
+        "annealed-frozen_embeddings"])
+def test_a_question_mix_trains_under_each_strategy_and_answers_every_task(tiny_model_dir, tmp_path, strategy):
+    out = tmp_path / "run"
+    assert cli_main(["train", f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", *SETTINGS,
+                     "train.max_steps=8", f"output_dir={out}", question_mix(tmp_path), *strategy]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {task: sorted(metrics[task]) for task in TASKS} == {
+        "facts": ["exact_match", "f1"], "quiz": ["accuracy"], "demo_ner": ["f1", "precision", "recall"],
+        "demo_sentiment": ["accuracy", "f1", "macro_f1", "matthews_correlation"]}
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["step"] == 8
+    trained = {task for entry in state["loss_history"] for task in entry["losses"]}
+    drawn = "train.step_mode=all_tasks" not in strategy and "sampling.strategy=round_robin" not in strategy
+    # every task trained (a drawn schedule: the tasks it drew in 8 steps)
+    assert trained <= set(TASKS) if drawn else trained == set(TASKS)
+    predictor = Predictor.from_pretrained(out, mixed_precision="no")
+    answers = predictor.predict([{"question": "where does anna live ?", "context": FACTS[0][0]},
+                                 {"question": "what barks ?", "choices": ["cat", "dog"]},
+                                 "anna visited new york ."])
+    answer = answers[0]["facts"]
+    assert FACTS[0][0][answer["start"]:answer["end"]] == answer["answer"]
+    assert answers[1]["quiz"]["label"] in ("cat", "dog")
+    assert set(answers[2]) == {"demo_ner", "demo_sentiment"}
+
+
+# one batch of every task in each half: every task type is resumed mid-run
+@pytest.mark.parametrize("schedule", ["sampling.strategy=round_robin", "train.step_mode=all_tasks"])
+def test_half_a_question_mix_and_resume_equals_the_straight_run(tiny_model_dir, tmp_path, recorded,  # noqa: F811
+                                                                 schedule):
+    steps, finals = recorded
+    common = [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", *SETTINGS, "train.max_steps=8",
+              "train.eval_every=4", "train.save_total_limit=2", schedule, question_mix(tmp_path)]
+    assert cli_main(["train", *common, f"output_dir={tmp_path / 'straight'}"]) == 0
+    straight_steps, straight_final = list(steps), finals[0]
+    assert {task for step in straight_steps[4:] for task, _ in step} == set(TASKS)
+    steps.clear()
+    assert cli_main(["train", *common, f"output_dir={tmp_path / 'resumed'}",
+                     f"resume_from={tmp_path / 'straight' / 'state-4'}"]) == 0
+    assert steps == straight_steps[4:]
+    for name, value in straight_final.items():
+        assert torch.equal(value, finals[1][name]), name
+
+
+def test_two_ranks_train_a_question_mix_to_identical_weights(tiny_model_dir, tmp_path):
+    result = torchrun(tmp_path, f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", *SETTINGS,
+                      "train.max_steps=4", "train.step_mode=all_tasks", "weighting.method=pcgrad",
+                      question_mix(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    assert ranks[0]["tasks"] == ranks[1]["tasks"] == [TASKS] * 4
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
