@@ -89,7 +89,7 @@ def test_distill_trains_a_multiple_choice_teacher_and_no_extractive_qa_teacher(t
     hub = json.dumps(write_questions(tmp_path, "hub"))
     facts = json.dumps(write_facts(tmp_path))
     tasks = (f"tasks=[{{name: few_csqa, type: multiple_choice, format: json, data_files: {hub}}}, "
-             f"{{name: facts, type: extractive_qa, format: json, data_files: {facts}}}, demo_topic]")
+             f"{{name: facts, type: extractive_qa, format: json, data_files: {facts}}}]")
     common = [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", "mixed_precision=no",
               "train.batch_size=4", "train.max_steps=2", "max_length=32", "stride=4",
               "max_eval_examples=4", "max_train_examples=12", f"output_dir={tmp_path / 'run'}", tasks]
@@ -99,7 +99,6 @@ def test_distill_trains_a_multiple_choice_teacher_and_no_extractive_qa_teacher(t
     assert rows["few_csqa"]["teacher"] == json.loads((teachers / "few_csqa" / "metrics.json").read_text()
                                                      )["few_csqa"]["accuracy"]
     assert rows["facts"]["teacher_dir"] is None and not (teachers / "facts").exists()
-    assert rows["demo_topic"]["teacher_dir"] == str(teachers / "demo_topic")
 
     named = load_config(None, [*common[:-2], f"output_dir={tmp_path / 'named'}", tasks,
                                f"distill.teachers.facts={tmp_path / 'run'}"])

@@ -1,6 +1,6 @@
 """Extractive QA and multiple choice in a mix with tagging and classification, under the multi-task
-strategies: sharing shapes, loss weighting and gradient surgery, sampling schedules, exact resume
-and two DDP processes."""
+strategies: sharing shapes, loss weighting and gradient surgery, sampling schedules and exact
+resume (two DDP processes train the mix in test_strategies_distributed)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,16 @@ import json
 
 import pytest
 import torch
+from question_mix_data import QUESTION_MIX_TASKS as TASKS
+from question_mix_data import question_mix
 from test_exact_resume import recorded  # noqa: F401 (a fixture)
-from test_extractive_qa import FACTS, write_facts
-from test_multiple_choice import write_questions
-from test_strategies_distributed import torchrun
+from test_extractive_qa import FACTS
 
 from mtl_nlp.cli import main as cli_main
 from mtl_nlp.inference import Predictor
 
-TASKS = ["facts", "quiz", "demo_ner", "demo_sentiment"]
 SETTINGS = ["mixed_precision=no", "train.batch_size=4", "train.lr=1e-3", "max_length=32", "stride=4",
             "max_train_examples=24", "max_eval_examples=8"]
-
-
-def question_mix(folder, facts_fields: str = "", quiz_fields: str = "") -> str:
-    """The `tasks=` override of a QA task, a multiple-choice task (each with extra entry fields), a
-    tagger and a classifier."""
-    facts, quiz = json.dumps(write_facts(folder)), json.dumps(write_questions(folder, "plain"))
-    return (f"tasks=[{{name: facts, type: extractive_qa, format: json, data_files: {facts}{facts_fields}}}, "
-            f"{{name: quiz, type: multiple_choice, format: json, choices_column: options, "
-            f"label_column: answer, data_files: {quiz}{quiz_fields}}}, demo_ner, demo_sentiment]")
 
 
 def test_question_heads_read_a_lower_layer_or_a_layer_mix(tiny_model_dir, tmp_path):
@@ -44,13 +34,13 @@ def test_question_heads_read_a_lower_layer_or_a_layer_mix(tiny_model_dir, tmp_pa
 
 
 @pytest.mark.parametrize("strategy", [
-    ("train.step_mode=all_tasks", "weighting.method=pcgrad", "sharing.private_layers=1"),
-    ("weighting.method=uncertainty", "sharing.private_layers=1", "sharing.soft_l2=0.1",
-     "sampling.strategy=round_robin"),
-    ("train.step_mode=all_tasks", "weighting.method=dwa", "weighting.window=2", "sharing.freeze_layers=1"),
-    ("sampling.strategy=annealed", "weighting.method=equal", "sharing.freeze_embeddings=true"),
-], ids=["all_tasks-pcgrad-private", "uncertainty-soft_l2-round_robin", "all_tasks-dwa-frozen",
-        "annealed-frozen_embeddings"])
+    ("train.step_mode=all_tasks", "weighting.method=cagrad", "sharing.private_layers=1",
+     "sharing.soft_l2=0.1"),
+    ("weighting.method=uncertainty", "sampling.strategy=round_robin", "sharing.freeze_layers=1"),
+    ("sampling.strategy=annealed", "weighting.method=dwa", "weighting.window=2",
+     "sharing.freeze_embeddings=true"),
+], ids=["all_tasks-cagrad-private-soft_l2", "uncertainty-round_robin-frozen",
+        "annealed-dwa-frozen_embeddings"])
 def test_a_question_mix_trains_under_each_strategy_and_answers_every_task(tiny_model_dir, tmp_path, strategy):
     out = tmp_path / "run"
     assert cli_main(["train", f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", *SETTINGS,
@@ -75,13 +65,12 @@ def test_a_question_mix_trains_under_each_strategy_and_answers_every_task(tiny_m
     assert set(answers[2]) == {"demo_ner", "demo_sentiment"}
 
 
-# one batch of every task in each half: every task type is resumed mid-run
-@pytest.mark.parametrize("schedule", ["sampling.strategy=round_robin", "train.step_mode=all_tasks"])
-def test_half_a_question_mix_and_resume_equals_the_straight_run(tiny_model_dir, tmp_path, recorded,  # noqa: F811
-                                                                 schedule):
+def test_half_a_question_mix_and_resume_equals_the_straight_run(tiny_model_dir, tmp_path, recorded):  # noqa: F811
     steps, finals = recorded
+    # a batch of every task at every step: each task type is resumed mid-run
     common = [f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", *SETTINGS, "train.max_steps=8",
-              "train.eval_every=4", "train.save_total_limit=2", schedule, question_mix(tmp_path)]
+              "train.eval_every=4", "train.save_total_limit=2", "train.step_mode=all_tasks",
+              question_mix(tmp_path)]
     assert cli_main(["train", *common, f"output_dir={tmp_path / 'straight'}"]) == 0
     straight_steps, straight_final = list(steps), finals[0]
     assert {task for step in straight_steps[4:] for task, _ in step} == set(TASKS)
@@ -91,14 +80,3 @@ def test_half_a_question_mix_and_resume_equals_the_straight_run(tiny_model_dir, 
     assert steps == straight_steps[4:]
     for name, value in straight_final.items():
         assert torch.equal(value, finals[1][name]), name
-
-
-def test_two_ranks_train_a_question_mix_to_identical_weights(tiny_model_dir, tmp_path):
-    result = torchrun(tmp_path, f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}", *SETTINGS,
-                      "train.max_steps=4", "train.step_mode=all_tasks", "weighting.method=pcgrad",
-                      question_mix(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
-    assert ranks[0]["tasks"] == ranks[1]["tasks"] == [TASKS] * 4
-    for name, value in ranks[0]["state"].items():
-        assert torch.equal(value, ranks[1]["state"][name]), name

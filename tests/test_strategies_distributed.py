@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from process_group import run_process_group
+from question_mix_data import QUESTION_MIX_TASKS, question_mix
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "workers" / "ddp_train.py"
@@ -20,25 +21,33 @@ def torchrun(out: Path, *overrides: str, processes: int = 2) -> subprocess.Compl
     return run_process_group(command, env=env, cwd=ROOT)
 
 
+QUESTIONS = "questions"  # an override that stands for the mix of every task type (question_mix)
+
+
 @pytest.mark.parametrize("overrides", [
+    # extractive QA and multiple choice beside a tagger and a classifier
     ("train.step_mode=all_tasks", "weighting.method=pcgrad", "train.grad_accum=2",
-     "sharing.private_layers=1"),
+     "sharing.private_layers=1", QUESTIONS),
     ("weighting.method=uncertainty", "diagnostics.conflict_every=2",
      "tasks=[{name: demo_ner, layer: 1}, demo_sentiment]", "sharing.freeze_embeddings=true",
      "train.grad_accum=2"),
     # a loss weighting, with accumulation: the other cases cover the launch (with -m slow)
     pytest.param(("train.step_mode=all_tasks", "weighting.method=dwa", "weighting.window=2",
                   "train.grad_accum=2"), marks=pytest.mark.slow),
-], ids=["all_tasks-pcgrad-accum-private", "one_task-uncertainty-conflicts-ner-on-layer-1-frozen-embeddings",
-        "all_tasks-dwa-accum"])
+], ids=["all_tasks-pcgrad-accum-private-every-task-type",
+        "one_task-uncertainty-conflicts-ner-on-layer-1-frozen-embeddings", "all_tasks-dwa-accum"])
 def test_two_ranks_end_with_identical_weights(tiny_model_dir, tmp_path, overrides):
+    launched = [question_mix(tmp_path) if value == QUESTIONS else value for value in overrides]
+    questions = ["max_length=32", "stride=4", "max_train_examples=24"] if QUESTIONS in overrides else []
     result = torchrun(tmp_path, f"model={tiny_model_dir}", f"cache_dir={tmp_path / 'cache'}",
                       "mixed_precision=no", "train.batch_size=16", "train.lr=1e-3", "train.max_steps=4",
-                      *overrides)
+                      *questions, *launched)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
     accumulated = 2 if "train.grad_accum=2" in overrides else 1
     assert [len(step) % accumulated for step in ranks[0]["tasks"]] == [0] * 4  # 4 steps recorded
+    if QUESTIONS in overrides:  # a round of every task, twice (accumulated), at every step
+        assert ranks[0]["tasks"] == [QUESTION_MIX_TASKS * 2] * 4
     assert ranks[0]["tasks"] == ranks[1]["tasks"]  # the same head at every step on both ranks
     assert ranks[0]["state"].keys() == ranks[1]["state"].keys()
     for name, value in ranks[0]["state"].items():
