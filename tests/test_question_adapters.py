@@ -47,7 +47,7 @@ def test_question_tasks_train_their_own_adapters_and_reload(question_adapter_run
     answer = predictor.predict({"question": "where does anna live ?", "context": FACTS[0][0]})["facts"]
     assert FACTS[0][0][answer["start"]:answer["end"]] == answer["answer"]
     chosen = predictor.predict({"question": "what barks ?", "choices": ["cat", "dog"]})["quiz"]
-    assert chosen["label"] in ("cat", "dog")
+    assert 0.5 <= chosen["score"] <= 1.0  # the more likely of two options
 
 
 @pytest.mark.parametrize("task", ["facts", "quiz"])
