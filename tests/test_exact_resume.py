@@ -34,6 +34,13 @@ def recorded(monkeypatch):
     return steps, finals
 
 
+def assert_same_weights(straight: dict[str, torch.Tensor], resumed: dict[str, torch.Tensor]) -> None:
+    """Every final weight of the resumed run equals the straight run's, bit for bit."""
+    assert straight.keys() == resumed.keys()
+    for name, value in straight.items():
+        assert torch.equal(value, resumed[name]), name
+
+
 @pytest.mark.parametrize(("step_mode", "shape"), [
     ("one_task", []), ("all_tasks", []),
     ("one_task", ["sharing.adapters.method=lora", "sharing.adapters.layers=1"]),  # per-task adapters
@@ -52,8 +59,7 @@ def test_half_run_and_resume_equals_the_straight_run(tiny_model_dir, tmp_path, r
     assert cli_main(["train", *common, f"output_dir={tmp_path / 'resumed'}",
                      f"resume_from={tmp_path / 'straight' / 'state-4'}"]) == 0
     assert steps == straight_steps[4:]  # the same task, batch and dropout at every step
-    for name, value in straight_final.items():
-        assert torch.equal(value, finals[1][name]), name
+    assert_same_weights(straight_final, finals[1])
 
 
 def test_half_run_and_resume_with_a_streamed_task(tiny_model_dir, tmp_path, recorded):
@@ -79,8 +85,7 @@ def test_half_run_and_resume_with_a_streamed_task(tiny_model_dir, tmp_path, reco
     assert cli_main(["train", *common, f"output_dir={tmp_path / 'resumed'}",
                      f"resume_from={tmp_path / 'straight' / 'state-4'}"]) == 0
     assert steps == straight_steps[4:]
-    for name, value in straight_final.items():
-        assert torch.equal(value, finals[1][name]), name
+    assert_same_weights(straight_final, finals[1])
 
 
 def test_evaluating_more_often_leaves_the_training_steps_as_they_were(tiny_model_dir, tmp_path, recorded):
@@ -113,5 +118,4 @@ def test_half_run_and_resume_with_teachers_equals_the_straight_run(tiny_model_di
     assert cli_main(["train", *distilled, f"output_dir={tmp_path / 'resumed'}",
                      f"resume_from={tmp_path / 'straight' / 'state-2'}"]) == 0
     assert len(straight_steps) == 4 and steps == straight_steps[2:]
-    for name, value in straight_final.items():
-        assert torch.equal(value, finals[1][name]), name
+    assert_same_weights(straight_final, finals[1])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from question_mix_data import QUESTION_MIX_TASKS as TASKS
 from question_mix_data import question_mix
-from test_exact_resume import recorded  # noqa: F401 (a fixture)
+from test_exact_resume import assert_same_weights, recorded  # noqa: F401 (a fixture)
 from test_extractive_qa import FACTS
 
 from mtl_nlp import MultiTaskModel
@@ -86,5 +86,4 @@ def test_half_a_question_mix_and_resume_equals_the_straight_run(tiny_model_dir, 
     assert cli_main(["train", *common, f"output_dir={tmp_path / 'resumed'}",
                      f"resume_from={tmp_path / 'straight' / 'state-4'}"]) == 0
     assert steps == straight_steps[4:]
-    for name, value in straight_final.items():
-        assert torch.equal(value, finals[1][name]), name
+    assert_same_weights(straight_final, finals[1])
